@@ -1,0 +1,1 @@
+//! CPU flush instructions.

@@ -1,0 +1,1 @@
+//! Sans-IO out-of-band (ssh channel) client and server machines.

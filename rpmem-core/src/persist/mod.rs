@@ -1,0 +1,1 @@
+//! Per-lane persist engines of the initiator and the target.

@@ -1,0 +1,1 @@
+//! Persistency method policy.

@@ -1,0 +1,1 @@
+//! The 4096-byte pool header of PMDK 1.12.1.

@@ -1,0 +1,1 @@
+//! The pool set file grammar of `poolset(5)`.

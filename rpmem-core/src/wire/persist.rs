@@ -1,0 +1,1 @@
+//! `rpmem_msg_persist` and `rpmem_msg_persist_resp`.

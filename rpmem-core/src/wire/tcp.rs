@@ -1,0 +1,1 @@
+//! Framing of the TCP data path.

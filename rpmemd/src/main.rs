@@ -1,0 +1,2 @@
+//! rpmemd — the target process of rpmem.
+fn main() {}
