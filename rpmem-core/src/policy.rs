@@ -1,1 +1,255 @@
-//! Persistency method policy.
+//! Persistency method policy: the table of `rpmemd(1)`, PERSISTENCY METHODS,
+//! as a pure function.
+//!
+//! | persist-apm | persist-general | pool is pmem | placement | method | target flush |
+//! |---|---|---|---|---|---|
+//! | yes | any | yes | RDMA | APM | CPU flush (for inline and deep persists) |
+//! | yes | any | yes | stream (TCP) | GPSPM | CPU flush |
+//! | yes | any | no | any | GPSPM | `msync` |
+//! | no | yes | yes | any | GPSPM | CPU flush |
+//! | no | yes | no | any | GPSPM | `msync` |
+//! | no | no | any | any | refused | — |
+//!
+//! Differences from PMDK 1.12.1, which ignores `persist-general` entirely
+//! and falls back to GPSPM whatever it says:
+//!
+//! * with both methods disabled we refuse the pool instead of silently
+//!   using GPSPM, because the administrator asked for no method;
+//! * APM needs the NIC to place data in the persistence domain
+//!   (non-allocating writes). A stream transport (our TCP data path) places
+//!   data with the target CPU's stores, which land in the CPU cache, so APM
+//!   is never chosen for it;
+//! * when the platform reports that CPU caches are inside the persistence
+//!   domain (eADR, `persistence_domain = cpu_cache`), a fence is enough and
+//!   the per-line flush is skipped.
+
+use crate::flush::FlushMode;
+
+/// How data gets from the initiator into the target's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// The NIC writes into the pool by DMA (RDMA WRITE): ibverbs, the simulator.
+    Rdma,
+    /// The target CPU copies received bytes into the pool (TCP).
+    Stream,
+}
+
+/// Persistency method (`enum rpmem_persist_method`; the values are PMDK's
+/// wire values in `rpmem_msg_ibc_attr.persist_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// General Purpose Server Persistency Method: the target CPU flushes on
+    /// request of each persist message.
+    Gpspm = 1,
+    /// Appliance Persistency Method: an RDMA READ after the WRITEs makes them
+    /// durable; the target CPU is not involved.
+    Apm = 2,
+}
+
+impl Method {
+    /// The wire value (`RPMEM_PM_GPSPM` = 1, `RPMEM_PM_APM` = 2).
+    pub const fn wire_value(self) -> u32 {
+        self as u32
+    }
+
+    /// Decode a wire value.
+    pub const fn from_wire(v: u32) -> Option<Method> {
+        match v {
+            1 => Some(Method::Gpspm),
+            2 => Some(Method::Apm),
+            _ => None,
+        }
+    }
+
+    /// PMDK's name for the method.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Method::Gpspm => "GPSPM",
+            Method::Apm => "APM",
+        }
+    }
+}
+
+impl core::fmt::Display for Method {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything the decision depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyInput {
+    /// `persist-apm` from the configuration.
+    pub persist_apm: bool,
+    /// `persist-general` from the configuration.
+    pub persist_general: bool,
+    /// Every part of the pool set is persistent memory (`MAP_SYNC` mapping
+    /// succeeded, Device DAX, or forced by `PMEM_IS_PMEM_FORCE=1`).
+    pub pool_is_pmem: bool,
+    /// The platform keeps CPU caches in the persistence domain (eADR).
+    pub cache_persistent: bool,
+    /// How the transport places data.
+    pub placement: Placement,
+}
+
+/// Why a method was chosen, for the daemon's `notice` log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// APM enabled, pool on pmem, RDMA placement.
+    ApmOnPmem,
+    /// APM enabled but the pool is not pmem: GPSPM with `msync`.
+    ApmNotPmem,
+    /// APM enabled but the transport copies with the CPU: GPSPM.
+    ApmStreamPlacement,
+    /// GPSPM enabled (APM not), pool on pmem.
+    GpspmOnPmem,
+    /// GPSPM enabled (APM not), pool not pmem.
+    GpspmNotPmem,
+}
+
+impl core::fmt::Display for Reason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Reason::ApmOnPmem => "persist-apm is enabled and every part is persistent memory",
+            Reason::ApmNotPmem => {
+                "persist-apm is enabled but the pool is not persistent memory, \
+                 falling back to GPSPM with msync"
+            }
+            Reason::ApmStreamPlacement => {
+                "persist-apm is enabled but the TCP transport writes through the CPU cache, \
+                 so GPSPM is used"
+            }
+            Reason::GpspmOnPmem => {
+                "persist-general is enabled and every part is persistent memory (CPU flush)"
+            }
+            Reason::GpspmNotPmem => {
+                "persist-general is enabled and the pool is not persistent memory (msync)"
+            }
+        })
+    }
+}
+
+/// The policy's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// Method announced to the initiator.
+    pub method: Method,
+    /// How the target makes bytes durable when it has to (GPSPM persists,
+    /// inline persists and deep persists under either method).
+    pub flush: FlushMode,
+    /// Why, for the log.
+    pub reason: Reason,
+}
+
+/// The configuration allows no method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no persistency method is enabled (persist-apm = no and persist-general = no)")]
+pub struct NoMethodEnabled;
+
+/// Choose the persistency method and the target's flush primitive.
+pub fn select(input: PolicyInput) -> Result<Decision, NoMethodEnabled> {
+    let cpu_flush = if input.cache_persistent {
+        FlushMode::FenceOnly
+    } else {
+        FlushMode::Cpu
+    };
+    let (method, flush, reason) = match (input.persist_apm, input.persist_general) {
+        (false, false) => return Err(NoMethodEnabled),
+        (true, _) if !input.pool_is_pmem => (Method::Gpspm, FlushMode::Msync, Reason::ApmNotPmem),
+        (true, _) if input.placement == Placement::Stream => {
+            (Method::Gpspm, cpu_flush, Reason::ApmStreamPlacement)
+        }
+        (true, _) => (Method::Apm, cpu_flush, Reason::ApmOnPmem),
+        (false, true) if input.pool_is_pmem => (Method::Gpspm, cpu_flush, Reason::GpspmOnPmem),
+        (false, true) => (Method::Gpspm, FlushMode::Msync, Reason::GpspmNotPmem),
+    };
+    Ok(Decision {
+        method,
+        flush,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn input(apm: bool, general: bool, pmem: bool, placement: Placement) -> PolicyInput {
+        PolicyInput {
+            persist_apm: apm,
+            persist_general: general,
+            pool_is_pmem: pmem,
+            cache_persistent: false,
+            placement,
+        }
+    }
+
+    #[rstest]
+    #[case(true, true, true, Placement::Rdma, Method::Apm, FlushMode::Cpu)]
+    #[case(true, false, true, Placement::Rdma, Method::Apm, FlushMode::Cpu)]
+    #[case(true, false, false, Placement::Rdma, Method::Gpspm, FlushMode::Msync)]
+    #[case(true, true, false, Placement::Rdma, Method::Gpspm, FlushMode::Msync)]
+    #[case(true, true, true, Placement::Stream, Method::Gpspm, FlushMode::Cpu)]
+    #[case(true, false, false, Placement::Stream, Method::Gpspm, FlushMode::Msync)]
+    #[case(false, true, true, Placement::Rdma, Method::Gpspm, FlushMode::Cpu)]
+    #[case(false, true, false, Placement::Rdma, Method::Gpspm, FlushMode::Msync)]
+    #[case(false, true, true, Placement::Stream, Method::Gpspm, FlushMode::Cpu)]
+    #[case(false, true, false, Placement::Stream, Method::Gpspm, FlushMode::Msync)]
+    fn method_table(
+        #[case] apm: bool,
+        #[case] general: bool,
+        #[case] pmem: bool,
+        #[case] placement: Placement,
+        #[case] method: Method,
+        #[case] flush: FlushMode,
+    ) {
+        let d = select(input(apm, general, pmem, placement)).unwrap();
+        assert_eq!((d.method, d.flush), (method, flush));
+    }
+
+    #[rstest]
+    #[case(true, Placement::Rdma)]
+    #[case(false, Placement::Stream)]
+    fn no_method_is_refused(#[case] pmem: bool, #[case] placement: Placement) {
+        assert_eq!(select(input(false, false, pmem, placement)), Err(NoMethodEnabled));
+    }
+
+    #[test]
+    fn apm_never_without_pmem_or_with_stream() {
+        for apm in [false, true] {
+            for general in [false, true] {
+                for pmem in [false, true] {
+                    for placement in [Placement::Rdma, Placement::Stream] {
+                        if let Ok(d) = select(input(apm, general, pmem, placement)) {
+                            if d.method == Method::Apm {
+                                assert!(apm && pmem && placement == Placement::Rdma);
+                            }
+                            if !pmem {
+                                assert_eq!(d.flush, FlushMode::Msync);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eadr_fences_only_on_pmem() {
+        let mut i = input(false, true, true, Placement::Rdma);
+        i.cache_persistent = true;
+        assert_eq!(select(i).unwrap().flush, FlushMode::FenceOnly);
+        i.pool_is_pmem = false;
+        assert_eq!(select(i).unwrap().flush, FlushMode::Msync);
+    }
+
+    #[test]
+    fn wire_values_match_pmdk() {
+        assert_eq!(Method::Gpspm.wire_value(), 1);
+        assert_eq!(Method::Apm.wire_value(), 2);
+        assert_eq!(Method::from_wire(2), Some(Method::Apm));
+        assert_eq!(Method::from_wire(0), None);
+        assert_eq!(Method::from_wire(3), None);
+    }
+}

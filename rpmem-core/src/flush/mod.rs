@@ -113,6 +113,9 @@ pub fn persist_range<F: FlushOps + ?Sized>(
         FlushMode::Msync => {
             let first = offset & !(PAGE - 1);
             let end = offset.saturating_add(len);
+            // Round the end up to a page; near the top of the address space
+            // keep the (already clamped) end.
+            let end = end.checked_add(PAGE - 1).map_or(end, |e| e & !(PAGE - 1));
             ops.msync(first, end - first)
         }
     }
@@ -182,5 +185,125 @@ pub mod mutants {
     /// Is `m` the active mutant?
     pub fn active(m: Mutant) -> bool {
         m != Mutant::None && ACTIVE.load(Ordering::Relaxed) == m as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// Records what the flush code asked for.
+    #[derive(Default)]
+    struct Rec {
+        lines: heapless::Vec<u64, 64>,
+        fences: usize,
+        msyncs: heapless::Vec<(u64, u64), 4>,
+        deep: usize,
+        fence_after_last_line: bool,
+    }
+
+    impl FlushOps for Rec {
+        fn flush_line(&mut self, offset: u64) {
+            self.lines.push(offset).unwrap();
+            self.fence_after_last_line = false;
+        }
+        fn fence(&mut self) {
+            self.fences += 1;
+            self.fence_after_last_line = true;
+        }
+        fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+            self.msyncs.push((offset, len)).unwrap();
+            Ok(())
+        }
+        fn deep_flush(&mut self) -> Result<(), FlushError> {
+            self.deep += 1;
+            Ok(())
+        }
+    }
+
+    #[rstest]
+    #[case(0, 1, &[0])]
+    #[case(63, 1, &[0])]
+    #[case(63, 2, &[0, 64])]
+    #[case(64, 64, &[64])]
+    #[case(65, 64, &[64, 128])]
+    #[case(4096, 256, &[4096, 4160, 4224, 4288])]
+    #[case(u64::MAX - 10, 5, &[u64::MAX - 63])]
+    fn cpu_mode_flushes_every_touched_line_then_fences(
+        #[case] off: u64,
+        #[case] len: u64,
+        #[case] lines: &[u64],
+    ) {
+        let mut r = Rec::default();
+        persist_range(&mut r, FlushMode::Cpu, off, len).unwrap();
+        assert_eq!(&r.lines[..], lines);
+        assert_eq!(r.fences, 1);
+        assert!(r.fence_after_last_line);
+    }
+
+    #[test]
+    fn wrapping_range_is_clamped_not_panicking() {
+        let mut r = Rec::default();
+        persist_range(&mut r, FlushMode::Cpu, u64::MAX - 1, 100).unwrap();
+        assert_eq!(&r.lines[..], &[u64::MAX - 63]);
+        persist_range(&mut r, FlushMode::Msync, u64::MAX - 1, 100).unwrap();
+        assert_eq!(r.msyncs[0], (u64::MAX - 4095, 4095));
+    }
+
+    #[rstest]
+    #[case(0, 1, (0, 4096))]
+    #[case(4095, 2, (0, 8192))]
+    #[case(8192, 4096, (8192, 4096))]
+    #[case(100, 10000, (0, 12288))]
+    fn msync_mode_covers_whole_pages(#[case] off: u64, #[case] len: u64, #[case] want: (u64, u64)) {
+        let mut r = Rec::default();
+        persist_range(&mut r, FlushMode::Msync, off, len).unwrap();
+        assert_eq!(&r.msyncs[..], &[want]);
+        assert!(r.lines.is_empty());
+        assert_eq!(r.fences, 0);
+    }
+
+    #[test]
+    fn empty_range_does_nothing() {
+        for mode in [FlushMode::Cpu, FlushMode::FenceOnly, FlushMode::Msync] {
+            let mut r = Rec::default();
+            persist_range(&mut r, mode, 100, 0).unwrap();
+            assert!(r.lines.is_empty() && r.msyncs.is_empty() && r.fences == 0);
+        }
+    }
+
+    #[test]
+    fn fence_only_mode_fences_without_flushing() {
+        let mut r = Rec::default();
+        persist_range(&mut r, FlushMode::FenceOnly, 0, 4096).unwrap();
+        assert!(r.lines.is_empty());
+        assert_eq!(r.fences, 1);
+    }
+
+    #[test]
+    fn deep_persist_adds_the_deep_flush_except_for_msync() {
+        let mut r = Rec::default();
+        deep_persist_range(&mut r, FlushMode::Cpu, 0, 64).unwrap();
+        assert_eq!((r.lines.len(), r.fences, r.deep), (1, 1, 1));
+        let mut r = Rec::default();
+        deep_persist_range(&mut r, FlushMode::Msync, 0, 64).unwrap();
+        assert_eq!((r.msyncs.len(), r.deep), (1, 0));
+    }
+
+    #[test]
+    fn msync_errors_are_returned() {
+        struct Failing;
+        impl FlushOps for Failing {
+            fn flush_line(&mut self, _: u64) {}
+            fn fence(&mut self) {}
+            fn msync(&mut self, _: u64, _: u64) -> Result<(), FlushError> {
+                Err(FlushError { errno: 5 })
+            }
+        }
+        assert_eq!(
+            persist_range(&mut Failing, FlushMode::Msync, 0, 1),
+            Err(FlushError { errno: 5 })
+        );
     }
 }
