@@ -1,0 +1,437 @@
+//! rpmemd logging: one [`log::Log`] implementation with three destinations.
+//!
+//! Until the configuration is read, messages of level `err` go to stderr (ssh carries them to
+//! the client), prefixed with `rpmemd: `. [`configure`] then switches to the configured
+//! destination and level: the log file (opened for appending, created with mode 0640), or
+//! syslog through the local socket (`/dev/log`, or [`SYSLOG_SOCKET_ENV`]).
+//!
+//! # Levels
+//!
+//! rpmemd has five levels, the `log` crate has five too but no "notice". The mapping:
+//!
+//! | rpmemd   | emit with                         | syslog priority |
+//! |----------|-----------------------------------|-----------------|
+//! | `err`    | `log::error!`                     | `LOG_ERR`       |
+//! | `warn`   | `log::warn!`                      | `LOG_WARNING`   |
+//! | `notice` | [`notice!`] (`log::info!` with target [`NOTICE_TARGET`]) | `LOG_NOTICE` |
+//! | `info`   | `log::info!` (any other target)   | `LOG_INFO`      |
+//! | `debug`  | `log::debug!` and `log::trace!`   | `LOG_DEBUG`     |
+//!
+//! The configured level is honoured for every destination, syslog included.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use syslog::LogFormat;
+
+use crate::config::{Config, LogLevel};
+
+/// The `log` target that marks a record as rpmemd level `notice` (see [`notice!`]).
+pub const NOTICE_TARGET: &str = "rpmemd::notice";
+/// Environment variable naming the syslog socket to use instead of `/dev/log`
+/// (a test and operations knob).
+pub const SYSLOG_SOCKET_ENV: &str = "RPMEMD_SYSLOG_SOCKET";
+/// The program name used as the syslog tag and in messages.
+pub const IDENT: &str = "rpmemd";
+/// Permissions a new log file is created with (further narrowed by the umask).
+pub const LOG_FILE_MODE: u32 = 0o640;
+
+/// Logs a message at rpmemd level `notice` (`log::info!` with target [`NOTICE_TARGET`]).
+macro_rules! notice {
+    ($($arg:tt)+) => {
+        ::log::info!(target: $crate::logging::NOTICE_TARGET, $($arg)+)
+    };
+}
+pub(crate) use notice;
+
+/// The rpmemd level of a `log` record.
+pub fn rpmemd_level(metadata: &log::Metadata<'_>) -> LogLevel {
+    match metadata.level() {
+        log::Level::Error => LogLevel::Err,
+        log::Level::Warn => LogLevel::Warn,
+        log::Level::Info if metadata.target() == NOTICE_TARGET => LogLevel::Notice,
+        log::Level::Info => LogLevel::Info,
+        log::Level::Debug | log::Level::Trace => LogLevel::Debug,
+    }
+}
+
+/// The `log` maximum level that lets every record of `level` (and more severe) through.
+pub const fn max_level_filter(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Err => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Notice | LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Trace,
+    }
+}
+
+/// The syslog severity of a level (`LOG_ERR` = 3 ... `LOG_DEBUG` = 7).
+pub const fn syslog_severity(level: LogLevel) -> syslog::Severity {
+    match level {
+        LogLevel::Err => syslog::Severity::LOG_ERR,
+        LogLevel::Warn => syslog::Severity::LOG_WARNING,
+        LogLevel::Notice => syslog::Severity::LOG_NOTICE,
+        LogLevel::Info => syslog::Severity::LOG_INFO,
+        LogLevel::Debug => syslog::Severity::LOG_DEBUG,
+    }
+}
+
+/// Where log messages go once the configuration is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A log file, opened for appending.
+    File(PathBuf),
+    /// syslog through a local socket: the given path, or the system's default.
+    Syslog(Option<PathBuf>),
+}
+
+impl Destination {
+    /// The destination the configuration asks for; `syslog_socket` overrides `/dev/log`.
+    pub fn from_config(config: &Config, syslog_socket: Option<PathBuf>) -> Destination {
+        if config.use_syslog {
+            Destination::Syslog(syslog_socket)
+        } else {
+            Destination::File(config.log_file.clone())
+        }
+    }
+}
+
+/// Failures setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// Another logger was installed first.
+    #[error("cannot install the logger: {0}")]
+    Install(#[from] log::SetLoggerError),
+    /// The log file cannot be opened for appending.
+    #[error("cannot open log file {}: {source}", path.display())]
+    OpenFile {
+        /// The configured log file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+}
+
+type SyslogLogger = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+
+/// A connection to the syslog socket, reconnected once when a send fails.
+struct SyslogSink {
+    socket: Option<PathBuf>,
+    logger: SyslogLogger,
+}
+
+impl SyslogSink {
+    fn connect(socket: Option<&Path>) -> syslog::Result<SyslogLogger> {
+        let formatter = syslog::Formatter3164 {
+            facility: syslog::Facility::LOG_USER,
+            hostname: None,
+            process: IDENT.to_owned(),
+            pid: std::process::id(),
+        };
+        match socket {
+            Some(path) => syslog::unix_custom(formatter, path),
+            None => syslog::unix(formatter),
+        }
+    }
+
+    fn send_once(&mut self, level: LogLevel, message: &str) -> syslog::Result<()> {
+        let logger = &mut self.logger;
+        logger
+            .formatter
+            .format(&mut logger.backend, syslog_severity(level), message)
+    }
+
+    fn send(&mut self, level: LogLevel, message: &str) {
+        if self.send_once(level, message).is_ok() {
+            return;
+        }
+        // The syslog daemon may have restarted: reconnect once and retry.
+        if let Ok(logger) = Self::connect(self.socket.as_deref()) {
+            self.logger = logger;
+            let _ = self.send_once(level, message);
+        }
+    }
+}
+
+enum Sink {
+    Stderr,
+    File(File),
+    Syslog(Box<SyslogSink>),
+}
+
+struct State {
+    level: LogLevel,
+    sink: Sink,
+}
+
+/// The process-wide logger.
+struct RpmemdLogger {
+    state: Mutex<State>,
+}
+
+static LOGGER: RpmemdLogger = RpmemdLogger {
+    state: Mutex::new(State {
+        level: LogLevel::Err,
+        sink: Sink::Stderr,
+    }),
+};
+
+impl RpmemdLogger {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl log::Log for RpmemdLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        rpmemd_level(metadata) <= self.lock().level
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = rpmemd_level(record.metadata());
+        let mut state = self.lock();
+        if level > state.level {
+            return;
+        }
+        // A failure to log cannot itself be logged anywhere useful: it is dropped.
+        match &mut state.sink {
+            Sink::Stderr => {
+                let _ = io::stderr()
+                    .lock()
+                    .write_all(stderr_line(level, record.args()).as_bytes());
+            }
+            Sink::File(file) => {
+                let line = file_line(SystemTime::now(), std::process::id(), level, record.args());
+                let _ = file.write_all(line.as_bytes());
+            }
+            Sink::Syslog(sink) => sink.send(level, &record.args().to_string()),
+        }
+    }
+
+    fn flush(&self) {
+        if let Sink::File(file) = &mut self.lock().sink {
+            let _ = file.flush();
+        }
+    }
+}
+
+/// A message as written to stderr: `rpmemd: <message>`, with the level named unless `err`.
+pub fn stderr_line(level: LogLevel, message: &fmt::Arguments<'_>) -> String {
+    match level {
+        LogLevel::Err => format!("{IDENT}: {message}\n"),
+        other => format!("{IDENT}: {other}: {message}\n"),
+    }
+}
+
+/// A message as written to the log file: `<UTC time> rpmemd[<pid>]: <level>: <message>`.
+pub fn file_line(
+    time: SystemTime,
+    pid: u32,
+    level: LogLevel,
+    message: &fmt::Arguments<'_>,
+) -> String {
+    format!("{} {IDENT}[{pid}]: {level}: {message}\n", format_utc(time))
+}
+
+/// Formats a time as `YYYY-MM-DDThh:mm:ss.mmmZ` (UTC); times before 1970 show as the epoch.
+pub fn format_utc(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Gregorian date (year, month 1-12, day 1-31) of a day count since 1970-01-01.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so that leap days end each 400-year era.
+    let z = days.saturating_add(719_468);
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Installs the process-wide logger: stderr, level `err`. Call once, first thing in `main`.
+pub fn install() -> Result<(), LoggingError> {
+    log::set_logger(&LOGGER)?;
+    log::set_max_level(max_level_filter(LogLevel::Err));
+    Ok(())
+}
+
+/// Whether messages currently go to stderr (before [`configure`], or after a syslog fallback).
+pub fn logs_to_stderr() -> bool {
+    matches!(LOGGER.lock().sink, Sink::Stderr)
+}
+
+/// Opens the log file for appending, creating it with [`LOG_FILE_MODE`].
+fn open_log_file(path: &Path) -> Result<File, LoggingError> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(LOG_FILE_MODE)
+        .open(path)
+        .map_err(|source| LoggingError::OpenFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(file)
+}
+
+/// Switches logging to `destination` at `level`.
+///
+/// A log file that cannot be opened is an error (logging stays on stderr). A syslog socket that
+/// cannot be reached is not: a warning goes to stderr and logging stays there, at `level`.
+pub fn configure(level: LogLevel, destination: &Destination) -> Result<(), LoggingError> {
+    let (sink, loose_mode) = match destination {
+        Destination::File(path) => {
+            let file = open_log_file(path)?;
+            let mode = file.metadata().map(|m| m.permissions().mode()).ok();
+            (Sink::File(file), mode.filter(|mode| mode & 0o027 != 0))
+        }
+        Destination::Syslog(socket) => match SyslogSink::connect(socket.as_deref()) {
+            Ok(logger) => (
+                Sink::Syslog(Box::new(SyslogSink {
+                    socket: socket.clone(),
+                    logger,
+                })),
+                None,
+            ),
+            Err(e) => {
+                let socket = socket
+                    .as_deref()
+                    .map_or_else(|| "/dev/log".to_owned(), |p| p.display().to_string());
+                let _ = writeln!(
+                    io::stderr().lock(),
+                    "{IDENT}: warning: cannot reach syslog at {socket} ({e}); logging to stderr"
+                );
+                (Sink::Stderr, None)
+            }
+        },
+    };
+    {
+        let mut state = LOGGER.lock();
+        state.level = level;
+        state.sink = sink;
+    }
+    log::set_max_level(max_level_filter(level));
+    if let (Some(mode), Destination::File(path)) = (loose_mode, destination) {
+        log::warn!(
+            "log file {} has mode {:04o}, looser than {LOG_FILE_MODE:04o}",
+            path.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::time::Duration;
+
+    fn metadata(level: log::Level, target: &str) -> log::Metadata<'_> {
+        log::Metadata::builder().level(level).target(target).build()
+    }
+
+    #[rstest]
+    #[case(log::Level::Error, "rpmemd", LogLevel::Err)]
+    #[case(log::Level::Warn, "rpmemd::pool", LogLevel::Warn)]
+    #[case(log::Level::Info, NOTICE_TARGET, LogLevel::Notice)]
+    #[case(log::Level::Info, "rpmemd", LogLevel::Info)]
+    #[case(log::Level::Debug, "rpmemd", LogLevel::Debug)]
+    #[case(log::Level::Trace, NOTICE_TARGET, LogLevel::Debug)]
+    fn level_mapping(#[case] level: log::Level, #[case] target: &str, #[case] expected: LogLevel) {
+        assert_eq!(rpmemd_level(&metadata(level, target)), expected);
+    }
+
+    #[test]
+    fn max_level_lets_the_configured_level_through() {
+        for configured in LogLevel::ALL {
+            for (level, target) in [
+                (log::Level::Error, "x"),
+                (log::Level::Warn, "x"),
+                (log::Level::Info, NOTICE_TARGET),
+                (log::Level::Info, "x"),
+                (log::Level::Debug, "x"),
+            ] {
+                let md = metadata(level, target);
+                if rpmemd_level(&md) <= configured {
+                    assert!(
+                        level <= max_level_filter(configured),
+                        "{configured} {level}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn severities() {
+        let all: Vec<u8> = LogLevel::ALL
+            .into_iter()
+            .map(|l| syslog_severity(l) as u8)
+            .collect();
+        assert_eq!(all, [3, 4, 5, 6, 7]);
+    }
+
+    #[rstest]
+    #[case(0, "1970-01-01T00:00:00.000Z")]
+    #[case(951_782_400, "2000-02-29T00:00:00.000Z")]
+    #[case(951_868_799, "2000-02-29T23:59:59.000Z")]
+    #[case(951_868_800, "2000-03-01T00:00:00.000Z")]
+    #[case(1_709_251_199, "2024-02-29T23:59:59.000Z")]
+    #[case(4_102_444_800, "2100-01-01T00:00:00.000Z")]
+    #[case(1_234_567_890, "2009-02-13T23:31:30.000Z")]
+    fn utc_format(#[case] secs: u64, #[case] expected: &str) {
+        let time = UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format_utc(time), expected);
+    }
+
+    #[test]
+    fn utc_format_millis_and_before_epoch() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_500);
+        assert_eq!(format_utc(time), "1970-01-01T00:00:01.500Z");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(format_utc(before), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn line_formats() {
+        assert_eq!(
+            stderr_line(LogLevel::Err, &format_args!("x {}", 1)),
+            "rpmemd: x 1\n"
+        );
+        assert_eq!(
+            stderr_line(LogLevel::Notice, &format_args!("y")),
+            "rpmemd: notice: y\n"
+        );
+        assert_eq!(
+            file_line(UNIX_EPOCH, 42, LogLevel::Warn, &format_args!("z")),
+            "1970-01-01T00:00:00.000Z rpmemd[42]: warn: z\n"
+        );
+    }
+}
