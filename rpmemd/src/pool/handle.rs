@@ -1,0 +1,871 @@
+//! [`Pool`]: an open pool (mapping, part files and their locks), and the
+//! operations of PMDK's `rpmemd_db`: create, open, set attributes, close,
+//! close and remove, remove by name.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rpmem_core::attr::{PoolAttr, Uuid};
+use rpmem_core::flush::cpu::FlushInstr;
+use rpmem_core::flush::{FlushError, FlushOps};
+use rpmem_core::pool_hdr::{
+    attr_for_create, check_parts, from_attr, to_attr, PartLinks, PoolHdrRepr, POOL_FEAT_SINGLEHDR,
+};
+use rpmem_core::poolset::{Options, PoolSet};
+
+use super::error::PoolError;
+use super::header;
+use super::map::Mapping;
+use super::parts::{self, PartFile, PartPlan, Plan, Purpose, Slot, MIN_PART, MIN_POOL};
+use super::path::PoolsetDir;
+use super::pmem::{self, FileKind};
+
+/// Largest pool set file read (a pool set file is a few lines of text).
+pub const MAX_POOLSET_FILE: u64 = 1 << 20;
+
+/// Environment-dependent settings of pool operations.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// `PMEM_IS_PMEM_FORCE`: `Some(true)` makes every part pmem,
+    /// `Some(false)` every part but a Device DAX not pmem.
+    pub pmem_force: Option<bool>,
+    /// Where sysfs is mounted (`/sys`).
+    pub sysfs: PathBuf,
+    /// The cache flush instruction ([`FlushInstr::from_env`]).
+    pub flush: FlushInstr,
+}
+
+impl PoolOptions {
+    /// The settings of this process: `PMEM_IS_PMEM_FORCE`,
+    /// `PMEM_NO_CLWB` / `PMEM_NO_CLFLUSHOPT`, `/sys`.
+    pub fn from_env() -> PoolOptions {
+        PoolOptions {
+            pmem_force: pmem::force_from_env(),
+            sysfs: PathBuf::from(pmem::SYSFS),
+            flush: FlushInstr::from_env(),
+        }
+    }
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+/// How [`remove`] treats failures and the pool set file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoveOptions {
+    /// Ignore errors (rpmemd's `--force`): remove whatever can be removed.
+    pub force: bool,
+    /// Also remove the pool set file itself.
+    pub remove_poolset_file: bool,
+}
+
+/// One part as mapped into the pool.
+#[derive(Debug)]
+struct MappedPart {
+    file: PartFile,
+    slot: Slot,
+    size: u64,
+    map_sync: bool,
+    pmem: bool,
+}
+
+/// An open pool: the contiguous mapping of all its parts, the part files
+/// with their exclusive locks, and its attributes. Dropping it (or
+/// [`Pool::close`]) unmaps the pool and releases the locks.
+#[derive(Debug)]
+pub struct Pool {
+    // Field order is drop order: unmap before the files (and locks) go.
+    map: Mapping,
+    parts: Vec<MappedPart>,
+    name: String,
+    set_path: PathBuf,
+    options: Options,
+    nhdrs: usize,
+    attr: PoolAttr,
+    is_pmem: bool,
+    cache_persistent: bool,
+    flush: FlushInstr,
+    sysfs: PathBuf,
+}
+
+/// Reads the pool set file `name` from `dir`.
+fn read_set(dir: &PoolsetDir, name: &str) -> Result<(PathBuf, Vec<u8>), PoolError> {
+    let set_path = dir.display(name);
+    let file = dir.open_file(name)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| PoolError::io("fstat", &set_path, e))?;
+    if !meta.is_file() {
+        return Err(PoolError::Layout {
+            path: set_path,
+            reason: "the pool set file is not a regular file",
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_POOLSET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PoolError::io("read", &set_path, e))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_POOLSET_FILE {
+        return Err(PoolError::Layout {
+            path: set_path,
+            reason: "the pool set file is larger than 1 MiB",
+        });
+    }
+    Ok((set_path, bytes))
+}
+
+fn parse<'a>(set_path: &Path, bytes: &'a [u8]) -> Result<PoolSet<'a>, PoolError> {
+    PoolSet::parse(bytes).map_err(|source| PoolError::Parse {
+        path: set_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Size checks shared by create and open: the pool (`RPMEM_MIN_POOL`)
+/// first, then every part (`RPMEM_MIN_PART`), as PMDK orders them.
+fn check_sizes(plan: &Plan) -> Result<(Vec<Slot>, u64), PoolError> {
+    let (slots, len) = plan.layout().ok_or_else(|| PoolError::Layout {
+        path: plan.set_path.clone(),
+        reason: "the parts do not fit their headers or their sizes overflow",
+    })?;
+    if len < MIN_POOL {
+        return Err(PoolError::PoolTooSmall {
+            path: plan.set_path.clone(),
+            size: len,
+            min: MIN_POOL,
+        });
+    }
+    for (i, p) in plan.parts.iter().enumerate() {
+        if p.size < MIN_PART {
+            return Err(PoolError::PartTooSmall {
+                part: i,
+                path: p.path.clone(),
+                size: p.size,
+                min: MIN_PART,
+            });
+        }
+    }
+    Ok((slots, len))
+}
+
+/// Reserves the pool's address range and maps every part into it.
+fn map_parts(
+    files: &[PartFile],
+    slots: &[Slot],
+    len: u64,
+    plan: &Plan,
+) -> Result<(Mapping, Vec<bool>), PoolError> {
+    let align = plan
+        .parts
+        .iter()
+        .map(PartPlan::align)
+        .max()
+        .unwrap_or(parts::HDR_SIZE);
+    let too_big = |part| PoolError::Map {
+        part,
+        path: plan.set_path.clone(),
+        source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+    };
+    let len = usize::try_from(len).map_err(|_| too_big(usize::MAX))?;
+    let align = usize::try_from(align).map_err(|_| too_big(usize::MAX))?;
+    let mut map = Mapping::reserve(len, align).map_err(|source| PoolError::Map {
+        part: usize::MAX,
+        path: plan.set_path.clone(),
+        source,
+    })?;
+    let mut syncs = Vec::with_capacity(files.len());
+    for (f, s) in files.iter().zip(slots) {
+        let at = usize::try_from(s.pool_off).map_err(|_| too_big(f.index))?;
+        let n = usize::try_from(s.len).map_err(|_| too_big(f.index))?;
+        let sync = map
+            .map_fixed(at, f.file.as_fd(), s.file_off, n)
+            .map_err(|source| PoolError::Map {
+                part: f.index,
+                path: f.path.clone(),
+                source,
+            })?;
+        syncs.push(sync);
+    }
+    Ok((map, syncs))
+}
+
+/// Undoes a failed create: removes the part files this session created,
+/// and zeroes the header page of the existing ones it kept (their first
+/// page was verified zero before anything was written, so this restores
+/// them).
+fn discard(files: Vec<PartFile>, opts: &PoolOptions) {
+    for f in files {
+        if f.created {
+            let path = f.path.clone();
+            drop(f);
+            let _ = fs::remove_file(&path);
+        } else {
+            let zero = [0u8; rpmem_core::pool_hdr::POOL_HDR_SIZE];
+            let _ = header::write(&f, &zero, opts.flush, &opts.sysfs);
+        }
+    }
+}
+
+impl Pool {
+    /// Creates the pool described by the pool set file `name` with the
+    /// client's attributes (`None` for a pool set with `OPTION NOHDRS`;
+    /// PMDK's rpmemd passes `NULL` when the client's attributes are all
+    /// zero). Settings come from the environment ([`PoolOptions::from_env`]).
+    pub fn create(
+        dir: &PoolsetDir,
+        name: &str,
+        attr: Option<&PoolAttr>,
+    ) -> Result<Pool, PoolError> {
+        Self::create_with(dir, name, attr, &PoolOptions::from_env())
+    }
+
+    /// [`Pool::create`] with explicit settings.
+    ///
+    /// Checks, in PMDK's order: the name; the pool set file (parse, one
+    /// local replica, parts' types and sizes); attributes against
+    /// `NOHDRS` and `SINGLEHDR`; pool and part sizes. Then opens or creates
+    /// every part file (mode 0600, locked, allocated), refuses parts whose
+    /// first page holds data, maps the parts contiguously and writes every
+    /// part header. On any failure, the part files created so far are
+    /// removed again.
+    pub fn create_with(
+        dir: &PoolsetDir,
+        name: &str,
+        attr: Option<&PoolAttr>,
+        opts: &PoolOptions,
+    ) -> Result<Pool, PoolError> {
+        let (set_path, bytes) = read_set(dir, name)?;
+        let set = parse(&set_path, &bytes)?;
+        let plan = parts::plan(&set_path, &set, &opts.sysfs, Purpose::Create)?;
+        let options = plan.options;
+        match (attr, options.no_hdrs) {
+            (None, false) => {
+                return Err(PoolError::Attributes {
+                    path: set_path,
+                    reason: "the pool set has headers, but the client gave no pool attributes",
+                })
+            }
+            (Some(_), true) => {
+                return Err(PoolError::Attributes {
+                    path: set_path,
+                    reason: "pool attributes are not supported for pool sets without headers (OPTION NOHDRS)",
+                })
+            }
+            _ => {}
+        }
+        if let Some(a) = attr {
+            if options.single_hdr != (a.incompat_features & POOL_FEAT_SINGLEHDR != 0) {
+                return Err(PoolError::SingleHdrMismatch {
+                    path: set_path,
+                    options_single_hdr: options.single_hdr,
+                    incompat: a.incompat_features,
+                });
+            }
+        }
+        let (slots, len) = check_sizes(&plan)?;
+
+        let mut files: Vec<PartFile> = Vec::with_capacity(plan.parts.len());
+        match Self::create_parts(&plan, &slots, len, attr, opts, &mut files) {
+            Ok((map, syncs, attr)) => Ok(Self::assemble(
+                name, plan, map, files, slots, syncs, attr, opts,
+            )),
+            Err(e) => {
+                discard(files, opts);
+                Err(e)
+            }
+        }
+    }
+
+    /// The fallible middle of create: files, mapping, headers.
+    fn create_parts(
+        plan: &Plan,
+        slots: &[Slot],
+        len: u64,
+        attr: Option<&PoolAttr>,
+        opts: &PoolOptions,
+        files: &mut Vec<PartFile>,
+    ) -> Result<(Mapping, Vec<bool>, PoolAttr), PoolError> {
+        for (i, p) in plan.parts.iter().enumerate() {
+            if p.exists {
+                // Closed again (not removed) if it turns out to hold data.
+                let f = parts::open_existing(i, p, &opts.sysfs)?;
+                if f.devdax.is_none() {
+                    parts::allocate(&f.file, &f.path, p.size)?;
+                }
+                if let Some((offset, value)) = header::first_nonzero(&f)? {
+                    return Err(PoolError::PartExists {
+                        part: i,
+                        path: p.path.clone(),
+                        offset,
+                        value,
+                    });
+                }
+                files.push(f);
+            } else {
+                files.push(parts::create_new(i, p, &opts.sysfs)?);
+            }
+        }
+        let (map, syncs) = map_parts(files, slots, len, plan)?;
+        let attr = match attr {
+            None => PoolAttr::ZERO,
+            Some(a) => {
+                let fresh =
+                    |what| header::fresh_uuid().map_err(|e| PoolError::io(what, "/dev/urandom", e));
+                let eff = attr_for_create(a, fresh("read")?, fresh("read")?);
+                let nhdrs = plan.nhdrs();
+                let mut uuids: Vec<Uuid> = Vec::with_capacity(nhdrs);
+                uuids.push(eff.uuid);
+                for _ in 1..nhdrs {
+                    uuids.push(fresh("read")?);
+                }
+                let mut first = None;
+                for (i, f) in files.iter().enumerate().take(nhdrs) {
+                    let links = PartLinks::ring(&uuids, i).unwrap_or(PartLinks::single(eff.uuid));
+                    let meta = f
+                        .file
+                        .metadata()
+                        .map_err(|e| PoolError::io("fstat", &f.path, e))?;
+                    let crtime = u64::try_from(meta.ctime()).unwrap_or(0);
+                    let hdr = from_attr(&eff, links, crtime);
+                    header::write(f, &hdr.to_bytes(), opts.flush, &opts.sysfs)?;
+                    if first.is_none() {
+                        first = Some(hdr);
+                    }
+                }
+                first.map_or(eff, |h| to_attr(&h))
+            }
+        };
+        Ok((map, syncs, attr))
+    }
+
+    /// Opens the existing pool described by the pool set file `name`.
+    /// Settings come from the environment ([`PoolOptions::from_env`]).
+    pub fn open(dir: &PoolsetDir, name: &str) -> Result<Pool, PoolError> {
+        Self::open_with(dir, name, &PoolOptions::from_env())
+    }
+
+    /// [`Pool::open`] with explicit settings.
+    ///
+    /// Opens and locks every part, checks the sizes, validates every part
+    /// header as PMDK's `util_header_check_remote` does (not zero, valid
+    /// checksum, same signature / major / features / pool set uuid /
+    /// replica uuids / user flags as part 0, part uuids linked in a ring),
+    /// maps the parts and reads the attributes from part 0's header (all
+    /// zero for `NOHDRS`).
+    pub fn open_with(dir: &PoolsetDir, name: &str, opts: &PoolOptions) -> Result<Pool, PoolError> {
+        let (set_path, bytes) = read_set(dir, name)?;
+        let set = parse(&set_path, &bytes)?;
+        let plan = parts::plan(&set_path, &set, &opts.sysfs, Purpose::Open)?;
+        let (slots, len) = check_sizes(&plan)?;
+        let mut files: Vec<PartFile> = Vec::with_capacity(plan.parts.len());
+        for (i, p) in plan.parts.iter().enumerate() {
+            files.push(parts::open_existing(i, p, &opts.sysfs)?);
+        }
+        let nhdrs = plan.nhdrs();
+        let mut hdrs: Vec<PoolHdrRepr> = Vec::with_capacity(nhdrs);
+        for f in files.iter().take(nhdrs) {
+            let bytes = header::read(f)?;
+            let hdr = PoolHdrRepr::parse_bytes(&bytes).map_err(|source| PoolError::Header {
+                part: f.index,
+                path: f.path.clone(),
+                source,
+            })?;
+            hdrs.push(hdr);
+        }
+        let attr = if hdrs.is_empty() {
+            PoolAttr::ZERO
+        } else {
+            check_parts(&hdrs).map_err(|source| PoolError::Headers {
+                path: set_path.clone(),
+                source,
+            })?;
+            hdrs.first().map_or(PoolAttr::ZERO, to_attr)
+        };
+        let (map, syncs) = map_parts(&files, &slots, len, &plan)?;
+        Ok(Self::assemble(
+            name, plan, map, files, slots, syncs, attr, opts,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: &str,
+        plan: Plan,
+        map: Mapping,
+        files: Vec<PartFile>,
+        slots: Vec<Slot>,
+        syncs: Vec<bool>,
+        attr: PoolAttr,
+        opts: &PoolOptions,
+    ) -> Pool {
+        let nhdrs = plan.nhdrs();
+        let parts: Vec<MappedPart> = files
+            .into_iter()
+            .zip(slots)
+            .zip(syncs)
+            .zip(plan.parts.iter().map(|p| p.size))
+            .map(|(((file, slot), map_sync), size)| {
+                let pmem = pmem::part_is_pmem(file.devdax.is_some(), map_sync, opts.pmem_force);
+                MappedPart {
+                    file,
+                    slot,
+                    size,
+                    map_sync,
+                    pmem,
+                }
+            })
+            .collect();
+        let is_pmem = !parts.is_empty() && parts.iter().all(|p| p.pmem);
+        let cache_persistent = is_pmem
+            && parts.iter().all(|p| {
+                p.file
+                    .region
+                    .is_some_and(|r| pmem::region_cache_persistent(&opts.sysfs, r))
+            });
+        Pool {
+            map,
+            parts,
+            name: name.to_owned(),
+            set_path: plan.set_path,
+            options: plan.options,
+            nhdrs,
+            attr,
+            is_pmem,
+            cache_persistent,
+            flush: opts.flush,
+            sysfs: opts.sysfs.clone(),
+        }
+    }
+
+    /// The pool set name the pool was opened by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Path of the pool set file.
+    pub fn poolset_path(&self) -> &Path {
+        &self.set_path
+    }
+
+    /// The pool set file's options.
+    pub fn options(&self) -> Options {
+        self.options
+    }
+
+    /// The pool attributes (all zero for a pool without headers).
+    pub fn attr(&self) -> PoolAttr {
+        self.attr
+    }
+
+    /// Size of the pool in bytes (`set->poolsize`; starts with part 0's
+    /// header when the pool has headers).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Never true: a pool is at least `RPMEM_MIN_POOL` bytes.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// [`Pool::len`] as `u64`.
+    pub fn size(&self) -> u64 {
+        u64::try_from(self.map.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Number of parts.
+    pub fn nparts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The part files' paths, in pool order.
+    pub fn part_paths(&self) -> impl Iterator<Item = &Path> {
+        self.parts.iter().map(|p| p.file.path.as_path())
+    }
+
+    /// Offset in the pool and length of part `index`'s mapping.
+    pub fn part_range(&self, index: usize) -> Option<(u64, u64)> {
+        self.parts.get(index).map(|p| (p.slot.pool_off, p.slot.len))
+    }
+
+    /// Whether part `index` was mapped with `MAP_SYNC`.
+    pub fn part_map_sync(&self, index: usize) -> Option<bool> {
+        self.parts.get(index).map(|p| p.map_sync)
+    }
+
+    /// The whole pool.
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    /// Start of the pool, for transports that write into it.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    /// True when every part is persistent memory (Device DAX, `MAP_SYNC`
+    /// mapping, or `PMEM_IS_PMEM_FORCE=1`).
+    pub fn is_pmem(&self) -> bool {
+        self.is_pmem
+    }
+
+    /// True when the pool is pmem and every part's NVDIMM region reports
+    /// the CPU caches in its persistence domain (eADR,
+    /// `persistence_domain` = `cpu_cache`).
+    pub fn cache_persistent(&self) -> bool {
+        self.cache_persistent
+    }
+
+    /// The flush instruction [`FlushOps::flush_line`] uses.
+    pub fn flush_instr(&self) -> FlushInstr {
+        self.flush
+    }
+
+    /// `rpmemd_check_pool`: the client may use at most the pool's size
+    /// (`RPMEM_ERR_BADSIZE` otherwise).
+    pub fn check_requested_size(&self, requested: u64) -> Result<(), PoolError> {
+        if requested > self.size() {
+            return Err(PoolError::RequestTooBig {
+                pool_size: self.size(),
+                requested,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rewrites every part header with new attributes (PMDK's
+    /// `util_replica_set_attr`: all attribute fields, part 0's uuid and the
+    /// ring links to it; `crtime` and shutdown state kept), each header made
+    /// durable before the next. `None` is only valid for a pool without
+    /// headers (and does nothing); attributes for such a pool are refused.
+    pub fn set_attr(&mut self, attr: Option<&PoolAttr>) -> Result<(), PoolError> {
+        let n = self.nhdrs;
+        let attr =
+            match (attr, n) {
+                (None, 0) => return Ok(()),
+                (Some(_), 0) => return Err(PoolError::Attributes {
+                    path: self.set_path.clone(),
+                    reason:
+                        "cannot set pool attributes for a pool set without headers (OPTION NOHDRS)",
+                }),
+                (None, _) => {
+                    return Err(PoolError::Attributes {
+                        path: self.set_path.clone(),
+                        reason: "no pool attributes given for a pool set with headers",
+                    })
+                }
+                (Some(a), _) => a,
+            };
+        let mut first = None;
+        for (i, p) in self.parts.iter().enumerate().take(n) {
+            let f = &p.file;
+            let bytes = header::read(f)?;
+            let mut hdr = PoolHdrRepr::parse_bytes(&bytes).map_err(|source| PoolError::Header {
+                part: i,
+                path: f.path.clone(),
+                source,
+            })?;
+            hdr.apply_set_attr(attr, i, n);
+            header::write(f, &hdr.to_bytes(), self.flush, &self.sysfs)?;
+            if first.is_none() {
+                first = Some(hdr);
+            }
+        }
+        if let Some(h) = first {
+            self.attr = to_attr(&h);
+        }
+        Ok(())
+    }
+
+    /// Unmaps the pool and releases the locks.
+    pub fn close(self) -> Result<(), PoolError> {
+        drop(self);
+        Ok(())
+    }
+
+    /// Unmaps the pool and removes every part (a Device DAX part gets its
+    /// first 2 MiB zeroed instead), as PMDK's rpmemd does on a close with
+    /// `RPMEM_CLOSE_FLAGS_REMOVE`. The pool set file stays. The locks are
+    /// held until the parts are gone.
+    pub fn close_and_remove(self) -> Result<(), PoolError> {
+        let Pool {
+            map,
+            parts,
+            name,
+            flush,
+            sysfs,
+            ..
+        } = self;
+        drop(map);
+        let mut failures = Vec::new();
+        for p in &parts {
+            let r = match p.file.devdax {
+                Some(_) => header::zero_devdax(&p.file, p.size, flush, &sysfs),
+                None => fs::remove_file(&p.file.path)
+                    .map_err(|e| PoolError::io("unlink", &p.file.path, e)),
+            };
+            if let Err(e) = r {
+                failures.push(e);
+            }
+        }
+        drop(parts);
+        failure_summary(&name, failures)
+    }
+
+    /// The byte at pool offset `offset`, `None` past the end.
+    fn byte_at(&self, offset: u64) -> Option<&u8> {
+        let off = usize::try_from(offset).ok()?;
+        self.as_slice().get(off)
+    }
+}
+
+fn failure_summary(name: &str, mut failures: Vec<PoolError>) -> Result<(), PoolError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let more = failures.len() - 1;
+    let first = failures.swap_remove(0);
+    if more == 0 {
+        return Err(first);
+    }
+    Err(PoolError::Remove {
+        name: name.to_owned(),
+        first: Box::new(first),
+        more,
+    })
+}
+
+/// What [`remove`] removes: a part file, or the start of a Device DAX.
+#[derive(Debug)]
+struct Target {
+    path: PathBuf,
+    devdax: Option<parts::DevDax>,
+    size: u64,
+}
+
+/// Every local part of every replica of `set` (PMDK's
+/// `util_poolset_foreach_part`; a remote replica is an error).
+fn removal_targets(
+    set_path: &Path,
+    set: &PoolSet<'_>,
+    sysfs: &Path,
+) -> Result<Vec<Target>, PoolError> {
+    let mut out = Vec::new();
+    for r in set.replicas() {
+        if r.is_remote() {
+            return Err(PoolError::RemoteReplica {
+                path: set_path.to_path_buf(),
+                line: r.line(),
+            });
+        }
+        for (i, part) in r.parts().enumerate() {
+            let path = PathBuf::from(part.path());
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                // Missing: opening it will report it.
+                Err(_) => {
+                    out.push(Target {
+                        path,
+                        devdax: None,
+                        size: 0,
+                    });
+                    continue;
+                }
+            };
+            match pmem::file_kind(sysfs, &meta) {
+                Ok(Some(FileKind::Directory)) => {
+                    let rd = fs::read_dir(&path)
+                        .map_err(|e| PoolError::io("read directory", &path, e))?;
+                    for entry in rd {
+                        let entry = entry.map_err(|e| PoolError::io("read directory", &path, e))?;
+                        let is_part = entry
+                            .file_name()
+                            .to_str()
+                            .and_then(parts::part_index)
+                            .is_some();
+                        if is_part && entry.file_type().is_ok_and(|t| t.is_file()) {
+                            out.push(Target {
+                                path: entry.path(),
+                                devdax: None,
+                                size: 0,
+                            });
+                        }
+                    }
+                }
+                Ok(Some(FileKind::DevDax { rdev })) => {
+                    let size = pmem::devdax_size(sysfs, rdev)
+                        .map_err(|e| PoolError::io("read Device DAX size", &path, e))?;
+                    let align = pmem::devdax_alignment(sysfs, rdev)
+                        .map_err(|e| PoolError::io("read Device DAX alignment", &path, e))?;
+                    out.push(Target {
+                        path,
+                        devdax: Some(parts::DevDax { rdev, align }),
+                        size,
+                    });
+                }
+                Ok(Some(FileKind::Regular)) => out.push(Target {
+                    path,
+                    devdax: None,
+                    size: meta.len(),
+                }),
+                Ok(None) => return Err(PoolError::UnsupportedFileType { part: i, path }),
+                Err(e) => return Err(PoolError::io("stat (sysfs)", path, e)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the pool described by the pool set file `name` (rpmemd's
+/// `--remove`, PMDK's `rpmemd_db_pool_remove`): every part file is locked
+/// (a pool in use is `Busy`) and unlinked; a Device DAX part gets its
+/// first 2 MiB zeroed instead. With `remove_poolset_file` the pool set file
+/// goes too.
+///
+/// Without `force`, nothing is removed unless every part can be locked
+/// first, and the pool set file is only removed when every part was. With
+/// `force`, every error is ignored and whatever can be removed is; an
+/// invalid name is still an error.
+pub fn remove(dir: &PoolsetDir, name: &str, opts: RemoveOptions) -> Result<(), PoolError> {
+    remove_with(dir, name, opts, &PoolOptions::from_env())
+}
+
+/// [`remove`] with explicit settings.
+pub fn remove_with(
+    dir: &PoolsetDir,
+    name: &str,
+    opts: RemoveOptions,
+    popts: &PoolOptions,
+) -> Result<(), PoolError> {
+    super::path::check_name(name)?;
+    let targets = read_set(dir, name).and_then(|(set_path, bytes)| {
+        let set = parse(&set_path, &bytes)?;
+        removal_targets(&set_path, &set, &popts.sysfs)
+    });
+    let targets = match targets {
+        Ok(t) => t,
+        Err(e) if !opts.force => return Err(e),
+        Err(e @ PoolError::BadName { .. }) => return Err(e),
+        Err(_) => Vec::new(),
+    };
+
+    // Phase 1: open and lock every part.
+    let mut locked: Vec<(PartFile, u64)> = Vec::with_capacity(targets.len());
+    for (i, t) in targets.into_iter().enumerate() {
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .write(t.devdax.is_some())
+            .open(&t.path)
+            .map_err(|e| PoolError::io("open", &t.path, e))
+            .and_then(|file| parts::lock(&file, i, &t.path).map(|()| file));
+        match opened {
+            Ok(file) => locked.push((
+                PartFile {
+                    index: i,
+                    path: t.path,
+                    file,
+                    devdax: t.devdax,
+                    created: false,
+                    region: None,
+                },
+                t.size,
+            )),
+            Err(e) if !opts.force => return Err(e),
+            Err(_) => {}
+        }
+    }
+
+    // Phase 2: remove them.
+    let mut failures = Vec::new();
+    for (f, size) in &locked {
+        let r = match f.devdax {
+            Some(_) => header::zero_devdax(f, *size, popts.flush, &popts.sysfs),
+            None => fs::remove_file(&f.path).map_err(|e| PoolError::io("unlink", &f.path, e)),
+        };
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    drop(locked);
+
+    if opts.remove_poolset_file && (opts.force || failures.is_empty()) {
+        if let Err(e) = dir.unlink(name) {
+            failures.push(e);
+        }
+    }
+    if opts.force {
+        return Ok(());
+    }
+    failure_summary(name, failures)
+}
+
+impl FlushOps for &Pool {
+    fn flush_line(&mut self, offset: u64) {
+        if let Some(b) = self.byte_at(offset) {
+            self.flush.flush_line(b);
+        }
+    }
+
+    fn fence(&mut self) {
+        self.flush.fence();
+    }
+
+    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+        let end = offset.saturating_add(len);
+        for p in &self.parts {
+            let start = p.slot.pool_off.max(offset);
+            let stop = p.slot.pool_off.saturating_add(p.slot.len).min(end);
+            if start >= stop {
+                continue;
+            }
+            let (Ok(s), Ok(n)) = (usize::try_from(start), usize::try_from(stop - start)) else {
+                return Err(FlushError {
+                    errno: libc::EOVERFLOW,
+                });
+            };
+            self.map.msync(s, n).map_err(|e| FlushError {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn deep_flush(&mut self) -> Result<(), FlushError> {
+        for p in &self.parts {
+            if let (Some(_), Some(r)) = (p.file.devdax, p.file.region) {
+                pmem::region_deep_flush(&self.sysfs, r).map_err(|e| FlushError {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FlushOps for Pool {
+    fn flush_line(&mut self, offset: u64) {
+        let mut shared: &Pool = self;
+        shared.flush_line(offset);
+    }
+
+    fn fence(&mut self) {
+        let mut shared: &Pool = self;
+        shared.fence();
+    }
+
+    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+        let mut shared: &Pool = self;
+        shared.msync(offset, len)
+    }
+
+    fn deep_flush(&mut self) -> Result<(), FlushError> {
+        let mut shared: &Pool = self;
+        shared.deep_flush()
+    }
+}
