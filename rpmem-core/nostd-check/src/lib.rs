@@ -4,36 +4,88 @@
 //! `#[global_allocator]`. If `rpmem-core` (with default features off) or any
 //! of its dependencies pulled in `std`, the build would fail with a
 //! duplicate `panic_impl` lang item; if anything needed `alloc`, it would
-//! fail for want of an allocator. The exported functions make sure the
-//! parsers and engines are really compiled into the artefact.
+//! fail for want of an allocator. The exported functions call every decoder
+//! and state machine, so their code is really compiled into the artefact.
 #![no_std]
 
 use core::panic::PanicInfo;
+
+use rpmem_core::flush::{cpu::FlushInstr, FlushMode};
+use rpmem_core::oob::{Client, Limits, Server};
+use rpmem_core::persist::{StreamServer, Target, TargetParams};
+use rpmem_core::policy::Method;
+use rpmem_core::pool_hdr::PoolHdrRepr;
+use rpmem_core::poolset::PoolSet;
+use rpmem_core::wire::oob::Request;
 
 #[panic_handler]
 fn panic(_info: &PanicInfo) -> ! {
     loop {}
 }
 
-/// Parse a pool set and return its pool size, or 0 on error.
-#[no_mangle]
-pub extern "C" fn rpmem_check_poolset_size(ptr: *const u8, len: usize) -> u64 {
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     if ptr.is_null() {
-        return 0;
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { core::slice::from_raw_parts(ptr, len) }
     }
-    // SAFETY: the caller passes a readable buffer of `len` bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
-    let _ = bytes;
-    rpmem_core::policy::Method::Gpspm.wire_value() as u64
 }
 
-/// Flush a buffer with the best instruction of the running CPU.
+/// Runs `input` through every decoder and machine; returns a bit per success.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes.
 #[no_mangle]
-pub extern "C" fn rpmem_check_flush(ptr: *const u8, len: usize) {
-    if ptr.is_null() {
-        return;
+pub unsafe extern "C" fn rpmem_check_decoders(ptr: *const u8, len: usize) -> u32 {
+    // SAFETY: forwarded contract.
+    let input = unsafe { bytes(ptr, len) };
+    let mut ok = 0u32;
+    if PoolSet::parse(input).is_ok_and(|s| s.pool_size().is_some()) {
+        ok |= 1;
     }
-    // SAFETY: the caller passes a readable buffer of `len` bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
-    rpmem_core::flush::cpu::FlushInstr::detect().persist(bytes);
+    if PoolHdrRepr::parse_bytes(input).is_ok() {
+        ok |= 2;
+    }
+    if Request::parse(input).is_ok() {
+        ok |= 4;
+    }
+    let mut server = Server::new(Limits::default());
+    if server.handle_input(input).is_ok() {
+        ok |= 8;
+    }
+    let mut client = Client::new();
+    if client.handle_input(input).is_ok() {
+        ok |= 16;
+    }
+    let params = TargetParams {
+        nlanes: 4,
+        pool_size: 1 << 20,
+        min_offset: 4096,
+        inline_max: 8192,
+        flush_mode: FlushMode::Cpu,
+        method: Method::Gpspm,
+    };
+    if let Ok(target) = Target::new(params) {
+        if target.handle_persist_msg(input).is_ok() {
+            ok |= 32;
+        }
+        let mut stream = StreamServer::new(target);
+        if stream.on_hello(input, &[7; 32]).is_ok() {
+            ok |= 64;
+        }
+    }
+    ok
+}
+
+/// Flushes a buffer with the best instruction of the running CPU.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rpmem_check_flush(ptr: *const u8, len: usize) {
+    // SAFETY: forwarded contract.
+    FlushInstr::detect().persist(unsafe { bytes(ptr, len) });
 }

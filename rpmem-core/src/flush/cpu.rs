@@ -122,13 +122,28 @@ impl FlushInstr {
     /// nothing.
     #[inline]
     pub fn flush_line(self, byte: &u8) {
-        let p: *const u8 = byte;
+        // SAFETY: a reference is always valid for reads.
+        unsafe { self.flush_line_raw(byte) }
+    }
+
+    /// Write back the cache line that holds the byte at `p`.
+    ///
+    /// For memory that other threads may be writing concurrently (a pool
+    /// shared by lane workers), where forming a `&u8` would assert that no one
+    /// writes it. The instructions only write the line back; they neither read
+    /// nor change its contents as the program sees them.
+    ///
+    /// # Safety
+    ///
+    /// `p` must point into a mapping that stays mapped for the duration of
+    /// the call (flushing an unmapped address faults).
+    #[inline]
+    pub unsafe fn flush_line_raw(self, p: *const u8) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `p` points into a live, readable allocation (it came
-            // from a reference); clwb only writes the line back and changes
-            // no architectural state. CPUID reported support (or the caller
-            // chose it knowingly on a CPU that has it).
+            // SAFETY: the caller guarantees `p` is mapped; clwb only writes
+            // the line back and changes no architectural state. CPUID
+            // reported support (or the caller chose it on a CPU that has it).
             FlushInstr::Clwb => unsafe {
                 core::arch::asm!("clwb [{0}]", in(reg) p, options(nostack, preserves_flags));
             },
@@ -139,20 +154,22 @@ impl FlushInstr {
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: clflush exists on every x86_64 CPU (SSE2 baseline) and
-            // `p` is a valid pointer.
+            // the caller guarantees `p` is mapped.
             FlushInstr::Clflush => unsafe { core::arch::x86_64::_mm_clflush(p) },
             #[cfg(target_arch = "aarch64")]
-            // SAFETY: `p` is a valid pointer; `dc cvap` needs ARMv8.2 DPB,
+            // SAFETY: `p` is mapped (caller); `dc cvap` needs ARMv8.2 DPB,
             // which `detect` checked.
             FlushInstr::DcCvap => unsafe {
                 core::arch::asm!("dc cvap, {0}", in(reg) p, options(nostack, preserves_flags));
             },
             #[cfg(target_arch = "aarch64")]
-            // SAFETY: `p` is a valid pointer; `dc cvac` is baseline ARMv8.
+            // SAFETY: `p` is mapped (caller); `dc cvac` is baseline ARMv8.
             FlushInstr::DcCvac => unsafe {
                 core::arch::asm!("dc cvac, {0}", in(reg) p, options(nostack, preserves_flags));
             },
-            _ => {}
+            _ => {
+                let _ = p;
+            }
         }
     }
 
@@ -226,16 +243,12 @@ mod tests {
     /// fault (SIGILL/SIGSEGV) and fail the test.
     #[test]
     fn flushing_real_memory_keeps_data() {
-        let best = FlushInstr::detect();
-        let mut candidates = [best; 3];
-        #[cfg(target_arch = "x86_64")]
-        {
-            candidates = [
-                best,
-                FlushInstr::detect_with(true, false),
-                FlushInstr::detect_with(true, true),
-            ];
-        }
+        // On x86_64 the overrides reach every instruction the CPU has.
+        let candidates = [
+            FlushInstr::detect(),
+            FlushInstr::detect_with(true, false),
+            FlushInstr::detect_with(true, true),
+        ];
         let mut buf = [0u8; 1024];
         for (i, b) in buf.iter_mut().enumerate() {
             *b = i as u8;

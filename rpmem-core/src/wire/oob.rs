@@ -24,7 +24,7 @@
 //! | SET_ATTR | 116 | |
 //! | SET_ATTR_RESP | 16 | |
 //!
-//! `docs/protocol-oob.md` describes every field.
+//! `docs/protocol.md` (part 1) describes every field.
 
 mod close;
 mod common;

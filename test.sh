@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs and what a developer runs.
+#
+#   ./test.sh            everything (format, lints, tests, no_std proof, fuzzing)
+#   FUZZ_SECONDS=0 ./test.sh   skip the fuzzing step
+#
+# Installs the Debian packages it needs when run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+results=()
+failed=0
+
+step() {
+  local name=$1; shift
+  echo "==> $name"
+  local start=$SECONDS
+  if "$@"; then
+    results+=("ok     $name ($((SECONDS - start)) s)")
+  else
+    results+=("FAILED $name ($((SECONDS - start)) s)")
+    failed=$((failed + 1))
+  fi
+}
+
+bash .ci/install-deps
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test" cargo test --workspace --locked
+step "no_std link check" cargo build --locked --manifest-path rpmem-core/nostd-check/Cargo.toml
+
+fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet || return 1
+  fi
+  local targets ref seeds
+  targets=$(cd rpmem-core/fuzz && cargo fuzz list)
+  ref="$PWD/../shared/reference/pmdk-1.12.1"
+  for t in $targets; do
+    # Seed from PMDK's own files where they fit the target.
+    case $t in
+      poolset_parse) seeds="$ref/tests/util_poolset_parse" ;;
+      pool_hdr_decode) seeds="$ref/pool_hdr" ;;
+      oob_messages) seeds="$ref/wire" ;;
+      *) seeds="" ;;
+    esac
+    [ -n "$seeds" ] && [ -d "$seeds" ] || seeds=""
+    mkdir -p "rpmem-core/fuzz/corpus/$t"
+    echo "--- fuzz $t for ${FUZZ_SECONDS}s"
+    # Stable toolchain: no sanitizer (needs nightly; the targets are safe
+    # Rust, so a panic is what we look for); RUSTC_BOOTSTRAP lets cargo-fuzz
+    # pass its -Z flags. A panic or crash fails the run.
+    (cd rpmem-core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$t" \
+        "corpus/$t" $seeds -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0) || return 1
+  done
+}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  step "fuzz targets (${FUZZ_SECONDS}s each)" fuzz
+fi
+
+echo
+echo "Summary:"
+printf '  %s\n' "${results[@]}"
+total=${#results[@]}
+echo "steps: $((total - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
