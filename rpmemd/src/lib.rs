@@ -1,1 +1,21 @@
+//! rpmemd as a library: everything the `rpmemd` binary runs, so that tests
+//! and tools can drive the parts directly.
+//!
+//! * [`cli`], [`config`], [`logging`], [`exit`]: start-up (command line,
+//!   configuration files, log destinations, exit statuses);
+//! * [`pool`]: pool set directory, part files, mapping, locking;
+//! * [`session`]: one librpmem session on stdin/stdout (the out-of-band
+//!   server), with the persistency method choice;
+//! * [`transport`]: the data path (TCP lanes);
+//! * [`remove`]: `rpmemd --remove`;
+//! * [`sync`]: the synchronisation facade (std, or loom under `cfg(loom)`).
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod logging;
 pub mod pool;
+pub mod remove;
+pub mod session;
+pub mod sync;
+pub mod transport;

@@ -4,17 +4,16 @@
 //! remove a pool (`-r`) or serve one session on stdin/stdout. Nothing but protocol bytes goes to
 //! stdout, except the output of `--help`, `--version` and `--dump-config`, which exit at once.
 
-mod cli;
-mod config;
-mod exit;
-mod logging;
-
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 
-use cli::{Cli, RemoveRequest, Request};
-use config::Config;
-use exit::Status;
+use rpmem_core::oob::Server;
+use rpmemd::cli::{self, Cli, Request};
+use rpmemd::config::{self, Config, ConfigError};
+use rpmemd::exit::Status;
+use rpmemd::logging::{self, LoggingError, NOTICE_TARGET};
+use rpmemd::{remove, session};
 
 fn main() -> ExitCode {
     run(std::env::args_os()).into()
@@ -47,6 +46,9 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
         Ok(config) => config,
         Err(e) => {
             log::error!("{e}");
+            if request == Request::Session {
+                send_startup_failure(config_errno(&e));
+            }
             return Status::Config;
         }
     };
@@ -58,15 +60,18 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
     let destination = logging::Destination::from_config(&config, syslog_socket);
     if let Err(e) = logging::configure(config.log_level, &destination) {
         log::error!("{e}");
+        if request == Request::Session {
+            send_startup_failure(logging_errno(&e));
+        }
         return Status::Logging;
     }
     log_startup(&config);
 
     match request {
-        Request::Remove(remove) => remove_pool(&config, &remove),
+        Request::Remove(remove) => remove::run(&config, &remove),
         // Help, version and dump-config returned above.
         Request::Session | Request::Help | Request::Version | Request::DumpConfig => {
-            run_session(&config)
+            session::run(&config)
         }
     }
 }
@@ -86,35 +91,47 @@ fn print_stdout(text: &str) -> Status {
     }
 }
 
+/// Tells the client that rpmemd could not start, as PMDK's rpmemd does: the
+/// start-up status word carries an errno instead of 0.
+fn send_startup_failure(errno: NonZeroU32) {
+    let word = Server::failure_word(errno);
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(&word).and_then(|()| stdout.flush()) {
+        log::error!("writing the start-up status failed: {e}");
+    }
+}
+
+/// The errno of a configuration failure: the operating system's when a file
+/// could not be read, `EINVAL` otherwise.
+fn config_errno(e: &ConfigError) -> NonZeroU32 {
+    let raw = match e {
+        ConfigError::Read { source, .. } => source.raw_os_error(),
+        _ => None,
+    };
+    nonzero_errno(raw)
+}
+
+/// The errno of a logging failure (the log file's `open`), `EINVAL` if none.
+fn logging_errno(e: &LoggingError) -> NonZeroU32 {
+    let raw = match e {
+        LoggingError::OpenFile { source, .. } => source.raw_os_error(),
+        LoggingError::Install(_) => None,
+    };
+    nonzero_errno(raw)
+}
+
+fn nonzero_errno(raw: Option<i32>) -> NonZeroU32 {
+    raw.and_then(|e| u32::try_from(e).ok())
+        .and_then(NonZeroU32::new)
+        .or_else(|| u32::try_from(libc::EINVAL).ok().and_then(NonZeroU32::new))
+        .unwrap_or(NonZeroU32::MIN)
+}
+
 /// Logs who started rpmemd and with which configuration.
 fn log_startup(config: &Config) {
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| "(null)".to_owned());
     log::info!("{} version {}", logging::IDENT, env!("CARGO_PKG_VERSION"));
-    logging::notice!("ssh connection: {}", env("SSH_CONNECTION"));
-    logging::notice!("user: {}", env("USER"));
+    log::info!(target: NOTICE_TARGET, "ssh connection: {}", env("SSH_CONNECTION"));
+    log::info!(target: NOTICE_TARGET, "user: {}", env("USER"));
     config.log_summary();
-}
-
-/// Reports a failure to the client (stderr, which ssh carries) and to the log.
-fn fail(message: &str) -> Status {
-    log::error!("{message}");
-    if !logging::logs_to_stderr() {
-        let _ = writeln!(std::io::stderr(), "{}: {message}", logging::IDENT);
-    }
-    Status::Failure
-}
-
-/// Serves one librpmem session on stdin/stdout.
-///
-/// Placeholder until the pool and session code lands: it refuses with a clear error.
-fn run_session(_config: &Config) -> Status {
-    fail("sessions are not implemented in this build")
-}
-
-/// Removes the pool described by `request.poolset` (relative to `poolset-dir`).
-///
-/// Placeholder until the pool code lands: it refuses with a clear error.
-fn remove_pool(_config: &Config, request: &RemoveRequest) -> Status {
-    log::info!("removing '{}'", request.poolset);
-    fail("removing pools is not implemented in this build")
 }

@@ -618,10 +618,32 @@ impl Pool {
         failure_summary(&name, failures)
     }
 
-    /// The byte at pool offset `offset`, `None` past the end.
-    fn byte_at(&self, offset: u64) -> Option<&u8> {
-        let off = usize::try_from(offset).ok()?;
-        self.as_slice().get(off)
+    /// Pointer to the byte at pool offset `offset`, `None` past the end.
+    fn ptr_at(&self, offset: u64) -> Option<*const u8> {
+        let off = usize::try_from(offset).ok().filter(|&o| o < self.len())?;
+        // `wrapping_add` computes the address without asserting anything;
+        // `off < len` keeps it inside the mapping.
+        Some(self.map.as_ptr().cast_const().wrapping_add(off))
+    }
+
+    /// The NVDIMM regions whose `deep_flush` a deep persist must trigger
+    /// (those under Device DAX parts; see [`FlushOps::deep_flush`]), for a
+    /// data path that makes pool bytes durable without borrowing the pool.
+    pub fn deep_flush_regions(&self) -> Vec<u32> {
+        let mut regions: Vec<u32> = self
+            .parts
+            .iter()
+            .filter(|p| p.file.devdax.is_some())
+            .filter_map(|p| p.file.region)
+            .collect();
+        regions.sort_unstable();
+        regions.dedup();
+        regions
+    }
+
+    /// Where sysfs is mounted for this pool (for [`super::region_deep_flush`]).
+    pub fn sysfs(&self) -> &Path {
+        &self.sysfs
     }
 }
 
@@ -807,8 +829,11 @@ pub fn remove_with(
 
 impl FlushOps for &Pool {
     fn flush_line(&mut self, offset: u64) {
-        if let Some(b) = self.byte_at(offset) {
-            self.flush.flush_line(b);
+        // A raw pointer, not a `&u8`: lane threads may be writing the line.
+        if let Some(p) = self.ptr_at(offset) {
+            // SAFETY: `ptr_at` only returns pointers inside the mapping, which
+            // `self` keeps mapped for the duration of the call.
+            unsafe { self.flush.flush_line_raw(p) };
         }
     }
 

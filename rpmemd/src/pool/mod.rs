@@ -37,4 +37,4 @@ pub use handle::{remove, remove_with, Pool, PoolOptions, RemoveOptions, MAX_POOL
 pub use header::DEVICE_DAX_ZERO_LEN;
 pub use parts::{part_file_name, HDR_SIZE, MIN_PART, MIN_POOL, PART_MODE, PMEM_EXT};
 pub use path::{check_name, PoolsetDir, Strategy, MAX_COMPONENT_LEN, MAX_NAME_LEN, MAX_SYMLINKS};
-pub use pmem::{parse_force, PMEM_IS_PMEM_FORCE, SYSFS};
+pub use pmem::{parse_force, region_deep_flush, PMEM_IS_PMEM_FORCE, SYSFS};

@@ -1,0 +1,530 @@
+//! Data path transports of rpmemd: what moves bytes between the lanes of a
+//! client and the mapped pool.
+//!
+//! * [`PoolMemory`]: the pool as lane workers see it, a raw pointer and a
+//!   length (never a `&mut [u8]`: several lane threads write the pool at the
+//!   same time), with the [`FlushOps`] and [`TargetMemory`] the core's persist
+//!   engine drives.
+//! * [`LaneRegistry`]: the shutdown coordinator shared by the accepting
+//!   thread and the lane workers: which connections are open, which lanes are
+//!   taken (each lane may be connected once), how many worker threads still
+//!   run, and the stop that shuts every connection down and waits for them.
+//! * [`tcp`]: our TCP data path (`PROV_TCP`).
+//!
+//! Protocol decisions (frame checks, hello and secret, persist plans) are
+//! made by `rpmem_core::persist`; this module only moves bytes.
+
+pub mod tcp;
+
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use rpmem_core::flush::cpu::FlushInstr;
+use rpmem_core::flush::{FlushError, FlushOps};
+use rpmem_core::persist::TargetMemory;
+
+use crate::pool::{region_deep_flush, Pool};
+use crate::sync::{lock, Arc, Condvar, Mutex};
+
+/// What a deep persist triggers besides the CPU flush: the `deep_flush` of
+/// the NVDIMM regions under Device DAX parts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeepFlush {
+    /// Where sysfs is mounted.
+    pub sysfs: PathBuf,
+    /// The regions, by number.
+    pub regions: Vec<u32>,
+}
+
+impl DeepFlush {
+    /// The deep flush targets of `pool`.
+    pub fn of(pool: &Pool) -> DeepFlush {
+        DeepFlush {
+            sysfs: pool.sysfs().to_path_buf(),
+            regions: pool.deep_flush_regions(),
+        }
+    }
+
+    fn run(&self) -> Result<(), FlushError> {
+        for &region in &self.regions {
+            region_deep_flush(Path::new(&self.sysfs), region).map_err(|e| FlushError {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The mapped pool as the data path sees it: a raw pointer and a length.
+///
+/// Cloned into every lane worker. All writes go through raw pointers (the
+/// kernel's `recv` straight into the pool, or 8-byte atomic stores for inline
+/// data), all flushes through `flush_line_raw`, so no thread ever holds a
+/// Rust reference to bytes another thread may write.
+#[derive(Clone, Debug)]
+pub struct PoolMemory {
+    base: NonNull<u8>,
+    len: usize,
+    flush: FlushInstr,
+    deep: Arc<DeepFlush>,
+}
+
+// SAFETY: a PoolMemory is an address range plus plain data. The creator
+// promised (`PoolMemory::new`) that the range stays mapped while any clone
+// is used; every access through it is a raw-pointer access whose concurrency
+// is handled by `crate::sync::pool_store_*` or by the kernel.
+unsafe impl Send for PoolMemory {}
+// SAFETY: as for Send: `&PoolMemory` gives no access that `PoolMemory` does
+// not, and none of it forms references into the mapping.
+unsafe impl Sync for PoolMemory {}
+
+impl PoolMemory {
+    /// Wraps `[base, base + len)`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be one mapping (or adjacent mappings) that is readable
+    /// and writable, starts on a page boundary, and stays mapped as long as
+    /// this value or any clone of it is used to access it (dropping one
+    /// accesses nothing). Nothing else may form a Rust reference to its bytes
+    /// while a clone is used to write them.
+    pub unsafe fn new(base: NonNull<u8>, len: usize, flush: FlushInstr, deep: DeepFlush) -> Self {
+        PoolMemory {
+            base,
+            len,
+            flush,
+            deep: Arc::new(deep),
+        }
+    }
+
+    /// The memory of `pool`.
+    ///
+    /// # Safety
+    ///
+    /// `pool` must not be closed (dropped) while this value or a clone of it
+    /// is used (the session stops its transport, which waits for every lane
+    /// worker, before it closes the pool), and nothing may take a `&[u8]` of
+    /// the pool ([`Pool::as_slice`]) while lanes write it.
+    pub unsafe fn from_pool(pool: &Pool) -> Option<Self> {
+        let base = NonNull::new(pool.as_mut_ptr())?;
+        // SAFETY: the pool's mapping is one read-write range of `len()`
+        // bytes starting at a page boundary; the caller keeps it mapped.
+        Some(unsafe { PoolMemory::new(base, pool.len(), pool.flush_instr(), DeepFlush::of(pool)) })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true for a pool.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Pointer to `[offset, offset + len)`, `None` if the range does not lie
+    /// inside the memory (the engine validated it; this is defence in depth).
+    pub fn range(&self, offset: u64, len: u64) -> Option<*mut u8> {
+        let start = usize::try_from(offset).ok()?;
+        let len = usize::try_from(len).ok()?;
+        let end = start.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // `wrapping_add` only computes an address; `end <= len` keeps it
+        // inside (or one past) the mapping.
+        Some(self.base.as_ptr().wrapping_add(start))
+    }
+}
+
+impl FlushOps for PoolMemory {
+    fn flush_line(&mut self, offset: u64) {
+        if let Some(p) = self.range(offset, 1) {
+            // SAFETY: `range` checked that the byte lies in the mapping,
+            // which stays mapped while `self` exists (`PoolMemory::new`).
+            unsafe { self.flush.flush_line_raw(p.cast_const()) };
+        }
+    }
+
+    fn fence(&mut self) {
+        self.flush.fence();
+    }
+
+    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+        // The engine rounds to pages; clip to the pool (whose size is a
+        // multiple of the page size) in case the round-up passed its end.
+        let avail = u64::try_from(self.len).unwrap_or(u64::MAX);
+        let len = len.min(avail.saturating_sub(offset));
+        if len == 0 {
+            return Ok(());
+        }
+        let Some(p) = self.range(offset, len) else {
+            return Err(FlushError {
+                errno: libc::EINVAL,
+            });
+        };
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
+        // SAFETY: `[p, p + n)` lies in the mapping (checked by `range`) and
+        // `p` is page aligned (the engine aligns `offset`, the base is page
+        // aligned); msync reads no Rust-visible state.
+        let rc = unsafe { libc::msync(p.cast(), n, libc::MS_SYNC) };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return Err(FlushError { errno });
+        }
+        Ok(())
+    }
+
+    fn deep_flush(&mut self) -> Result<(), FlushError> {
+        self.deep.run()
+    }
+}
+
+impl TargetMemory for PoolMemory {
+    fn copy_in(&mut self, offset: u64, data: &[u8]) {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let Some(dst) = self.range(offset, len) else {
+            return;
+        };
+        let mut i = 0;
+        // Head: single bytes up to the first 8-byte boundary.
+        while i < data.len() && (dst as usize).wrapping_add(i) % 8 != 0 {
+            if let Some(&b) = data.get(i) {
+                // SAFETY: `dst + i` lies in the checked range.
+                unsafe { crate::sync::pool_store_u8(dst.wrapping_add(i), b) };
+            }
+            i += 1;
+        }
+        // Body: one 8-byte store per aligned word (8-byte failure atomicity).
+        while let Some(word) = data.get(i..i.wrapping_add(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            // SAFETY: `dst + i` is 8-byte aligned (head loop) and the 8 bytes
+            // lie in the checked range.
+            unsafe {
+                crate::sync::pool_store_u64(
+                    dst.wrapping_add(i).cast::<u64>(),
+                    u64::from_ne_bytes(bytes),
+                )
+            };
+            i += 8;
+        }
+        // Tail.
+        while let Some(&b) = data.get(i) {
+            // SAFETY: `dst + i` lies in the checked range.
+            unsafe { crate::sync::pool_store_u8(dst.wrapping_add(i), b) };
+            i += 1;
+        }
+    }
+}
+
+/// A connection the registry can shut down from another thread.
+pub trait Connection: Send + Sync {
+    /// Shuts both directions down, waking any thread blocked on it.
+    fn shut_down(&self);
+}
+
+/// Why the registry refused a connection or a lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The session is stopping.
+    #[error("the session is stopping")]
+    Stopping,
+    /// Too many connections have not yet said which lane they are.
+    #[error("too many connections are waiting for their hello ({0} at most)")]
+    TooManyPending(usize),
+    /// The lane is already connected.
+    #[error("lane {0} is already connected")]
+    LaneTaken(u32),
+    /// The lane does not exist.
+    #[error("lane {lane} does not exist (the session has {nlanes} lanes)")]
+    NoSuchLane {
+        /// The lane asked for.
+        lane: u32,
+        /// Lanes of the session.
+        nlanes: u32,
+    },
+}
+
+/// A connection's place in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+#[derive(Debug)]
+struct Entry<C> {
+    id: ConnId,
+    conn: Arc<C>,
+    lane: Option<u32>,
+}
+
+#[derive(Debug)]
+struct State<C> {
+    stopping: bool,
+    taken: Vec<bool>,
+    conns: Vec<Entry<C>>,
+    next_id: u64,
+    workers: usize,
+}
+
+/// The shutdown coordinator of one session's data path.
+///
+/// The accepting thread [`admit`](Self::admit)s every connection (which
+/// also counts its worker thread), the worker [`claim`](Self::claim)s its
+/// lane after the hello, and drops its [`WorkerGuard`] as the very last thing
+/// it does. [`stop`](Self::stop) refuses anything new, shuts every
+/// connection down (a worker blocked in `recv` or `poll` wakes up), and
+/// [`wait_idle`](Self::wait_idle) returns once no worker is left, after
+/// which nothing touches the pool any more.
+#[derive(Debug)]
+pub struct LaneRegistry<C> {
+    nlanes: u32,
+    max_pending: usize,
+    state: Mutex<State<C>>,
+    idle: Condvar,
+}
+
+impl<C: Connection> LaneRegistry<C> {
+    /// A registry for `nlanes` lanes that lets at most `max_pending`
+    /// connections wait for their hello at once.
+    pub fn new(nlanes: u32, max_pending: usize) -> LaneRegistry<C> {
+        let n = usize::try_from(nlanes).unwrap_or(0);
+        LaneRegistry {
+            nlanes,
+            max_pending,
+            state: Mutex::new(State {
+                stopping: false,
+                taken: vec![false; n],
+                conns: Vec::new(),
+                next_id: 0,
+                workers: 0,
+            }),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// Lanes of the session.
+    pub fn nlanes(&self) -> u32 {
+        self.nlanes
+    }
+
+    /// Registers a new connection (an associated function, as loom's `Arc`
+    /// cannot be a method receiver) and the worker thread about to serve it.
+    /// On success the caller must start the worker and hand it the guard
+    /// (dropping the guard unstarted is fine: it unregisters).
+    pub fn admit(this: &Arc<Self>, conn: Arc<C>) -> Result<WorkerGuard<C>, Refusal> {
+        let mut s = lock(&this.state);
+        if s.stopping {
+            return Err(Refusal::Stopping);
+        }
+        let pending = s.conns.iter().filter(|e| e.lane.is_none()).count();
+        if pending >= this.max_pending {
+            return Err(Refusal::TooManyPending(this.max_pending));
+        }
+        let id = ConnId(s.next_id);
+        s.next_id = s.next_id.wrapping_add(1);
+        s.conns.push(Entry {
+            id,
+            conn,
+            lane: None,
+        });
+        s.workers = s.workers.saturating_add(1);
+        Ok(WorkerGuard {
+            registry: Arc::clone(this),
+            id,
+        })
+    }
+
+    /// Gives lane `lane` to the connection of `guard`. Each lane may be
+    /// claimed once per session, even after its connection closed.
+    pub fn claim(&self, guard: &WorkerGuard<C>, lane: u32) -> Result<(), Refusal> {
+        let mut s = lock(&self.state);
+        if s.stopping {
+            return Err(Refusal::Stopping);
+        }
+        let index = usize::try_from(lane).unwrap_or(usize::MAX);
+        match s.taken.get(index) {
+            None => {
+                return Err(Refusal::NoSuchLane {
+                    lane,
+                    nlanes: self.nlanes,
+                })
+            }
+            Some(true) => return Err(Refusal::LaneTaken(lane)),
+            Some(false) => {}
+        }
+        if let Some(t) = s.taken.get_mut(index) {
+            *t = true;
+        }
+        if let Some(e) = s.conns.iter_mut().find(|e| e.id == guard.id) {
+            e.lane = Some(lane);
+        }
+        Ok(())
+    }
+
+    /// True once [`stop`](Self::stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        lock(&self.state).stopping
+    }
+
+    /// Number of lanes claimed so far.
+    pub fn claimed(&self) -> usize {
+        lock(&self.state).taken.iter().filter(|&&t| t).count()
+    }
+
+    /// Worker threads still registered.
+    pub fn workers(&self) -> usize {
+        lock(&self.state).workers
+    }
+
+    /// Refuses every new connection and claim, and shuts down every open
+    /// connection. Returns how many were shut down. Idempotent.
+    pub fn stop(&self) -> usize {
+        let conns: Vec<Arc<C>> = {
+            let mut s = lock(&self.state);
+            s.stopping = true;
+            s.conns.iter().map(|e| Arc::clone(&e.conn)).collect()
+        };
+        for c in &conns {
+            c.shut_down();
+        }
+        conns.len()
+    }
+
+    /// Waits until every worker dropped its guard.
+    pub fn wait_idle(&self) {
+        let mut s = lock(&self.state);
+        while s.workers > 0 {
+            s = match self.idle.wait(s) {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+        }
+    }
+
+    fn release(&self, id: ConnId) {
+        let mut s = lock(&self.state);
+        s.conns.retain(|e| e.id != id);
+        s.workers = s.workers.saturating_sub(1);
+        if s.workers == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// Proof that a worker is registered; dropping it unregisters the
+/// connection and the worker. A worker drops it after its last access to the
+/// pool.
+#[derive(Debug)]
+pub struct WorkerGuard<C: Connection> {
+    registry: Arc<LaneRegistry<C>>,
+    id: ConnId,
+}
+
+impl<C: Connection> WorkerGuard<C> {
+    /// The registry.
+    pub fn registry(&self) -> &LaneRegistry<C> {
+        &self.registry
+    }
+}
+
+impl<C: Connection> Drop for WorkerGuard<C> {
+    fn drop(&mut self) {
+        self.registry.release(self.id);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, Default)]
+    struct FakeConn {
+        shut: AtomicUsize,
+    }
+
+    impl Connection for FakeConn {
+        fn shut_down(&self) {
+            self.shut.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn lanes_are_claimed_once_and_bounded() {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 8));
+        let a = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        let b = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        assert_eq!(reg.claim(&a, 1), Ok(()));
+        assert_eq!(reg.claim(&b, 1), Err(Refusal::LaneTaken(1)));
+        assert_eq!(
+            reg.claim(&b, 2),
+            Err(Refusal::NoSuchLane { lane: 2, nlanes: 2 })
+        );
+        drop(a);
+        // A lane stays taken after its connection closed.
+        assert_eq!(reg.claim(&b, 1), Err(Refusal::LaneTaken(1)));
+        assert_eq!(reg.claim(&b, 0), Ok(()));
+        assert_eq!(reg.claimed(), 2);
+        assert_eq!(reg.workers(), 1);
+    }
+
+    #[test]
+    fn pending_connections_are_bounded() {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(4, 2));
+        let a = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        let _b = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        assert_eq!(
+            LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).err(),
+            Some(Refusal::TooManyPending(2))
+        );
+        reg.claim(&a, 0).unwrap();
+        assert!(LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).is_ok());
+    }
+
+    #[test]
+    fn stop_shuts_everything_down_and_waits_for_workers() {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 8));
+        let conn = Arc::new(FakeConn::default());
+        let guard = LaneRegistry::admit(&reg, Arc::clone(&conn)).unwrap();
+        let worker = crate::sync::thread::spawn(move || {
+            // A worker that runs until its connection is shut down.
+            while guard.registry().workers() > 0 && !guard.registry().is_stopping() {
+                std::hint::spin_loop();
+            }
+            drop(guard);
+        });
+        assert_eq!(reg.stop(), 1);
+        reg.wait_idle();
+        assert_eq!(conn.shut.load(Ordering::SeqCst), 1);
+        assert_eq!(reg.workers(), 0);
+        assert!(worker.join().is_ok());
+        assert_eq!(
+            LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).err(),
+            Some(Refusal::Stopping)
+        );
+        assert_eq!(reg.stop(), 0);
+    }
+
+    #[test]
+    fn copy_in_writes_every_byte_at_any_alignment() {
+        let mut backing = vec![0u64; 64];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives `mem` and no reference to it is used
+        // while `mem` writes.
+        let mut mem =
+            unsafe { PoolMemory::new(base, 512, FlushInstr::Unsupported, DeepFlush::default()) };
+        for (offset, len) in [(0u64, 64usize), (3, 29), (8, 8), (13, 1), (500, 12)] {
+            let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7) ^ 0x5a).collect();
+            mem.copy_in(offset, &data);
+            let bytes: Vec<u8> = backing.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let start = offset as usize;
+            assert_eq!(&bytes[start..start + len], &data[..], "{offset} {len}");
+        }
+        // Out of range: nothing written, no panic.
+        mem.copy_in(510, &[1, 2, 3, 4]);
+        assert_eq!(mem.range(510, 4), None);
+        assert!(mem.range(508, 4).is_some());
+    }
+}
