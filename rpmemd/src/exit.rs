@@ -8,7 +8,7 @@ use std::process::ExitCode;
 pub enum Status {
     /// 0: the request succeeded (`--help`, `--version`, `--dump-config`, a session, a removal).
     Success = 0,
-    /// 1: the session or the removal failed (including "not implemented in this build").
+    /// 1: the session or the removal failed.
     Failure = 1,
     /// 2: the command line is invalid.
     Usage = 2,

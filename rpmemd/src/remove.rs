@@ -47,7 +47,13 @@ pub fn run(config: &Config, request: &RemoveRequest) -> exit::Status {
     );
     match remove(&config.poolset_dir, request, &PoolOptions::from_env()) {
         Ok(()) => {
-            notice!("removed '{}'", request.poolset);
+            if request.force {
+                // With --force, missing parts and sets are not errors, so
+                // "removed" may mean "nothing was there".
+                notice!("removed '{}' (--force: errors ignored)", request.poolset);
+            } else {
+                notice!("removed '{}'", request.poolset);
+            }
             exit::Status::Success
         }
         Err(e) => {

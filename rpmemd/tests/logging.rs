@@ -1,6 +1,9 @@
-//! rpmemd logging through the built binary: the log file (mode, appending, level), syslog
-//! through a socket of our own (priorities, level), stderr before the configuration is read,
-//! and stdout kept free of anything but protocol bytes.
+//! rpmemd logging through the built binary: the log file (mode, appending, level, format),
+//! syslog through a socket of our own (priorities, level), stderr before the configuration is
+//! read, and stdout kept free of anything but the protocol's status words.
+//!
+//! Every run has stdin at `/dev/null`, so a session starts (status word 0), finds end of file
+//! before any request, and ends with the failure word `ECONNRESET` and exit status 1.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +18,21 @@ use rstest::rstest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpmemd");
 
-const NOT_IMPLEMENTED: &str = "sessions are not implemented in this build";
+/// What rpmemd logs (at `err`) when stdin ends before any request.
+const NO_REQUEST: &str = "the client closed the out-of-band connection without a request";
+
+/// stdout of a session whose stdin is `/dev/null`: the start-up status word 0, then the failure
+/// word `ECONNRESET` (104 = 0x68), both 4-byte little-endian.
+const NO_REQUEST_STDOUT: [u8; 8] = [0x00, 0x00, 0x00, 0x00, 0x68, 0x00, 0x00, 0x00];
+
+/// The start-up status word of a configuration failure: `EINVAL` (22 = 0x16).
+const EINVAL_WORD: [u8; 4] = [0x16, 0x00, 0x00, 0x00];
+
+/// The start-up status word of a file that does not exist: `ENOENT` (2).
+const ENOENT_WORD: [u8; 4] = [0x02, 0x00, 0x00, 0x00];
+
+/// The start-up status word of a log file that is a directory: `EISDIR` (21 = 0x15).
+const EISDIR_WORD: [u8; 4] = [0x15, 0x00, 0x00, 0x00];
 
 /// The five levels, most severe first.
 const LEVELS: [&str; 5] = ["err", "warn", "notice", "info", "debug"];
@@ -52,17 +69,26 @@ impl Scratch {
         path
     }
 
-    /// A command running rpmemd with `-c rpmemd.conf` and no other configuration source.
-    fn command(&self, extra_args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+    /// Sets up `cmd` to run rpmemd with `-c rpmemd.conf`, no other configuration source, and
+    /// an environment that does not depend on the caller's.
+    fn prepare(&self, cmd: &mut Command, extra_args: &[&str]) {
         cmd.current_dir(self.dir.path())
             .arg("-c")
             .arg(self.path("rpmemd.conf"))
             .args(extra_args)
             .env("HOME", self.dir.path())
             .env("RPMEMD_GLOBAL_CONFIG", self.path("no-global.conf"))
+            .env("USER", "logging-test")
             .env_remove("RPMEMD_SYSLOG_SOCKET")
+            .env_remove("RPMEMD_SPIN_US")
+            .env_remove("SSH_CONNECTION")
             .stdin(Stdio::null());
+    }
+
+    /// A command running rpmemd (see [`Scratch::prepare`]).
+    fn command(&self, extra_args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        self.prepare(&mut cmd, extra_args);
         cmd
     }
 
@@ -71,10 +97,31 @@ impl Scratch {
             .output()
             .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
     }
+
+    /// Runs rpmemd with umask 0, so that files get exactly the mode rpmemd asks for.
+    fn run_with_umask_0(&self, extra_args: &[&str]) -> Output {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("umask 0 && exec \"$0\" \"$@\"").arg(BIN);
+        self.prepare(&mut cmd, extra_args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {BIN} through sh: {e}"))
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Checks a run whose session ended for lack of a request: exit 1, stdout exactly the two
+/// status words.
+fn assert_no_request_session(output: &Output) {
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(
+        output.stdout,
+        NO_REQUEST_STDOUT,
+        "stdout: {:?}",
+        text(&output.stdout)
+    );
 }
 
 /// The level names found in a log file (`<time> rpmemd[<pid>]: <level>: <message>`).
@@ -85,6 +132,43 @@ fn file_levels(content: &str) -> BTreeSet<String> {
         .filter_map(|(_, rest)| rest.split_once(": "))
         .map(|(level, _)| level.to_owned())
         .collect()
+}
+
+/// Whether `line` has the documented log file shape:
+/// `YYYY-MM-DDThh:mm:ss.mmmZ rpmemd[<pid>]: <level>: <message>`.
+fn is_file_line(line: &str) -> bool {
+    let Some((time, rest)) = line.split_once(' ') else {
+        return false;
+    };
+    let time_ok = time.len() == 24
+        && time.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            23 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    let Some(rest) = rest.strip_prefix("rpmemd[") else {
+        return false;
+    };
+    let Some((pid, rest)) = rest.split_once("]: ") else {
+        return false;
+    };
+    let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    let level_ok = rest
+        .split_once(": ")
+        .is_some_and(|(level, _)| LEVELS.contains(&level));
+    time_ok && pid_ok && level_ok
+}
+
+/// The pid in the first log line (all lines of one run carry the same one).
+fn output_pid(content: &str) -> String {
+    content
+        .split_once("rpmemd[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(pid, _)| pid.to_owned())
+        .unwrap_or_default()
 }
 
 #[rstest]
@@ -102,83 +186,114 @@ fn log_file_honours_the_level(#[case] level: &str) {
         log.display()
     ));
     let output = scratch.run(&[]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        output.stdout.is_empty(),
-        "stdout: {:?}",
-        text(&output.stdout)
-    );
-    // The client learns why on stderr even though the log goes to the file.
-    assert!(text(&output.stderr).contains(NOT_IMPLEMENTED));
+    assert_no_request_session(&output);
+    // The client learns why on stderr even though the log goes to the file; nothing else of
+    // the log reaches stderr.
+    assert_eq!(text(&output.stderr), format!("rpmemd: {NO_REQUEST}\n"));
     let content = fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(file_levels(&content), levels_up_to(level), "{content}");
+    assert!(content.lines().all(is_file_line), "{content}");
     assert!(
-        content.contains(&format!("]: err: {NOT_IMPLEMENTED}\n")),
+        content.contains(&format!("]: err: {NO_REQUEST}\n")),
         "{content}"
     );
     let pid = format!("rpmemd[{}]: ", output_pid(&content));
     assert!(content.lines().all(|l| l.contains(&pid)), "{content}");
-}
-
-/// The pid in the first log line (all lines of one run carry the same one).
-fn output_pid(content: &str) -> String {
-    content
-        .split_once("rpmemd[")
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map(|(pid, _)| pid.to_owned())
-        .unwrap_or_default()
+    // One start-up line of each of the lower levels, when they are let through.
+    let expected_lines = [
+        (
+            "warn",
+            "warn: persist-apm and persist-general are both 'no'",
+        ),
+        ("notice", "notice: user: logging-test\n"),
+        ("notice", "notice: ssh connection: (null)\n"),
+        ("info", "info: rpmemd version "),
+        ("debug", "debug:     persist GPSPM: no\n"),
+    ];
+    for (line_level, fragment) in expected_lines {
+        assert_eq!(
+            content.contains(fragment),
+            levels_up_to(level).contains(line_level),
+            "{fragment:?} at level {level}:\n{content}"
+        );
+    }
 }
 
 #[test]
 fn log_file_is_created_0640_and_appended() {
     let scratch = Scratch::new();
     let log = scratch.path("new.log");
-    scratch.config(&format!("log-file = {}\nlog-level = info\n", log.display()));
-    let first = scratch.run(&[]);
-    assert_eq!(first.status.code(), Some(1));
+    scratch.config(&format!("log-file = {}\nlog-level = warn\n", log.display()));
+    let first = scratch.run_with_umask_0(&[]);
+    assert_no_request_session(&first);
+    // With umask 0 the mode is exactly the one rpmemd asked for.
     let mode = fs::metadata(&log).map(|m| m.permissions().mode() & 0o7777);
     let mode = mode.unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-    assert_eq!(mode & !0o640, 0, "mode {mode:o} is looser than 0640");
+    assert_eq!(mode, 0o640, "mode {mode:04o}");
     let after_first = fs::read_to_string(&log).unwrap_or_default();
-    assert!(after_first.contains(NOT_IMPLEMENTED));
+    assert_eq!(after_first.matches(NO_REQUEST).count(), 1, "{after_first}");
+    // A file rpmemd created itself is not reported as too loose.
+    assert!(!after_first.contains("looser than"), "{after_first}");
 
     let second = scratch.run(&[]);
-    assert_eq!(second.status.code(), Some(1));
+    assert_no_request_session(&second);
     let after_second = fs::read_to_string(&log).unwrap_or_default();
     assert!(after_second.starts_with(&after_first), "not appended");
     assert_eq!(
-        after_second.matches(NOT_IMPLEMENTED).count(),
+        after_second.matches(NO_REQUEST).count(),
         2,
+        "{after_second}"
+    );
+    let appended = after_second.get(after_first.len()..).unwrap_or_default();
+    assert_ne!(
+        output_pid(&after_first),
+        output_pid(appended),
         "{after_second}"
     );
 }
 
 #[test]
-fn existing_log_file_keeps_its_content() {
+fn existing_log_file_keeps_its_content_and_its_loose_mode_is_reported() {
     let scratch = Scratch::new();
     let log = scratch.path("old.log");
     assert!(fs::write(&log, "previous line\n").is_ok());
-    scratch.config(&format!("log-file = {}\n", log.display()));
+    assert!(fs::set_permissions(&log, fs::Permissions::from_mode(0o644)).is_ok());
+    scratch.config(&format!("log-file = {}\nlog-level = warn\n", log.display()));
     let output = scratch.run(&[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_no_request_session(&output);
     let content = fs::read_to_string(&log).unwrap_or_default();
     assert!(content.starts_with("previous line\n"), "{content}");
-    assert!(content.contains(NOT_IMPLEMENTED), "{content}");
+    assert!(content.contains(NO_REQUEST), "{content}");
+    assert!(
+        content.contains(&format!(
+            "]: warn: log file {} has mode 0644, looser than 0640\n",
+            log.display()
+        )),
+        "{content}"
+    );
+    // rpmemd reports the mode but leaves it as it is.
+    let mode = fs::metadata(&log).map(|m| m.permissions().mode() & 0o7777);
+    assert_eq!(mode.ok(), Some(0o644));
 }
 
-#[test]
-fn log_file_that_cannot_be_opened_stops_rpmemd() {
+#[rstest]
+#[case::missing_directory("no/such/dir/rpmemd.log", ENOENT_WORD)]
+#[case::a_directory(".", EISDIR_WORD)]
+fn log_file_that_cannot_be_opened_stops_rpmemd(#[case] name: &str, #[case] word: [u8; 4]) {
     let scratch = Scratch::new();
-    let log = scratch.path("no/such/dir/rpmemd.log");
+    let log = scratch.path(name);
     scratch.config(&format!("log-file = {}\n", log.display()));
     let output = scratch.run(&[]);
     assert_eq!(output.status.code(), Some(4));
-    assert!(output.stdout.is_empty());
+    // Only the start-up status word, carrying the open errno: no session was served.
+    assert_eq!(output.stdout, word, "stdout: {:?}", text(&output.stdout));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains(&format!("cannot open log file {}", log.display())),
+        stderr.starts_with(&format!("rpmemd: cannot open log file {}: ", log.display())),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains(NO_REQUEST), "{stderr}");
 }
 
 /// A syslog socket of our own: collects datagrams while rpmemd runs (the kernel queue of a
@@ -250,13 +365,9 @@ fn syslog_priorities_and_level(#[case] level: &str, #[case] expected: &[u8]) {
         "use-syslog = yes\nlog-level = {level}\npersist-general = no\n"
     ));
     let (output, messages) = server.collect(scratch.command(&[]));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        output.stdout.is_empty(),
-        "stdout: {:?}",
-        text(&output.stdout)
-    );
-    assert!(text(&output.stderr).contains(NOT_IMPLEMENTED));
+    assert_no_request_session(&output);
+    // syslog was reached: stderr gets the reason the session ended, and nothing else.
+    assert_eq!(text(&output.stderr), format!("rpmemd: {NO_REQUEST}\n"));
 
     // LOG_USER (8) + severity: err 3, warning 4, notice 5, info 6, debug 7.
     let priorities: BTreeSet<u8> = messages.iter().filter_map(|m| priority(m)).collect();
@@ -265,15 +376,21 @@ fn syslog_priorities_and_level(#[case] level: &str, #[case] expected: &[u8]) {
         expected.iter().copied().collect::<BTreeSet<u8>>(),
         "{messages:#?}"
     );
-    assert_eq!(priorities.len(), expected.len());
+    assert_eq!(
+        messages.iter().filter(|m| priority(m).is_none()).count(),
+        0,
+        "{messages:#?}"
+    );
     assert!(
         messages.iter().all(|m| m.contains(" rpmemd[")),
         "{messages:#?}"
     );
+    let errors: Vec<&String> = messages.iter().filter(|m| m.starts_with("<11>")).collect();
+    assert_eq!(errors.len(), 1, "{messages:#?}");
     assert!(
-        messages
+        errors
             .iter()
-            .any(|m| m.starts_with("<11>") && m.ends_with(&format!("]: {NOT_IMPLEMENTED}"))),
+            .all(|m| m.ends_with(&format!("]: {NO_REQUEST}"))),
         "{messages:#?}"
     );
     assert!(
@@ -292,9 +409,15 @@ fn cli_use_syslog_overrides_the_file() {
     let log = scratch.path("unused.log");
     scratch.config(&format!("log-file = {}\nlog-level = err\n", log.display()));
     let (output, messages) = server.collect(scratch.command(&["--use-syslog"]));
-    assert_eq!(output.status.code(), Some(1));
+    assert_no_request_session(&output);
     assert!(!log.exists());
     assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.starts_with("<11>") && m.ends_with(&format!("]: {NO_REQUEST}"))),
+        "{messages:#?}"
+    );
 }
 
 #[test]
@@ -308,10 +431,20 @@ fn errors_before_the_configuration_go_to_stderr_only() {
     ));
     let (output, messages) = server.collect(scratch.command(&["--use-syslog"]));
     assert_eq!(output.status.code(), Some(3));
-    assert!(output.stdout.is_empty());
+    // Only the start-up status word, carrying EINVAL: no session was served.
+    assert_eq!(
+        output.stdout,
+        EINVAL_WORD,
+        "stdout: {:?}",
+        text(&output.stdout)
+    );
     let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("rpmemd: Invalid config file line at "),
+        "{stderr}"
+    );
     assert!(stderr.contains("rpmemd.conf:5"), "{stderr}");
-    assert!(stderr.contains("\nbogus line"), "{stderr}");
+    assert!(stderr.ends_with("\nbogus line\n"), "{stderr}");
     assert!(messages.is_empty(), "{messages:#?}");
     assert!(!log.exists());
 }
@@ -326,11 +459,13 @@ fn unreachable_syslog_falls_back_to_stderr() {
         .env("RPMEMD_SYSLOG_SOCKET", &missing)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(output.stdout.is_empty());
+    assert_no_request_session(&output);
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains(&format!("cannot reach syslog at {}", missing.display())),
+        stderr.starts_with(&format!(
+            "rpmemd: warning: cannot reach syslog at {} (",
+            missing.display()
+        )),
         "{stderr}"
     );
     assert!(
@@ -338,39 +473,107 @@ fn unreachable_syslog_falls_back_to_stderr() {
         "{stderr}"
     );
     assert!(!stderr.contains("rpmemd: info: "), "{stderr}");
-    // Reported once, not twice, when the log itself is stderr.
-    assert_eq!(stderr.matches(NOT_IMPLEMENTED).count(), 1, "{stderr}");
+    // Reported once, not twice, when the log itself is stderr (errors carry no level name).
+    assert_eq!(stderr.matches(NO_REQUEST).count(), 1, "{stderr}");
+    assert!(
+        stderr.ends_with(&format!("\nrpmemd: {NO_REQUEST}\n")),
+        "{stderr}"
+    );
 }
 
 #[test]
-fn remove_request_is_logged_and_refused() {
+fn invalid_spin_budget_is_logged_as_a_warning() {
+    let scratch = Scratch::new();
+    let log = scratch.path("rpmemd.log");
+    scratch.config(&format!("log-file = {}\nlog-level = warn\n", log.display()));
+    let output = scratch
+        .command(&[])
+        .env("RPMEMD_SPIN_US", "fast")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_no_request_session(&output);
+    let content = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        content.contains("]: warn: RPMEMD_SPIN_US=\"fast\" is not a number of microseconds"),
+        "{content}"
+    );
+    assert_eq!(file_levels(&content), levels_up_to("warn"), "{content}");
+}
+
+#[rstest]
+#[case::refused(&["-r", "pool.set", "-s"], 1, &[
+    "info: removing 'pool.set' with its pool set file\n",
+    "err: removing 'pool.set' failed: ",
+])]
+#[case::forced(&["-r", "pool.set", "-f", "-s"], 0, &[
+    "info: removing 'pool.set' (force) with its pool set file\n",
+    "notice: removed 'pool.set' (--force: errors ignored)\n",
+])]
+fn remove_request_is_logged(
+    #[case] args: &[&str],
+    #[case] status: i32,
+    #[case] fragments: &[&str],
+) {
     let scratch = Scratch::new();
     let log = scratch.path("rpmemd.log");
     scratch.config(&format!("log-file = {}\nlog-level = info\n", log.display()));
-    let output = scratch.run(&["-r", "pool.set", "-f", "-s"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(output.stdout.is_empty());
-    assert!(text(&output.stderr).contains("removing pools is not implemented in this build"));
+    let output = scratch.run(args);
+    assert_eq!(output.status.code(), Some(status));
+    // Remove mode writes no status word.
+    assert!(
+        output.stdout.is_empty(),
+        "stdout: {:?}",
+        text(&output.stdout)
+    );
     let content = fs::read_to_string(&log).unwrap_or_default();
-    assert!(content.contains("info: removing 'pool.set'"), "{content}");
+    for fragment in fragments {
+        assert!(content.contains(fragment), "{fragment:?}:\n{content}");
+    }
+    assert!(content.lines().all(is_file_line), "{content}");
+    // A failure reaches the client on stderr too; a success leaves stderr empty.
+    let stderr = text(&output.stderr);
+    if status == 0 {
+        assert_eq!(stderr, "");
+    } else {
+        assert!(
+            stderr.starts_with("rpmemd: removing 'pool.set' failed: "),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }
 
-#[test]
-fn stdout_is_empty_on_every_failure_path() {
+/// stdout carries the start-up status word only when a session was asked for, and nothing but
+/// status words on any failure path.
+#[rstest]
+#[case::usage_error(&["--bogus"], 2, &[])]
+#[case::missing_config_file(&["-c", "/nonexistent/x.conf"], 3, &ENOENT_WORD)]
+#[case::relative_poolset_dir(&["--poolset-dir", "relative"], 3, &EINVAL_WORD)]
+#[case::log_file_cannot_be_opened(&["--log-file", "/nonexistent/dir/x.log"], 4, &ENOENT_WORD)]
+#[case::session_without_request(&[], 1, &NO_REQUEST_STDOUT)]
+#[case::remove_failure(&["-r", "x.set"], 1, &[])]
+#[case::remove_with_config_failure(&["-r", "x.set", "-c", "/nonexistent/x.conf"], 3, &[])]
+#[case::dump_config_failure(&["--dump-config", "-c", "/nonexistent/x.conf"], 3, &[])]
+fn stdout_holds_only_status_words_on_every_failure_path(
+    #[case] args: &[&str],
+    #[case] status: i32,
+    #[case] stdout: &[u8],
+) {
     let scratch = Scratch::new();
     scratch.config(&format!(
         "log-file = {}\nlog-level = debug\n",
         scratch.path("l.log").display()
     ));
-    for args in [&["--bogus"][..], &["-c", "/nonexistent/x.conf"], &[]] {
-        let output = scratch.run(args);
-        assert_ne!(output.status.code(), Some(0), "{args:?}");
-        assert!(
-            output.stdout.is_empty(),
-            "{args:?}: {:?}",
-            text(&output.stdout)
-        );
-    }
+    let output = scratch.run(args);
+    assert_eq!(output.status.code(), Some(status), "{args:?}");
+    assert_eq!(
+        output.stdout,
+        stdout,
+        "{args:?}: {:?}",
+        text(&output.stdout)
+    );
+    // The reason is on stderr.
+    assert!(!output.stderr.is_empty(), "{args:?}");
 }
 
 #[test]
@@ -379,6 +582,21 @@ fn log_path_helpers_agree() {
     let line = "2024-01-01T00:00:00.000Z rpmemd[7]: notice: user: x\n";
     assert_eq!(file_levels(line), BTreeSet::from(["notice".to_owned()]));
     assert_eq!(output_pid(line), "7");
+    assert!(is_file_line(line.trim_end()));
+    assert!(!is_file_line("2024-01-01 00:00:00 rpmemd[7]: notice: x"));
+    assert!(!is_file_line(
+        "2024-01-01T00:00:00.000Z rpmemd[]: notice: x"
+    ));
+    assert!(!is_file_line("2024-01-01T00:00:00.000Z rpmemd[7]: loud: x"));
     assert_eq!(priority("<13>Jan  1 00:00:00 rpmemd[7]: x"), Some(13));
+    assert_eq!(levels_up_to("notice").len(), 3);
+    // The status words are the errno values, little-endian.
+    assert_eq!(u32::from_le_bytes(EINVAL_WORD), libc::EINVAL.unsigned_abs());
+    assert_eq!(u32::from_le_bytes(ENOENT_WORD), libc::ENOENT.unsigned_abs());
+    assert_eq!(u32::from_le_bytes(EISDIR_WORD), libc::EISDIR.unsigned_abs());
+    assert_eq!(
+        NO_REQUEST_STDOUT[4..],
+        libc::ECONNRESET.unsigned_abs().to_le_bytes()
+    );
     assert!(Path::new(BIN).is_file());
 }
