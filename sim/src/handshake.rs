@@ -1,0 +1,245 @@
+//! The CREATE handshake, run in memory through rpmem-core's out-of-band
+//! client and server machines, to learn the lanes, the method and the
+//! inline buffer size the data path uses.
+
+use rpmem_core::oob::{Client, ClientEvent, CreateRequest, Limits, OobError, Server, ServerEvent};
+use rpmem_core::policy::Method;
+use rpmem_core::wire::oob::{
+    self as wire, ext_flags, ExtRepr, IbcRepr, PersistMethod, PoolDesc, Provider, Status,
+};
+use rpmem_core::PoolAttr;
+
+/// What the simulated librpmem asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAsk {
+    /// Pool size.
+    pub pool_size: u64,
+    /// Lanes wanted.
+    pub nlanes: u32,
+    /// Inline buffer size wanted (`buff_size`).
+    pub buff_size: u64,
+}
+
+/// What the simulated rpmemd offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TargetOffer {
+    /// The method it announces.
+    pub method: Method,
+    /// Most lanes it grants.
+    pub max_nlanes: u32,
+    /// Largest inline payload it accepts.
+    pub max_inline: u32,
+    /// The pool is persistent memory (extension flag).
+    pub pmem: bool,
+    /// A deep flush does more than a plain persist (extension flag).
+    pub deep_flush: bool,
+    /// The session secret (must not be all zero).
+    pub secret: [u8; 32],
+}
+
+/// What both sides agreed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    /// Lanes of the connection.
+    pub nlanes: u32,
+    /// Persistency method.
+    pub method: Method,
+    /// Most data bytes an inline persist carries.
+    pub inline_max: u64,
+}
+
+/// The handshake failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// A machine refused a call or input.
+    #[error("out-of-band {side} failed while {during}: {error}")]
+    Oob {
+        /// `"client"` or `"server"`.
+        side: &'static str,
+        /// What was being done.
+        during: &'static str,
+        /// The machine's error.
+        error: OobError,
+    },
+    /// The pool descriptor could not be built.
+    #[error("pool descriptor: {0}")]
+    Desc(wire::Error),
+    /// A machine produced an event other than the one the handshake needs.
+    #[error("out-of-band handshake: expected {expected}, got {got}")]
+    Unexpected {
+        /// What was expected.
+        expected: &'static str,
+        /// What came.
+        got: String,
+    },
+    /// The response named a method the data path does not know.
+    #[error("CREATE_RESP names persist method {0}, which is neither GPSPM nor APM")]
+    UnknownMethod(u32),
+}
+
+fn client_err(during: &'static str) -> impl Fn(OobError) -> HandshakeError {
+    move |error| HandshakeError::Oob {
+        side: "client",
+        during,
+        error,
+    }
+}
+
+fn server_err(during: &'static str) -> impl Fn(OobError) -> HandshakeError {
+    move |error| HandshakeError::Oob {
+        side: "server",
+        during,
+        error,
+    }
+}
+
+/// Run start-up status, CREATE and CREATE_RESP between a fresh client and
+/// server.
+pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, HandshakeError> {
+    let mut server = Server::new(Limits::DEFAULT);
+    let mut client = Client::new();
+
+    let word = server
+        .startup_status(Ok(()))
+        .map_err(server_err("writing the start-up status"))?;
+    match client
+        .handle_input(&word)
+        .map_err(client_err("reading the start-up status"))?
+    {
+        (4, Some(ClientEvent::Ready)) => {}
+        other => {
+            return Err(HandshakeError::Unexpected {
+                expected: "the client to be ready",
+                got: format!("{other:?}"),
+            })
+        }
+    }
+
+    let desc = PoolDesc::from_text("sim.set").map_err(HandshakeError::Desc)?;
+    let request = CreateRequest {
+        pool_size: ask.pool_size,
+        nlanes: ask.nlanes,
+        provider: Provider::VERBS,
+        buff_size: ask.buff_size,
+        attr: PoolAttr::ZERO,
+        pool_desc: desc,
+    };
+    let bytes = client
+        .send_create(&request)
+        .map_err(client_err("sending CREATE"))?
+        .to_vec();
+    let (used, event) = server
+        .handle_input(&bytes)
+        .map_err(server_err("reading CREATE"))?;
+    let common = match event {
+        Some(ServerEvent::Create { common, .. }) if used == bytes.len() => common,
+        other => {
+            return Err(HandshakeError::Unexpected {
+                expected: "a complete CREATE",
+                got: format!("{other:?} after {used} of {} bytes", bytes.len()),
+            })
+        }
+    };
+
+    let granted = common.nlanes.min(offer.max_nlanes).max(1);
+    let max_inline = u32::try_from(common.buff_size)
+        .unwrap_or(u32::MAX)
+        .min(offer.max_inline);
+    let mut flags = 0;
+    if offer.pmem {
+        flags |= ext_flags::PMEM;
+    }
+    if offer.deep_flush {
+        flags |= ext_flags::DEEP_FLUSH;
+    }
+    let ibc = IbcRepr {
+        port: 1,
+        persist_method: PersistMethod(offer.method.wire_value()),
+        rkey: 0x5157,
+        raddr: 0,
+        nlanes: granted,
+    };
+    let ext = ExtRepr {
+        secret: offer.secret,
+        flags,
+        max_inline,
+    };
+    let answer = server
+        .respond_create(Status::Success, Some((ibc, Some(ext))))
+        .map_err(server_err("answering CREATE"))?
+        .to_vec();
+    let (_, event) = client
+        .handle_input(&answer)
+        .map_err(client_err("reading CREATE_RESP"))?;
+    let resp = match event {
+        Some(ClientEvent::Created(resp)) => resp,
+        other => {
+            return Err(HandshakeError::Unexpected {
+                expected: "CREATE_RESP",
+                got: format!("{other:?}"),
+            })
+        }
+    };
+    let wire_method = resp.ibc.persist_method.0;
+    let method =
+        Method::from_wire(wire_method).ok_or(HandshakeError::UnknownMethod(wire_method))?;
+    let inline_max = resp.ext.map_or(ask.buff_size, |e| {
+        u64::from(e.max_inline).min(ask.buff_size)
+    });
+    Ok(Session {
+        nlanes: resp.ibc.nlanes,
+        method,
+        inline_max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(method: Method, max_nlanes: u32) -> TargetOffer {
+        TargetOffer {
+            method,
+            max_nlanes,
+            max_inline: 4096,
+            pmem: true,
+            deep_flush: false,
+            secret: [7; 32],
+        }
+    }
+
+    #[test]
+    fn create_negotiates_lanes_method_and_inline_size() {
+        let ask = ClientAsk {
+            pool_size: 1 << 20,
+            nlanes: 4,
+            buff_size: 8192,
+        };
+        let s = create(&ask, &offer(Method::Apm, 2)).unwrap();
+        assert_eq!(
+            s,
+            Session {
+                nlanes: 2,
+                method: Method::Apm,
+                inline_max: 4096
+            }
+        );
+        let s = create(&ask, &offer(Method::Gpspm, 8)).unwrap();
+        assert_eq!((s.nlanes, s.method), (4, Method::Gpspm));
+    }
+
+    #[test]
+    fn all_zero_secret_is_refused_by_the_server_machine() {
+        let ask = ClientAsk {
+            pool_size: 1 << 20,
+            nlanes: 1,
+            buff_size: 64,
+        };
+        let mut o = offer(Method::Gpspm, 1);
+        o.secret = [0; 32];
+        assert!(matches!(
+            create(&ask, &o),
+            Err(HandshakeError::Oob { side: "server", .. })
+        ));
+    }
+}

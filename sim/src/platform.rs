@@ -1,0 +1,278 @@
+//! Target platforms and the (method x platform) configurations the
+//! simulator runs, with the policy's verdict on each.
+
+use core::fmt;
+
+use rpmem_core::flush::FlushMode;
+use rpmem_core::policy::{self, Method, Placement, PolicyInput};
+
+/// What the target machine looks like to a byte the NIC or the CPU writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Platform {
+    /// Name used on the command line and in reports.
+    pub name: &'static str,
+    /// DDIO on (allocating writes): NIC writes land in the CPU cache. Off
+    /// (non-allocating writes): they go straight to the memory controller.
+    pub ddio: bool,
+    /// eADR: the CPU cache is inside the persistence domain.
+    pub eadr: bool,
+    /// The pool is persistent memory. When false it is a file-backed DRAM
+    /// mapping (page cache) made durable only by `msync` (or the kernel's
+    /// own write-back).
+    pub pmem: bool,
+    /// The memory controller's write-pending queue is NOT in the persistence
+    /// domain for the failure modelled (a Device DAX region whose ADR cannot
+    /// be trusted): only `deep_flush` drains it to media. On such a platform
+    /// only deep persists promise durability.
+    pub wpq_volatile: bool,
+}
+
+impl Platform {
+    /// The policy's input for this platform with the administrator's
+    /// settings. `persist-apm` may only be set when DDIO is off
+    /// (`rpmemd(1)`: "must be set only if the target platform has
+    /// non-allocating writes IO enabled").
+    pub fn policy_input(&self, persist_apm: bool) -> PolicyInput {
+        PolicyInput {
+            persist_apm,
+            persist_general: true,
+            pool_is_pmem: self.pmem,
+            cache_persistent: self.eadr,
+            placement: Placement::Rdma,
+        }
+    }
+
+    /// Whether a deep persist reaches further than a plain persist here
+    /// (reported to the initiator in the extension block).
+    pub fn deep_differs(&self) -> bool {
+        self.wpq_volatile
+    }
+
+    /// Whether plain persists promise durability on this platform (false
+    /// when the only promise is that of deep persists).
+    pub fn plain_persist_durable(&self) -> bool {
+        !self.wpq_volatile
+    }
+
+    /// Whether a byte the NIC places (no CPU flush) survives a crash: the
+    /// physical fact APM relies on.
+    pub fn placement_is_durable(&self) -> bool {
+        self.pmem && !self.wpq_volatile && (self.eadr || !self.ddio)
+    }
+
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {}, DDIO {}{}",
+            if self.pmem {
+                "persistent memory"
+            } else {
+                "file-backed DRAM (msync)"
+            },
+            if self.eadr { "eADR" } else { "ADR" },
+            if self.ddio { "on" } else { "off" },
+            if self.wpq_volatile {
+                ", volatile write-pending queue (deep flush only)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Every platform the simulator knows.
+pub const PLATFORMS: [Platform; 7] = [
+    Platform {
+        name: "adr-ddio",
+        ddio: true,
+        eadr: false,
+        pmem: true,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "adr-noddio",
+        ddio: false,
+        eadr: false,
+        pmem: true,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "eadr-ddio",
+        ddio: true,
+        eadr: true,
+        pmem: true,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "eadr-noddio",
+        ddio: false,
+        eadr: true,
+        pmem: true,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "dram-ddio",
+        ddio: true,
+        eadr: false,
+        pmem: false,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "dram-noddio",
+        ddio: false,
+        eadr: false,
+        pmem: false,
+        wpq_volatile: false,
+    },
+    Platform {
+        name: "devdax-wpq",
+        ddio: false,
+        eadr: false,
+        pmem: true,
+        wpq_volatile: true,
+    },
+];
+
+/// The platform called `name`.
+pub fn platform(name: &str) -> Option<Platform> {
+    PLATFORMS.iter().copied().find(|p| p.name == name)
+}
+
+/// The policy's verdict on running `method` on a platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// A configuration rpmemd may choose (with a legal administrator
+    /// setting): the checker must find no violation.
+    Allowed,
+    /// Forbidden, and the model predicts lost data: the checker must find
+    /// loss (proof that it can see it).
+    ForbiddenLossExpected,
+    /// Forbidden by rpmemd(1), but in this model the data is safe anyway
+    /// (APM with DDIO on and eADR: the cache the NIC writes into is
+    /// persistent). Reported, not counted either way.
+    ForbiddenSafeInModel,
+}
+
+/// A (method x platform) configuration and how the target flushes in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// The platform.
+    pub platform: Platform,
+    /// The persistency method the target announces (chosen by the policy,
+    /// or forced for a forbidden configuration).
+    pub method: Method,
+    /// The target's flush primitive (from the policy).
+    pub flush: FlushMode,
+    /// The policy's verdict.
+    pub verdict: Verdict,
+}
+
+impl Config {
+    /// The configuration of `method` on `platform`, judged by
+    /// [`policy::select`]: allowed when some legal administrator setting
+    /// makes the policy pick `method`.
+    pub fn new(platform: Platform, method: Method) -> Config {
+        // GPSPM's flush primitive is the platform's primitive under either
+        // method (select never fails with persist-general = yes).
+        let flush = policy::select(platform.policy_input(false))
+            .map(|d| d.flush)
+            .unwrap_or(FlushMode::Msync);
+        // persist-apm may be set by a careful administrator only with
+        // non-allocating writes (DDIO off).
+        let apm_settings: &[bool] = if platform.ddio {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        let allowed = apm_settings.iter().any(|&apm| {
+            policy::select(platform.policy_input(apm)).is_ok_and(|d| d.method == method)
+        });
+        let verdict = if allowed {
+            Verdict::Allowed
+        } else if method == Method::Apm && platform.placement_is_durable() {
+            Verdict::ForbiddenSafeInModel
+        } else {
+            Verdict::ForbiddenLossExpected
+        };
+        Config {
+            platform,
+            method,
+            flush,
+            verdict,
+        }
+    }
+
+    /// Every configuration: each platform with GPSPM and with APM.
+    pub fn all() -> Vec<Config> {
+        PLATFORMS
+            .iter()
+            .flat_map(|&p| [Method::Gpspm, Method::Apm].map(|m| Config::new(p, m)))
+            .collect()
+    }
+
+    /// True when the policy allows it.
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allowed
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<12} {:<5}", self.platform.name, self.method.name())
+    }
+}
+
+/// Parse a method name (`apm` / `gpspm`, any case).
+pub fn parse_method(s: &str) -> Option<Method> {
+    match s.to_ascii_lowercase().as_str() {
+        "apm" => Some(Method::Apm),
+        "gpspm" => Some(Method::Gpspm),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("adr-ddio", Method::Gpspm, Verdict::Allowed)]
+    #[case("adr-ddio", Method::Apm, Verdict::ForbiddenLossExpected)]
+    #[case("adr-noddio", Method::Apm, Verdict::Allowed)]
+    #[case("eadr-ddio", Method::Apm, Verdict::ForbiddenSafeInModel)]
+    #[case("eadr-noddio", Method::Apm, Verdict::Allowed)]
+    #[case("dram-ddio", Method::Apm, Verdict::ForbiddenLossExpected)]
+    #[case("dram-noddio", Method::Apm, Verdict::ForbiddenLossExpected)]
+    #[case("dram-noddio", Method::Gpspm, Verdict::Allowed)]
+    #[case("devdax-wpq", Method::Apm, Verdict::Allowed)]
+    #[case("devdax-wpq", Method::Gpspm, Verdict::Allowed)]
+    fn verdicts_follow_the_policy(#[case] p: &str, #[case] m: Method, #[case] v: Verdict) {
+        let c = Config::new(platform(p).unwrap(), m);
+        assert_eq!(c.verdict, v);
+    }
+
+    #[test]
+    fn flush_primitive_follows_the_platform() {
+        assert_eq!(
+            Config::new(platform("adr-ddio").unwrap(), Method::Gpspm).flush,
+            FlushMode::Cpu
+        );
+        assert_eq!(
+            Config::new(platform("eadr-ddio").unwrap(), Method::Gpspm).flush,
+            FlushMode::FenceOnly
+        );
+        assert_eq!(
+            Config::new(platform("dram-ddio").unwrap(), Method::Apm).flush,
+            FlushMode::Msync
+        );
+    }
+
+    #[test]
+    fn gpspm_is_allowed_everywhere() {
+        for p in PLATFORMS {
+            assert!(Config::new(p, Method::Gpspm).allowed(), "{}", p.name);
+        }
+        assert_eq!(Config::all().len(), 2 * PLATFORMS.len());
+    }
+}

@@ -1,0 +1,1194 @@
+//! One simulated run: the handshake, the initiator lanes, the queue pairs,
+//! the target and its memory, stepped by a seeded scheduler, with a crash
+//! point between every two steps.
+//!
+//! The initiator and target sides are rpmem-core's own machines
+//! ([`InitiatorLane`], [`Target`], [`rpmem_core::oob`]); the target flushes
+//! through [`rpmem_core::persist::TargetStep::execute`], i.e. through
+//! [`rpmem_core::flush::persist_range`] over the simulated [`Memory`].
+//!
+//! Steps (each one action; the scheduler picks among the enabled ones with
+//! per-run weights, which gives delays and reordering across lanes):
+//!
+//! | action | what |
+//! |---|---|
+//! | start | a lane issues its next call (writing its data into the local region first) |
+//! | transmit | a lane's oldest posted operation reaches the remote NIC |
+//! | execute | the remote NIC executes its oldest operation: places a WRITE, answers a READ, delivers a SEND |
+//! | complete | the oldest operation of a send queue completes (WRITE/SEND: once at the remote NIC; READ: once answered) |
+//! | reap | the initiator takes one completion; the lane posts what it can and returns its call's result |
+//! | target | the target CPU runs one step of a persist message's plan (copy, flush, deep flush, respond) |
+//! | evict | a dirty cache line is written back on its own |
+//! | drain | a write-pending-queue line or a dirty page reaches media on its own |
+//! | lose | (fault) a lane's connection is lost |
+
+use std::collections::VecDeque;
+use std::sync::RwLock;
+
+use rpmem_core::flush::mutants::{self, Mutant};
+use rpmem_core::persist::{
+    CallError, CallKind, Completion, InitiatorLane, LaneError, LaneParams, Op, Placement, Target,
+    TargetError, TargetParams, TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
+};
+
+use crate::checker::Checker;
+use crate::crash::{CrashTracker, Finding, IMAGE_COUNT_CAP};
+use crate::handshake::{self, ClientAsk, HandshakeError, Session, TargetOffer};
+use crate::memory::{MemStats, Memory, PAGE, WORD};
+use crate::platform::Config;
+use crate::rng::Rng;
+use crate::rnic::{Cqe, Inbound, Qp, CONN_RESET};
+use crate::workload::{CallSpec, Size, Workload};
+
+/// How crash points are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Exhaustive for small workloads, sampled for large ones.
+    Auto,
+    /// Every point between two steps.
+    Exhaustive,
+    /// About one point in eight, and the end.
+    Sampled,
+}
+
+/// Options of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RunOptions {
+    /// The seeded bug switched on for the run.
+    pub mutant: Mutant,
+    /// Crash point selection.
+    pub mode: Mode,
+    /// Workload size; `None`: drawn from the seed (one seed in four large).
+    pub size: Option<Size>,
+    /// Keep a line per step in the report.
+    pub verbose: bool,
+    /// Give up after this many steps.
+    pub max_steps: u64,
+    /// Let the workload contain the pattern of
+    /// [`crate::workload::KNOWN_ISSUE_INLINE_OVERTAKEN`] (normally steered
+    /// around).
+    pub known_issues: bool,
+    /// At every crash point, judge every word of the pool from scratch and
+    /// compare with the incremental verdicts (slow; for tests).
+    pub self_check: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            mutant: Mutant::None,
+            mode: Mode::Auto,
+            size: None,
+            verbose: false,
+            max_steps: 200_000,
+            known_issues: false,
+            self_check: false,
+        }
+    }
+}
+
+/// Scheduler weights of one run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Weights {
+    /// start, transmit, execute, complete, reap, target.
+    pub kind: [u64; 6],
+    /// Per-lane factor (lanes progress at different speeds).
+    pub lane: Vec<u64>,
+    /// Spontaneous eviction.
+    pub evict: u64,
+    /// Spontaneous WPQ / page drain.
+    pub drain: u64,
+}
+
+/// Everything drawn from the seed before the run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Params {
+    /// Workload size.
+    pub size: Size,
+    /// Pool size (a multiple of 4096).
+    pub pool_size: u64,
+    /// First writable offset (the pool header is below).
+    pub min_offset: u64,
+    /// What the client asks in CREATE.
+    pub ask: ClientAsk,
+    /// Lanes the target grants at most.
+    pub target_max_lanes: u32,
+    /// Largest inline payload the target takes.
+    pub target_max_inline: u32,
+    /// Send queue depth.
+    pub wq_size: u32,
+    /// Persist messages in flight per lane.
+    pub send_window: u32,
+    /// Largest WRITE/READ.
+    pub max_op_len: u64,
+    /// Scheduler weights.
+    pub weights: Weights,
+    /// Lose lane `.1`'s connection at step `.0`.
+    pub conn_loss: Option<(u64, u32)>,
+}
+
+/// Something that must not happen in any run, mutant or not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// The handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// An engine or the memory refused the run's parameters.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// The initiator refused a call the workload made (a valid one).
+    #[error("lane {lane}: {call} refused: {error}")]
+    CallRejected {
+        /// Lane.
+        lane: u32,
+        /// The call.
+        call: String,
+        /// The engine's answer.
+        error: CallError,
+    },
+    /// A lane broke without an injected fault.
+    #[error("lane {lane} broke without a fault: {error}")]
+    LaneBroken {
+        /// Lane.
+        lane: u32,
+        /// The engine's error.
+        error: LaneError,
+    },
+    /// The target refused what the initiator sent.
+    #[error("lane {lane}: target refused {what}: {error}")]
+    TargetRefused {
+        /// Lane.
+        lane: u32,
+        /// What it refused.
+        what: &'static str,
+        /// The target's error.
+        error: TargetError,
+    },
+    /// The engine posted something impossible.
+    #[error("lane {lane}: engine posted {what}")]
+    BadOp {
+        /// Lane.
+        lane: u32,
+        /// What.
+        what: String,
+    },
+    /// A call never finished.
+    #[error("lane {lane} is stuck at the end of the run: {what}")]
+    Stuck {
+        /// Lane.
+        lane: u32,
+        /// What was pending.
+        what: String,
+    },
+    /// The run did not end.
+    #[error("no end after {0} steps")]
+    StepLimit(u64),
+    /// The workload issued too many writes.
+    #[error("{0}")]
+    TooManyWrites(#[from] crate::checker::TooManyWrites),
+    /// The simulator's own bookkeeping is inconsistent.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A crash point whose images break a promise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Steps executed before the crash.
+    pub step: u64,
+    /// The first broken promise.
+    pub finding: Finding,
+}
+
+/// What one run found.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The configuration.
+    pub config: Config,
+    /// The mutant that was on.
+    pub mutant: Mutant,
+    /// Parameters drawn from the seed.
+    pub params: Params,
+    /// What the handshake agreed (None if it failed).
+    pub session: Option<Session>,
+    /// The workload.
+    pub workload: Workload,
+    /// Steps executed.
+    pub steps: u64,
+    /// Crash points examined.
+    pub crash_points: u64,
+    /// Crash images covered (capped per point at [`IMAGE_COUNT_CAP`]).
+    pub crash_states: u64,
+    /// Crash points at which some image breaks a promise.
+    pub violating_points: u64,
+    /// The first of them.
+    pub first_violation: Option<Violation>,
+    /// Things that must never happen.
+    pub errors: Vec<SimError>,
+    /// FNV-1a hash of the step trace (same seed, same hash).
+    pub trace_hash: u64,
+    /// Calls that returned success.
+    pub calls_ok: u64,
+    /// Calls that failed or were refused because the lane broke.
+    pub calls_failed: u64,
+    /// Connection losses injected.
+    pub faults: u64,
+    /// What the memory was asked to do.
+    pub mem: MemStats,
+    /// One line per step (verbose runs).
+    pub log: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether some crash point broke a promise.
+    pub fn violated(&self) -> bool {
+        self.violating_points > 0
+    }
+}
+
+/// Guards the process-wide mutant switch: runs without a mutant share it,
+/// a run with a mutant holds it alone (and switches the mutant off again).
+static MUTANT_LOCK: RwLock<()> = RwLock::new(());
+
+/// Switches the mutant off again when dropped.
+struct MutantReset;
+
+impl Drop for MutantReset {
+    fn drop(&mut self) {
+        mutants::set(Mutant::None);
+    }
+}
+
+/// Run `seed` in `config`. Safe to call from several threads: the global
+/// mutant switch of rpmem-core is only changed while no other run is
+/// active.
+pub fn run(seed: u64, config: Config, opts: &RunOptions) -> RunReport {
+    locked(seed, config, opts, None)
+}
+
+/// Like [`run`], but with the caller's workload instead of the seed's
+/// (lane `i` of `workload` runs on lane `i`; lanes beyond the granted
+/// number are dropped). The seed still decides the parameters and the
+/// schedule: a directed scenario, explored over seeds.
+pub fn run_with_workload(
+    seed: u64,
+    config: Config,
+    opts: &RunOptions,
+    workload: &Workload,
+) -> RunReport {
+    locked(seed, config, opts, Some(workload))
+}
+
+fn locked(seed: u64, config: Config, opts: &RunOptions, wl: Option<&Workload>) -> RunReport {
+    if opts.mutant == Mutant::None {
+        let _shared = MUTANT_LOCK.read().unwrap_or_else(|e| e.into_inner());
+        return World::run(seed, config, opts, wl);
+    }
+    let _alone = MUTANT_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    let _reset = MutantReset;
+    mutants::set(opts.mutant);
+    World::run(seed, config, opts, wl)
+}
+
+/// Draw the parameters of `seed` (before the handshake).
+pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
+    let mut rng = Rng::new(seed).fork(1);
+    let size = size.unwrap_or(if seed % 4 == 3 {
+        Size::Large
+    } else {
+        Size::Small
+    });
+    let pages = match size {
+        Size::Small => 2,
+        Size::Large => 4,
+    };
+    let nlanes = u32::try_from(rng.range(1, 4)).unwrap_or(1);
+    let buff_size = *rng
+        .pick(&[8u64, 16, 24, 64, 200, 1024, 8192])
+        .unwrap_or(&8192);
+    let target_max_inline = *rng.pick(&[64u32, 8192, 1 << 20]).unwrap_or(&8192);
+    let target_max_lanes = u32::try_from(rng.range(1, 4)).unwrap_or(1);
+    let wq_size = *rng.pick(&[1u32, 2, 3, 4, 8, 50]).unwrap_or(&50);
+    let send_window = u32::try_from(rng.range(1, 3)).unwrap_or(1);
+    let max_op_len = *rng
+        .pick(&[64u64, 100, 512, 4096, 1 << 30])
+        .unwrap_or(&(1 << 30));
+    let mut kind = [1u64; 6];
+    for k in &mut kind {
+        *k = rng.range(1, 8);
+    }
+    let lane = (0..4).map(|_| rng.range(1, 4)).collect();
+    let evict = *rng.pick(&[0u64, 0, 1, 3]).unwrap_or(&0);
+    let drain = *rng.pick(&[0u64, 1, 3]).unwrap_or(&0);
+    let conn_loss = if rng.chance(1, 5) {
+        Some((rng.range(1, 80), u32::try_from(rng.below(4)).unwrap_or(0)))
+    } else {
+        None
+    };
+    Params {
+        size,
+        pool_size: PAGE * (1 + pages),
+        min_offset: PAGE,
+        ask: ClientAsk {
+            pool_size: PAGE * (1 + pages),
+            nlanes,
+            buff_size,
+        },
+        target_max_lanes,
+        target_max_inline,
+        wq_size,
+        send_window,
+        max_op_len,
+        weights: Weights {
+            kind,
+            lane,
+            evict,
+            drain,
+        },
+        conn_loss,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Start(u32),
+    Transmit(u32),
+    Execute(u32),
+    Complete(u32),
+    Reap(u32),
+    Target(u32),
+    Evict,
+    Drain,
+    Lose(u32),
+}
+
+#[derive(Debug)]
+struct LaneDrv {
+    engine: InitiatorLane,
+    calls: VecDeque<CallSpec>,
+    current: Option<(CallSpec, CallKind, Option<u8>)>,
+    dead: bool,
+    fault: bool,
+    reported: bool,
+}
+
+#[derive(Debug, Default)]
+struct TargetLane {
+    rx: VecDeque<Vec<u8>>,
+    cur: Option<(Vec<u8>, usize)>,
+}
+
+struct World {
+    params: Params,
+    mode: Mode,
+    verbose: bool,
+    self_check: bool,
+    target: Target,
+    mem: Memory,
+    qps: Vec<Qp>,
+    lanes: Vec<LaneDrv>,
+    tlanes: Vec<TargetLane>,
+    /// The initiator's local region, one view per lane: a lane sends the
+    /// data of its own calls (see `docs/simulation.md`, data races).
+    local: Vec<Vec<u8>>,
+    checker: Checker,
+    tracker: CrashTracker,
+    sched: Rng,
+    bg: Rng,
+    crash_rng: Rng,
+    step: u64,
+    hash: u64,
+    log: Vec<String>,
+    errors: Vec<SimError>,
+    calls_ok: u64,
+    calls_failed: u64,
+    crash_points: u64,
+    crash_states: u64,
+    violating_points: u64,
+    first_violation: Option<Violation>,
+    lost_fired: bool,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+fn idx(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn lane_idx(l: u32) -> usize {
+    usize::try_from(l).unwrap_or(usize::MAX)
+}
+
+impl World {
+    fn run(seed: u64, config: Config, opts: &RunOptions, wl: Option<&Workload>) -> RunReport {
+        let params = draw_params(seed, opts.size);
+        let mut root = Rng::new(seed);
+        let _params_stream = root.fork(1);
+        let mut wl_rng = root.fork(2);
+        let sched = root.fork(3);
+        let bg = root.fork(4);
+        let crash_rng = root.fork(5);
+        let mut secret_rng = root.fork(6);
+
+        let mut secret = [0u8; 32];
+        for chunk in secret.chunks_mut(8) {
+            chunk.copy_from_slice(&secret_rng.next_u64().to_le_bytes());
+        }
+        secret[0] |= 1;
+
+        let mut report = RunReport {
+            seed,
+            config,
+            mutant: opts.mutant,
+            params: params.clone(),
+            session: None,
+            workload: Workload { lanes: Vec::new() },
+            steps: 0,
+            crash_points: 0,
+            crash_states: 0,
+            violating_points: 0,
+            first_violation: None,
+            errors: Vec::new(),
+            trace_hash: FNV_OFFSET,
+            calls_ok: 0,
+            calls_failed: 0,
+            faults: 0,
+            mem: MemStats::default(),
+            log: Vec::new(),
+        };
+
+        let offer = TargetOffer {
+            method: config.method,
+            max_nlanes: params.target_max_lanes,
+            max_inline: params.target_max_inline,
+            pmem: config.platform.pmem,
+            deep_flush: config.platform.deep_differs(),
+            secret,
+        };
+        let session = match handshake::create(&params.ask, &offer) {
+            Ok(s) => s,
+            Err(e) => {
+                report.errors.push(e.into());
+                return report;
+            }
+        };
+        report.session = Some(session);
+        let workload = match wl {
+            Some(w) => Workload {
+                lanes: w
+                    .lanes
+                    .iter()
+                    .take(usize::try_from(session.nlanes).unwrap_or(usize::MAX))
+                    .cloned()
+                    .collect(),
+            },
+            None => Workload::generate(
+                &mut wl_rng,
+                params.size,
+                session.nlanes,
+                params.min_offset,
+                params.pool_size,
+                opts.known_issues,
+            ),
+        };
+        report.workload = workload.clone();
+
+        let mut world = match World::new(config, params, session, &workload, opts) {
+            Ok(w) => w,
+            Err(e) => {
+                report.errors.push(e);
+                return report;
+            }
+        };
+        world.sched = sched;
+        world.bg = bg;
+        world.crash_rng = crash_rng;
+        world.note(format!(
+            "session: {} lanes, {}, inline_max {}, wq_size {}, send_window {}, max_op_len {}",
+            session.nlanes,
+            session.method,
+            session.inline_max,
+            world.params.wq_size,
+            world.params.send_window,
+            world.params.max_op_len
+        ));
+        world.main_loop(opts.max_steps);
+
+        report.steps = world.step;
+        report.crash_points = world.crash_points;
+        report.crash_states = world.crash_states;
+        report.violating_points = world.violating_points;
+        report.first_violation = world.first_violation;
+        report.errors = world.errors;
+        report.trace_hash = world.hash;
+        report.calls_ok = world.calls_ok;
+        report.calls_failed = world.calls_failed;
+        report.faults = u64::from(world.lost_fired);
+        report.mem = world.mem.stats();
+        report.log = world.log;
+        report
+    }
+
+    fn new(
+        config: Config,
+        params: Params,
+        session: Session,
+        workload: &Workload,
+        opts: &RunOptions,
+    ) -> Result<World, SimError> {
+        let mode = match opts.mode {
+            Mode::Auto => match params.size {
+                Size::Small => Mode::Exhaustive,
+                Size::Large => Mode::Sampled,
+            },
+            m => m,
+        };
+        let target = Target::new(TargetParams {
+            nlanes: session.nlanes,
+            pool_size: params.pool_size,
+            min_offset: params.min_offset,
+            inline_max: session.inline_max,
+            flush_mode: config.flush,
+            method: session.method,
+        })
+        .map_err(|e| SimError::Setup(format!("target: {e}")))?;
+        let mem = Memory::new(config.platform, params.pool_size)
+            .map_err(|e| SimError::Setup(format!("memory: {e}")))?;
+        let mut lanes = Vec::new();
+        for l in 0..session.nlanes {
+            let mut p = LaneParams::new(
+                l,
+                session.nlanes,
+                session.method,
+                params.pool_size,
+                params.min_offset,
+                Placement::Rdma,
+            );
+            p.inline_max = session.inline_max;
+            p.wq_size = params.wq_size;
+            p.send_window = params.send_window;
+            p.max_op_len = params.max_op_len;
+            let engine =
+                InitiatorLane::new(p).map_err(|e| SimError::Setup(format!("lane {l}: {e}")))?;
+            let calls = workload
+                .lanes
+                .get(lane_idx(l))
+                .map(|c| c.iter().copied().collect())
+                .unwrap_or_default();
+            lanes.push(LaneDrv {
+                engine,
+                calls,
+                current: None,
+                dead: false,
+                fault: false,
+                reported: false,
+            });
+        }
+        let n = lanes.len();
+        Ok(World {
+            mode,
+            verbose: opts.verbose,
+            self_check: opts.self_check,
+            target,
+            mem,
+            qps: (0..n).map(|_| Qp::new()).collect(),
+            lanes,
+            tlanes: (0..n).map(|_| TargetLane::default()).collect(),
+            local: (0..n).map(|_| vec![0; idx(params.pool_size)]).collect(),
+            checker: Checker::new(config.platform.plain_persist_durable()),
+            tracker: CrashTracker::new(),
+            params,
+            sched: Rng::new(0),
+            bg: Rng::new(0),
+            crash_rng: Rng::new(0),
+            step: 0,
+            hash: FNV_OFFSET,
+            log: Vec::new(),
+            errors: Vec::new(),
+            calls_ok: 0,
+            calls_failed: 0,
+            crash_points: 0,
+            crash_states: 0,
+            violating_points: 0,
+            first_violation: None,
+            lost_fired: false,
+        })
+    }
+
+    /// Record a trace line (hashed always, kept when verbose).
+    fn note(&mut self, line: String) {
+        self.hash = fnv(self.hash, &self.step.to_le_bytes());
+        self.hash = fnv(self.hash, line.as_bytes());
+        if self.verbose {
+            self.log.push(format!("[{:>5}] {line}", self.step));
+        }
+    }
+
+    fn main_loop(&mut self, max_steps: u64) {
+        loop {
+            let check = match self.mode {
+                Mode::Sampled => self.crash_rng.chance(1, 8),
+                Mode::Exhaustive | Mode::Auto => true,
+            };
+            if check {
+                self.crash_point();
+            }
+            let actions = self.enabled();
+            if actions.is_empty() {
+                break;
+            }
+            if self.step >= max_steps {
+                self.errors.push(SimError::StepLimit(max_steps));
+                break;
+            }
+            let weights: Vec<u64> = actions.iter().map(|(_, w)| *w).collect();
+            let Some(choice) = self.sched.weighted(&weights) else {
+                break;
+            };
+            let Some(&(action, _)) = actions.get(choice) else {
+                break;
+            };
+            self.apply(action);
+            self.step = self.step.saturating_add(1);
+        }
+        self.crash_point();
+        self.check_idle();
+    }
+
+    fn crash_point(&mut self) {
+        let mut changed = self.mem.take_changed();
+        changed.extend(self.checker.take_changed());
+        self.tracker.update(&self.mem, &self.checker, &changed);
+        if self.self_check {
+            let words = (0..self.mem.size() / WORD).map(|i| i.saturating_mul(WORD));
+            if let Err(e) = self.tracker.verify(&self.mem, &self.checker, words) {
+                self.errors
+                    .push(SimError::Internal(format!("after step {}: {e}", self.step)));
+                self.self_check = false;
+            }
+        }
+        self.crash_points = self.crash_points.saturating_add(1);
+        self.crash_states = self
+            .crash_states
+            .saturating_add(self.tracker.image_count(IMAGE_COUNT_CAP));
+        if self.tracker.violated() {
+            self.violating_points = self.violating_points.saturating_add(1);
+            if let Some(f) = self.tracker.first_finding().cloned() {
+                if self.verbose {
+                    self.log.push(format!(
+                        "[{:>5}] CRASH HERE breaks a promise: word {} may hold {:?} ({}): {}",
+                        self.step,
+                        f.word,
+                        f.candidate.value,
+                        f.candidate.source.name(),
+                        f.problem
+                    ));
+                }
+                if self.first_violation.is_none() {
+                    self.first_violation = Some(Violation {
+                        step: self.step,
+                        finding: f,
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_idle(&mut self) {
+        for (l, lane) in self.lanes.iter().enumerate() {
+            let l = u32::try_from(l).unwrap_or(u32::MAX);
+            if lane.dead {
+                continue;
+            }
+            if let Some((spec, _, _)) = lane.current {
+                self.errors.push(SimError::Stuck {
+                    lane: l,
+                    what: format!(
+                        "{spec} never returned ({} operations outstanding, expects a completion: {})",
+                        lane.engine.outstanding(),
+                        lane.engine.expects_completion()
+                    ),
+                });
+            } else if !lane.calls.is_empty() {
+                self.errors.push(SimError::Stuck {
+                    lane: l,
+                    what: format!("{} calls never started", lane.calls.len()),
+                });
+            }
+        }
+    }
+
+    // ----- scheduling -----
+
+    fn enabled(&mut self) -> Vec<(Action, u64)> {
+        if let Some((at, lane)) = self.params.conn_loss {
+            let lane = lane % u32::try_from(self.lanes.len().max(1)).unwrap_or(1);
+            if !self.lost_fired && self.step >= at {
+                return vec![(Action::Lose(lane), 1)];
+            }
+        }
+        let w = &self.params.weights;
+        let mut out = Vec::new();
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let l = u32::try_from(i).unwrap_or(u32::MAX);
+            let f = w.lane.get(i).copied().unwrap_or(1);
+            let k = |n: usize| w.kind.get(n).copied().unwrap_or(1).saturating_mul(f);
+            if !lane.dead
+                && lane.current.is_none()
+                && !lane.calls.is_empty()
+                && lane.engine.is_idle()
+            {
+                out.push((Action::Start(l), k(0)));
+            }
+            if let Some(qp) = self.qps.get(i) {
+                if qp.can_transmit() {
+                    out.push((Action::Transmit(l), k(1)));
+                }
+                if qp.can_execute() {
+                    out.push((Action::Execute(l), k(2)));
+                }
+                if qp.can_complete() {
+                    out.push((Action::Complete(l), k(3)));
+                }
+                if qp.can_reap() {
+                    out.push((Action::Reap(l), k(4)));
+                }
+            }
+            if let Some(t) = self.tlanes.get(i) {
+                if t.cur.is_some() || !t.rx.is_empty() {
+                    out.push((Action::Target(l), k(5)));
+                }
+            }
+        }
+        if w.evict > 0 && !self.mem.dirty_lines().is_empty() {
+            out.push((Action::Evict, w.evict));
+        }
+        if w.drain > 0 && self.mem.can_drain() {
+            out.push((Action::Drain, w.drain));
+        }
+        out
+    }
+
+    fn apply(&mut self, a: Action) {
+        match a {
+            Action::Start(l) => self.start(l),
+            Action::Transmit(l) => {
+                if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+                    let id = qp.transmit();
+                    self.note(format!(
+                        "lane {l}: op #{} reaches the remote NIC",
+                        id.unwrap_or(0)
+                    ));
+                }
+            }
+            Action::Execute(l) => self.execute(l),
+            Action::Complete(l) => {
+                let done = self.qps.get_mut(lane_idx(l)).and_then(Qp::complete);
+                if let Some(e) = done {
+                    self.note(format!(
+                        "lane {l}: op #{} {} completes{}",
+                        e.id,
+                        e.op.kind(),
+                        if e.op.is_signaled() {
+                            ""
+                        } else {
+                            " (unsignaled)"
+                        }
+                    ));
+                }
+            }
+            Action::Reap(l) => self.reap(l),
+            Action::Target(l) => self.target_step(l),
+            Action::Evict => {
+                if let Some(line) = self.mem.evict_random(&mut self.bg) {
+                    self.note(format!("cache line {line} evicted"));
+                }
+            }
+            Action::Drain => {
+                if let Some(at) = self.mem.drain_random(&mut self.bg) {
+                    self.note(format!("{at} drained to media"));
+                }
+            }
+            Action::Lose(l) => {
+                self.lost_fired = true;
+                if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+                    qp.break_connection();
+                }
+                if let Some(t) = self.tlanes.get_mut(lane_idx(l)) {
+                    t.rx.clear();
+                }
+                if let Some(lane) = self.lanes.get_mut(lane_idx(l)) {
+                    lane.fault = true;
+                }
+                self.note(format!("lane {l}: CONNECTION LOST"));
+            }
+        }
+    }
+
+    // ----- initiator -----
+
+    fn start(&mut self, l: u32) {
+        let step = self.step;
+        let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
+            return;
+        };
+        let Some(spec) = lane.calls.pop_front() else {
+            return;
+        };
+        let (kind, relaxed) = match spec {
+            CallSpec::Persist { relaxed, .. } => (CallKind::Persist, relaxed),
+            CallSpec::Flush { relaxed, .. } => (CallKind::Flush, relaxed),
+            CallSpec::Drain => (CallKind::Drain, false),
+            CallSpec::DeepPersist { .. } => (CallKind::DeepPersist, true),
+            CallSpec::Read { .. } => (CallKind::Read, false),
+        };
+        let mut own = None;
+        if let Some((offset, len)) = spec.written() {
+            match self.checker.issue(l, kind, relaxed, offset, len, step) {
+                Ok(id) => {
+                    let end = offset.saturating_add(len);
+                    if let Some(dst) = self
+                        .local
+                        .get_mut(lane_idx(l))
+                        .and_then(|v| v.get_mut(idx(offset)..idx(end)))
+                    {
+                        dst.fill(id);
+                    }
+                    own = Some(id);
+                }
+                Err(e) => {
+                    self.errors.push(e.into());
+                    lane.dead = true;
+                    return;
+                }
+            }
+        }
+        let flag = |r: bool, f: u32| if r { f } else { 0 };
+        let r = match spec {
+            CallSpec::Persist {
+                offset,
+                len,
+                relaxed,
+            } => lane
+                .engine
+                .persist(offset, len, flag(relaxed, PERSIST_RELAXED)),
+            CallSpec::Flush {
+                offset,
+                len,
+                relaxed,
+            } => lane.engine.flush(offset, len, flag(relaxed, FLUSH_RELAXED)),
+            CallSpec::Drain => lane.engine.drain(0),
+            CallSpec::DeepPersist { offset, len } => lane.engine.deep_persist(offset, len),
+            CallSpec::Read { offset, len } => lane.engine.read(offset, len),
+        };
+        match r {
+            Ok(()) => lane.current = Some((spec, kind, own)),
+            Err(CallError::Broken(_)) => {
+                lane.dead = true;
+                self.calls_failed = self.calls_failed.saturating_add(1);
+            }
+            Err(error) => {
+                lane.dead = true;
+                self.errors.push(SimError::CallRejected {
+                    lane: l,
+                    call: spec.to_string(),
+                    error,
+                });
+            }
+        }
+        let id = own.map_or(String::new(), |id| format!(" (write #{id})"));
+        self.note(format!("lane {l}: call {spec}{id}"));
+        self.settle(l);
+    }
+
+    /// Post everything the lane can post, then collect its result.
+    fn settle(&mut self, l: u32) {
+        for _ in 0..100_000 {
+            let op = match self.lanes.get_mut(lane_idx(l)) {
+                Some(lane) => lane.engine.poll_op(),
+                None => None,
+            };
+            let Some(op) = op else { break };
+            self.post(l, op);
+        }
+        let result = self
+            .lanes
+            .get_mut(lane_idx(l))
+            .and_then(|lane| lane.engine.poll_done());
+        if let Some(r) = result {
+            self.finish(l, r);
+        }
+    }
+
+    fn post(&mut self, l: u32, op: Op) {
+        if op.lane() != l {
+            self.errors.push(SimError::BadOp {
+                lane: l,
+                what: format!("{op:?} for lane {}", op.lane()),
+            });
+            return;
+        }
+        let view = self.local.get(lane_idx(l));
+        let local = |off: u64, len: u64| -> Option<Vec<u8>> {
+            view?
+                .get(idx(off)..idx(off.saturating_add(len)))
+                .map(<[u8]>::to_vec)
+        };
+        let payload = match op {
+            Op::Write { offset, len, .. } => local(offset, len),
+            Op::Read { .. } => Some(Vec::new()),
+            Op::Send { msg, inline, .. } => {
+                let mut v = msg.to_bytes().to_vec();
+                if inline {
+                    match local(msg.offset, msg.size) {
+                        Some(d) => {
+                            v.extend_from_slice(&d);
+                            Some(v)
+                        }
+                        None => None,
+                    }
+                } else {
+                    Some(v)
+                }
+            }
+        };
+        let Some(payload) = payload else {
+            self.errors.push(SimError::BadOp {
+                lane: l,
+                what: format!("{op:?} outside the local region"),
+            });
+            return;
+        };
+        let wq = u64::from(self.params.wq_size);
+        let outstanding = self
+            .lanes
+            .get(lane_idx(l))
+            .map_or(0, |lane| lane.engine.outstanding());
+        if outstanding > wq {
+            self.errors.push(SimError::BadOp {
+                lane: l,
+                what: format!("{op:?} with {outstanding} operations outstanding (wq_size {wq})"),
+            });
+        }
+        let id = self
+            .qps
+            .get_mut(lane_idx(l))
+            .map_or(0, |qp| qp.post(op, payload));
+        self.note(format!("lane {l}: post op #{id} {}", describe_op(&op)));
+    }
+
+    fn finish(&mut self, l: u32, r: Result<(), LaneError>) {
+        let step = self.step;
+        let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
+            return;
+        };
+        let cur = lane.current.take();
+        let call = cur.map_or("?".to_string(), |(s, _, _)| s.to_string());
+        match r {
+            Ok(()) => {
+                self.calls_ok = self.calls_ok.saturating_add(1);
+                if let Some((_, kind, own)) = cur {
+                    self.checker.call_succeeded(l, kind, own, step);
+                }
+                self.note(format!("lane {l}: {call} returns success"));
+            }
+            Err(error) => {
+                self.calls_failed = self.calls_failed.saturating_add(1);
+                lane.dead = true;
+                if !lane.fault && !lane.reported {
+                    lane.reported = true;
+                    self.errors.push(SimError::LaneBroken { lane: l, error });
+                }
+                self.note(format!("lane {l}: {call} fails: {error}"));
+            }
+        }
+    }
+
+    fn reap(&mut self, l: u32) {
+        let Some(cqe) = self.qps.get_mut(lane_idx(l)).and_then(Qp::reap) else {
+            return;
+        };
+        let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
+            return;
+        };
+        let r = match cqe {
+            Cqe::Write => lane.engine.handle_completion(Completion::Write { lane: l }),
+            Cqe::Read => lane.engine.handle_completion(Completion::Read { lane: l }),
+            Cqe::Send => lane.engine.handle_completion(Completion::Send { lane: l }),
+            Cqe::Recv(bytes) => lane.engine.handle_completion(Completion::Recv {
+                lane: l,
+                bytes: &bytes,
+            }),
+            Cqe::Failed(op) => lane.engine.handle_completion(Completion::Failed {
+                lane: l,
+                op,
+                status: CONN_RESET,
+            }),
+        };
+        if let Err(error) = r {
+            // A call in flight fails through poll_done; an idle lane's next
+            // call is refused with CallError::Broken.
+            let idle = lane.current.is_none();
+            if idle && !lane.fault && !lane.reported {
+                lane.reported = true;
+                self.errors.push(SimError::LaneBroken { lane: l, error });
+            }
+        }
+        self.note(format!("lane {l}: reap {cqe:?}"));
+        self.settle(l);
+    }
+
+    // ----- remote NIC and target -----
+
+    fn refuse(&mut self, l: u32, what: &'static str, error: TargetError) {
+        self.errors.push(SimError::TargetRefused {
+            lane: l,
+            what,
+            error,
+        });
+        if let Some(lane) = self.lanes.get_mut(lane_idx(l)) {
+            lane.fault = true;
+        }
+        if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+            qp.break_connection();
+        }
+    }
+
+    fn execute(&mut self, l: u32) {
+        let Some(inbound) = self.qps.get_mut(lane_idx(l)).and_then(Qp::pop_inbound) else {
+            return;
+        };
+        match inbound {
+            Inbound::Write { offset, data } => {
+                let len = data.len() as u64;
+                if let Err(e) = self.target.check_write(l, offset, len) {
+                    return self.refuse(l, "a WRITE", e);
+                }
+                self.mem.nic_write(offset, &data);
+                self.note(format!("lane {l}: WRITE [{offset}, +{len}) placed"));
+            }
+            Inbound::Read {
+                sq_id, offset, len, ..
+            } => {
+                if let Err(e) = self.target.check_read(l, offset, len) {
+                    return self.refuse(l, "a READ", e);
+                }
+                let data = self.mem.read(offset, len);
+                self.hash = fnv(self.hash, &data);
+                if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+                    qp.read_done(sq_id);
+                }
+                self.note(format!("lane {l}: READ [{offset}, +{len}) answered"));
+            }
+            Inbound::Send { bytes } => {
+                let n = bytes.len();
+                if let Some(t) = self.tlanes.get_mut(lane_idx(l)) {
+                    t.rx.push_back(bytes);
+                }
+                self.note(format!(
+                    "lane {l}: SEND of {n} bytes delivered to the target"
+                ));
+            }
+        }
+    }
+
+    fn target_step(&mut self, l: u32) {
+        let Some(t) = self.tlanes.get_mut(lane_idx(l)) else {
+            return;
+        };
+        if t.cur.is_none() {
+            t.cur = t.rx.pop_front().map(|b| (b, 0));
+        }
+        let Some((bytes, i)) = t.cur.take() else {
+            return;
+        };
+        let (nsteps, what, outcome) = {
+            let plan = match self.target.handle_persist_msg(&bytes) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(l, "a persist message", e),
+            };
+            let nsteps = plan.steps().len();
+            let Some(step) = plan.steps().get(i).copied() else {
+                return;
+            };
+            let what = describe_step(&step, plan.msg().mode.name());
+            (nsteps, what, step.execute(&mut self.mem))
+        };
+        match outcome {
+            Ok(Some(resp)) => {
+                if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+                    qp.push_recv(resp);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.errors.push(SimError::Setup(format!(
+                "simulated flush failed (cannot happen): {e}"
+            ))),
+        }
+        let next = i.saturating_add(1);
+        if next < nsteps {
+            if let Some(t) = self.tlanes.get_mut(lane_idx(l)) {
+                t.cur = Some((bytes, next));
+            }
+        }
+        self.note(format!("lane {l}: target {what}"));
+    }
+}
+
+fn describe_op(op: &Op) -> String {
+    match op {
+        Op::Write {
+            offset,
+            len,
+            signaled,
+            ..
+        } => format!(
+            "WRITE [{offset}, +{len}){}",
+            if *signaled { " signaled" } else { "" }
+        ),
+        Op::Read {
+            offset, len, dest, ..
+        } => format!("READ [{offset}, +{len}) {dest:?}"),
+        Op::Send { msg, inline, .. } => format!(
+            "SEND {} [{}, +{}){}",
+            msg.mode,
+            msg.offset,
+            msg.size,
+            if *inline { " inline" } else { "" }
+        ),
+    }
+}
+
+fn describe_step(step: &TargetStep<'_>, mode: &str) -> String {
+    match step {
+        TargetStep::CopyInline { offset, data } => {
+            format!("{mode}: copy {} bytes to {offset}", data.len())
+        }
+        TargetStep::Flush {
+            mode: m,
+            offset,
+            len,
+        } => {
+            format!("{mode}: flush ({m:?}) [{offset}, +{len})")
+        }
+        TargetStep::DeepFlush {
+            mode: m,
+            offset,
+            len,
+        } => {
+            format!("{mode}: deep flush ({m:?}) [{offset}, +{len})")
+        }
+        TargetStep::Respond(_) => format!("{mode}: respond"),
+    }
+}
