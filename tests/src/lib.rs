@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use rpmem::{Launch, Options, PoolAttr};
 
+pub mod sshd;
+
 /// Deadline of every control-path wait in the tests.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deadline of a data-path call without progress in the tests.
