@@ -3,6 +3,11 @@
 //! FIFO of posted operations that runs only when the initiator has to wait
 //! (so the work queue fills up as much as the engine lets it).
 //!
+//! With `lazy` set, an RDMA SEND only delivers its message to the target's
+//! receive queue; the target CPU handles it (copies inline data, flushes,
+//! answers) only when nothing else can run. WRITEs and READs executed by the
+//! NIC meanwhile see the pool without that inline data, as on real RDMA.
+//!
 //! Durability model of the pool:
 //! * a WRITE under GPSPM, a stream WRITE and an inline copy land in the CPU
 //!   cache: durable once the target flushes the line and fences (or msyncs);
@@ -155,6 +160,14 @@ struct Harness {
     ops: Vec<Op>,
     plans: Vec<(PersistMsgRepr, Vec<Fl>)>,
     recv_first: bool,
+    /// The target CPU handles delivered messages only when nothing else can
+    /// run (RDMA only).
+    lazy: bool,
+    /// Messages delivered to the target but not handled yet (`lazy`).
+    rx: VecDeque<Vec<u8>>,
+    /// For every posted SEND whose response was not delivered, in order:
+    /// whether it carries inline data.
+    awaiting: VecDeque<bool>,
 }
 
 fn params(method: Method, wire: Wire, pool: u64) -> LaneParams {
@@ -199,6 +212,9 @@ impl Harness {
             ops: Vec::new(),
             plans: Vec::new(),
             recv_first: false,
+            lazy: false,
+            rx: VecDeque::new(),
+            awaiting: VecDeque::new(),
             p,
         }
     }
@@ -254,6 +270,8 @@ impl Harness {
                 }
             } else if !self.queue.is_empty() {
                 self.execute_one();
+            } else if !self.rx.is_empty() {
+                self.target_one();
             } else {
                 panic!(
                     "deadlock: the lane waits ({:?}) but nothing is in flight",
@@ -275,6 +293,18 @@ impl Harness {
             self.p.wq_size
         );
         assert!(self.lane.outstanding() <= u64::from(self.p.wq_size));
+        match op {
+            Op::Send { inline, .. } => self.awaiting.push_back(inline),
+            Op::Write { .. }
+            | Op::Read {
+                dest: ReadDest::User { .. },
+                ..
+            } => assert!(
+                !self.awaiting.contains(&true),
+                "{op:?} posted while a PERSIST_SEND of the lane is unanswered"
+            ),
+            Op::Read { .. } => {}
+        }
         let local = |o: u64, l: u64, v: &Vec<u8>| v[o as usize..(o + l) as usize].to_vec();
         match self.wire {
             Wire::Rdma => {
@@ -373,6 +403,11 @@ impl Harness {
                     }
                     self.comps.push_back(Done::Read);
                 }
+                Op::Send { .. } if self.lazy => {
+                    // Delivered and acknowledged by the NIC; the CPU comes later.
+                    self.rx.push_back(body);
+                    self.comps.push_back(Done::Send);
+                }
                 Op::Send { .. } => {
                     let resp = self.run_plan(&body);
                     if self.recv_first {
@@ -423,6 +458,13 @@ impl Harness {
         }
     }
 
+    /// The target CPU handles the oldest delivered message (`lazy`).
+    fn target_one(&mut self) {
+        let body = self.rx.pop_front().unwrap();
+        let resp = self.run_plan(&body);
+        self.comps.push_back(Done::Recv(resp));
+    }
+
     fn deliver_one(&mut self) -> Result<(), LaneError> {
         let d = self.comps.pop_front().unwrap();
         let c = match &d {
@@ -431,7 +473,9 @@ impl Harness {
             Done::Send => Completion::Send { lane: 0 },
             Done::Recv(b) => Completion::Recv { lane: 0, bytes: b },
         };
-        if !matches!(d, Done::Recv(_)) {
+        if matches!(d, Done::Recv(_)) {
+            self.awaiting.pop_front().expect("response without a SEND");
+        } else {
             // Reap every op up to the oldest signaled one; it must match.
             loop {
                 let (kind, signaled) = self.unreaped.pop_front().expect("completion without op");
@@ -450,11 +494,13 @@ impl Harness {
 
     /// Run everything still queued and deliver every completion.
     fn quiesce(&mut self) {
-        while !self.queue.is_empty() || !self.comps.is_empty() {
+        while !self.queue.is_empty() || !self.comps.is_empty() || !self.rx.is_empty() {
             if !self.comps.is_empty() {
                 self.deliver_one().unwrap();
-            } else {
+            } else if !self.queue.is_empty() {
                 self.execute_one();
+            } else {
+                self.target_one();
             }
         }
         assert!(!self.lane.expects_completion());
@@ -608,6 +654,174 @@ fn reads_are_split_at_the_transport_maximum() {
     );
     assert_eq!(&h.user[..9000], &h.mem.pool[4000..13000]);
     assert_eq!(&h.user[96..9000], &h.local[4096..13000]);
+}
+
+// ------------------------------------------- inline data, then WRITE/READ
+
+impl Harness {
+    /// An RDMA harness whose target CPU handles messages as late as possible.
+    fn lazy(method: Method, window: u32) -> Harness {
+        let mut p = params(method, Wire::Rdma, 1 << 20);
+        p.send_window = window;
+        let mut h = Harness::new(p, FlushMode::Cpu, Wire::Rdma);
+        h.lazy = true;
+        h
+    }
+
+    /// Post everything the lane offers now, without running anything.
+    fn post_ready(&mut self) -> Vec<Op> {
+        let mut v = Vec::new();
+        while let Some(op) = self.lane.poll_op() {
+            self.post(op);
+            v.push(op);
+        }
+        v
+    }
+}
+
+/// The bug the simulator found: a non-relaxed flush returned with its inline
+/// SEND unanswered; a later call of the lane travelling by WRITE to an
+/// overlapping range was placed by the NIC before the target CPU copied the
+/// inline data, which then overwrote the newer bytes although the later call
+/// had returned success.
+#[rstest]
+fn a_write_never_overtakes_unanswered_inline_data(
+    #[values(Apm, Gpspm)] method: Method,
+    #[values(
+        Call::Persist(5000, 64, R),
+        Call::Persist(4990, 100, R),
+        Call::Flush(5010, 8, FLUSH_RELAXED),
+        Call::Deep(5000, 64)
+    )]
+    later: Call,
+    #[values(1, 3)] window: u32,
+) {
+    let _g = serial();
+    let mut h = Harness::lazy(method, window);
+    h.fill(5000, 64, 1);
+    h.call(Call::Flush(5000, 64, 0)).unwrap().unwrap();
+    let (Call::Persist(o, l, _) | Call::Flush(o, l, _) | Call::Deep(o, l)) = later else {
+        unreachable!()
+    };
+    h.fill(o, l, 2);
+    h.call(later).unwrap().unwrap();
+    h.call(Call::Drain(0)).unwrap().unwrap();
+    // The newer bytes are in the pool and durable, the older ones around.
+    assert_eq!(&h.mem.pool[4096..8192], &h.local[4096..8192]);
+    h.assert_durable(4990, 100);
+    h.quiesce();
+}
+
+#[rstest]
+fn the_switch_from_inline_to_write_waits_for_the_response(#[values(Apm, Gpspm)] method: Method) {
+    let _g = serial();
+    let mut h = Harness::lazy(method, 2);
+    h.fill(5000, 64, 1);
+    h.start(Call::Flush(5000, 64, 0)).unwrap();
+    assert_eq!(h.post_ready(), vec![inl(5000, 64)]);
+    assert_eq!(h.lane.poll_done(), Some(Ok(())));
+    h.fill(5000, 64, 2);
+    h.start(Call::Persist(5000, 64, R)).unwrap();
+    // Nothing may be posted: the inline SEND is unanswered.
+    assert_eq!(h.post_ready(), vec![]);
+    assert_eq!(h.lane.poll_done(), None);
+    assert!(h.lane.expects_completion());
+    // Its send completion is not enough: the target CPU has not copied yet.
+    h.execute_one();
+    h.deliver_one().unwrap();
+    assert_eq!(h.post_ready(), vec![]);
+    assert_eq!(h.rx.len(), 1);
+    // The response is.
+    h.target_one();
+    h.deliver_one().unwrap();
+    assert_eq!(h.post_ready().first(), Some(&w(5000, 64)));
+    assert_eq!(h.run(), Ok(()));
+    h.assert_durable(5000, 64);
+    assert_eq!(&h.mem.pool[5000..5064], &h.local[5000..5064]);
+}
+
+#[rstest]
+fn a_read_sees_the_lanes_unanswered_inline_data(
+    #[values(Apm, Gpspm)] method: Method,
+    #[values(1, 4)] window: u32,
+) {
+    let _g = serial();
+    let mut h = Harness::lazy(method, window);
+    h.fill(5000, 64, 1);
+    h.fill(9000, 20000, 2);
+    h.call(Call::Flush(5000, 64, 0)).unwrap().unwrap();
+    h.call(Call::Flush(9000, 20000, 0)).unwrap().unwrap();
+    h.call(Call::Read(4990, 30000)).unwrap().unwrap();
+    assert_eq!(&h.user[..30000], &h.local[4990..34990]);
+    h.quiesce();
+}
+
+#[rstest]
+fn consecutive_inline_flushes_stay_pipelined(#[values(Apm, Gpspm)] method: Method) {
+    let _g = serial();
+    let mut h = Harness::lazy(method, 4);
+    // One flush cut into three chunks, then a flush of an overlapping range:
+    // all four SENDs are posted without any completion.
+    h.fill(4096, 3 * 8192, 1);
+    h.start(Call::Flush(4096, 3 * 8192, 0)).unwrap();
+    let mut posted = h.post_ready();
+    assert_eq!(h.lane.poll_done(), Some(Ok(())));
+    h.fill(8192, 100, 2);
+    h.start(Call::Flush(8192, 100, 0)).unwrap();
+    posted.extend(h.post_ready());
+    assert_eq!(h.lane.poll_done(), Some(Ok(())));
+    assert_eq!(
+        posted,
+        vec![
+            inl(4096, 8192),
+            inl(12288, 8192),
+            inl(20480, 8192),
+            inl(8192, 100)
+        ]
+    );
+    assert_eq!(h.queue.len(), 4);
+    assert!(h.comps.is_empty() && h.rx.is_empty());
+    // A non-relaxed persist pipelines behind them too, up to the window.
+    h.fill(40000, 8, 3);
+    h.start(Call::Persist(40000, 8, 0)).unwrap();
+    assert_eq!(h.post_ready(), vec![]);
+    assert_eq!(h.run(), Ok(()));
+    assert_eq!(h.ops.last(), Some(&inl(40000, 8)));
+    h.assert_durable(4096, 3 * 8192);
+    h.assert_durable(40000, 8);
+}
+
+#[test]
+fn only_inline_messages_hold_writes_back() {
+    let _g = serial();
+    let mut h = Harness::lazy(Gpspm, 1);
+    // Nine relaxed flushes far apart: the ninth range pushes the oldest out
+    // of the eight GPSPM remembers, into its own FLUSH_WRITE message.
+    for i in 0..8u64 {
+        let off = HDR + i * 20000;
+        h.fill(off, 100, i);
+        h.call(Call::Flush(off, 100, FLUSH_RELAXED))
+            .unwrap()
+            .unwrap();
+    }
+    let ninth = HDR + 8 * 20000;
+    h.fill(ninth, 100, 8);
+    h.start(Call::Flush(ninth, 100, FLUSH_RELAXED)).unwrap();
+    assert_eq!(h.post_ready(), vec![w(ninth, 100), fw(HDR, 100)]);
+    assert_eq!(h.lane.poll_done(), Some(Ok(())));
+    // That message is unanswered, yet the next WRITE follows at once (its
+    // range merges with a remembered one: nothing else is pushed out).
+    let next = HDR + 20000 + 200;
+    h.fill(next, 100, 9);
+    h.start(Call::Flush(next, 100, FLUSH_RELAXED)).unwrap();
+    assert_eq!(h.post_ready(), vec![w(next, 100)]);
+    assert_eq!(h.lane.poll_done(), Some(Ok(())));
+    assert!(h.rx.is_empty() && h.comps.is_empty());
+    h.call(Call::Drain(0)).unwrap().unwrap();
+    for i in 0..9u64 {
+        h.assert_durable(HDR + i * 20000, 100);
+    }
+    h.assert_durable(next, 100);
 }
 
 // ----------------------------------------------------------- pool contents
@@ -1475,6 +1689,7 @@ struct Setup {
     msync: bool,
     recv_first: bool,
     nohdrs: bool,
+    lazy: bool,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -1491,9 +1706,20 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |((method, wire), wq, window, inline_max, max_op_len, msync, recv_first, nohdrs)| {
+            |(
+                (method, wire),
+                wq,
+                window,
+                inline_max,
+                max_op_len,
+                msync,
+                recv_first,
+                nohdrs,
+                lazy,
+            )| {
                 Setup {
                     method,
                     wire,
@@ -1504,6 +1730,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                     msync,
                     recv_first,
                     nohdrs,
+                    lazy: lazy && wire == Wire::Rdma,
                 }
             },
         )
@@ -1543,6 +1770,7 @@ proptest! {
         let mode = if s.msync { FlushMode::Msync } else { FlushMode::Cpu };
         let mut h = Harness::new(p, mode, s.wire);
         h.recv_first = s.recv_first;
+        h.lazy = s.lazy;
         let mut covered = vec![false; PPOOL as usize];
         for (i, c) in calls.into_iter().enumerate() {
             let range = match c {
@@ -1580,7 +1808,9 @@ proptest! {
                     }
                 }
                 Call::Read(o, l) => {
-                    prop_assert_eq!(&h.user[..l as usize], &h.mem.pool[o as usize..(o + l) as usize]);
+                    // Read-your-writes: every earlier call of the lane, also
+                    // an unanswered inline flush, is visible.
+                    prop_assert_eq!(&h.user[..l as usize], &h.local[o as usize..(o + l) as usize]);
                 }
                 Call::Flush(..) => {}
             }

@@ -25,8 +25,6 @@ pub struct CheckOptions {
     pub size: Option<Size>,
     /// Mutant switched on in every run (normally `None`).
     pub mutant: Mutant,
-    /// Let workloads contain the known rpmem-core issue's pattern.
-    pub known_issues: bool,
     /// Verify the incremental crash bookkeeping against a full recomputation
     /// at every crash point (slow).
     pub self_check: bool,
@@ -42,7 +40,6 @@ impl Default for CheckOptions {
             mode: Mode::Auto,
             size: None,
             mutant: Mutant::None,
-            known_issues: false,
             self_check: false,
         }
     }
@@ -220,7 +217,6 @@ pub fn check(opts: &CheckOptions, mut progress: impl FnMut(&ConfigResult)) -> Ch
         mutant: opts.mutant,
         mode: opts.mode,
         size: opts.size,
-        known_issues: opts.known_issues,
         self_check: opts.self_check,
         ..RunOptions::default()
     };

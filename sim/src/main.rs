@@ -67,11 +67,6 @@ enum Cmd {
         /// Switch a seeded bug on (for replaying a mutant's catch).
         #[arg(long, value_parser = parse_mutant_arg)]
         mutant: Option<Mutant>,
-        /// Let workloads contain the pattern of the known rpmem-core issue
-        /// (a WRITE overtaking earlier inline data of its lane), which is
-        /// otherwise steered around. Expect violations.
-        #[arg(long)]
-        known_issues: bool,
         /// At every crash point, recompute every word's verdict from scratch
         /// and compare with the incremental bookkeeping (slow).
         #[arg(long)]
@@ -140,7 +135,6 @@ fn main() -> ExitCode {
             mode,
             size,
             mutant,
-            known_issues,
             self_check,
         } => {
             let opts = CheckOptions {
@@ -151,7 +145,6 @@ fn main() -> ExitCode {
                 mode,
                 size,
                 mutant: mutant.unwrap_or(Mutant::None),
-                known_issues,
                 self_check,
             };
             match replay {
@@ -248,7 +241,6 @@ fn replay_seed(seed: u64, opts: &CheckOptions) -> bool {
             mutant: opts.mutant,
             mode: opts.mode,
             size: opts.size,
-            known_issues: opts.known_issues,
             self_check: opts.self_check,
             verbose: true,
             ..RunOptions::default()

@@ -64,10 +64,6 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Give up after this many steps.
     pub max_steps: u64,
-    /// Let the workload contain the pattern of
-    /// [`crate::workload::KNOWN_ISSUE_INLINE_OVERTAKEN`] (normally steered
-    /// around).
-    pub known_issues: bool,
     /// At every crash point, judge every word of the pool from scratch and
     /// compare with the incremental verdicts (slow; for tests).
     pub self_check: bool,
@@ -81,7 +77,6 @@ impl Default for RunOptions {
             size: None,
             verbose: false,
             max_steps: 200_000,
-            known_issues: false,
             self_check: false,
         }
     }
@@ -499,7 +494,6 @@ impl World {
                 session.nlanes,
                 params.min_offset,
                 params.pool_size,
-                opts.known_issues,
             ),
         };
         report.workload = workload.clone();

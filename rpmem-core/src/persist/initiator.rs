@@ -16,6 +16,19 @@
 //! earlier flush of the lane durable, and a relaxed persist posts exactly
 //! PMDK's sequences (APM: WRITE + READ; GPSPM: WRITE + SEND).
 //!
+//! # Inline data before WRITEs and READs
+//!
+//! A non-relaxed `flush` returns once its inline SENDs are posted. The NIC
+//! places a later WRITE as soon as it arrives, but the target CPU copies an
+//! inline message's data into the pool only when it handles the message,
+//! possibly after that WRITE — the older inline bytes would then overwrite
+//! the newer ones; a READ could likewise miss them. So the lane posts no
+//! WRITE and no user READ while one of its `PERSIST_SEND` messages is
+//! unanswered: the call waits (posts nothing, like on a full work queue)
+//! until those responses arrived. Consecutive inline SENDs still pipeline
+//! (up to `send_window`), and `FLUSH_WRITE`/`DEEP_PERSIST` messages and
+//! APM's flushing READ never hold anything back.
+//!
 //! # Work queue
 //!
 //! Every WRITE, READ and SEND takes one send-queue slot until a signaled
@@ -325,6 +338,16 @@ struct Signaled {
     seq: u64,
 }
 
+/// A persist message awaiting its response.
+#[derive(Clone, Copy, Debug)]
+struct Awaited {
+    /// Flags of the message, echoed by the response.
+    flags: u32,
+    /// The message carries inline data (`PERSIST_SEND`): until it is
+    /// answered the target CPU may not have copied that data yet.
+    inline: bool,
+}
+
 /// Data movement of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Xfer {
@@ -376,8 +399,8 @@ pub struct InitiatorLane {
     signaled: Deque<Signaled, SIGNALED_CAP>,
     /// SENDs awaiting their send completion.
     sends_in_sq: u32,
-    /// Flags of the persist messages awaiting their response, in order.
-    responses: Deque<u32, { MAX_SEND_WINDOW as usize }>,
+    /// Persist messages awaiting their response, in order.
+    responses: Deque<Awaited, { MAX_SEND_WINDOW as usize }>,
     /// APM: WRITEs posted since the last flushing READ.
     apm_dirty: bool,
     /// Flushing READs awaiting completion.
@@ -532,7 +555,10 @@ impl InitiatorLane {
 
     /// Start copying `[offset, offset + len)` to the pool (`rpmem_flush`).
     /// `flags`: 0 or [`FLUSH_RELAXED`]. Done once everything is posted; a
-    /// later [`drain`](Self::drain) or persist makes it durable.
+    /// later [`drain`](Self::drain) or persist makes it durable. Without
+    /// `FLUSH_RELAXED` the data travels inline, and the lane's next call
+    /// that posts a WRITE or READ first waits for those messages' responses
+    /// (see the module documentation).
     pub fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), CallError> {
         self.check_ready()?;
         check_flags(flags, FLUSH_RELAXED)?;
@@ -716,7 +742,7 @@ impl InitiatorLane {
                 }
                 let len = end.saturating_sub(cur).min(self.p.max_op_len);
                 let signaled = self.unsignaled_run.saturating_add(1) >= self.k;
-                if !(allow_post && self.can_post(signaled)) {
+                if !(allow_post && self.can_post(signaled) && !self.inline_unanswered()) {
                     return Progress::Blocked;
                 }
                 let next = cur.saturating_add(len);
@@ -762,7 +788,7 @@ impl InitiatorLane {
                 if cur >= end {
                     return Progress::PhaseDone;
                 }
-                if !(allow_post && self.can_post(true)) {
+                if !(allow_post && self.can_post(true) && !self.inline_unanswered()) {
                     return Progress::Blocked;
                 }
                 let len = end.saturating_sub(cur).min(self.p.max_op_len);
@@ -859,6 +885,18 @@ impl InitiatorLane {
         self.outstanding() < u64::from(self.p.wq_size) && !(signaled && self.signaled.is_full())
     }
 
+    /// A `PERSIST_SEND` of this lane is still unanswered. No WRITE or user
+    /// READ is posted then: the NIC executes a WRITE or READ as soon as it
+    /// arrives, while the target CPU copies an inline message's data into
+    /// the pool only when it handles the message (before answering it), so
+    /// a WRITE to an overlapping range
+    /// would be overwritten by the older inline bytes and a READ could miss
+    /// them. Persist messages (their CPU work is done in order) and APM's
+    /// flushing READ (its bytes are thrown away) need not wait.
+    fn inline_unanswered(&self) -> bool {
+        self.responses.iter().any(|a| a.inline)
+    }
+
     /// Room for one more persist message.
     fn can_post_send(&self) -> bool {
         self.can_post(true)
@@ -894,7 +932,10 @@ impl InitiatorLane {
         self.account(Some(SqWhat::Send));
         self.sends_in_sq = self.sends_in_sq.saturating_add(1);
         // Room was checked by `can_post_send`.
-        let _ = self.responses.push_back(msg.flags());
+        let _ = self.responses.push_back(Awaited {
+            flags: msg.flags(),
+            inline,
+        });
         Op::Send {
             lane: self.p.lane,
             msg,
@@ -961,7 +1002,7 @@ impl InitiatorLane {
             Completion::Send { .. } => self.reap(OpKind::Send),
             Completion::Recv { bytes, .. } => {
                 let resp = PersistRespRepr::parse(bytes).map_err(LaneError::BadResponse)?;
-                let Some(&flags) = self.responses.front() else {
+                let Some(flags) = self.responses.front().map(|a| a.flags) else {
                     return Err(LaneError::UnexpectedResponse);
                 };
                 if resp.lane != self.p.lane {
