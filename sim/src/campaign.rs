@@ -305,6 +305,7 @@ pub fn mutant_name(m: Mutant) -> &'static str {
         Mutant::ApmWithoutRead => "apm-without-read",
         Mutant::InlineWithoutFlush => "inline-without-flush",
         Mutant::DeepAsPlain => "deep-as-plain",
+        Mutant::WriteOvertakesInline => "write-overtakes-inline",
     }
 }
 

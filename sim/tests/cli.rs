@@ -95,7 +95,7 @@ fn replay_is_verbose_and_deterministic() {
 
 #[test]
 fn mutants_reports_each_and_the_total() {
-    let (ok, out) = sim(&["mutants", "--seeds", "3"]);
+    let (ok, out) = sim(&["mutants", "--seeds", "30"]);
     assert!(ok, "{out}");
     for name in [
         "respond-before-flush",
@@ -104,6 +104,7 @@ fn mutants_reports_each_and_the_total() {
         "apm-without-read",
         "inline-without-flush",
         "deep-as-plain",
+        "write-overtakes-inline",
     ] {
         assert!(
             out.lines()
@@ -111,7 +112,7 @@ fn mutants_reports_each_and_the_total() {
             "{name}: {out}"
         );
     }
-    assert_eq!(last_line(&out), "caught 6 of 6 mutants");
+    assert_eq!(last_line(&out), "caught 7 of 7 mutants");
 }
 
 #[test]

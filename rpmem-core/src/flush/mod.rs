@@ -161,17 +161,22 @@ pub mod mutants {
         InlineWithoutFlush = 5,
         /// A deep persist is treated as a plain one.
         DeepAsPlain = 6,
+        /// The initiator posts a WRITE (or READ) while an inline persist of
+        /// the same lane is unanswered, so the NIC may place newer bytes
+        /// before the target CPU copies the older inline ones.
+        WriteOvertakesInline = 7,
     }
 
     impl Mutant {
         /// Every real mutant (not `None`).
-        pub const ALL: [Mutant; 6] = [
+        pub const ALL: [Mutant; 7] = [
             Mutant::RespondBeforeFlush,
             Mutant::FlushSkipsFence,
             Mutant::FlushMissesLastLine,
             Mutant::ApmWithoutRead,
             Mutant::InlineWithoutFlush,
             Mutant::DeepAsPlain,
+            Mutant::WriteOvertakesInline,
         ];
     }
 

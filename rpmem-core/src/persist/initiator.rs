@@ -894,6 +894,10 @@ impl InitiatorLane {
     /// them. Persist messages (their CPU work is done in order) and APM's
     /// flushing READ (its bytes are thrown away) need not wait.
     fn inline_unanswered(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        if crate::flush::mutants::active(crate::flush::mutants::Mutant::WriteOvertakesInline) {
+            return false;
+        }
         self.responses.iter().any(|a| a.inline)
     }
 
