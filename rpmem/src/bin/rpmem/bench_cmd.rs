@@ -1,0 +1,414 @@
+//! `rpmem bench`: latency and throughput of the data path, with the raw
+//! baselines of the same run beside them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use rpmem::bench::{self, BaselineBudget, Baselines, Budget, CaseResult, Mode};
+use rpmem::{RemotePool, Target};
+use serde_json::json;
+
+use crate::cli::BenchArgs;
+use crate::error::{CliError, CliResult};
+use crate::local::{LocalTarget, LOCAL_TARGET};
+use crate::pool_cmds::{self, region};
+use crate::values::{human_bytes, round_up_page};
+
+/// rpmemd's environment variable for its spin budget.
+pub const RPMEMD_SPIN_ENV: &str = "RPMEMD_SPIN_US";
+/// The largest spin budget rpmemd accepts.
+pub const RPMEMD_MAX_SPIN_US: u64 = 10_000;
+/// Smallest part rpmemd creates (`RPMEM_MIN_PART`).
+pub const MIN_PART: u64 = 2 << 20;
+
+/// The ratio targets of the issue.
+pub const TARGET_LATENCY_RATIO: f64 = 1.5;
+/// 1 MiB persist throughput over the raw TCP stream.
+pub const TARGET_THROUGHPUT_RATIO: f64 = 0.7;
+
+/// The loopback address the TCP baselines use for `host`, when it is one.
+pub fn loopback_ip(host: &Target) -> Option<IpAddr> {
+    if !host.is_loopback() {
+        return None;
+    }
+    match host.host().parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if host.host().eq_ignore_ascii_case("localhost") => {
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        }
+        Err(_) => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    }
+}
+
+/// Gives an rpmemd started from this process (local mode: rpmemd inherits
+/// the environment) the client's spin budget, unless `RPMEMD_SPIN_US` is
+/// set already.
+pub fn set_daemon_spin(spin: Duration) {
+    if std::env::var_os(RPMEMD_SPIN_ENV).is_none() {
+        let us = u64::try_from(spin.as_micros())
+            .unwrap_or(RPMEMD_MAX_SPIN_US)
+            .min(RPMEMD_MAX_SPIN_US);
+        // Called before this process starts any thread.
+        std::env::set_var(RPMEMD_SPIN_ENV, us.to_string());
+    }
+}
+
+/// The client options of the benchmark and the demo: the environment and
+/// the connection arguments, as for every other subcommand (the library's
+/// spin budget, [`rpmem::DEFAULT_SPIN`], unless `--spin-us` or
+/// `RPMEM_SPIN_US` says otherwise).
+pub fn bench_options(conn: &crate::cli::ConnArgs) -> CliResult<rpmem::Options> {
+    conn.options()
+}
+
+/// Everything one run measured.
+pub struct Report {
+    /// Where it ran, in words.
+    pub setup: serde_json::Value,
+    /// The cases.
+    pub results: Vec<CaseResult>,
+    /// The baselines.
+    pub baselines: Baselines,
+}
+
+impl Report {
+    fn find(&self, mode: Mode, size: u64, lanes: u32) -> Option<&CaseResult> {
+        self.results
+            .iter()
+            .find(|r| r.mode == mode && r.size == size && r.lanes == lanes)
+    }
+
+    /// 64 B persist median over the busy-polling ping-pong.
+    pub fn latency_ratio(&self) -> Option<f64> {
+        let r = self.find(Mode::Persist, 64, 1)?;
+        Some(r.p50_us / self.baselines.tcp_rtt_p50_us.filter(|v| *v > 0.0)?)
+    }
+
+    /// 1 MiB persist throughput (lanes) over the raw stream.
+    pub fn throughput_ratio(&self, lanes: u32) -> Option<f64> {
+        let r = self.find(Mode::Persist, 1 << 20, lanes)?;
+        Some(r.mib_s / self.baselines.tcp_stream_mib_s.filter(|v| *v > 0.0)?)
+    }
+
+    /// The same comparison by medians, which a busy machine disturbs less:
+    /// the raw 1 MiB write-and-acknowledge time over the 1 MiB persist
+    /// median (one lane).
+    pub fn median_throughput_ratio(&self) -> Option<f64> {
+        let r = self.find(Mode::Persist, 1 << 20, 1)?;
+        let raw = self.baselines.tcp_1m_ack_p50_us?;
+        (r.p50_us > 0.0).then(|| raw / r.p50_us)
+    }
+}
+
+/// `rpmem bench`.
+pub fn bench(a: &BenchArgs) -> CliResult {
+    let sizes: Vec<u64> = if a.sizes.is_empty() {
+        bench::DEFAULT_SIZES.to_vec()
+    } else {
+        a.sizes.clone()
+    };
+    if let Some(bad) = sizes.iter().find(|&&s| s == 0 || s > (1 << 30)) {
+        return Err(CliError::Usage(format!(
+            "operation size {bad} is out of range: use 1 byte to 1 GiB"
+        )));
+    }
+    let mut modes: Vec<Mode> = Vec::new();
+    for m in if a.mode.is_empty() {
+        Mode::ALL.to_vec()
+    } else {
+        a.mode.clone()
+    } {
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    let max_size = sizes.iter().copied().max().unwrap_or(64);
+    let need = bench::region_size(max_size, a.lanes);
+    let opts = bench_options(&a.conn)?;
+    let budget = Budget {
+        max_ops: a.ops,
+        max_time: a.seconds,
+        warmup: a.ops.min(100),
+    };
+    let quiet = a.json;
+    let mut note = |s: &str| {
+        if !quiet {
+            eprintln!("{s}");
+        }
+    };
+
+    let (local, pool) = if a.local {
+        set_daemon_spin(opts.spin());
+        let lt = LocalTarget::new(
+            a.rpmemd.as_deref(),
+            a.dir.as_deref(),
+            "rpmem-bench-",
+            &mut note,
+        )?;
+        let part = round_up_page(need.max(MIN_PART))
+            .ok_or_else(|| CliError::Usage("the benchmark's pool would be too large".to_owned()))?;
+        lt.write_poolset("bench.set", part, false)?;
+        let region = region(part, "the benchmark's pool size")?;
+        let attr = pool_cmds::attributes(&crate::cli::AttrArgs::default())?;
+        let pool = RemotePool::create(
+            LOCAL_TARGET,
+            "bench.set",
+            region,
+            a.lanes,
+            attr.as_ref(),
+            &lt.options(&opts),
+        )
+        .map_err(CliError::rpmem(
+            "cannot create the benchmark's pool on the local rpmemd",
+        ))?;
+        (Some(lt), pool)
+    } else {
+        let (Some(target), Some(set)) = (&a.target, &a.pool_set) else {
+            return Err(CliError::Usage(
+                "give TARGET and POOLSET, or --local".to_owned(),
+            ));
+        };
+        let region = region(need, "the benchmark's pool size")?;
+        let pool = RemotePool::open(target, set, region, a.lanes, &opts).map_err(
+            CliError::rpmem(format!(
+                "cannot open pool set {set:?} on {target} with the {need} bytes the benchmark \
+                 needs ({} lane(s) of {} plus the 4096-byte header)",
+                a.lanes,
+                human_bytes(bench::slot_size(max_size))
+            )),
+        )?;
+        (None, pool)
+    };
+
+    let outcome = measure(
+        &pool,
+        &sizes,
+        &modes,
+        a,
+        &budget,
+        &opts,
+        local.as_ref(),
+        &mut note,
+    );
+    let closed = pool
+        .close()
+        .map_err(CliError::rpmem("closing the benchmark's pool"));
+    if let Some(lt) = local {
+        // The pool set file and the part live in the scratch directory,
+        // which goes away with everything in it.
+        lt.close()?;
+    }
+    let report = outcome?;
+    closed?;
+    if a.json {
+        say!(
+            "{}",
+            json!({
+                "results": report.results,
+                "baselines": report.baselines,
+                "setup": report.setup,
+                "ratios": {
+                    "persist_64_p50_over_tcp_rtt_p50": report.latency_ratio(),
+                    "persist_1m_mib_s_over_tcp_stream": report.throughput_ratio(1),
+                    "tcp_1m_ack_p50_over_persist_1m_p50": report.median_throughput_ratio(),
+                },
+            })
+        );
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    pool: &RemotePool,
+    sizes: &[u64],
+    modes: &[Mode],
+    a: &BenchArgs,
+    budget: &Budget,
+    opts: &rpmem::Options,
+    local: Option<&LocalTarget>,
+    note: &mut dyn FnMut(&str),
+) -> CliResult<Report> {
+    let lanes = a.lanes.min(pool.nlanes()).max(1);
+    bench::fill_pattern(pool.region()).map_err(CliError::rpmem("filling the region"))?;
+    let tcp_ip = loopback_ip(pool.target());
+    note(&match tcp_ip {
+        Some(ip) => format!("measuring the baselines over {ip} ..."),
+        None => format!(
+            "measuring memcpy only: the raw-TCP baselines need a peer on {}, so they run only \
+             against this host (--local or a loopback target)",
+            pool.target().host()
+        ),
+    });
+    // As many round trips as operations per case (within 100..=20000), and
+    // a stream sized to match (16 MiB to 1 GiB).
+    let rounds = a.ops.clamp(100, 20_000);
+    let stream = (rounds << 20).div_euclid(20).clamp(16 << 20, 1 << 30);
+    let baseline_budget = BaselineBudget {
+        rtt_rounds: u32::try_from(rounds).unwrap_or(20_000),
+        stream_bytes: stream,
+        memcpy_bytes: stream.saturating_mul(2),
+    };
+    let baselines = bench::measure_baselines(tcp_ip, &baseline_budget)
+        .map_err(CliError::io("measuring the raw TCP baselines"))?;
+    let mut results = Vec::new();
+    let mut case = |mode: Mode, size: u64, n: u32, note: &mut dyn FnMut(&str)| -> CliResult {
+        note(&format!(
+            "{mode} of {} on {n} lane(s) ...",
+            human_bytes(size)
+        ));
+        let r = bench::run_case(pool, mode, size, n, a.relaxed, budget).map_err(
+            CliError::rpmem(format!("{mode} of {size} bytes on {n} lane(s) failed")),
+        )?;
+        results.push(r);
+        Ok(())
+    };
+    for &mode in modes {
+        for &size in sizes {
+            case(mode, size, 1, note)?;
+        }
+    }
+    let max_size = sizes.iter().copied().max().unwrap_or(64);
+    if lanes > 1 {
+        for &mode in modes {
+            case(mode, max_size, lanes, note)?;
+        }
+    }
+    let setup = json!({
+        "target": pool.target().to_string(),
+        "pool_set": pool.pool_set(),
+        "local": local.is_some(),
+        "pool_on_tmpfs": local.map(LocalTarget::on_tmpfs),
+        "persist_method": pool.persist_method().name(),
+        "lanes": lanes,
+        "relaxed": a.relaxed,
+        "client_spin_us": opts.spin().as_micros() as u64,
+        "rpmemd_spin_us": local.and_then(|_| {
+            std::env::var(RPMEMD_SPIN_ENV).ok().and_then(|v| v.parse::<u64>().ok())
+        }),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    Ok(Report {
+        setup,
+        results,
+        baselines,
+    })
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(
+        || "not measured (remote target)".to_owned(),
+        |v| format!("{v:.1} {unit}"),
+    )
+}
+
+fn print_report(r: &Report) {
+    let s = &r.setup;
+    say!(
+        "rpmem bench: pool set {} on {}{}, persistency method {}, {} relaxed flags",
+        s["pool_set"],
+        s["target"].as_str().unwrap_or("?"),
+        if s["local"] == true {
+            if s["pool_on_tmpfs"] == true {
+                " (rpmemd started locally, pool on tmpfs)"
+            } else {
+                " (rpmemd started locally)"
+            }
+        } else {
+            ""
+        },
+        s["persist_method"].as_str().unwrap_or("?"),
+        if s["relaxed"] == true {
+            "with"
+        } else {
+            "without"
+        },
+    );
+    say!(
+        "spin budget: client {} µs{}",
+        s["client_spin_us"],
+        match s["rpmemd_spin_us"].as_u64() {
+            Some(v) => format!(", rpmemd {v} µs"),
+            None => String::new(),
+        }
+    );
+    say!();
+    say!(
+        "{:<12} {:>9} {:>5} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "mode",
+        "size",
+        "lanes",
+        "ops",
+        "p50 µs",
+        "p99 µs",
+        "MiB/s",
+        "@p50"
+    );
+    for c in &r.results {
+        say!(
+            "{:<12} {:>9} {:>5} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            c.mode.name(),
+            human_bytes(c.size),
+            c.lanes,
+            c.ops,
+            c.p50_us,
+            c.p99_us,
+            c.mib_s,
+            c.mib_s_p50
+        );
+    }
+    let b = &r.baselines;
+    say!();
+    say!("baselines, measured in this run:");
+    say!(
+        "  TCP ping-pong 64 B / 8 B, busy-polling  p50 {}",
+        fmt_opt(b.tcp_rtt_p50_us, "µs")
+    );
+    say!(
+        "  TCP ping-pong 64 B / 8 B, blocking      p50 {}",
+        fmt_opt(b.tcp_rtt_blocking_p50_us, "µs")
+    );
+    say!(
+        "  TCP stream                               {}",
+        fmt_opt(b.tcp_stream_mib_s, "MiB/s")
+    );
+    say!(
+        "  TCP 1 MiB written, 1 byte answered       p50 {}",
+        fmt_opt(b.tcp_1m_ack_p50_us, "µs")
+    );
+    say!(
+        "  memcpy                                   {:.1} MiB/s",
+        b.memcpy_mib_s
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let Some(x) = r.latency_ratio() {
+        say!();
+        say!(
+            "64 B persist median / busy-polling ping-pong: {x:.2} (target at most {TARGET_LATENCY_RATIO}: {})",
+            verdict(x <= TARGET_LATENCY_RATIO)
+        );
+    }
+    if let Some(x) = r.throughput_ratio(1) {
+        say!(
+            "1 MiB persist throughput, 1 lane / TCP stream: {x:.2} (target at least {TARGET_THROUGHPUT_RATIO}: {})",
+            verdict(x >= TARGET_THROUGHPUT_RATIO)
+        );
+    }
+    let lanes = s["lanes"]
+        .as_u64()
+        .and_then(|l| u32::try_from(l).ok())
+        .unwrap_or(1);
+    if lanes > 1 {
+        if let Some(x) = r.throughput_ratio(lanes) {
+            say!("1 MiB persist throughput, {lanes} lanes / TCP stream: {x:.2}");
+        }
+    }
+    if let Some(x) = r.median_throughput_ratio() {
+        say!(
+            "the same by medians, TCP 1 MiB write+answer / 1 MiB persist, 1 lane: {x:.2} \
+             (steadier on a busy machine)"
+        );
+    }
+}

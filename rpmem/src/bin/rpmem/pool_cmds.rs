@@ -1,0 +1,239 @@
+//! `rpmem create`, `rpmem info`, `rpmem remove`.
+
+use std::sync::Arc;
+
+use rpmem::{PoolAttr, Region, RemotePool};
+use serde_json::{json, Value};
+
+use crate::cli::{AttrArgs, CreateArgs, InfoArgs, RemoveArgs};
+use crate::error::{CliError, CliResult};
+use crate::values::{self, format_signature, format_uuid, hex, human_bytes};
+
+/// The default signature of `rpmem create`.
+pub const DEFAULT_SIGNATURE: [u8; 8] = *b"RPMEM\0\0\0";
+
+/// A zeroed region of `size` bytes, which must be a whole number of pages.
+pub fn region(size: u64, what: &str) -> CliResult<Arc<Region>> {
+    if size == 0 || !size.is_multiple_of(values::PAGE) {
+        return Err(CliError::Usage(format!(
+            "{what} {size} is not a positive multiple of the page size ({} bytes)",
+            values::PAGE
+        )));
+    }
+    let len = usize::try_from(size).map_err(|_| {
+        CliError::Usage(format!(
+            "{what} {size} does not fit in this machine's memory"
+        ))
+    })?;
+    Region::new(len)
+        .map(Arc::new)
+        .map_err(CliError::rpmem(format!(
+            "allocating {} of local memory",
+            human_bytes(size)
+        )))
+}
+
+/// The attributes `create` stores: the options given, defaults for the
+/// rest. `None` for `--no-headers`.
+pub fn attributes(a: &AttrArgs) -> CliResult<Option<PoolAttr>> {
+    if a.no_headers {
+        return Ok(None);
+    }
+    let random = || values::random_uuid().map_err(CliError::io("reading random bytes for a uuid"));
+    let uuid = match a.uuid {
+        Some(u) => u,
+        None => random()?,
+    };
+    let poolset_uuid = match a.poolset_uuid {
+        Some(u) => u,
+        None => random()?,
+    };
+    Ok(Some(PoolAttr {
+        signature: a.signature.unwrap_or(DEFAULT_SIGNATURE),
+        major: a.major.unwrap_or(1),
+        compat_features: a.compat.unwrap_or(0),
+        incompat_features: a.incompat.unwrap_or(0),
+        ro_compat_features: a.ro_compat.unwrap_or(0),
+        poolset_uuid,
+        uuid,
+        next_uuid: a.next_uuid.unwrap_or(uuid),
+        prev_uuid: a.prev_uuid.unwrap_or(uuid),
+        user_flags: a.user_flags.unwrap_or([0; 16]),
+    }))
+}
+
+/// The attributes as JSON.
+pub fn attr_json(a: &PoolAttr) -> Value {
+    json!({
+        "signature": format_signature(&a.signature),
+        "major": a.major,
+        "compat_features": a.compat_features,
+        "incompat_features": a.incompat_features,
+        "ro_compat_features": a.ro_compat_features,
+        "poolset_uuid": format_uuid(&a.poolset_uuid),
+        "uuid": format_uuid(&a.uuid),
+        "next_uuid": format_uuid(&a.next_uuid),
+        "prev_uuid": format_uuid(&a.prev_uuid),
+        "user_flags": hex(&a.user_flags),
+    })
+}
+
+/// The attributes as aligned text lines.
+pub fn attr_lines(a: &PoolAttr) -> Vec<(&'static str, String)> {
+    vec![
+        ("signature", format!("{:?}", format_signature(&a.signature))),
+        ("major version", a.major.to_string()),
+        ("compat features", format!("0x{:08x}", a.compat_features)),
+        (
+            "incompat features",
+            format!("0x{:08x}", a.incompat_features),
+        ),
+        (
+            "ro-compat features",
+            format!("0x{:08x}", a.ro_compat_features),
+        ),
+        ("pool set uuid", format_uuid(&a.poolset_uuid)),
+        ("uuid", format_uuid(&a.uuid)),
+        ("next replica uuid", format_uuid(&a.next_uuid)),
+        ("prev replica uuid", format_uuid(&a.prev_uuid)),
+        ("user flags", hex(&a.user_flags)),
+    ]
+}
+
+fn print_lines(lines: &[(&str, String)]) {
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        say!("  {k:<width$}  {v}");
+    }
+}
+
+/// A description of the pool as JSON (create and info).
+fn pool_json(pool: &RemotePool, size_key: &str) -> Value {
+    json!({
+        "target": pool.target().to_string(),
+        "pool_set": pool.pool_set(),
+        size_key: pool.size(),
+        "lanes": pool.nlanes(),
+        "persist_method": pool.persist_method().name(),
+        "data_port": pool.data_port(),
+        "headers": pool.has_headers(),
+        "attributes": pool.attr().map(attr_json),
+    })
+}
+
+fn pool_lines(pool: &RemotePool) -> Vec<(&'static str, String)> {
+    let mut lines = vec![
+        ("lanes", pool.nlanes().to_string()),
+        (
+            "persistency method",
+            format!(
+                "{} ({})",
+                pool.persist_method().name(),
+                method_words(pool.persist_method())
+            ),
+        ),
+        ("data port", pool.data_port().to_string()),
+        (
+            "headers",
+            if pool.has_headers() {
+                "yes (the first 4096 bytes hold the pool header)".to_owned()
+            } else {
+                "no (OPTION NOHDRS)".to_owned()
+            },
+        ),
+    ];
+    if let Some(a) = pool.attr() {
+        lines.extend(attr_lines(a));
+    }
+    lines
+}
+
+/// What a persistency method means, in words.
+pub fn method_words(m: rpmem::Method) -> &'static str {
+    match m {
+        rpmem::Method::Gpspm => "rpmemd makes each persist durable with a CPU cache flush or msync",
+        rpmem::Method::Apm => {
+            "the data path itself makes writes durable, rpmemd's CPU is not involved"
+        }
+    }
+}
+
+/// `rpmem create`.
+pub fn create(args: &CreateArgs) -> CliResult {
+    let opts = args.conn.options()?;
+    let attr = attributes(&args.attr)?;
+    let region = region(args.size, "the pool size")?;
+    let (target, set) = (&args.pool.target, &args.pool.pool_set);
+    let pool = RemotePool::create(target, set, region, 1, attr.as_ref(), &opts).map_err(
+        CliError::rpmem(format!("cannot create pool set {set:?} on {target}")),
+    )?;
+    if args.json {
+        say!("{}", pool_json(&pool, "size"));
+    } else {
+        say!(
+            "created pool set {set:?} on {target}: {} ({} bytes)",
+            human_bytes(pool.size()),
+            pool.size()
+        );
+        print_lines(&pool_lines(&pool));
+    }
+    pool.close().map_err(CliError::rpmem(format!(
+        "closing pool set {set:?} on {target} after creating it"
+    )))
+}
+
+/// `rpmem info`.
+pub fn info(args: &InfoArgs) -> CliResult {
+    let opts = args.conn.options()?;
+    let region = region(args.size, "the size to open with (--size)")?;
+    let (target, set) = (&args.pool.target, &args.pool.pool_set);
+    let pool = RemotePool::open(target, set, region, args.lanes, &opts).map_err(
+        CliError::rpmem(format!(
+            "cannot open pool set {set:?} on {target} with a size of {} bytes",
+            args.size
+        )),
+    )?;
+    if args.json {
+        say!("{}", pool_json(&pool, "size_opened"));
+    } else {
+        say!("pool set {set:?} on {target}");
+        let mut lines = vec![(
+            "size",
+            format!(
+                "at least {} ({} bytes): opened with --size; rpmemd refuses sizes above the pool's",
+                human_bytes(pool.size()),
+                pool.size()
+            ),
+        )];
+        lines.extend(pool_lines(&pool));
+        print_lines(&lines);
+    }
+    pool.close().map_err(CliError::rpmem(format!(
+        "closing pool set {set:?} on {target}"
+    )))
+}
+
+/// `rpmem remove`.
+pub fn remove(args: &RemoveArgs) -> CliResult {
+    let opts = args.conn.options()?;
+    let mut flags = 0;
+    if args.force {
+        flags |= rpmem::REMOVE_FORCE;
+    }
+    if args.remove_pool_set {
+        flags |= rpmem::REMOVE_POOL_SET;
+    }
+    let (target, set) = (&args.pool.target, &args.pool.pool_set);
+    rpmem::remove(target, set, flags, &opts).map_err(CliError::rpmem(format!(
+        "cannot remove pool set {set:?} on {target}"
+    )))?;
+    say!(
+        "removed the pool of pool set {set:?} on {target}{}",
+        if args.remove_pool_set {
+            ", and the pool set file"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

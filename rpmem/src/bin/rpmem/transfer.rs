@@ -1,0 +1,289 @@
+//! `rpmem put` and `rpmem get`: a local file into a pool and back, in
+//! 1 MiB chunks over several lanes, with a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rpmem::{Lane, Region, RemotePool, PERSIST_RELAXED};
+
+use crate::cli::{GetArgs, PutArgs, TransferArgs};
+use crate::error::{CliError, CliResult};
+use crate::pool_cmds::region;
+use crate::values::{human_bytes, round_up_page};
+
+/// Bytes moved by one operation.
+pub const CHUNK: u64 = 1 << 20;
+/// Transfers at least this long get a progress bar (on a terminal).
+pub const PROGRESS_MIN: u64 = 4 << 20;
+/// The default pool offset: the first byte after the pool header.
+pub const HEADER_END: u64 = 4096;
+
+/// A progress bar on stderr when it is a terminal and the transfer is
+/// long; hidden otherwise.
+pub fn progress(total: u64, what: &str, t: &TransferArgs) -> ProgressBar {
+    if t.no_progress || total < PROGRESS_MIN || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Runs `work(lane, chunk_offset, chunk_len)` for every chunk of
+/// `[0, total)` on lanes `0..lanes` of `pool`, one thread per lane, chunks
+/// handed out in order. Stops at the first failure.
+fn for_each_chunk<F>(
+    pool: &RemotePool,
+    lanes: u32,
+    total: u64,
+    bar: &ProgressBar,
+    work: F,
+) -> CliResult
+where
+    F: Fn(&mut Lane<'_>, u64, u64) -> CliResult + Sync,
+{
+    let next = AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let handles = (0..lanes.min(pool.nlanes()).max(1))
+        .map(|i| pool.lane(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::rpmem("taking the pool's lanes"))?;
+    let results: Vec<CliResult> = std::thread::scope(|s| {
+        let workers: Vec<_> = handles
+            .into_iter()
+            .map(|mut lane| {
+                let (next, failed, work) = (&next, &failed, &work);
+                s.spawn(move || -> CliResult {
+                    while !failed.load(Ordering::Relaxed) {
+                        let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+                        if start >= total {
+                            break;
+                        }
+                        let len = CHUNK.min(total - start);
+                        if let Err(e) = work(&mut lane, start, len) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        bar.inc(len);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(CliError::Failed("a transfer thread panicked".to_owned()))
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// The region size that covers `[offset, offset + len)`, with the default
+/// offset ([`HEADER_END`]) when `offset` is `None`.
+fn region_size(offset: Option<u64>, len: u64) -> CliResult<u64> {
+    offset
+        .unwrap_or(HEADER_END)
+        .checked_add(len)
+        .and_then(|end| round_up_page(end.max(1)))
+        .ok_or_else(|| CliError::Usage(format!("offset {offset:?} plus length {len} is too large")))
+}
+
+/// The offset to use: the one given, else the first byte after the header
+/// (0 for a pool without headers).
+fn data_offset(offset: Option<u64>, pool: &RemotePool) -> u64 {
+    offset.unwrap_or(if pool.has_headers() { HEADER_END } else { 0 })
+}
+
+/// The summary line after a progress bar.
+fn finish(bytes: u64, started: Instant, summary: String) {
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        format!(" at {}/s", human_bytes((bytes as f64 / secs) as u64))
+    } else {
+        String::new()
+    };
+    eprintln!("{summary}{rate}");
+}
+
+fn open(
+    pool_args: &crate::cli::PoolArgs,
+    region: Arc<Region>,
+    lanes: u32,
+    opts: &rpmem::Options,
+    size: u64,
+) -> CliResult<RemotePool> {
+    let (target, set) = (&pool_args.target, &pool_args.pool_set);
+    RemotePool::open(target, set, region, lanes, opts).map_err(CliError::rpmem(format!(
+        "cannot open pool set {set:?} on {target} with a size of {size} bytes"
+    )))
+}
+
+/// `rpmem put`.
+pub fn put(args: &PutArgs) -> CliResult {
+    let opts = args.conn.options()?;
+    let file = File::open(&args.file)
+        .map_err(CliError::io(format!("cannot open {}", args.file.display())))?;
+    let len = file
+        .metadata()
+        .map_err(CliError::io(format!(
+            "cannot read the size of {}",
+            args.file.display()
+        )))?
+        .len();
+    let size = region_size(args.offset, len)?;
+    let region = region(size, "the pool size needed")?;
+    let pool = open(
+        &args.pool,
+        Arc::clone(&region),
+        args.transfer.lanes,
+        &opts,
+        size,
+    )?;
+    let offset = data_offset(args.offset, &pool);
+    let bar = progress(
+        len,
+        &format!("put {}", display_name(&args.file)),
+        &args.transfer,
+    );
+    let started = Instant::now();
+    let result = for_each_chunk(&pool, args.transfer.lanes, len, &bar, |lane, at, n| {
+        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+        file.read_exact_at(&mut buf, at)
+            .map_err(CliError::io(format!(
+                "cannot read {} at byte {at}",
+                args.file.display()
+            )))?;
+        let pool_at = offset + at;
+        let region_at = usize::try_from(pool_at).unwrap_or(usize::MAX);
+        region
+            .write_at(region_at, &buf)
+            .map_err(CliError::rpmem("copying file bytes into the region"))?;
+        lane.persist(pool_at, n, PERSIST_RELAXED)
+            .map_err(CliError::rpmem(format!(
+                "cannot persist {n} bytes at pool offset {pool_at} of pool set {:?} on {}",
+                args.pool.pool_set, args.pool.target
+            )))
+    });
+    let shown = !bar.is_hidden();
+    bar.finish_and_clear();
+    result?;
+    if shown {
+        finish(
+            len,
+            started,
+            format!(
+                "put {} bytes of {} into pool set {:?} on {} at offset {offset}",
+                len,
+                args.file.display(),
+                args.pool.pool_set,
+                args.pool.target
+            ),
+        );
+    }
+    pool.close().map_err(CliError::rpmem(format!(
+        "closing pool set {:?} on {}",
+        args.pool.pool_set, args.pool.target
+    )))
+}
+
+/// `rpmem get`.
+pub fn get(args: &GetArgs) -> CliResult {
+    let opts = args.conn.options()?;
+    let len = args.length;
+    let size = region_size(args.offset, len)?;
+    let region = region(size, "the pool size needed")?;
+    // The output file first: a path that cannot be written fails before
+    // anything is started on the target.
+    let file = File::create(&args.file).map_err(CliError::io(format!(
+        "cannot create {}",
+        args.file.display()
+    )))?;
+    let result = get_into(args, &file, region, size, &opts);
+    if result.is_err() {
+        // Leave no partial output behind.
+        let _ = std::fs::remove_file(&args.file);
+    }
+    result
+}
+
+fn get_into(
+    args: &GetArgs,
+    file: &File,
+    region: Arc<Region>,
+    size: u64,
+    opts: &rpmem::Options,
+) -> CliResult {
+    let len = args.length;
+    let pool = open(&args.pool, region, args.transfer.lanes, opts, size)?;
+    let offset = data_offset(args.offset, &pool);
+    file.set_len(len).map_err(CliError::io(format!(
+        "cannot size {} to {len} bytes",
+        args.file.display()
+    )))?;
+    let bar = progress(
+        len,
+        &format!("get {}", display_name(&args.file)),
+        &args.transfer,
+    );
+    let started = Instant::now();
+    let result = for_each_chunk(&pool, args.transfer.lanes, len, &bar, |lane, at, n| {
+        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+        let pool_at = offset + at;
+        lane.read(pool_at, &mut buf)
+            .map_err(CliError::rpmem(format!(
+                "cannot read {n} bytes at pool offset {pool_at} of pool set {:?} on {}",
+                args.pool.pool_set, args.pool.target
+            )))?;
+        file.write_all_at(&buf, at).map_err(CliError::io(format!(
+            "cannot write {} at byte {at}",
+            args.file.display()
+        )))
+    });
+    let shown = !bar.is_hidden();
+    bar.finish_and_clear();
+    result?;
+    file.sync_all().map_err(CliError::io(format!(
+        "cannot flush {} to disk",
+        args.file.display()
+    )))?;
+    if shown {
+        finish(
+            len,
+            started,
+            format!(
+                "got {len} bytes from pool set {:?} on {} at offset {offset} into {}",
+                args.pool.pool_set,
+                args.pool.target,
+                args.file.display()
+            ),
+        );
+    }
+    pool.close().map_err(CliError::rpmem(format!(
+        "closing pool set {:?} on {}",
+        args.pool.pool_set, args.pool.target
+    )))
+}
+
+fn display_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}

@@ -1,0 +1,938 @@
+//! The `rpmem` command-line tool, run as a program: `poolset` against every
+//! upstream PMDK case, `demo`, a create/info/put/get/remove round trip and
+//! `bench --local --json` in local mode against the real rpmemd, and the
+//! error cases with their exit codes (docs/rpmem-cli.md).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const RPMEM: &str = env!("CARGO_BIN_EXE_rpmem");
+
+// Exit codes (docs/rpmem-cli.md).
+const EXIT_FAILED: i32 = 1;
+const EXIT_USAGE: i32 = 2;
+const EXIT_LOCAL: i32 = 3;
+const EXIT_CONNECTION: i32 = 4;
+
+/// The rpmemd binary next to the rpmem binary, built once if missing (the
+/// same target directory and profile).
+fn rpmemd() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(RPMEM).parent().expect("the binary's directory");
+        let bin = dir.join("rpmemd");
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "-p",
+                "rpmemd",
+                "--bin",
+                "rpmemd",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(dir.parent().expect("the target directory"));
+            match dir.file_name().and_then(|n| n.to_str()) {
+                Some("release") => {
+                    cmd.arg("--release");
+                }
+                Some("debug") | None => {}
+                Some(other) => {
+                    cmd.args(["--profile", other]);
+                }
+            }
+            let status = cmd.status().expect("running cargo to build rpmemd");
+            assert!(status.success(), "building rpmemd failed: {status}");
+        }
+        assert!(bin.exists(), "{} is missing", bin.display());
+        bin
+    })
+}
+
+/// Runs rpmem with `args` and a clean RPMEM_* environment plus `env`.
+fn rpmem(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(RPMEM);
+    cmd.args(args);
+    for var in [
+        "RPMEM_LAUNCH",
+        "RPMEM_CMD",
+        "RPMEM_SSH",
+        "RPMEM_MAX_NLANES",
+        "RPMEM_WORK_QUEUE_SIZE",
+        "RPMEM_SPIN_US",
+        "RPMEMD_SPIN_US",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running rpmem")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("an exit code, not a signal")
+}
+
+/// Asserts success and returns stdout.
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "rpmem failed ({}):\n{}{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts exit code `want` and a one-line message on stderr naming
+/// `words`; returns stderr.
+fn fails(o: &Output, want: i32, words: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(code(o), want, "stdout: {}\nstderr: {err}", stdout(o));
+    assert!(err.contains(words), "{err:?} should mention {words:?}");
+    err
+}
+
+// ---------------------------------------------------------------------------
+// rpmem poolset against PMDK's util_poolset_parse cases
+
+fn upstream_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/pmdk-1.12.1/tests/util_poolset_parse")
+}
+
+/// `key=value` out of a space-separated line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// What PMDK printed, in the shape of our JSON: `{"ok":false,"line","error"}`
+/// or the fields our JSON has for an accepted file.
+fn expected_json(text: &str) -> Value {
+    let mut lines = text.lines();
+    let head = lines.next().expect("a first line");
+    if head.contains(": ERROR ") {
+        let inner = &head[head.find(" [").expect("[") + 2..head.rfind(']').expect("]")];
+        let (reason, line) = inner.rsplit_once(':').expect("reason:line");
+        return serde_json::json!({
+            "ok": false,
+            "line": line.parse::<u64>().expect("a line number"),
+            "error": reason,
+        });
+    }
+    let options = u32::from_str_radix(field(head, "options").trim_start_matches("0x"), 16)
+        .expect("hex options");
+    let mut replicas: Vec<Value> = Vec::new();
+    for line in lines.map(str::trim_start) {
+        if line.starts_with("replica ") {
+            let remote = line.contains(" REMOTE ").then(|| {
+                serde_json::json!({"node": field(line, "node"), "descriptor": field(line, "desc")})
+            });
+            replicas.push(serde_json::json!({
+                "remote": remote,
+                "size": field(line, "repsize").parse::<u64>().expect("repsize"),
+                "nparts": field(line, "nparts").parse::<u64>().expect("nparts"),
+                "nhdrs": field(line, "nhdrs").parse::<u64>().expect("nhdrs"),
+                "parts": [],
+            }));
+        } else if line.starts_with("part ") {
+            let path = line.split_once(" path=").expect("path=").1;
+            let part = serde_json::json!({
+                "size": field(line, "size").parse::<u64>().expect("size"),
+                "path": path,
+            });
+            replicas
+                .last_mut()
+                .and_then(|r| r["parts"].as_array_mut())
+                .expect("a replica before a part")
+                .push(part);
+        }
+    }
+    serde_json::json!({
+        "ok": true,
+        "options_mask": options,
+        "remote": field(head, "remote") == "1",
+        "pool_size": field(head, "poolsize").parse::<u64>().expect("poolsize"),
+        "replicas": replicas,
+    })
+}
+
+/// Our JSON reduced to the fields PMDK prints.
+fn observed_json(v: &Value) -> Value {
+    if v["ok"] == false {
+        return serde_json::json!({"ok": false, "line": v["line"], "error": v["error"]});
+    }
+    let mask = v["options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .map(|o| match o.as_str() {
+            Some("SINGLEHDR") => 1,
+            Some("NOHDRS") => 2,
+            other => panic!("unknown option {other:?}"),
+        })
+        .fold(0u32, |a, b| a | b);
+    let replicas: Vec<Value> = v["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "remote": r["remote"],
+                "size": r["size"],
+                "nparts": r["nparts"],
+                "nhdrs": r["nhdrs"],
+                "parts": r["parts"].as_array().expect("parts").iter()
+                    .map(|p| serde_json::json!({"size": p["size"], "path": p["path"]}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let remote = replicas.iter().any(|r| !r["remote"].is_null());
+    serde_json::json!({
+        "ok": true,
+        "options_mask": mask,
+        "remote": remote,
+        "pool_size": v["pool_size"],
+        "replicas": replicas,
+    })
+}
+
+/// The documented deviations (docs/poolset.md): our result instead of
+/// PMDK's.
+fn deviation(name: &str, got: &Value) -> Option<()> {
+    let conflict = |line: u64| {
+        assert_eq!(got["ok"], false, "{name}");
+        assert_eq!(got["line"], line, "{name}");
+        assert_eq!(
+            got["error"], "options SINGLEHDR and NOHDRS are mutually exclusive",
+            "{name}"
+        );
+    };
+    // AUTO parts: recorded, sizes unknown (null) until rpmemd resolves them.
+    let auto = |replica: usize, path: &str| {
+        assert_eq!(got["ok"], true, "{name}: {got}");
+        let part = &got["replicas"][replica]["parts"][0];
+        assert_eq!(part["size"], Value::Null, "{name}");
+        assert_eq!(part["path"], path, "{name}");
+        assert_eq!(got["pool_size"], Value::Null, "{name}");
+        assert_eq!(got["replicas"][replica]["size"], Value::Null, "{name}");
+    };
+    match name {
+        "pool55.set" => conflict(3),
+        "pool56.set" => conflict(2),
+        "pool57.set" => conflict(4),
+        "pool59.set" => conflict(6),
+        "pool40.set" => auto(0, "/mountpoint0/myfile.part0"),
+        "pool42.set" | "pool43.set" => auto(1, "/mountpoint5/mymirror1.part0"),
+        "pool41.set" => {
+            assert_eq!(got["ok"], false, "{name}");
+            assert_eq!(got["line"], 7, "{name}");
+            assert_eq!(
+                got["error"], "incorrect descriptor (must be a relative path)",
+                "{name}"
+            );
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+#[test]
+fn poolset_json_matches_every_upstream_case() {
+    let dir = upstream_dir();
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
+        .filter(|n| n.starts_with("pool") && n.ends_with(".set"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 63, "{names:?}");
+    let mut deviations = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        let out = rpmem(&["poolset", "--json", path.to_str().expect("UTF-8")], &[]);
+        let text = stdout(&out);
+        assert_eq!(text.lines().count(), 1, "{name}: one JSON object: {text}");
+        let got: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
+        let want_code = if got["ok"] == true { 0 } else { EXIT_FAILED };
+        assert_eq!(code(&out), want_code, "{name}: {text}");
+        if deviation(name, &got).is_some() {
+            deviations.push(name.clone());
+            continue;
+        }
+        let stem = name.trim_end_matches(".set");
+        let expected = fs::read_to_string(dir.join("expected").join(format!("{stem}.txt")))
+            .expect("the expected file");
+        assert_eq!(observed_json(&got), expected_json(&expected), "{name}");
+    }
+    deviations.sort();
+    assert_eq!(
+        deviations,
+        [
+            "pool40.set",
+            "pool41.set",
+            "pool42.set",
+            "pool43.set",
+            "pool55.set",
+            "pool56.set",
+            "pool57.set",
+            "pool59.set"
+        ],
+        "exactly the documented deviations"
+    );
+}
+
+#[test]
+fn poolset_text_output_and_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.set");
+    fs::write(
+        &good,
+        "PMEMPOOLSET\nOPTION SINGLEHDR\n4M /pools/a.part0\n8M /pools/a.part1\nREPLICA\n16M /pools/b.part0\nREPLICA node1 pool.set\n",
+    )
+    .expect("write");
+    let out = ok(&rpmem(&["poolset", good.to_str().expect("UTF-8")], &[]));
+    assert!(out.contains("a valid pool set file"), "{out}");
+    assert!(out.contains("options: SINGLEHDR"), "{out}");
+    assert!(out.contains("pool size: 12582912 bytes (12 MiB)"), "{out}");
+    assert!(
+        out.contains("replica 0 (line 1): local, 2 part(s), 1 header(s)"),
+        "{out}"
+    );
+    assert!(out.contains("/pools/b.part0"), "{out}");
+    assert!(
+        out.contains("remote, node \"node1\", pool set \"pool.set\""),
+        "{out}"
+    );
+
+    let v: Value = serde_json::from_str(&ok(&rpmem(
+        &["poolset", "--json", good.to_str().expect("UTF-8")],
+        &[],
+    )))
+    .expect("JSON");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["options"], serde_json::json!(["SINGLEHDR"]));
+    assert_eq!(v["pool_size"], 12 << 20);
+    assert_eq!(v["replicas"][0]["parts"][1]["size"], 8 << 20);
+    assert_eq!(v["replicas"][0]["parts"][1]["path"], "/pools/a.part1");
+    assert_eq!(v["replicas"][2]["remote"]["node"], "node1");
+    assert_eq!(v["replicas"][2]["remote"]["descriptor"], "pool.set");
+
+    let bad = dir.path().join("bad.set");
+    fs::write(&bad, "PMEMPOOLSET\n4M /pools/a.part0\n4X /pools/a.part1\n").expect("write");
+    let out = rpmem(&["poolset", bad.to_str().expect("UTF-8")], &[]);
+    let err = fails(&out, EXIT_FAILED, "line 3: incorrect format of size");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("rpmem poolset: "), "{err}");
+
+    let out = rpmem(&["poolset", "--json", bad.to_str().expect("UTF-8")], &[]);
+    assert_eq!(code(&out), EXIT_FAILED);
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({"ok": false, "line": 3, "error": "incorrect format of size"})
+    );
+
+    let missing = dir.path().join("missing.set");
+    let out = rpmem(&["poolset", missing.to_str().expect("UTF-8")], &[]);
+    fails(&out, EXIT_LOCAL, "cannot read pool set file");
+    let out = rpmem(
+        &["poolset", "--json", missing.to_str().expect("UTF-8")],
+        &[],
+    );
+    assert_eq!(code(&out), EXIT_LOCAL);
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["line"], Value::Null);
+}
+
+// ---------------------------------------------------------------------------
+// Local mode against the real rpmemd
+
+/// A scratch rpmemd configuration with a pool set directory.
+struct Target {
+    dir: tempfile::TempDir,
+}
+
+impl Target {
+    fn new() -> Target {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Target { dir };
+        fs::create_dir(t.path("sets")).expect("mkdir");
+        fs::write(
+            t.path("rpmemd.conf"),
+            format!(
+                "poolset-dir = {}\nlog-file = {}\nlog-level = debug\n",
+                t.path("sets").display(),
+                t.path("rpmemd.log").display()
+            ),
+        )
+        .expect("config");
+        t
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A pool set of one part of `size` bytes.
+    fn poolset(&self, name: &str, size: u64, nohdrs: bool) -> PathBuf {
+        let part = self.path(&format!("{name}.part0"));
+        let opt = if nohdrs { "OPTION NOHDRS\n" } else { "" };
+        fs::write(
+            self.path("sets").join(name),
+            format!("PMEMPOOLSET\n{opt}{size} {}\n", part.display()),
+        )
+        .expect("pool set");
+        part
+    }
+
+    fn cmd(&self) -> String {
+        format!(
+            "{} -c {}",
+            rpmemd().display(),
+            self.path("rpmemd.conf").display()
+        )
+    }
+
+    /// rpmem with local launch of this target's rpmemd, through the
+    /// environment as a user would set it.
+    fn run(&self, args: &[&str]) -> Output {
+        let cmd = self.cmd();
+        rpmem(
+            args,
+            &[
+                ("RPMEM_LAUNCH", "local"),
+                ("RPMEM_CMD", cmd.as_str()),
+                ("RPMEM_SPIN_US", "0"),
+            ],
+        )
+    }
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn create_info_put_get_remove_round_trip() {
+    let t = Target::new();
+    let part = t.poolset("rt.set", 8 << 20, false);
+    let out = ok(&t.run(&[
+        "create",
+        "localhost",
+        "rt.set",
+        "--size",
+        "8M",
+        "--signature",
+        "CLITEST",
+        "--major",
+        "7",
+        "--compat",
+        "0x11",
+        "--incompat",
+        "0",
+        "--ro-compat",
+        "3",
+        "--poolset-uuid",
+        "00112233-4455-6677-8899-aabbccddeeff",
+        "--uuid",
+        "10112233-4455-6677-8899-aabbccddeeff",
+        "--next-uuid",
+        "20112233-4455-6677-8899-aabbccddeeff",
+        "--prev-uuid",
+        "30112233-4455-6677-8899-aabbccddeeff",
+        "--user-flags",
+        "0102030405060708090a0b0c0d0e0f10",
+    ]));
+    assert!(
+        out.contains("created pool set \"rt.set\" on localhost: 8 MiB"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::metadata(&part).expect("the part file").len(),
+        8 << 20,
+        "the part file has the pool set's size"
+    );
+
+    let info: Value = serde_json::from_str(&ok(&t.run(&["info", "localhost", "rt.set", "--json"])))
+        .expect("JSON");
+    assert_eq!(info["headers"], true);
+    assert_eq!(info["persist_method"], "GPSPM");
+    assert_eq!(info["lanes"], 1);
+    assert_eq!(info["size_opened"], 8192);
+    let a = &info["attributes"];
+    assert_eq!(a["signature"], "CLITEST");
+    assert_eq!(a["major"], 7);
+    assert_eq!(a["compat_features"], 0x11);
+    assert_eq!(a["incompat_features"], 0);
+    assert_eq!(a["ro_compat_features"], 3);
+    assert_eq!(a["poolset_uuid"], "00112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(a["uuid"], "10112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(a["next_uuid"], "20112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(a["prev_uuid"], "30112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(a["user_flags"], "0102030405060708090a0b0c0d0e0f10");
+
+    let text = ok(&t.run(&["info", "localhost", "rt.set", "--lanes", "2"]));
+    assert!(text.contains("signature           \"CLITEST\""), "{text}");
+    assert!(text.contains("GPSPM"), "{text}");
+
+    // A file of an odd length that spans several 1 MiB chunks, at the
+    // default offset (after the header) over 3 lanes.
+    let data = pattern(3 * (1 << 20) + 12345, 1);
+    let input = t.path("input.bin");
+    fs::write(&input, &data).expect("input");
+    let put = t.run(&[
+        "put",
+        "localhost",
+        "rt.set",
+        input.to_str().expect("UTF-8"),
+        "--lanes",
+        "3",
+    ]);
+    assert_eq!(stdout(&put), "", "put is quiet when not on a terminal");
+    ok(&put);
+    // The bytes are in the pool file on the target side right after the
+    // 4096-byte header.
+    let on_disk = fs::read(&part).expect("part");
+    assert_eq!(&on_disk[4096..4096 + data.len()], &data[..]);
+
+    let output = t.path("output.bin");
+    let len = data.len().to_string();
+    let get = t.run(&[
+        "get",
+        "localhost",
+        "rt.set",
+        output.to_str().expect("UTF-8"),
+        "--length",
+        &len,
+    ]);
+    assert_eq!(stdout(&get), "");
+    ok(&get);
+    assert!(
+        fs::read(&output).expect("output") == data,
+        "get returns what put wrote"
+    );
+
+    // An explicit offset, and a part of it read back.
+    let small = pattern(5000, 2);
+    let input2 = t.path("small.bin");
+    fs::write(&input2, &small).expect("input");
+    ok(&t.run(&[
+        "put",
+        "localhost",
+        "rt.set",
+        input2.to_str().expect("UTF-8"),
+        "--offset",
+        "6M",
+    ]));
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "rt.set",
+        output.to_str().expect("UTF-8"),
+        "--offset",
+        "6291556",
+        "--length",
+        "1000",
+    ]));
+    assert_eq!(fs::read(&output).expect("output"), &small[100..1100]);
+
+    // Writing into the header is refused by the library: a usage error.
+    let out = t.run(&[
+        "put",
+        "localhost",
+        "rt.set",
+        input2.to_str().expect("UTF-8"),
+        "--offset",
+        "0",
+    ]);
+    fails(&out, EXIT_USAGE, "4096");
+
+    // A file larger than the pool: rpmemd refuses the open.
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "rt.set",
+        output.to_str().expect("UTF-8"),
+        "--length",
+        "9M",
+    ]);
+    fails(
+        &out,
+        EXIT_FAILED,
+        "cannot open pool set \"rt.set\" on localhost",
+    );
+
+    let out = ok(&t.run(&["remove", "localhost", "rt.set"]));
+    assert!(out.contains("removed the pool"), "{out}");
+    assert!(!part.exists(), "the part file is removed");
+    assert!(t.path("sets/rt.set").exists(), "the pool set file stays");
+    let out = t.run(&["info", "localhost", "rt.set"]);
+    fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    ok(&t.run(&["remove", "localhost", "rt.set", "--force", "--pool-set"]));
+    assert!(
+        !t.path("sets/rt.set").exists(),
+        "--pool-set removes the pool set file"
+    );
+}
+
+#[test]
+fn pool_without_headers_uses_offset_zero() {
+    let t = Target::new();
+    let part = t.poolset("nh.set", 4 << 20, true);
+    let out = ok(&t.run(&[
+        "create",
+        "localhost",
+        "nh.set",
+        "--size",
+        "4M",
+        "--no-headers",
+    ]));
+    assert!(out.contains("headers             no"), "{out}");
+    let info: Value = serde_json::from_str(&ok(&t.run(&["info", "localhost", "nh.set", "--json"])))
+        .expect("JSON");
+    assert_eq!(info["headers"], false);
+    assert_eq!(info["attributes"], Value::Null);
+    let data = pattern(10_000, 3);
+    let input = t.path("in.bin");
+    fs::write(&input, &data).expect("input");
+    ok(&t.run(&["put", "localhost", "nh.set", input.to_str().expect("UTF-8")]));
+    assert_eq!(&fs::read(&part).expect("part")[..data.len()], &data[..]);
+    let output = t.path("out.bin");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "nh.set",
+        output.to_str().expect("UTF-8"),
+        "--length",
+        "10000",
+    ]));
+    assert_eq!(fs::read(&output).expect("output"), data);
+    // Attributes for a NOHDRS pool set are refused by rpmemd.
+    let t2 = t.poolset("nh2.set", 4 << 20, true);
+    let out = t.run(&["create", "localhost", "nh2.set", "--size", "4M"]);
+    fails(&out, EXIT_FAILED, "cannot create pool set \"nh2.set\"");
+    assert!(!t2.exists());
+}
+
+#[test]
+fn demo_verifies_and_leaves_nothing_behind() {
+    rpmemd();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = rpmem(
+        &[
+            "demo",
+            "--dir",
+            scratch.path().to_str().expect("UTF-8"),
+            "--mib",
+            "3",
+            "--lanes",
+            "2",
+        ],
+        &[],
+    );
+    let text = ok(&out);
+    assert!(text.contains("verification passed"), "{text}");
+    for step in 1..=7 {
+        assert!(text.contains(&format!("[{step}/7]")), "step {step}: {text}");
+    }
+    assert!(text.contains("median"), "{text}");
+    assert!(text.contains("MiB/s"), "{text}");
+    assert!(text.contains("found next to this program"), "{text}");
+    let left: Vec<_> = fs::read_dir(scratch.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
+}
+
+#[test]
+fn demo_with_a_missing_rpmemd_says_how_to_fix_it() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = rpmem(
+        &[
+            "demo",
+            "--dir",
+            scratch.path().to_str().expect("UTF-8"),
+            "--rpmemd",
+            "/nonexistent/rpmemd",
+        ],
+        &[],
+    );
+    fails(&out, EXIT_LOCAL, "--rpmemd");
+    assert_eq!(fs::read_dir(scratch.path()).expect("read_dir").count(), 0);
+}
+
+#[test]
+fn bench_local_json_has_the_documented_keys() {
+    rpmemd();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = rpmem(
+        &[
+            "bench",
+            "--local",
+            "--json",
+            "--dir",
+            scratch.path().to_str().expect("UTF-8"),
+            "--sizes",
+            "64,4K",
+            "--lanes",
+            "2",
+            "--ops",
+            "30",
+            "--seconds",
+            "0.5",
+            "--spin-us",
+            "0",
+        ],
+        &[],
+    );
+    let text = ok(&out);
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    let results = v["results"].as_array().expect("results");
+    // 4 modes x 2 sizes on 1 lane, then each mode at 4 KiB on 2 lanes.
+    assert_eq!(results.len(), 12, "{text}");
+    for r in results {
+        let mode = r["mode"].as_str().expect("mode");
+        assert!(
+            ["persist", "flush-drain", "deep", "read"].contains(&mode),
+            "{r}"
+        );
+        assert!(
+            [64, 4096].contains(&r["size"].as_u64().expect("size")),
+            "{r}"
+        );
+        assert!([1, 2].contains(&r["lanes"].as_u64().expect("lanes")), "{r}");
+        assert!(r["ops"].as_u64().expect("ops") >= 1, "{r}");
+        for key in ["p50_us", "p99_us", "mib_s", "mib_s_p50"] {
+            assert!(r[key].as_f64().expect(key) > 0.0, "{key} in {r}");
+        }
+        assert!(r["p99_us"].as_f64() >= r["p50_us"].as_f64(), "{r}");
+    }
+    let b = &v["baselines"];
+    for key in [
+        "tcp_rtt_p50_us",
+        "tcp_rtt_blocking_p50_us",
+        "tcp_stream_mib_s",
+        "memcpy_mib_s",
+        "tcp_1m_ack_p50_us",
+    ] {
+        assert!(b[key].as_f64().expect(key) > 0.0, "{key}: {b}");
+    }
+    assert!(
+        v["ratios"]["persist_64_p50_over_tcp_rtt_p50"]
+            .as_f64()
+            .expect("ratio")
+            > 0.0
+    );
+    // No 1 MiB case was run: the throughput ratios are null.
+    assert_eq!(v["ratios"]["persist_1m_mib_s_over_tcp_stream"], Value::Null);
+    assert_eq!(v["setup"]["local"], true);
+    assert_eq!(fs::read_dir(scratch.path()).expect("read_dir").count(), 0);
+}
+
+#[test]
+fn bench_against_an_existing_pool() {
+    let t = Target::new();
+    t.poolset("b.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "b.set", "--size", "4M"]));
+    let out = ok(&t.run(&[
+        "bench",
+        "localhost",
+        "b.set",
+        "--sizes",
+        "4K",
+        "--mode",
+        "persist,read",
+        "--ops",
+        "20",
+        "--lanes",
+        "1",
+    ]));
+    assert!(out.contains("persist"), "{out}");
+    assert!(out.contains("busy-polling"), "{out}");
+    // The pool is too small for 2 lanes of 4 MiB: rpmemd refuses, and the
+    // message says what the benchmark needed.
+    let out = t.run(&[
+        "bench",
+        "localhost",
+        "b.set",
+        "--sizes",
+        "4M",
+        "--lanes",
+        "2",
+    ]);
+    fails(&out, EXIT_FAILED, "the benchmark needs");
+}
+
+// ---------------------------------------------------------------------------
+// Errors and exit codes
+
+#[test]
+fn bad_target_is_a_usage_error() {
+    for target in ["a@b@c", "host:99999", "-oProxyCommand=x", "", "user@"] {
+        // After `--` even a target that looks like an option reaches the check.
+        let out = rpmem(&["info", "--", target, "p.set"], &[]);
+        fails(&out, EXIT_USAGE, "invalid target address");
+    }
+    // Local mode refuses a non-loopback host.
+    let out = rpmem(&["info", "example.com", "p.set", "--launch", "local"], &[]);
+    fails(&out, EXIT_USAGE, "loopback");
+}
+
+#[test]
+fn bad_sizes_and_values_are_usage_errors() {
+    let cases: &[&[&str]] = &[
+        &["create", "localhost", "p.set", "--size", "4X"],
+        &["create", "localhost", "p.set", "--size", "-1"],
+        &["create", "localhost", "p.set", "--size", "5000"],
+        &["create", "localhost", "p.set", "--size", "0"],
+        &[
+            "create",
+            "localhost",
+            "p.set",
+            "--size",
+            "8M",
+            "--uuid",
+            "nope",
+        ],
+        &[
+            "create",
+            "localhost",
+            "p.set",
+            "--size",
+            "8M",
+            "--signature",
+            "TOOLONGSIG",
+        ],
+        &[
+            "create",
+            "localhost",
+            "p.set",
+            "--size",
+            "8M",
+            "--major",
+            "x",
+        ],
+        &[
+            "create",
+            "localhost",
+            "p.set",
+            "--size",
+            "8M",
+            "--no-headers",
+            "--major",
+            "1",
+        ],
+        &["get", "localhost", "p.set", "out"],
+        &["bench", "localhost"],
+        &["bench", "--local", "--mode", "write"],
+        &["info", "localhost", "p.set", "--timeout", "0"],
+        &["nosuchcommand"],
+    ];
+    for args in cases {
+        let out = rpmem(args, &[]);
+        assert_eq!(code(&out), EXIT_USAGE, "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?}");
+    }
+    let out = rpmem(
+        &["info", "localhost", "p.set"],
+        &[("RPMEM_MAX_NLANES", "zero")],
+    );
+    fails(&out, EXIT_USAGE, "RPMEM_MAX_NLANES");
+}
+
+#[test]
+fn missing_pool_and_missing_programs() {
+    let t = Target::new();
+    let out = t.run(&["info", "localhost", "nope.set"]);
+    let err = fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("rpmem info: cannot open pool set \"nope.set\" on localhost"),
+        "{err}"
+    );
+
+    // rpmemd cannot be started: a local problem.
+    let out = rpmem(
+        &[
+            "info",
+            "localhost",
+            "p.set",
+            "--launch",
+            "local",
+            "--cmd",
+            "/nonexistent/rpmemd",
+        ],
+        &[],
+    );
+    fails(&out, EXIT_LOCAL, "cannot start");
+
+    // The "rpmemd" exits at once without a word: the connection failed.
+    let out = rpmem(
+        &[
+            "info",
+            "localhost",
+            "p.set",
+            "--launch",
+            "local",
+            "--cmd",
+            "true",
+        ],
+        &[],
+    );
+    fails(&out, EXIT_CONNECTION, "went away");
+
+    // put of a file that does not exist: a local problem, before anything starts.
+    let out = t.run(&["put", "localhost", "p.set", "/nonexistent/file"]);
+    fails(&out, EXIT_LOCAL, "cannot open /nonexistent/file");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        "demo", "create", "info", "remove", "put", "get", "bench", "poolset",
+    ] {
+        let out = rpmem(&[sub, "--help"], &[]);
+        let text = ok(&out);
+        assert!(text.contains("Usage: rpmem"), "{sub}: {text}");
+        assert!(text.contains(sub), "{sub}: {text}");
+    }
+    let text = ok(&rpmem(&["--help"], &[]));
+    assert!(text.contains("demo"), "{text}");
+    let text = ok(&rpmem(&["--version"], &[]));
+    assert!(text.starts_with("rpmem "), "{text}");
+}
