@@ -76,6 +76,11 @@ mod target;
 #[cfg(test)]
 mod tests;
 
+/// The README's Rust example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use error::Error;
 pub use options::{
     CommandRotation, Launch, Options, OptionsBuilder, DEFAULT_CMD, DEFAULT_CONTROL_TIMEOUT,
