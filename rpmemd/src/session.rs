@@ -7,6 +7,10 @@
 //! ([`TcpServer`]), and writes the answers to stdout. The persistency method
 //! comes from [`rpmem_core::policy::select`].
 //!
+//! A refused CREATE or OPEN is also explained on stderr, one line
+//! `rpmemd: <reason>` written before the answer (ssh carries stderr back to
+//! the client, which shows it with the status); the reason is logged as well.
+//!
 //! The stdin loop also watches a self-pipe that SIGTERM, SIGINT and SIGHUP
 //! write to ([`signal`]): a signal, a closed stdin, or a protocol error ends
 //! the session cleanly (lanes shut down and joined, pool unmapped, locks
@@ -336,24 +340,76 @@ struct Session<'a> {
     settings: &'a Settings,
     server: Server,
     out: &'a mut dyn Write,
+    errors: &'a mut dyn Write,
     active: Option<Active>,
     requests: usize,
+}
+
+/// Why a CREATE or OPEN failed: the status answered, and rpmemd's own words
+/// (logged at `err`, and written to stderr for the client).
+#[derive(Debug)]
+struct Failure {
+    status: Status,
+    reason: String,
+}
+
+impl Failure {
+    /// Logs `reason` at `err` and keeps it with `status`.
+    fn logged(status: Status, reason: impl fmt::Display) -> Failure {
+        let reason = reason.to_string();
+        log::error!("{reason}");
+        Failure { status, reason }
+    }
+
+    /// A pool failure, with its status (PMDK's `rpmemd_db_get_status`
+    /// mapping, in the pool module).
+    fn pool(e: &PoolError) -> Failure {
+        Failure::logged(e.rpmem_status(), e)
+    }
+}
+
+/// The line written to stderr for a refused request: `rpmemd: <reason>`,
+/// on one line (line breaks inside the reason become `; `).
+pub fn refusal_line(reason: &str) -> String {
+    let one_line = reason
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("{}: {one_line}\n", crate::logging::IDENT)
 }
 
 /// Serves one session: writes the start-up status word to `output`, then
 /// reads requests from `input` until the session ends. `interrupt` (the
 /// signal pipe) ends it when readable. Never returns with a lane worker
-/// running or the pool mapped.
+/// running or the pool mapped. The reason of a refused CREATE or OPEN goes
+/// to stderr ([`serve_to`]).
 pub fn serve(
     settings: &Settings,
     input: BorrowedFd<'_>,
     output: &mut dyn Write,
     interrupt: Option<&signal::SignalPipe>,
 ) -> Ending {
+    serve_to(settings, input, output, &mut io::stderr(), interrupt)
+}
+
+/// [`serve`], writing the reason of a refused CREATE or OPEN (also logged)
+/// to `errors` as one line `rpmemd: <reason>` ([`refusal_line`]) before the
+/// answer: rpmemd's stderr, which ssh carries back to the client, so that
+/// it can show rpmemd's own words and not only the status.
+pub fn serve_to(
+    settings: &Settings,
+    input: BorrowedFd<'_>,
+    output: &mut dyn Write,
+    errors: &mut dyn Write,
+    interrupt: Option<&signal::SignalPipe>,
+) -> Ending {
     let mut session = Session {
         settings,
         server: Server::new(limits()),
         out: output,
+        errors,
         active: None,
         requests: 0,
     };
@@ -374,6 +430,19 @@ impl Session<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)?;
         self.out.flush()
+    }
+
+    /// Tells the client why its request was refused (stderr). A failure to
+    /// write is only logged: the answer on stdout still goes out.
+    fn tell_refusal(&mut self, reason: &str) {
+        let line = refusal_line(reason);
+        let written = self
+            .errors
+            .write_all(line.as_bytes())
+            .and_then(|()| self.errors.flush());
+        if let Err(e) = written {
+            log::warn!("cannot write the reason of the refusal to stderr: {e}");
+        }
     }
 
     fn run(&mut self, input: BorrowedFd<'_>, interrupt: Option<&signal::SignalPipe>) -> Ending {
@@ -459,10 +528,14 @@ impl Session<'_> {
         else {
             return Ending::Protocol(e);
         };
-        if let rpmem_core::oob::RejectReason::ProviderDisabled(p) = reason {
-            log::error!("{request} asks for provider {p}, which this rpmemd does not serve");
+        let text = if let rpmem_core::oob::RejectReason::ProviderDisabled(p) = reason {
+            format!("{request} asks for provider {p}, which this rpmemd does not serve")
         } else {
-            log::error!("{request} refused: {reason}");
+            format!("{request} refused: {reason}")
+        };
+        log::error!("{text}");
+        if matches!(request, MsgType::Create | MsgType::Open) {
+            self.tell_refusal(&text);
         }
         notice!("{request} response: (status = {})", status.to_u32());
         let answer = self.server.reject_response().map(<[u8]>::to_vec);
@@ -497,7 +570,10 @@ impl Session<'_> {
                 self.active = Some(active);
                 (Status::Success, Some((ibc, Some(ext))))
             }
-            Err(status) => (status, None),
+            Err(failure) => {
+                self.tell_refusal(&failure.reason);
+                (failure.status, None)
+            }
         };
         log_response("create", status, accept.as_ref().map(|a| &a.0));
         let bytes = match self.server.respond_create(status, accept) {
@@ -518,7 +594,10 @@ impl Session<'_> {
                 self.active = Some(active);
                 (Status::Success, Some((ibc, attr, Some(ext))))
             }
-            Err(status) => (status, None),
+            Err(failure) => {
+                self.tell_refusal(&failure.reason);
+                (failure.status, None)
+            }
         };
         log_response("open", status, accept.as_ref().map(|a| &a.0));
         let bytes = match self.server.respond_open(status, accept) {
@@ -550,13 +629,15 @@ impl Session<'_> {
         common: &CommonRepr,
         name: Option<&str>,
         attr: Option<&PoolAttr>,
-    ) -> Result<(Active, IbcRepr, ExtRepr), Status> {
+    ) -> Result<(Active, IbcRepr, ExtRepr), Failure> {
         let Some(name) = name else {
-            log::error!("the pool descriptor is not valid UTF-8");
-            return Err(Status::BadName);
+            return Err(Failure::logged(
+                Status::BadName,
+                "the pool descriptor is not valid UTF-8",
+            ));
         };
         let settings = self.settings;
-        let dir = PoolsetDir::open(&settings.poolset_dir).map_err(|e| pool_failure(&e))?;
+        let dir = PoolsetDir::open(&settings.poolset_dir).map_err(|e| Failure::pool(&e))?;
         let created = attr.is_some();
         let pool = match attr {
             Some(a) => {
@@ -565,7 +646,7 @@ impl Session<'_> {
             }
             None => Pool::open_with(&dir, name, &settings.pool_options),
         }
-        .map_err(|e| pool_failure(&e))?;
+        .map_err(|e| Failure::pool(&e))?;
         let mut active = Active {
             tcp: None,
             pool,
@@ -574,11 +655,11 @@ impl Session<'_> {
         };
         match self.start_data_path(&mut active, common) {
             Ok((ibc, ext)) => Ok((active, ibc, ext)),
-            Err(status) => {
+            Err(failure) => {
                 if let Err(e) = active.finish(created) {
                     log::error!("cleaning up after the failed request: {e}");
                 }
-                Err(status)
+                Err(failure)
             }
         }
     }
@@ -587,12 +668,11 @@ impl Session<'_> {
         &self,
         active: &mut Active,
         common: &CommonRepr,
-    ) -> Result<(IbcRepr, ExtRepr), Status> {
+    ) -> Result<(IbcRepr, ExtRepr), Failure> {
         let settings = self.settings;
         let pool = &active.pool;
         if let Err(e) = pool.check_requested_size(common.pool_size) {
-            log::error!("{e}");
-            return Err(e.rpmem_status());
+            return Err(Failure::pool(&e));
         }
         let decision = choose_method(settings, pool)?;
         let inline = inline_max(common.buff_size);
@@ -618,33 +698,37 @@ impl Session<'_> {
             method: decision.method,
         })
         .map_err(|e| {
-            log::error!(
-                "the requested pool size {} is unusable: {e}",
-                common.pool_size
-            );
-            Status::BadSize
+            Failure::logged(
+                Status::BadSize,
+                format_args!(
+                    "the requested pool size {} is unusable: {e}",
+                    common.pool_size
+                ),
+            )
         })?;
         let secret = fresh_secret().map_err(|e| {
-            log::error!("cannot draw the session secret: {e}");
-            Status::Fatal
+            Failure::logged(
+                Status::Fatal,
+                format_args!("cannot draw the session secret: {e}"),
+            )
         })?;
-        let bind = settings.listen.clone().map_err(|e| {
-            log::error!("{e}");
-            Status::FatalConn
-        })?;
+        let bind = settings
+            .listen
+            .clone()
+            .map_err(|e| Failure::logged(Status::FatalConn, e))?;
         // SAFETY: the pool outlives the data path: `Active::finish` (and
         // dropping an `Active`) stops the TcpServer, which waits for every
         // lane worker, before the pool is closed; nothing takes a slice of
         // the pool while the data path runs.
-        let mem = unsafe { PoolMemory::from_pool(pool) }.ok_or_else(|| {
-            log::error!("the pool mapping has a null address");
-            Status::Fatal
-        })?;
+        let mem = unsafe { PoolMemory::from_pool(pool) }
+            .ok_or_else(|| Failure::logged(Status::Fatal, "the pool mapping has a null address"))?;
         let mut config = TcpConfig::new(bind);
         config.spin = settings.spin;
         let server = TcpServer::start(&config, target, secret, mem).map_err(|e| {
-            log::error!("cannot listen on {bind} for the data path: {e}");
-            Status::FatalConn
+            Failure::logged(
+                Status::FatalConn,
+                format_args!("cannot listen on {bind} for the data path: {e}"),
+            )
         })?;
         log::info!("data path listening on {}", server.local_addr());
         let mut flags = 0;
@@ -781,7 +865,7 @@ impl Request {
 
 /// The persistency method for `pool` (logged at `notice` with the reason);
 /// `RPMEM_ERR_POOL_CFG` when the configuration enables none.
-fn choose_method(settings: &Settings, pool: &Pool) -> Result<Decision, Status> {
+fn choose_method(settings: &Settings, pool: &Pool) -> Result<Decision, Failure> {
     let input = PolicyInput {
         persist_apm: settings.persist_apm,
         persist_general: settings.persist_general,
@@ -799,10 +883,7 @@ fn choose_method(settings: &Settings, pool: &Pool) -> Result<Decision, Status> {
             );
             Ok(d)
         }
-        Err(e) => {
-            log::error!("{e}");
-            Err(Status::PoolCfg)
-        }
+        Err(e) => Err(Failure::logged(Status::PoolCfg, e)),
     }
 }
 
@@ -911,7 +992,20 @@ pub fn run(config: &Config) -> exit::Status {
     let mut stdout = io::stdout().lock();
     // SAFETY: fd 0 is stdin, open for the life of the process.
     let input = unsafe { BorrowedFd::borrow_raw(stdin.as_raw_fd()) };
-    let ending = serve(&settings, input, &mut stdout, signals.as_ref());
+    // When the log itself goes to stderr, the reason of a refusal is already
+    // there (logged at `err`); it is not written twice.
+    let mut errors: Box<dyn Write> = if crate::logging::logs_to_stderr() {
+        Box::new(io::sink())
+    } else {
+        Box::new(io::stderr())
+    };
+    let ending = serve_to(
+        &settings,
+        input,
+        &mut stdout,
+        &mut *errors,
+        signals.as_ref(),
+    );
     drop(signals);
     let status = ending.exit_status();
     match (&ending, status) {
@@ -929,6 +1023,7 @@ pub fn run(config: &Config) -> exit::Status {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use rpmem_core::oob::ClientEvent;
     use rpmem_core::wire::oob::Provider;
     use rstest::rstest;
 
@@ -999,6 +1094,217 @@ mod tests {
         assert!(!l.providers.allows(Provider::LIBFABRIC_VERBS));
         assert!(!l.providers.allows(Provider::VERBS));
         assert_eq!(l.max_nlanes, MAX_NLANES);
+    }
+
+    /// What the client saw of one session driven through [`serve_to`].
+    struct Seen {
+        events: Vec<ClientEvent>,
+        ending: Ending,
+        stderr: String,
+    }
+
+    /// Runs a session in a thread on socket pairs; `requests` gives the
+    /// bytes of each request once the previous event arrived (`None`: stop
+    /// sending and close stdin).
+    fn drive(
+        poolset_dir: &std::path::Path,
+        mut requests: impl FnMut(&mut rpmem_core::oob::Client, usize) -> Option<Vec<u8>>,
+    ) -> Seen {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixStream;
+
+        let settings = Settings {
+            poolset_dir: poolset_dir.to_path_buf(),
+            persist_apm: false,
+            persist_general: true,
+            nthreads: 0,
+            listen: listen_addr(None),
+            spin: tcp::DEFAULT_SPIN,
+            pool_options: crate::pool::PoolOptions::from_env(),
+        };
+        let (mut stdin, stdin_server) = UnixStream::pair().unwrap();
+        let (mut stdout, mut stdout_server) = UnixStream::pair().unwrap();
+        stdout
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            let ending = serve_to(
+                &settings,
+                stdin_server.as_fd(),
+                &mut stdout_server,
+                &mut errors,
+                None,
+            );
+            (ending, String::from_utf8(errors).unwrap())
+        });
+        let mut client = rpmem_core::oob::Client::new();
+        let mut events = Vec::new();
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let (used, event) = client.handle_input(&pending).unwrap();
+            pending.drain(..used);
+            if let Some(event) = event {
+                events.push(event);
+                match requests(&mut client, events.len()) {
+                    Some(bytes) => stdin.write_all(&bytes).unwrap(),
+                    None => break,
+                }
+                continue;
+            }
+            let n = stdout.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
+        }
+        drop(stdin);
+        let (ending, stderr) = server.join().unwrap();
+        Seen {
+            events,
+            ending,
+            stderr,
+        }
+    }
+
+    fn open_request(client: &mut rpmem_core::oob::Client, name: &str) -> Vec<u8> {
+        let req = rpmem_core::oob::OpenRequest {
+            pool_size: 1 << 20,
+            nlanes: 1,
+            provider: Provider::TCP,
+            buff_size: 8192,
+            pool_desc: rpmem_core::wire::oob::PoolDesc::from_text(name).unwrap(),
+        };
+        client.send_open(&req).unwrap().to_vec()
+    }
+
+    fn create_request(
+        client: &mut rpmem_core::oob::Client,
+        name: &str,
+        provider: Provider,
+    ) -> Vec<u8> {
+        let req = rpmem_core::oob::CreateRequest {
+            pool_size: 1 << 20,
+            nlanes: 1,
+            provider,
+            buff_size: 8192,
+            attr: PoolAttr::ZERO,
+            pool_desc: rpmem_core::wire::oob::PoolDesc::from_text(name).unwrap(),
+        };
+        client.send_create(&req).unwrap().to_vec()
+    }
+
+    fn assert_refused(seen: &Seen, request: MsgType, status: Status, words: &[&str]) {
+        assert!(
+            matches!(
+                seen.events.last(),
+                Some(ClientEvent::Failed { status: s, request: r }) if *s == status && *r == request
+            ),
+            "{:?}",
+            seen.events
+        );
+        assert!(
+            matches!(seen.ending, Ending::Refused { request: r, status: s } if r == request && s == status),
+            "{}",
+            seen.ending
+        );
+        // One line, `rpmemd: <reason>`, naming the cause.
+        assert!(seen.stderr.starts_with("rpmemd: "), "{:?}", seen.stderr);
+        assert!(seen.stderr.ends_with('\n'), "{:?}", seen.stderr);
+        assert_eq!(seen.stderr.matches('\n').count(), 1, "{:?}", seen.stderr);
+        for w in words {
+            assert!(
+                seen.stderr.contains(w),
+                "{w:?} missing in {:?}",
+                seen.stderr
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_open_tells_the_reason_on_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = drive(dir.path(), |c, n| {
+            (n == 1).then(|| open_request(c, "missing.set"))
+        });
+        assert_refused(&seen, MsgType::Open, Status::NoExist, &["missing.set"]);
+    }
+
+    #[test]
+    fn a_refused_create_tells_the_reason_on_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        // Too small for a pool: the pool module refuses it.
+        std::fs::write(
+            dir.path().join("tiny.set"),
+            format!(
+                "PMEMPOOLSET\nOPTION NOHDRS\n4096 {}\n",
+                dir.path().join("tiny.part").display()
+            ),
+        )
+        .unwrap();
+        let seen = drive(dir.path(), |c, n| {
+            (n == 1).then(|| create_request(c, "tiny.set", Provider::TCP))
+        });
+        let Some(ClientEvent::Failed { status, .. }) = seen.events.last() else {
+            panic!("{:?}", seen.events);
+        };
+        assert_refused(&seen, MsgType::Create, *status, &["tiny.set"]);
+    }
+
+    #[test]
+    fn a_create_the_server_machine_rejects_tells_the_reason_on_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = drive(dir.path(), |c, n| {
+            (n == 1).then(|| create_request(c, "p.set", Provider::LIBFABRIC_SOCKETS))
+        });
+        assert_refused(&seen, MsgType::Create, Status::ProvNoSup, &["provider"]);
+    }
+
+    #[test]
+    fn a_served_session_writes_nothing_on_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ok.set"),
+            format!(
+                "PMEMPOOLSET\nOPTION NOHDRS\n{} {}\n",
+                8 << 20,
+                dir.path().join("ok.part").display()
+            ),
+        )
+        .unwrap();
+        let seen = drive(dir.path(), |c, n| match n {
+            1 => Some(create_request(c, "ok.set", Provider::TCP)),
+            2 => Some(c.send_close(0).unwrap().to_vec()),
+            _ => None,
+        });
+        assert!(
+            matches!(
+                seen.events.as_slice(),
+                [
+                    ClientEvent::Ready,
+                    ClientEvent::Created(_),
+                    ClientEvent::Closed
+                ]
+            ),
+            "{:?}",
+            seen.events
+        );
+        assert!(
+            matches!(seen.ending, Ending::Closed(s) if s.is_success()),
+            "{}",
+            seen.ending
+        );
+        assert_eq!(seen.stderr, "");
+    }
+
+    #[rstest]
+    #[case("no such pool set", "rpmemd: no such pool set\n")]
+    #[case("line one\n  line two\n", "rpmemd: line one; line two\n")]
+    #[case("", "rpmemd: \n")]
+    fn refusal_lines_are_one_line(#[case] reason: &str, #[case] line: &str) {
+        assert_eq!(refusal_line(reason), line);
     }
 
     #[test]

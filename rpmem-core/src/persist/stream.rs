@@ -16,7 +16,8 @@
 
 use heapless::Deque;
 
-use super::{Op, OpKind, ReadDest, Target, TargetError, TargetPlan};
+use super::{Op, OpKind, PersistMode, ReadDest, Target, TargetError, TargetPlan};
+use crate::flush::CACHE_LINE;
 use crate::wire::persist::{HEADER_LEN as PERSIST_HEADER_LEN, RESP_LEN};
 use crate::wire::tcp::{
     self, Frame, FrameKind, FrameRepr, Hello, HelloAck, HelloAckRepr, HelloRepr, HelloStatus,
@@ -478,10 +479,23 @@ enum State {
 /// The server side of one lane connection. Until a hello with the right
 /// secret is accepted, no call returns a step that touches the pool; any
 /// error closes the connection for good.
+///
+/// Early write-back: a driver may write back (`flush_line`, no fence) the
+/// cache lines of a WRITE body as they arrive and report it with
+/// [`on_body_written_back`](Self::on_body_written_back); the flush of a
+/// later `FLUSH_WRITE` persist message of the lane then skips those lines
+/// (see [`Target::handle_persist_msg_written_back`]) until the lane stores
+/// into the pool again. A driver that reports nothing gets the plans of
+/// [`Target::handle_persist_msg`].
 #[derive(Debug)]
 pub struct StreamServer {
     target: Target,
     state: State,
+    /// Pool range of the WRITE body just received, until the next frame.
+    body: Option<(u64, u64)>,
+    /// Lines `[from, to)` written back after this lane last stored into
+    /// them; cleared by the next WRITE and by an inline persist.
+    written_back: Option<(u64, u64)>,
 }
 
 impl StreamServer {
@@ -490,7 +504,38 @@ impl StreamServer {
         StreamServer {
             target,
             state: State::AwaitHello,
+            body: None,
+            written_back: None,
         }
+    }
+
+    /// The driver wrote back (`flush_line`, no fence) every cache line from
+    /// the first line of the WRITE body just received up to pool offset
+    /// `to` (cache-line aligned), each line only after every byte of the
+    /// body in it had been received. Call it after the body and before the
+    /// next frame header. Returns whether it was recorded: not without a
+    /// WRITE body just received, nor for `to` unaligned or past the body's
+    /// last whole line.
+    ///
+    /// Since the driver stores only from this lane's thread, each such line
+    /// was written back after every store of this lane into it. Until the
+    /// lane's next WRITE or inline persist, the flush of a `FLUSH_WRITE`
+    /// persist message skips the lines recorded here (the fence always
+    /// stays).
+    pub fn on_body_written_back(&mut self, to: u64) -> bool {
+        let line = CACHE_LINE - 1;
+        let Some((start, end)) = self.body else {
+            return false;
+        };
+        if !matches!(self.state, State::Ready { .. }) || to & line != 0 {
+            return false;
+        }
+        let first = start & !line;
+        if to <= first || to > end & !line {
+            return false;
+        }
+        self.written_back = Some((first, to));
+        true
     }
 
     /// The lane, once the hello is accepted.
@@ -560,10 +605,18 @@ impl StreamServer {
                 expected: len,
             });
         }
-        let plan = match self.target.handle_persist_msg(bytes) {
+        let planned = match self.written_back {
+            Some(lines) => self.target.handle_persist_msg_written_back(bytes, lines),
+            None => self.target.handle_persist_msg(bytes),
+        };
+        let plan = match planned {
             Ok(p) => p,
             Err(e) => return self.fail(ServerError::Target(e)),
         };
+        if plan.msg().mode == PersistMode::PersistSend {
+            // The plan stores the inline data: lines may be dirty again.
+            self.written_back = None;
+        }
         if plan.msg().lane != lane {
             return self.fail(ServerError::LaneMismatch {
                 what: "persist message",
@@ -628,11 +681,15 @@ impl StreamServer {
                 lane,
             });
         }
+        self.body = None;
         match repr.kind {
             FrameKind::Write => {
                 self.target
                     .check_write(lane, repr.offset, repr.len)
                     .map_err(ServerError::Target)?;
+                // The body stores into the pool: forget earlier write-backs.
+                self.written_back = None;
+                self.body = Some((repr.offset, repr.offset.saturating_add(repr.len)));
                 Ok(ServerStep::ReceiveInto {
                     offset: repr.offset,
                     len: repr.len,
@@ -678,4 +735,387 @@ fn ct_eq(a: &[u8; SECRET_LEN], b: &[u8; SECRET_LEN]) -> bool {
         diff |= x ^ y;
     }
     core::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    //! Early write-back: the plans of a lane that reports written-back lines
+    //! make every line of a persist's range durable, exactly as the full
+    //! plans do, checked against a model of the cache lines.
+
+    use super::*;
+    use crate::flush::{FlushError, FlushMode, FlushOps};
+    use crate::persist::{execute, Method, PersistMsgRepr, TargetMemory, TargetParams, TargetStep};
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    const LINES: usize = 64;
+    const POOL: u64 = LINES as u64 * CACHE_LINE;
+    const SECRET: [u8; SECRET_LEN] = [7; SECRET_LEN];
+
+    /// The state of one cache line.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Line {
+        /// Nothing stored since it was last made durable.
+        Durable,
+        /// Stored into; not written back since.
+        Dirty,
+        /// Written back after the last store; durable at the next fence.
+        Pending,
+    }
+
+    /// The pool as cache lines.
+    struct Model {
+        lines: Vec<Line>,
+    }
+
+    impl Model {
+        fn new() -> Model {
+            Model {
+                lines: vec![Line::Durable; LINES],
+            }
+        }
+
+        fn index(offset: u64) -> usize {
+            usize::try_from(offset / CACHE_LINE).unwrap()
+        }
+
+        /// A store into `[offset, offset + len)`.
+        fn store(&mut self, offset: u64, len: u64) {
+            if len == 0 {
+                return;
+            }
+            for l in Self::index(offset)..=Self::index(offset + len - 1) {
+                self.lines[l] = Line::Dirty;
+            }
+        }
+
+        fn durable(&self, offset: u64, len: u64) -> bool {
+            len == 0
+                || (Self::index(offset)..=Self::index(offset + len - 1))
+                    .all(|l| self.lines[l] == Line::Durable)
+        }
+    }
+
+    impl FlushOps for Model {
+        fn flush_line(&mut self, offset: u64) {
+            let l = &mut self.lines[Self::index(offset)];
+            if *l == Line::Dirty {
+                *l = Line::Pending;
+            }
+        }
+        fn fence(&mut self) {
+            for l in &mut self.lines {
+                if *l == Line::Pending {
+                    *l = Line::Durable;
+                }
+            }
+        }
+        fn msync(&mut self, _: u64, _: u64) -> Result<(), FlushError> {
+            unreachable!("the model target flushes CPU caches")
+        }
+    }
+
+    impl TargetMemory for Model {
+        fn copy_in(&mut self, offset: u64, data: &[u8]) {
+            self.store(offset, data.len() as u64);
+        }
+    }
+
+    fn target() -> Target {
+        Target::new(TargetParams {
+            nlanes: 1,
+            pool_size: POOL,
+            min_offset: 0,
+            inline_max: POOL,
+            flush_mode: FlushMode::Cpu,
+            method: Method::Gpspm,
+        })
+        .unwrap()
+    }
+
+    fn server() -> StreamServer {
+        let mut s = StreamServer::new(target());
+        let hello = HelloRepr {
+            version: VERSION,
+            lane: 0,
+            secret: SECRET,
+        }
+        .to_bytes();
+        s.on_hello(&hello, &SECRET).unwrap();
+        s
+    }
+
+    fn header(kind: FrameKind, offset: u64, len: u64) -> [u8; FRAME_HEADER_LEN] {
+        FrameRepr {
+            kind,
+            lane: 0,
+            req_id: 1,
+            offset,
+            len,
+        }
+        .to_bytes()
+    }
+
+    fn msg(mode: PersistMode, offset: u64, len: u64) -> Vec<u8> {
+        let repr = PersistMsgRepr {
+            mode,
+            completion: false,
+            lane: 0,
+            offset,
+            size: len,
+        };
+        let mut bytes = repr.to_bytes().to_vec();
+        if mode == PersistMode::PersistSend {
+            bytes.resize(bytes.len() + len as usize, 0xab);
+        }
+        bytes
+    }
+
+    /// What a lane does next.
+    #[derive(Clone, Debug)]
+    enum Act {
+        /// A WRITE body, with the first `whole` of its whole lines written
+        /// back early (reported honestly).
+        Write { offset: u64, len: u64, whole: u64 },
+        /// A READ.
+        Read { offset: u64, len: u64 },
+        /// A persist message.
+        Msg {
+            mode: PersistMode,
+            offset: u64,
+            len: u64,
+        },
+        /// What `rpmem_persist` with `RPMEM_PERSIST_RELAXED` sends: a WRITE
+        /// (written back as `Write`), then a FLUSH_WRITE of its range.
+        Persist { offset: u64, len: u64, whole: u64 },
+    }
+
+    fn range() -> impl Strategy<Value = (u64, u64)> {
+        (0..POOL).prop_flat_map(|o| (Just(o), 0..=(POOL - o).min(1024)))
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        let mode = prop_oneof![
+            Just(PersistMode::FlushWrite),
+            Just(PersistMode::FlushWrite),
+            Just(PersistMode::DeepPersist),
+            Just(PersistMode::PersistSend),
+        ];
+        prop_oneof![
+            3 => (range(), 0u64..20).prop_map(|((offset, len), whole)| Act::Write { offset, len, whole }),
+            1 => range().prop_map(|(offset, len)| Act::Read { offset, len }),
+            3 => (mode, range()).prop_map(|(mode, (offset, len))| Act::Msg { mode, offset, len }),
+            3 => (range(), 0u64..20).prop_map(|((offset, len), whole)| Act::Persist { offset, len, whole }),
+        ]
+    }
+
+    /// Runs `acts` on a lane; the driver writes back honestly. Checks after
+    /// every persist that its whole range is durable, and that the plan is
+    /// the full plan whenever no write-back applies. Returns how many plans
+    /// skipped lines.
+    fn run(acts: &[Act]) -> Result<usize, TestCaseError> {
+        let mut s = server();
+        let mut m = Model::new();
+        let mut skipped = 0;
+        let mut queue: Vec<Act> = Vec::new();
+        for act in acts {
+            match *act {
+                Act::Persist { offset, len, whole } => {
+                    queue.push(Act::Write { offset, len, whole });
+                    queue.push(Act::Msg {
+                        mode: PersistMode::FlushWrite,
+                        offset,
+                        len,
+                    });
+                }
+                ref other => queue.push(other.clone()),
+            }
+        }
+        for act in &queue {
+            match *act {
+                Act::Persist { .. } => unreachable!("expanded above"),
+                Act::Write { offset, len, whole } => {
+                    let step = s.on_frame_header(&header(FrameKind::Write, offset, len));
+                    prop_assert_eq!(step, Ok(ServerStep::ReceiveInto { offset, len }));
+                    m.store(offset, len);
+                    let first = offset & !(CACHE_LINE - 1);
+                    let whole_end = (offset + len) & !(CACHE_LINE - 1);
+                    let to = (first + whole * CACHE_LINE).min(whole_end);
+                    let mut line = first;
+                    while line < to {
+                        m.flush_line(line);
+                        line += CACHE_LINE;
+                    }
+                    let recorded = s.on_body_written_back(to);
+                    prop_assert_eq!(recorded, to > first);
+                }
+                Act::Read { offset, len } => {
+                    let step = s.on_frame_header(&header(FrameKind::ReadReq, offset, len));
+                    let sends = matches!(step, Ok(ServerStep::SendFrom { .. }));
+                    prop_assert!(sends, "{:?}", step);
+                }
+                Act::Msg { mode, offset, len } => {
+                    let bytes = msg(mode, offset, len);
+                    let step = s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64));
+                    prop_assert_eq!(step, Ok(ServerStep::ReceiveMsg { len: bytes.len() }));
+                    let planned = s.on_msg(&bytes).unwrap();
+                    let full = target().handle_persist_msg(&bytes).unwrap();
+                    // The skipping plan differs from the full one only in
+                    // where a FLUSH_WRITE's flush starts.
+                    prop_assert_eq!(planned.plan.steps().len(), full.steps().len());
+                    prop_assert_eq!(planned.plan.response(), full.response());
+                    if mode != PersistMode::FlushWrite || s.written_back.is_none() {
+                        prop_assert_eq!(&planned.plan, &full);
+                    }
+                    if planned.plan != full {
+                        skipped += 1;
+                    }
+                    execute(&planned.plan, &mut m).unwrap();
+                    prop_assert!(
+                        m.durable(offset, len),
+                        "{:?} left lines not durable: {:?}",
+                        act,
+                        m.lines
+                    );
+                }
+            }
+        }
+        Ok(skipped)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn skipping_written_back_lines_keeps_every_persist_durable(
+            acts in proptest::collection::vec(act(), 1..24)
+        ) {
+            run(&acts)?;
+        }
+    }
+
+    /// The property above does reach plans that skip lines (often).
+    #[test]
+    fn the_property_exercises_skipping_plans() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let strategy = proptest::collection::vec(act(), 1..24);
+        let mut skipped = 0;
+        for _ in 0..300 {
+            let acts = strategy.new_tree(&mut runner).unwrap().current();
+            skipped += run(&acts).unwrap();
+        }
+        assert!(skipped > 300, "only {skipped} plans skipped lines");
+    }
+
+    #[test]
+    fn a_persist_after_a_written_back_write_flushes_only_the_rest() {
+        let mut s = server();
+        s.on_frame_header(&header(FrameKind::Write, 100, 1000))
+            .unwrap();
+        // Lines 64..640 written back (the body's whole lines end at 1088).
+        assert!(s.on_body_written_back(640));
+        let bytes = msg(PersistMode::FlushWrite, 100, 1000);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        let planned = s.on_msg(&bytes).unwrap();
+        assert!(matches!(
+            planned.plan.steps(),
+            [
+                TargetStep::Flush {
+                    mode: FlushMode::Cpu,
+                    offset: 640,
+                    len: 460
+                },
+                TargetStep::Respond(_)
+            ]
+        ));
+        // The whole range written back: the last line is still flushed,
+        // and the fence is always there.
+        s.on_frame_header(&header(FrameKind::Write, 128, 128))
+            .unwrap();
+        assert!(s.on_body_written_back(256));
+        let bytes = msg(PersistMode::FlushWrite, 128, 128);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        let planned = s.on_msg(&bytes).unwrap();
+        assert!(matches!(
+            planned.plan.steps(),
+            [
+                TargetStep::Flush {
+                    offset: 192,
+                    len: 64,
+                    ..
+                },
+                TargetStep::Respond(_)
+            ]
+        ));
+    }
+
+    #[test]
+    fn write_back_reports_that_do_not_fit_are_refused() {
+        let mut s = server();
+        // No WRITE body yet.
+        assert!(!s.on_body_written_back(128));
+        s.on_frame_header(&header(FrameKind::Write, 100, 1000))
+            .unwrap();
+        assert!(!s.on_body_written_back(100)); // not line aligned
+        assert!(!s.on_body_written_back(64)); // nothing
+        assert!(!s.on_body_written_back(1152)); // past the last whole line
+        assert!(s.on_body_written_back(1088));
+        // After the next frame header the body is gone.
+        s.on_frame_header(&header(FrameKind::ReadReq, 0, 8))
+            .unwrap();
+        assert!(!s.on_body_written_back(1088));
+    }
+
+    #[test]
+    fn an_inline_persist_or_a_new_write_forgets_the_write_back() {
+        let mut s = server();
+        s.on_frame_header(&header(FrameKind::Write, 0, 1024))
+            .unwrap();
+        assert!(s.on_body_written_back(1024));
+        let bytes = msg(PersistMode::PersistSend, 0, 64);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        s.on_msg(&bytes).unwrap();
+        let bytes = msg(PersistMode::FlushWrite, 0, 1024);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        let planned = s.on_msg(&bytes).unwrap();
+        assert_eq!(planned.plan, target().handle_persist_msg(&bytes).unwrap());
+
+        s.on_frame_header(&header(FrameKind::Write, 0, 1024))
+            .unwrap();
+        assert!(s.on_body_written_back(1024));
+        s.on_frame_header(&header(FrameKind::Write, 2048, 64))
+            .unwrap();
+        let bytes = msg(PersistMode::FlushWrite, 0, 1024);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        let planned = s.on_msg(&bytes).unwrap();
+        assert_eq!(planned.plan, target().handle_persist_msg(&bytes).unwrap());
+    }
+
+    /// The model check can fail: a driver that reports lines it did not
+    /// write back gets a plan that leaves them dirty, and the check sees it.
+    #[test]
+    fn the_model_catches_a_false_report() {
+        let mut s = server();
+        let mut m = Model::new();
+        s.on_frame_header(&header(FrameKind::Write, 0, 1024))
+            .unwrap();
+        m.store(0, 1024);
+        assert!(s.on_body_written_back(512)); // but nothing was written back
+        let bytes = msg(PersistMode::FlushWrite, 0, 1024);
+        s.on_frame_header(&header(FrameKind::Send, 0, bytes.len() as u64))
+            .unwrap();
+        let planned = s.on_msg(&bytes).unwrap();
+        execute(&planned.plan, &mut m).unwrap();
+        assert!(!m.durable(0, 1024));
+        assert!(m.durable(512, 512));
+    }
 }

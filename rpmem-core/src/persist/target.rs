@@ -10,7 +10,9 @@
 use heapless::Vec;
 
 use super::PersistMode;
-use crate::flush::{deep_persist_range, persist_range, FlushError, FlushMode, FlushOps};
+use crate::flush::{
+    deep_persist_range, persist_range, FlushError, FlushMode, FlushOps, CACHE_LINE,
+};
 use crate::policy::Method;
 use crate::wire::persist::{self as wire, PersistMsg, PersistMsgRepr, PersistRespRepr, RESP_LEN};
 
@@ -237,6 +239,15 @@ impl Target {
     /// Decode and validate one received persist message (exactly the bytes
     /// received) and plan its execution.
     pub fn handle_persist_msg<'a>(&self, bytes: &'a [u8]) -> Result<TargetPlan<'a>, TargetError> {
+        let (msg, data) = self.check_persist_msg(bytes)?;
+        Ok(self.plan(msg, data, None))
+    }
+
+    /// Decode and validate a persist message; its header and inline data.
+    fn check_persist_msg<'a>(
+        &self,
+        bytes: &'a [u8],
+    ) -> Result<(PersistMsgRepr, &'a [u8]), TargetError> {
         let view = PersistMsg::new_checked(bytes).map_err(TargetError::Msg)?;
         let msg = PersistMsgRepr::parse(&view).map_err(TargetError::Msg)?;
         self.check_lane("persist message lane field", msg.lane)?;
@@ -252,7 +263,29 @@ impl Target {
                 max: self.p.inline_max,
             });
         }
-        Ok(self.plan(msg, view.data()))
+        Ok((msg, view.data()))
+    }
+
+    /// [`handle_persist_msg`](Self::handle_persist_msg) for a lane whose
+    /// pool lines `[written_back.0, written_back.1)` (cache-line aligned)
+    /// were all written back (`flush_line`, no fence) after this lane last
+    /// stored into them, and not stored into by this lane since.
+    ///
+    /// The plan is the same except for a persist (not inline, not deep) in
+    /// [`FlushMode::Cpu`] whose range starts inside those lines: its flush
+    /// starts after them. Every line of the range that is not skipped is
+    /// flushed as usual, the last line of the range always is, and the
+    /// fence before the response is always there, so after the plan every
+    /// line of the range is durable exactly as with the full plan (the
+    /// skipped lines' write-back is ordered by that fence). In every other
+    /// case `written_back` is ignored.
+    pub fn handle_persist_msg_written_back<'a>(
+        &self,
+        bytes: &'a [u8],
+        written_back: (u64, u64),
+    ) -> Result<TargetPlan<'a>, TargetError> {
+        let (msg, data) = self.check_persist_msg(bytes)?;
+        Ok(self.plan(msg, data, Some(written_back)))
     }
 
     /// Validate an emulated WRITE of `[offset, offset + len)` on `lane`
@@ -309,7 +342,12 @@ impl Target {
         Ok(())
     }
 
-    fn plan<'a>(&self, msg: PersistMsgRepr, data: &'a [u8]) -> TargetPlan<'a> {
+    fn plan<'a>(
+        &self,
+        msg: PersistMsgRepr,
+        data: &'a [u8],
+        written_back: Option<(u64, u64)>,
+    ) -> TargetPlan<'a> {
         let resp = TargetStep::Respond(PersistRespRepr::answering(&msg).to_bytes());
         let (offset, len, mode) = (msg.offset, msg.size, self.p.flush_mode);
         let flush = match msg.mode {
@@ -317,6 +355,13 @@ impl Target {
                 Some(TargetStep::DeepFlush { mode, offset, len })
             }
             PersistMode::PersistSend if mutant(Mutant::InlineWithoutFlush) => None,
+            PersistMode::FlushWrite if mode == FlushMode::Cpu => {
+                let (offset, len) = match written_back {
+                    Some(lines) => skip_written_back(offset, len, lines),
+                    None => (offset, len),
+                };
+                Some(TargetStep::Flush { mode, offset, len })
+            }
             _ => Some(TargetStep::Flush { mode, offset, len }),
         };
         let mut steps = Vec::new();
@@ -337,6 +382,30 @@ impl Target {
         }
         TargetPlan { msg, steps }
     }
+}
+
+/// The part of `[offset, offset + len)` still to flush when the lines
+/// `[lines.0, lines.1)` were written back already: the range minus those
+/// lines when they cover its first line, never less than its last line.
+/// Otherwise (they do not cover the first line, the range is empty, or it
+/// wraps) the range itself.
+fn skip_written_back(offset: u64, len: u64, lines: (u64, u64)) -> (u64, u64) {
+    let (from, to) = lines;
+    let line_mask = !(CACHE_LINE - 1);
+    let Some(end) = offset.checked_add(len) else {
+        return (offset, len);
+    };
+    if len == 0 || from & !line_mask != 0 || to & !line_mask != 0 {
+        return (offset, len);
+    }
+    let first = offset & line_mask;
+    // `len > 0`, so `end - 1` does not underflow.
+    let last = end.wrapping_sub(1) & line_mask;
+    if !(from <= first && first < to) {
+        return (offset, len);
+    }
+    let start = to.min(last).max(offset);
+    (start, end.saturating_sub(start))
 }
 
 /// The target's seeded bugs (feature `mutants`).
@@ -360,4 +429,107 @@ fn mutant(m: Mutant) -> bool {
 #[cfg(not(feature = "mutants"))]
 fn mutant(_: Mutant) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    // The written-back lines cover the start: flush from their end.
+    #[case(100, 1000, (64, 640), (640, 460))]
+    #[case(64, 1024, (64, 640), (640, 448))]
+    // They cover everything: the last line is still flushed.
+    #[case(128, 128, (128, 256), (192, 64))]
+    #[case(128, 100, (0, 4096), (192, 36))]
+    // One line only: nothing to skip.
+    #[case(130, 10, (128, 192), (130, 10))]
+    // They do not cover the first line: the whole range.
+    #[case(100, 1000, (128, 640), (100, 1000))]
+    #[case(100, 1000, (0, 64), (100, 1000))]
+    #[case(1000, 100, (0, 512), (1000, 100))]
+    // Unaligned report, empty or wrapping range: the whole range.
+    #[case(100, 1000, (64, 650), (100, 1000))]
+    #[case(100, 1000, (60, 640), (100, 1000))]
+    #[case(100, 0, (64, 640), (100, 0))]
+    #[case(u64::MAX - 10, 100, (u64::MAX - 63, u64::MAX - 63), (u64::MAX - 10, 100))]
+    fn skip_written_back_cases(
+        #[case] offset: u64,
+        #[case] len: u64,
+        #[case] lines: (u64, u64),
+        #[case] want: (u64, u64),
+    ) {
+        assert_eq!(skip_written_back(offset, len, lines), want);
+    }
+
+    fn target(flush_mode: FlushMode) -> Target {
+        Target::new(TargetParams {
+            nlanes: 1,
+            pool_size: 1 << 20,
+            min_offset: 0,
+            inline_max: 8192,
+            flush_mode,
+            method: Method::Gpspm,
+        })
+        .unwrap()
+    }
+
+    fn msg(mode: PersistMode, offset: u64, size: u64) -> [u8; wire::HEADER_LEN] {
+        PersistMsgRepr {
+            mode,
+            completion: false,
+            lane: 0,
+            offset,
+            size,
+        }
+        .to_bytes()
+    }
+
+    #[rstest]
+    #[case(FlushMode::Cpu, PersistMode::DeepPersist)]
+    #[case(FlushMode::Msync, PersistMode::FlushWrite)]
+    #[case(FlushMode::FenceOnly, PersistMode::FlushWrite)]
+    #[case(FlushMode::Msync, PersistMode::DeepPersist)]
+    fn written_back_lines_change_only_cpu_flush_write_plans(
+        #[case] flush: FlushMode,
+        #[case] mode: PersistMode,
+    ) {
+        let t = target(flush);
+        let bytes = msg(mode, 4096, 65536);
+        assert_eq!(
+            t.handle_persist_msg_written_back(&bytes, (4096, 4096 + 65536))
+                .unwrap(),
+            t.handle_persist_msg(&bytes).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_cpu_flush_write_skips_and_keeps_its_fence_and_response() {
+        let t = target(FlushMode::Cpu);
+        let bytes = msg(PersistMode::FlushWrite, 4096, 65536);
+        let plan = t
+            .handle_persist_msg_written_back(&bytes, (4096, 4096 + 32768))
+            .unwrap();
+        let full = t.handle_persist_msg(&bytes).unwrap();
+        assert_eq!(plan.msg(), full.msg());
+        assert_eq!(plan.response(), full.response());
+        assert_eq!(
+            plan.steps(),
+            &[
+                TargetStep::Flush {
+                    mode: FlushMode::Cpu,
+                    offset: 4096 + 32768,
+                    len: 32768
+                },
+                TargetStep::Respond(full.response())
+            ]
+        );
+        // Invalid messages are refused as by handle_persist_msg.
+        let bad = msg(PersistMode::FlushWrite, 1 << 20, 64);
+        assert_eq!(
+            t.handle_persist_msg_written_back(&bad, (0, 64)).err(),
+            t.handle_persist_msg(&bad).err()
+        );
+    }
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use rpmem_core::flush::cpu::FlushInstr;
-use rpmem_core::flush::{FlushError, FlushOps};
+use rpmem_core::flush::{FlushError, FlushOps, CACHE_LINE};
 use rpmem_core::persist::TargetMemory;
 
 use crate::pool::{region_deep_flush, Pool};
@@ -134,6 +134,103 @@ impl PoolMemory {
         // `wrapping_add` only computes an address; `end <= len` keeps it
         // inside (or one past) the mapping.
         Some(self.base.as_ptr().wrapping_add(start))
+    }
+
+    /// The flush instruction.
+    pub fn flush_instr(&self) -> FlushInstr {
+        self.flush
+    }
+
+    /// Whether [`store_lines_streaming`](Self::store_lines_streaming) works
+    /// here (x86_64: `movntdq`, SSE2, which every x86_64 CPU has).
+    pub const fn can_stream() -> bool {
+        cfg!(target_arch = "x86_64")
+    }
+
+    /// Stores `data` at `offset` with non-temporal stores, whole cache lines
+    /// only: the bytes go towards memory without being kept in the cache,
+    /// so the lines need no write-back, only the fence that a persist's
+    /// plan always ends with. `offset` must be cache-line aligned and
+    /// `data` a whole number of lines inside the memory; returns false (and
+    /// stores nothing) otherwise, or where [`can_stream`](Self::can_stream)
+    /// is false.
+    pub fn store_lines_streaming(&self, offset: u64, data: &[u8]) -> bool {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        if !Self::can_stream()
+            || !offset.is_multiple_of(CACHE_LINE)
+            || !len.is_multiple_of(CACHE_LINE)
+        {
+            return false;
+        }
+        let Some(dst) = self.range(offset, len) else {
+            return false;
+        };
+        // `movntdq` needs 16-byte alignment (given by the page-aligned base;
+        // checked anyway).
+        if !(dst as usize).is_multiple_of(16) {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        for (i, line) in data.chunks_exact(CACHE_LINE as usize).enumerate() {
+            let to = dst.wrapping_add(i.wrapping_mul(CACHE_LINE as usize));
+            // SAFETY: `[to, to + 64)` lies in the mapping (`range` checked
+            // the whole run; `to` is 16-byte aligned, checked above, as
+            // `movntdq` needs), which stays mapped while
+            // `self` exists; `line` is 64 readable bytes. The stores happen
+            // inside the asm block, like the kernel's writes by `recv`: no
+            // Rust reference to the pool exists.
+            unsafe {
+                core::arch::asm!(
+                    "movdqu {a}, [{s}]",
+                    "movdqu {b}, [{s} + 16]",
+                    "movdqu {c}, [{s} + 32]",
+                    "movdqu {d}, [{s} + 48]",
+                    "movntdq [{t}], {a}",
+                    "movntdq [{t} + 16], {b}",
+                    "movntdq [{t} + 32], {c}",
+                    "movntdq [{t} + 48], {d}",
+                    s = in(reg) line.as_ptr(),
+                    t = in(reg) to,
+                    a = out(xmm_reg) _,
+                    b = out(xmm_reg) _,
+                    c = out(xmm_reg) _,
+                    d = out(xmm_reg) _,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = dst;
+        true
+    }
+
+    /// Starts writing back the cache lines of `[from, to)` (clipped to the
+    /// memory) without a fence. It makes nothing durable by itself: only a
+    /// later fence does, which the core's plan for a persist always has (the
+    /// plan skips lines reported written back through
+    /// `StreamServer::on_body_written_back`, never the fence).
+    pub fn write_back(&self, from: u64, to: u64) {
+        let end = to.min(u64::try_from(self.len).unwrap_or(u64::MAX));
+        let mut line = from & !(CACHE_LINE - 1);
+        while line < end {
+            if let Some(p) = self.range(line, 1) {
+                // SAFETY: `range` checked that the byte lies in the mapping,
+                // which stays mapped while `self` exists.
+                unsafe { self.flush.flush_line_raw(p.cast_const()) };
+            }
+            line = match line.checked_add(CACHE_LINE) {
+                Some(l) => l,
+                None => break,
+            };
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl PoolMemory {
+    /// Orders the streaming stores before the test reads the bytes.
+    fn fence_for_test(&self) {
+        self.flush.fence();
     }
 }
 
@@ -526,5 +623,57 @@ mod tests {
         mem.copy_in(510, &[1, 2, 3, 4]);
         assert_eq!(mem.range(510, 4), None);
         assert!(mem.range(508, 4).is_some());
+    }
+
+    #[test]
+    fn write_back_runs_on_real_memory_and_stays_inside() {
+        let mut backing = vec![0u64; 1024];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        for instr in [
+            FlushInstr::detect(),
+            FlushInstr::detect_with(true, false),
+            FlushInstr::detect_with(true, true),
+        ] {
+            // SAFETY: `backing` outlives `mem`; nothing references it while
+            // `mem` is used.
+            let mut mem = unsafe { PoolMemory::new(base, 8192, instr, DeepFlush::default()) };
+            mem.copy_in(100, &[7u8; 300]);
+            // Unaligned start, and an end past the memory: clipped, no fault.
+            mem.write_back(100, 400);
+            mem.write_back(8000, u64::MAX);
+            mem.write_back(u64::MAX - 10, u64::MAX);
+        }
+        let bytes: Vec<u8> = backing.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert!(bytes[100..400].iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn streaming_stores_write_whole_lines_only() {
+        #[repr(C, align(4096))]
+        #[derive(Clone, Copy)]
+        struct Page([u8; 4096]);
+        let mut backing = vec![Page([0; 4096]); 2];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives `mem`; nothing references it while
+        // `mem` is used.
+        let mem =
+            unsafe { PoolMemory::new(base, 8192, FlushInstr::detect(), DeepFlush::default()) };
+        let data: Vec<u8> = (0..256u32).map(|i| i as u8 ^ 0xa5).collect();
+        // Refused: unaligned offset, partial line, past the end.
+        assert!(!mem.store_lines_streaming(32, &data));
+        assert!(!mem.store_lines_streaming(64, &data[..100]));
+        assert!(!mem.store_lines_streaming(8192 - 128, &data));
+        assert!(mem.store_lines_streaming(8192 - 256, &data) == PoolMemory::can_stream());
+        assert!(mem.store_lines_streaming(128, &data) == PoolMemory::can_stream());
+        mem.fence_for_test();
+        let bytes: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        if PoolMemory::can_stream() {
+            assert_eq!(&bytes[128..384], &data[..]);
+            assert_eq!(&bytes[8192 - 256..], &data[..]);
+            assert!(bytes[..128].iter().all(|&b| b == 0));
+            assert!(bytes[384..8192 - 256].iter().all(|&b| b == 0));
+        } else {
+            assert!(bytes.iter().all(|&b| b == 0));
+        }
     }
 }
