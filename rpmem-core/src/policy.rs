@@ -212,7 +212,10 @@ mod tests {
     #[case(true, Placement::Rdma)]
     #[case(false, Placement::Stream)]
     fn no_method_is_refused(#[case] pmem: bool, #[case] placement: Placement) {
-        assert_eq!(select(input(false, false, pmem, placement)), Err(NoMethodEnabled));
+        assert_eq!(
+            select(input(false, false, pmem, placement)),
+            Err(NoMethodEnabled)
+        );
     }
 
     #[test]
