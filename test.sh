@@ -30,6 +30,12 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
 step "no_std link check" cargo build --locked --manifest-path rpmem-core/nostd-check/Cargo.toml
+# loom models of the lane slots (rpmem) and the shutdown coordinator (rpmemd);
+# docs/loom.md. Own target dir: the cfg changes every crate's build.
+step "loom models" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test --release --locked -p rpmem -p rpmemd --test loom
+step "sim: crash check" cargo run -p sim --release --locked -- check --seeds 300
+step "sim: mutant matrix" cargo run -p sim --release --locked -- mutants
 
 fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then

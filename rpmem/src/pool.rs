@@ -557,6 +557,65 @@ impl Drop for Lane<'_> {
     }
 }
 
+/// Model checking only (built with `RUSTFLAGS="--cfg loom"`; see
+/// `docs/loom.md`): a pool whose lanes are connected, with the production
+/// [`LaneConn::connect`] (hello and secret included), to a data-path server
+/// the test runs at `addr`, without an rpmemd session (closing it sends no
+/// CLOSE). Everything after construction is the production code.
+#[cfg(loom)]
+#[doc(hidden)]
+impl RemotePool {
+    /// Connects `nlanes` lanes of a pool of `region.len()` bytes without
+    /// headers, with persistency method `method`; `watch_fd` stands for
+    /// rpmemd's stdout (its hang-up breaks the lanes), `opts` gives the
+    /// spin, data timeout and inline size.
+    pub fn loom_connect(
+        addr: std::net::SocketAddr,
+        secret: [u8; rpmem_core::wire::tcp::SECRET_LEN],
+        region: Arc<Region>,
+        nlanes: u32,
+        method: Method,
+        watch_fd: Option<std::os::fd::RawFd>,
+        opts: &Options,
+    ) -> Result<RemotePool, Error> {
+        let host = addr.ip().to_string();
+        let pool_size = region.len() as u64;
+        let mut lanes = Vec::new();
+        for lane in 0..nlanes {
+            let mut params = LaneParams::new(lane, nlanes, method, pool_size, 0, Placement::Stream);
+            params.inline_max = opts.inline_size;
+            params.wq_size = opts.wq_size;
+            params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
+            let setup = LaneSetup {
+                host: host.clone(),
+                addr: (host.clone(), addr.port()),
+                secret,
+                params,
+                spin: opts.spin,
+                stall: opts.data_timeout,
+                connect_timeout: opts.control_timeout,
+                watch_fd,
+            };
+            lanes.push(LaneConn::connect(&setup, Arc::clone(&region), None)?);
+        }
+        Ok(RemotePool {
+            lanes: lanes
+                .into_iter()
+                .map(|l| Mutex::new(Some(Box::new(l))))
+                .collect(),
+            oob: Mutex::new(None),
+            target: Target::parse(&host)?,
+            pool_set: "loom.set".to_owned(),
+            region,
+            nlanes,
+            attr: None,
+            method,
+            port: addr.port(),
+            opts: opts.clone(),
+        })
+    }
+}
+
 // The thread-safety promises of the public types, checked at compile time.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}

@@ -18,6 +18,16 @@
 //!   so that lanes writing the same bytes concurrently are not a data race in
 //!   Rust's memory model, and so that an aligned 8-byte word is written with
 //!   exactly one 8-byte store (8-byte failure atomicity).
+//!
+//! The waits of a lane for its socket (`std::thread::yield_now`,
+//! `std::hint::spin_loop`, `poll`, and the accepting thread's back-off
+//! `std::thread::sleep` in `transport/tcp.rs`) stay `std` too: they wait for
+//! the kernel, not for another thread, and under loom the number of spin
+//! rounds (real time) would change loom's schedule between replays.
+//!
+//! `tests/loom.rs` model-checks the [`LaneRegistry`](crate::transport::LaneRegistry)
+//! shutdown coordinator with these types; `docs/loom.md` says what the
+//! models check.
 
 #[cfg(not(loom))]
 pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
