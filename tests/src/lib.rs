@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rpmem::{Launch, Options, PoolAttr};
+use std::sync::Arc;
+
+use rpmem::{Launch, Options, PoolAttr, Region};
 
 pub mod sshd;
 
@@ -80,6 +82,23 @@ fn build_rpmemd(profile_dir: &Path) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build rpmemd: {e}"));
     assert!(status.success(), "cargo build -p rpmemd failed: {status}");
+}
+
+/// A zeroed, page-aligned local region of `len` bytes.
+pub fn region(len: u64) -> Arc<Region> {
+    Arc::new(Region::new(len as usize).expect("region"))
+}
+
+/// Writes `data` at `offset` of the local region.
+pub fn put(r: &Region, offset: u64, data: &[u8]) {
+    r.write_at(offset as usize, data).expect("write_at");
+}
+
+/// Reads `len` bytes at `offset` of the local region.
+pub fn get(r: &Region, offset: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    r.read_at(offset as usize, &mut b).expect("read_at");
+    b
 }
 
 /// Attributes for a pool with headers, distinct per `seed`.

@@ -5,29 +5,13 @@ use std::sync::Arc;
 use std::thread;
 
 use rpmem::{
-    remove, Error, Region, RemotePool, FLUSH_RELAXED, PERSIST_RELAXED, REMOVE_FORCE,
-    REMOVE_POOL_SET,
+    remove, Error, RemotePool, FLUSH_RELAXED, PERSIST_RELAXED, REMOVE_FORCE, REMOVE_POOL_SET,
 };
 use rpmem_core::wire::oob::Status;
-use rpmem_e2e::{attr, pattern, TestEnv};
+use rpmem_e2e::{attr, get, pattern, put, region, TestEnv};
 
 const MIB: u64 = 1 << 20;
 const POOL: u64 = 8 * MIB;
-
-fn region(len: u64) -> Arc<Region> {
-    Arc::new(Region::new(len as usize).expect("region"))
-}
-
-/// Writes `data` at `offset` locally.
-fn put(r: &Region, offset: u64, data: &[u8]) {
-    r.write_at(offset as usize, data).expect("write_at");
-}
-
-fn get(r: &Region, offset: u64, len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len];
-    r.read_at(offset as usize, &mut b).expect("read_at");
-    b
-}
 
 /// Sizes the brief asks for: 1 B, unaligned, 4 KiB, 1 MiB, and more than
 /// the 8 KiB inline buffer (non-relaxed persists are cut into messages).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rpmem::{Error, Region, RemotePool, PERSIST_RELAXED};
 use rpmem_core::wire::tcp::{FrameKind, FrameRepr, HelloRepr, VERSION};
-use rpmem_e2e::{kill9, pattern, process_alive, wait_for, TestEnv};
+use rpmem_e2e::{kill9, pattern, process_alive, region, wait_for, TestEnv};
 
 const MIB: u64 = 1 << 20;
 const POOL: u64 = 8 * MIB;
@@ -20,10 +20,6 @@ const POOL: u64 = 8 * MIB;
 const DATA_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an error may take after rpmemd dies.
 const PROMPT: Duration = Duration::from_secs(5);
-
-fn region(len: u64) -> Arc<Region> {
-    Arc::new(Region::new(len as usize).expect("region"))
-}
 
 fn create(env: &TestEnv, name: &str, r: &Arc<Region>, nlanes: u32) -> RemotePool {
     env.poolset(name, &[POOL], true);

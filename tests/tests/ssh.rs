@@ -14,12 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rpmem::{
-    remove, Error, Options, Region, RemotePool, PERSIST_RELAXED, REMOVE_FORCE, REMOVE_POOL_SET,
-};
+use rpmem::{remove, Error, Options, RemotePool, PERSIST_RELAXED, REMOVE_FORCE, REMOVE_POOL_SET};
 use rpmem_core::wire::oob::Status;
 use rpmem_e2e::sshd::{ipv6_loopback_available, process_name, process_running, Sshd};
-use rpmem_e2e::{attr, kill9, pattern, wait_for, TestEnv};
+use rpmem_e2e::{attr, get, kill9, pattern, put, region, wait_for, TestEnv};
 
 const MIB: u64 = 1 << 20;
 const POOL: u64 = 8 * MIB;
@@ -27,20 +25,6 @@ const POOL: u64 = 8 * MIB;
 const DATA_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an error may take after ssh dies.
 const PROMPT: Duration = Duration::from_secs(5);
-
-fn region(len: u64) -> Arc<Region> {
-    Arc::new(Region::new(len as usize).expect("region"))
-}
-
-fn put(r: &Region, offset: u64, data: &[u8]) {
-    r.write_at(offset as usize, data).expect("write_at");
-}
-
-fn get(r: &Region, offset: u64, len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len];
-    r.read_at(offset as usize, &mut b).expect("read_at");
-    b
-}
 
 /// Persists of several sizes (1 B, unaligned, 4 KiB, 1 MiB, more than the
 /// inline buffer, relaxed and not), each on its own lane in turn.
