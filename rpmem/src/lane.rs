@@ -828,7 +828,13 @@ fn dest_ptr(
 
 /// Puts staged READ_RESP bytes `src` at body offset `got`; false when they
 /// do not fit the destination.
-fn deliver(region: &Region, into: &mut ReadInto<'_>, dest: ReadDest, got: u64, src: &[u8]) -> bool {
+pub(crate) fn deliver(
+    region: &Region,
+    into: &mut ReadInto<'_>,
+    dest: ReadDest,
+    got: u64,
+    src: &[u8],
+) -> bool {
     let ReadDest::User { buf_offset } = dest else {
         // APM's flushing READ: the bytes are thrown away.
         return true;

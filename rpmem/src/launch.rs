@@ -37,6 +37,10 @@ pub(crate) struct Spec {
     pub(crate) who: &'static str,
     /// Remove `SSH_CONNECTION` from the child's environment (local mode).
     pub(crate) strip_ssh_connection: bool,
+    /// Set `SSH_CONNECTION` to this in the child's environment (local mode
+    /// on a non-loopback address of this host, for RDMA: rpmemd listens on
+    /// the address sshd would have given it).
+    pub(crate) ssh_connection: Option<String>,
 }
 
 impl Spec {
@@ -117,16 +121,25 @@ pub(crate) fn spec(
             ),
             who: "ssh",
             strip_ssh_connection: false,
+            ssh_connection: None,
         }),
         Launch::Local => {
-            if !target.is_loopback() {
-                return Err(Error::InvalidTarget {
-                    target: target.to_string(),
-                    reason: "local launch (RPMEM_LAUNCH=local) needs a loopback target: \
-                             localhost, 127.0.0.0/8 or ::1"
-                        .to_owned(),
-                });
-            }
+            let ssh_connection = if target.is_loopback() {
+                None
+            } else {
+                match local_rdma_address(opts, target) {
+                    Some(ip) => Some(format!("{ip} 0 {ip} 0")),
+                    None => {
+                        return Err(Error::InvalidTarget {
+                            target: target.to_string(),
+                            reason: "local launch (RPMEM_LAUNCH=local) needs a loopback target \
+                                     (localhost, 127.0.0.0/8 or ::1), or with \
+                                     RPMEM_PROVIDER=verbs an IP address of this host"
+                                .to_owned(),
+                        });
+                    }
+                }
+            };
             let mut argv: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
             if argv.is_empty() {
                 return Err(Error::InvalidArgument(
@@ -137,10 +150,23 @@ pub(crate) fn spec(
             Ok(Spec {
                 argv,
                 who: "rpmemd",
-                strip_ssh_connection: true,
+                strip_ssh_connection: ssh_connection.is_none(),
+                ssh_connection,
             })
         }
     }
+}
+
+/// With the verbs transport, a target that is an IP address of this host
+/// (one a socket can bind to): local launch then runs rpmemd here, listening
+/// on that address as it would for an ssh connection to it (RDMA cannot use
+/// loopback).
+fn local_rdma_address(opts: &Options, target: &Target) -> Option<std::net::IpAddr> {
+    if opts.transport != crate::options::Transport::Verbs {
+        return None;
+    }
+    let ip: std::net::IpAddr = target.host().parse().ok()?;
+    std::net::UdpSocket::bind((ip, 0)).ok().map(|_| ip)
 }
 
 /// rpmemd's stderr as collected so far.
@@ -342,6 +368,9 @@ impl Remote {
         }
         if spec.strip_ssh_connection {
             cmd.env_remove("SSH_CONNECTION");
+        }
+        if let Some(value) = &spec.ssh_connection {
+            cmd.env("SSH_CONNECTION", value);
         }
         let mut child = cmd.spawn().map_err(launch_err)?;
         // Our copies of the child's ends must go, or end of file never comes.
@@ -758,6 +787,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()],
             who: "rpmemd",
             strip_ssh_connection: true,
+            ssh_connection: None,
         };
         let mut r = Remote::spawn(&s, true).expect("spawn");
         let mut buf = [0u8; 8];
@@ -782,6 +812,7 @@ mod tests {
             argv: vec!["/nonexistent/rpmemd-xyz".into()],
             who: "rpmemd",
             strip_ssh_connection: true,
+            ssh_connection: None,
         };
         let e = Remote::spawn(&s, true).expect_err("no such program");
         assert!(e.to_string().contains("/nonexistent/rpmemd-xyz"), "{e}");
@@ -793,6 +824,7 @@ mod tests {
             argv: vec!["sleep".into(), "30".into()],
             who: "rpmemd",
             strip_ssh_connection: true,
+            ssh_connection: None,
         };
         let mut r = Remote::spawn(&s, true).expect("spawn");
         let start = Instant::now();
@@ -815,6 +847,7 @@ mod tests {
             argv: vec!["cat".into()],
             who: "rpmemd",
             strip_ssh_connection: true,
+            ssh_connection: None,
         };
         let mut r = Remote::spawn(&s, true).expect("spawn");
         let deadline = Instant::now() + Duration::from_secs(10);

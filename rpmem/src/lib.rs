@@ -63,6 +63,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod bench;
+mod datapath;
 mod error;
 mod lane;
 mod launch;
@@ -72,6 +73,8 @@ mod pool;
 mod region;
 pub(crate) mod sync;
 mod target;
+#[cfg(feature = "verbs")]
+mod verbs_lane;
 
 #[cfg(test)]
 mod tests;
@@ -83,9 +86,10 @@ pub struct ReadmeDoctests;
 
 pub use error::Error;
 pub use options::{
-    CommandRotation, Launch, Options, OptionsBuilder, DEFAULT_CMD, DEFAULT_CONTROL_TIMEOUT,
-    DEFAULT_DATA_TIMEOUT, DEFAULT_INLINE_SIZE, DEFAULT_SPIN, DEFAULT_SSH, DEFAULT_WQ_SIZE, ENV_CMD,
-    ENV_LAUNCH, ENV_MAX_NLANES, ENV_SPIN_US, ENV_SSH, ENV_WORK_QUEUE_SIZE,
+    CommandRotation, Launch, Options, OptionsBuilder, Transport, DEFAULT_CMD,
+    DEFAULT_CONTROL_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_INLINE_SIZE, DEFAULT_SPIN, DEFAULT_SSH,
+    DEFAULT_WQ_SIZE, ENV_CMD, ENV_LAUNCH, ENV_MAX_NLANES, ENV_PROVIDER, ENV_SPIN_US, ENV_SSH,
+    ENV_WORK_QUEUE_SIZE,
 };
 pub use pool::{remove, Lane, RemotePool, REMOVE_FORCE, REMOVE_POOL_SET};
 pub use region::Region;

@@ -9,6 +9,7 @@
 //! | `RPMEM_MAX_NLANES` | unlimited | most lanes asked for |
 //! | `RPMEM_WORK_QUEUE_SIZE` | 50 | operations a lane may have in flight |
 //! | `RPMEM_SPIN_US` | 50 | microseconds a waiting call polls before it sleeps |
+//! | `RPMEM_PROVIDER` | `tcp` | data path: `tcp` (any network), or `verbs` (native RDMA; the library and rpmemd must be built with the cargo feature `verbs`) |
 //!
 //! An empty variable counts as unset (as in librpmem). A value that cannot
 //! be used is an error ([`Error::Env`]); librpmem logged it and used the
@@ -32,6 +33,8 @@ pub const ENV_MAX_NLANES: &str = "RPMEM_MAX_NLANES";
 pub const ENV_WORK_QUEUE_SIZE: &str = "RPMEM_WORK_QUEUE_SIZE";
 /// `RPMEM_SPIN_US`.
 pub const ENV_SPIN_US: &str = "RPMEM_SPIN_US";
+/// `RPMEM_PROVIDER`.
+pub const ENV_PROVIDER: &str = "RPMEM_PROVIDER";
 
 /// The default ssh client (`RPMEM_DEF_SSH`).
 pub const DEFAULT_SSH: &str = "ssh";
@@ -71,6 +74,37 @@ impl Launch {
             "ssh" => Some(Launch::Ssh),
             "local" => Some(Launch::Local),
             _ => None,
+        }
+    }
+}
+
+/// The data path of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// Our TCP data path: one TCP connection per lane, on any network.
+    #[default]
+    Tcp,
+    /// Native RDMA (ibverbs, one RC queue pair per lane): the target host's
+    /// address must belong to an RDMA device on both sides. Needs the cargo
+    /// feature `verbs` in the library and in rpmemd.
+    Verbs,
+}
+
+impl Transport {
+    /// Parses `tcp` or `verbs`.
+    pub fn parse(text: &str) -> Option<Transport> {
+        match text {
+            "tcp" => Some(Transport::Tcp),
+            "verbs" => Some(Transport::Verbs),
+            _ => None,
+        }
+    }
+
+    /// `tcp` or `verbs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Verbs => "verbs",
         }
     }
 }
@@ -132,6 +166,7 @@ pub struct Options {
     pub(crate) control_timeout: Duration,
     pub(crate) data_timeout: Duration,
     pub(crate) inline_size: u64,
+    pub(crate) transport: Transport,
 }
 
 impl Default for Options {
@@ -148,6 +183,7 @@ impl Default for Options {
             control_timeout: DEFAULT_CONTROL_TIMEOUT,
             data_timeout: DEFAULT_DATA_TIMEOUT,
             inline_size: DEFAULT_INLINE_SIZE,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -194,6 +230,13 @@ impl Options {
         }
         if let Some(v) = get(ENV_WORK_QUEUE_SIZE) {
             o.wq_size = parse_positive(ENV_WORK_QUEUE_SIZE, v)?;
+        }
+        if let Some(v) = get(ENV_PROVIDER) {
+            o.transport = Transport::parse(&v).ok_or(Error::Env {
+                name: ENV_PROVIDER,
+                value: v,
+                reason: "expected \"tcp\" or \"verbs\"",
+            })?;
         }
         if let Some(v) = get(ENV_SPIN_US) {
             let us = parse_decimal(&v).ok_or(Error::Env {
@@ -265,6 +308,11 @@ impl Options {
     pub fn inline_size(&self) -> u64 {
         self.inline_size
     }
+
+    /// The data path.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
 }
 
 /// Builds [`Options`].
@@ -300,6 +348,12 @@ impl OptionsBuilder {
     /// Give ssh `-4` (librpmem did for the libfabric sockets provider).
     pub fn ssh_ipv4(mut self, on: bool) -> Self {
         self.opts.ssh_ipv4 = on;
+        self
+    }
+
+    /// The data path (`RPMEM_PROVIDER`; [`Transport::Tcp`] by default).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.opts.transport = transport;
         self
     }
 
@@ -415,6 +469,17 @@ mod tests {
         assert_eq!(o.wq_size(), 50);
         assert_eq!(o.spin(), Duration::from_micros(50));
         assert_eq!(o.control_timeout(), Duration::from_secs(30));
+        assert_eq!(o.transport(), Transport::Tcp);
+    }
+
+    #[test]
+    fn unknown_provider_is_named() {
+        let e = opts(&[("RPMEM_PROVIDER", "sockets")]).expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("RPMEM_PROVIDER") && text.contains("sockets"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -426,8 +491,10 @@ mod tests {
             ("RPMEM_MAX_NLANES", "3"),
             ("RPMEM_WORK_QUEUE_SIZE", "7"),
             ("RPMEM_SPIN_US", "0"),
+            ("RPMEM_PROVIDER", "verbs"),
         ])
         .expect("valid");
+        assert_eq!(o.transport(), Transport::Verbs);
         assert_eq!(o.launch(), Launch::Local);
         assert_eq!(o.ssh(), "/usr/bin/myssh");
         assert_eq!(o.commands().commands(), ["rpmemd -c a", "rpmemd -c b"]);

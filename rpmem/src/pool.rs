@@ -26,11 +26,12 @@ use rpmem_core::persist::{LaneParams, Method, Placement, POOL_HDR_SIZE};
 use rpmem_core::wire::oob::{PoolDesc, Provider, CLOSE_FLAGS_REMOVE};
 use rpmem_core::PoolAttr;
 
+use crate::datapath::DataLane;
 use crate::error::Error;
 use crate::lane::{LaneConn, LaneSetup};
 use crate::launch::{self, Remote};
 use crate::oob::{OobSession, STDERR_GRACE};
-use crate::options::{Launch, Options};
+use crate::options::{Launch, Options, Transport};
 use crate::region::Region;
 use crate::sync::{self, Mutex};
 use crate::target::Target;
@@ -53,7 +54,7 @@ const DROP_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct RemotePool {
     // Declared first: dropped before the session, so lanes go first.
-    lanes: Box<[Mutex<Option<Box<LaneConn>>>]>,
+    lanes: Box<[Mutex<Option<Box<DataLane>>>]>,
     oob: Mutex<Option<OobSession>>,
     target: Target,
     pool_set: String,
@@ -157,7 +158,7 @@ impl RemotePool {
                 let r = session.create(&CreateRequest {
                     pool_size,
                     nlanes,
-                    provider: Provider::TCP,
+                    provider: provider(opts),
                     buff_size: opts.inline_size,
                     attr,
                     pool_desc: desc,
@@ -168,7 +169,7 @@ impl RemotePool {
                 let r = session.open(&OpenRequest {
                     pool_size,
                     nlanes,
-                    provider: Provider::TCP,
+                    provider: provider(opts),
                     buff_size: opts.inline_size,
                     pool_desc: desc,
                 })?;
@@ -240,7 +241,7 @@ impl RemotePool {
         ibc: rpmem_core::wire::oob::IbcRepr,
         ext: Option<rpmem_core::wire::oob::ExtRepr>,
         attr: PoolAttr,
-    ) -> Result<(Vec<LaneConn>, Method, u16), Error> {
+    ) -> Result<(Vec<DataLane>, Method, u16), Error> {
         let host = target.host().to_owned();
         let protocol = |detail: String| Error::Protocol {
             host: host.clone(),
@@ -258,10 +259,24 @@ impl RemotePool {
         let pool_size = region.len() as u64;
         let min_offset = if attr.is_zero() { 0 } else { POOL_HDR_SIZE };
         let data_host = match opts.launch {
-            Launch::Local => "127.0.0.1".to_owned(),
-            Launch::Ssh => host.clone(),
+            Launch::Local if target.is_loopback() => "127.0.0.1".to_owned(),
+            Launch::Local | Launch::Ssh => host.clone(),
         };
         let info = Arc::clone(session.remote().info());
+        if opts.transport == Transport::Verbs {
+            let lanes = connect_verbs_lanes(
+                &host,
+                (&data_host, port),
+                region,
+                opts,
+                session,
+                &ibc,
+                &ext,
+                method,
+                (pool_size, min_offset, inline_max),
+            )?;
+            return Ok((lanes, method, port));
+        }
         let mut lanes = Vec::new();
         for lane in 0..ibc.nlanes {
             let mut params = LaneParams::new(
@@ -287,11 +302,11 @@ impl RemotePool {
                 connect_timeout: opts.control_timeout,
                 watch_fd: Some(session.remote().watch_fd()),
             };
-            lanes.push(LaneConn::connect(
+            lanes.push(DataLane::Tcp(LaneConn::connect(
                 &setup,
                 Arc::clone(region),
                 Some(Arc::clone(&info)),
-            )?);
+            )?));
         }
         Ok((lanes, method, port))
     }
@@ -374,7 +389,7 @@ impl RemotePool {
         (0..self.nlanes).map(|i| self.lane(i)).collect()
     }
 
-    fn slot(&self, index: u32) -> Result<&Mutex<Option<Box<LaneConn>>>, Error> {
+    fn slot(&self, index: u32) -> Result<&Mutex<Option<Box<DataLane>>>, Error> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.lanes.get(i))
@@ -388,7 +403,7 @@ impl RemotePool {
     fn with_lane<T>(
         &self,
         index: u32,
-        f: impl FnOnce(&mut LaneConn) -> Result<T, Error>,
+        f: impl FnOnce(&mut DataLane) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let slot = self.slot(index)?;
         let mut guard = sync::lock(slot);
@@ -485,12 +500,12 @@ impl Drop for RemotePool {
 #[derive(Debug)]
 pub struct Lane<'p> {
     pool: &'p RemotePool,
-    conn: Option<Box<LaneConn>>,
+    conn: Option<Box<DataLane>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 impl Lane<'_> {
-    fn conn(&mut self) -> Result<&mut LaneConn, Error> {
+    fn conn(&mut self) -> Result<&mut DataLane, Error> {
         self.conn
             .as_deref_mut()
             .ok_or_else(|| Error::InvalidArgument("the lane handle is empty".to_owned()))
@@ -596,7 +611,11 @@ impl RemotePool {
                 connect_timeout: opts.control_timeout,
                 watch_fd,
             };
-            lanes.push(LaneConn::connect(&setup, Arc::clone(&region), None)?);
+            lanes.push(DataLane::Tcp(LaneConn::connect(
+                &setup,
+                Arc::clone(&region),
+                None,
+            )?));
         }
         Ok(RemotePool {
             lanes: lanes
@@ -624,6 +643,95 @@ const _: () = {
     send_sync::<Region>();
     send::<Lane<'static>>();
 };
+
+/// The out-of-band provider for the chosen transport.
+fn provider(opts: &Options) -> Provider {
+    match opts.transport {
+        Transport::Tcp => Provider::TCP,
+        Transport::Verbs => Provider::VERBS,
+    }
+}
+
+/// Connects every lane over RDMA (cargo feature `verbs`).
+#[cfg(feature = "verbs")]
+#[allow(clippy::too_many_arguments)]
+fn connect_verbs_lanes(
+    host: &str,
+    addr: (&str, u16),
+    region: &Arc<Region>,
+    opts: &Options,
+    session: &OobSession,
+    ibc: &rpmem_core::wire::oob::IbcRepr,
+    ext: &rpmem_core::wire::oob::ExtRepr,
+    method: Method,
+    (pool_size, min_offset, inline_max): (u64, u64, u64),
+) -> Result<Vec<DataLane>, Error> {
+    use crate::verbs_lane::{VerbsLane, VerbsSetup, READ_SLOT};
+    let rkey = u32::try_from(ibc.rkey).map_err(|_| Error::Protocol {
+        host: host.to_owned(),
+        during: "setting up the RDMA data path".to_owned(),
+        detail: format!("rkey {:#x} does not fit 32 bits", ibc.rkey),
+    })?;
+    let info = Arc::clone(session.remote().info());
+    let mut shared = None;
+    let mut lanes = Vec::new();
+    for lane in 0..ibc.nlanes {
+        let mut params = LaneParams::new(
+            lane,
+            ibc.nlanes,
+            method,
+            pool_size,
+            min_offset,
+            Placement::Rdma,
+        );
+        params.inline_max = inline_max;
+        params.wq_size = opts.wq_size;
+        // rpmemd posts this many receive buffers per lane.
+        params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
+        params.max_op_len = READ_SLOT as u64;
+        let setup = VerbsSetup {
+            host: host.to_owned(),
+            addr: (addr.0.to_owned(), addr.1),
+            secret: ext.secret,
+            params,
+            remote: rpmem_verbs::Remote {
+                addr: ibc.raddr,
+                rkey,
+                len: pool_size,
+            },
+            spin: opts.spin,
+            stall: opts.data_timeout,
+            connect_timeout: opts.control_timeout,
+            watch_fd: Some(session.remote().watch_fd()),
+        };
+        lanes.push(DataLane::Verbs(VerbsLane::connect(
+            &setup,
+            Arc::clone(region),
+            Some(Arc::clone(&info)),
+            &mut shared,
+        )?));
+    }
+    Ok(lanes)
+}
+
+/// Without the `verbs` feature, RDMA lanes cannot be made.
+#[cfg(not(feature = "verbs"))]
+#[allow(clippy::too_many_arguments)]
+fn connect_verbs_lanes(
+    host: &str,
+    _addr: (&str, u16),
+    _region: &Arc<Region>,
+    _opts: &Options,
+    _session: &OobSession,
+    _ibc: &rpmem_core::wire::oob::IbcRepr,
+    _ext: &rpmem_core::wire::oob::ExtRepr,
+    _method: Method,
+    _sizes: (u64, u64, u64),
+) -> Result<Vec<DataLane>, Error> {
+    Err(Error::InvalidArgument(format!(
+        "RPMEM_PROVIDER=verbs (for {host}): this rpmem was built without the cargo feature `verbs`"
+    )))
+}
 
 /// `rpmem_remove`: removes the pool of pool set file `pool_set` on `target`
 /// by running `<RPMEM_CMD> --remove <pool_set> [--force] [--pool-set]`

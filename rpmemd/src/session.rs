@@ -32,7 +32,7 @@ use rpmem_core::oob::{Limits, OobError, ProviderSet, Server, ServerEvent};
 use rpmem_core::persist::{Target, TargetParams, POOL_HDR_SIZE};
 use rpmem_core::policy::{self, Decision, Placement, PolicyInput};
 use rpmem_core::wire::oob::{
-    errno, ext_flags, CommonRepr, ExtRepr, IbcRepr, MsgType, PersistMethod, Status,
+    errno, ext_flags, CommonRepr, ExtRepr, IbcRepr, MsgType, PersistMethod, Provider, Status,
 };
 use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, SECRET_LEN};
 
@@ -59,8 +59,9 @@ pub const SSH_CONNECTION_ENV: &str = "SSH_CONNECTION";
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The limits the out-of-band server enforces: at most [`MAX_NLANES`] lanes,
-/// [`MAX_BUFF_SIZE`] inline buffers, and only our TCP provider (PMDK's
-/// libfabric providers are answered `RPMEM_ERR_PROVNOSUP`).
+/// [`MAX_BUFF_SIZE`] inline buffers, and only our providers: TCP, and
+/// native verbs when built with the `verbs` feature (PMDK's libfabric
+/// providers are answered `RPMEM_ERR_PROVNOSUP`).
 pub fn limits() -> Limits {
     Limits {
         max_nlanes: MAX_NLANES,
@@ -69,7 +70,7 @@ pub fn limits() -> Limits {
             libfabric_verbs: false,
             libfabric_sockets: false,
             tcp: true,
-            verbs: false,
+            verbs: cfg!(feature = "verbs"),
         },
     }
 }
@@ -300,8 +301,25 @@ impl fmt::Display for Ending {
 /// (every lane worker joined) before the pool is closed; field order makes
 /// a drop do the same.
 #[derive(Debug)]
+/// The running data path of a session.
+enum DataPath {
+    Tcp(TcpServer),
+    #[cfg(feature = "verbs")]
+    Verbs(crate::transport::verbs::VerbsServer),
+}
+
+impl DataPath {
+    fn stop(&mut self) -> usize {
+        match self {
+            DataPath::Tcp(s) => s.stop(),
+            #[cfg(feature = "verbs")]
+            DataPath::Verbs(s) => s.stop(),
+        }
+    }
+}
+
 struct Active {
-    tcp: Option<TcpServer>,
+    data: Option<DataPath>,
     pool: Pool,
     created: bool,
     name: String,
@@ -311,8 +329,8 @@ impl Active {
     /// Stops the data path, then closes the pool (removing its parts when
     /// `remove`).
     fn finish(mut self, remove: bool) -> Result<(), PoolError> {
-        if let Some(mut tcp) = self.tcp.take() {
-            let open = tcp.stop();
+        if let Some(mut data) = self.data.take() {
+            let open = data.stop();
             log::info!("data path stopped ({open} connections were open)");
         }
         let Active { pool, name, .. } = self;
@@ -648,7 +666,7 @@ impl Session<'_> {
         }
         .map_err(|e| Failure::pool(&e))?;
         let mut active = Active {
-            tcp: None,
+            data: None,
             pool,
             created,
             name: name.to_owned(),
@@ -674,7 +692,13 @@ impl Session<'_> {
         if let Err(e) = pool.check_requested_size(common.pool_size) {
             return Err(Failure::pool(&e));
         }
-        let decision = choose_method(settings, pool)?;
+        let verbs = common.provider == Provider::VERBS;
+        let placement = if verbs {
+            Placement::Rdma
+        } else {
+            Placement::Stream
+        };
+        let decision = choose_method(settings, pool, placement)?;
         let inline = inline_max(common.buff_size);
         let nlanes = grant_lanes(common.nlanes, settings.nthreads, inline);
         if nlanes < common.nlanes {
@@ -717,20 +741,26 @@ impl Session<'_> {
             .clone()
             .map_err(|e| Failure::logged(Status::FatalConn, e))?;
         // SAFETY: the pool outlives the data path: `Active::finish` (and
-        // dropping an `Active`) stops the TcpServer, which waits for every
-        // lane worker, before the pool is closed; nothing takes a slice of
-        // the pool while the data path runs.
+        // dropping an `Active`) stops the data path, which waits for every
+        // lane worker (and drops the RDMA registration), before the pool is
+        // closed; nothing takes a slice of the pool while the data path runs.
         let mem = unsafe { PoolMemory::from_pool(pool) }
             .ok_or_else(|| Failure::logged(Status::Fatal, "the pool mapping has a null address"))?;
-        let mut config = TcpConfig::new(bind);
-        config.spin = settings.spin;
-        let server = TcpServer::start(&config, target, secret, mem).map_err(|e| {
-            Failure::logged(
-                Status::FatalConn,
-                format_args!("cannot listen on {bind} for the data path: {e}"),
-            )
-        })?;
-        log::info!("data path listening on {}", server.local_addr());
+        let (data, port, raddr, rkey) = if verbs {
+            Self::start_verbs(settings, bind, target, secret, mem)?
+        } else {
+            let mut config = TcpConfig::new(bind);
+            config.spin = settings.spin;
+            let server = TcpServer::start(&config, target, secret, mem).map_err(|e| {
+                Failure::logged(
+                    Status::FatalConn,
+                    format_args!("cannot listen on {bind} for the data path: {e}"),
+                )
+            })?;
+            log::info!("data path listening on {}", server.local_addr());
+            let port = server.port();
+            (DataPath::Tcp(server), port, 0, 0)
+        };
         let mut flags = 0;
         if pool.is_pmem() {
             flags |= ext_flags::PMEM;
@@ -739,10 +769,10 @@ impl Session<'_> {
             flags |= ext_flags::DEEP_FLUSH;
         }
         let ibc = IbcRepr {
-            port: u32::from(server.port()),
+            port: u32::from(port),
             persist_method: PersistMethod(decision.method.wire_value()),
-            rkey: 0,
-            raddr: 0,
+            rkey: u64::from(rkey),
+            raddr,
             nlanes,
         };
         let ext = ExtRepr {
@@ -750,8 +780,55 @@ impl Session<'_> {
             flags,
             max_inline: u32::try_from(inline).unwrap_or(u32::MAX),
         };
-        active.tcp = Some(server);
+        active.data = Some(data);
         Ok((ibc, ext))
+    }
+
+    #[cfg(feature = "verbs")]
+    fn start_verbs(
+        settings: &Settings,
+        bind: SocketAddr,
+        target: Target,
+        secret: [u8; SECRET_LEN],
+        mem: PoolMemory,
+    ) -> Result<(DataPath, u16, u64, u32), Failure> {
+        use crate::transport::verbs::{VerbsConfig, VerbsServer};
+        let config = VerbsConfig {
+            bind,
+            spin: settings.spin,
+            send_window: rpmem_core::persist::MAX_SEND_WINDOW,
+            max_pending: tcp::MAX_PENDING,
+        };
+        let server = VerbsServer::start(&config, target, secret, mem).map_err(|e| {
+            Failure::logged(
+                Status::FatalConn,
+                format_args!("cannot start the RDMA data path on {bind}: {e}"),
+            )
+        })?;
+        let addr = server.local_addr();
+        log::info!(
+            "RDMA data path listening on {addr} ({}), pool registered at {:#x} rkey {:#x}",
+            server.device(),
+            server.raddr(),
+            server.rkey()
+        );
+        let (raddr, rkey) = (server.raddr(), server.rkey());
+        Ok((DataPath::Verbs(server), addr.port(), raddr, rkey))
+    }
+
+    #[cfg(not(feature = "verbs"))]
+    fn start_verbs(
+        _settings: &Settings,
+        _bind: SocketAddr,
+        _target: Target,
+        _secret: [u8; SECRET_LEN],
+        _mem: PoolMemory,
+    ) -> Result<(DataPath, u16, u64, u32), Failure> {
+        // The out-of-band server refuses the provider before this.
+        Err(Failure::logged(
+            Status::ProvNoSup,
+            "this rpmemd was built without the verbs data path (cargo feature `verbs`)",
+        ))
     }
 
     fn set_attr(&mut self, attr: &PoolAttr) -> Result<Next, Ending> {
@@ -865,13 +942,17 @@ impl Request {
 
 /// The persistency method for `pool` (logged at `notice` with the reason);
 /// `RPMEM_ERR_POOL_CFG` when the configuration enables none.
-fn choose_method(settings: &Settings, pool: &Pool) -> Result<Decision, Failure> {
+fn choose_method(
+    settings: &Settings,
+    pool: &Pool,
+    placement: Placement,
+) -> Result<Decision, Failure> {
     let input = PolicyInput {
         persist_apm: settings.persist_apm,
         persist_general: settings.persist_general,
         pool_is_pmem: pool.is_pmem(),
         cache_persistent: pool.cache_persistent(),
-        placement: Placement::Stream,
+        placement,
     };
     match policy::select(input) {
         Ok(d) => {
@@ -1092,7 +1173,7 @@ mod tests {
         assert!(l.providers.allows(Provider::TCP));
         assert!(!l.providers.allows(Provider::LIBFABRIC_SOCKETS));
         assert!(!l.providers.allows(Provider::LIBFABRIC_VERBS));
-        assert!(!l.providers.allows(Provider::VERBS));
+        assert_eq!(l.providers.allows(Provider::VERBS), cfg!(feature = "verbs"));
         assert_eq!(l.max_nlanes, MAX_NLANES);
     }
 

@@ -69,6 +69,9 @@ fn build_rpmemd(profile_dir: &Path) {
     .arg(&manifest)
     .arg("--target-dir")
     .arg(target_dir);
+    if cfg!(feature = "verbs") {
+        cmd.args(["--features", "verbs"]);
+    }
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

@@ -15,6 +15,8 @@
 //! made by `rpmem_core::persist`; this module only moves bytes.
 
 pub mod tcp;
+#[cfg(feature = "verbs")]
+pub mod verbs;
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;

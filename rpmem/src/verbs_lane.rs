@@ -1,0 +1,601 @@
+//! One lane of the native RDMA data path (cargo feature `verbs`): an
+//! [`InitiatorLane`] over one RC queue pair of `rpmem-verbs`.
+//!
+//! The engine's operations map one to one onto verbs:
+//!
+//! * `Write` → RDMA WRITE from the region (registered once for all lanes)
+//!   to the pool at the same offset (the pool's address and rkey came in
+//!   the CREATE/OPEN response); unsignaled ones report nothing;
+//! * `Read { Flush }` → an 8-byte RDMA READ into a sink (APM);
+//! * `Read { User }` → an RDMA READ into one of the lane's registered read
+//!   slots, copied into the caller's buffer when it completes (the buffer is
+//!   registered once, not per call);
+//! * `Send` → a SEND of the 24-byte persist message from a send slot, plus
+//!   the inline data gathered straight from the region; rpmemd answers each
+//!   with an 8-byte SEND into one of the lane's posted receive buffers.
+//!
+//! An operation that finds no free slot waits in a queue (in order, so the
+//! engine's ordering holds) until a completion frees one. While nothing
+//! moves, a call spins on the completion queue for the spin budget, then
+//! sleeps on the completion channel in slices, watching rpmemd's channel
+//! (ssh's or rpmemd's stdout hanging up) and the data deadline.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rpmem_core::persist::{
+    CallError, CallKind, Completion, InitiatorLane, LaneParams, Op, OpKind, ReadDest, StreamClient,
+};
+use rpmem_core::wire::persist::RESP_LEN;
+use rpmem_core::wire::tcp::{HELLO_ACK_LEN, SECRET_LEN};
+use rpmem_verbs::{
+    resolve, Access, Connected, Endpoint, EndpointConfig, Memory, Mr, Pd, Remote, Wake, Wc, WcKind,
+};
+
+use crate::error::Error;
+use crate::lane::{deliver, ReadInto};
+use crate::launch::RemoteInfo;
+use crate::oob::STDERR_GRACE;
+use crate::region::Region;
+
+/// Bytes of one READ slot (also the longest WRITE or READ posted).
+pub(crate) const READ_SLOT: usize = 256 * 1024;
+/// READ slots per lane (READs of one call in flight at once).
+const READ_SLOTS: u32 = 4;
+/// How long one sleep on the completion channel lasts before the lane
+/// checks rpmemd's channel and the deadline again.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// The region as memory the NIC may read (WRITE and SEND sources; it is
+/// registered without write access, so the NIC never writes it).
+struct RegionMem(Arc<Region>);
+
+// SAFETY: a `Region` is valid memory for its whole life (its own mapping or
+// memory its creator promised to keep valid), and the `Arc` keeps it alive
+// as long as this value exists; the registration gives the NIC no write
+// access, so Rust references to the region never race with NIC writes.
+unsafe impl Memory for RegionMem {
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// What every lane of a pool shares: the device's protection domain and the
+/// region's registration.
+pub(crate) struct Shared {
+    pd: Arc<Pd>,
+    region_mr: Arc<Mr>,
+}
+
+/// Everything a lane needs to connect.
+pub(crate) struct VerbsSetup {
+    pub(crate) host: String,
+    pub(crate) addr: (String, u16),
+    pub(crate) secret: [u8; SECRET_LEN],
+    pub(crate) params: LaneParams,
+    pub(crate) remote: Remote,
+    pub(crate) spin: Duration,
+    pub(crate) stall: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) watch_fd: Option<RawFd>,
+}
+
+/// One connected RDMA lane.
+pub(crate) struct VerbsLane {
+    index: u32,
+    engine: InitiatorLane,
+    ep: Box<Endpoint>,
+    region: Arc<Region>,
+    remote: Option<Arc<RemoteInfo>>,
+    blocked: VecDeque<Op>,
+    reads: Vec<Option<(ReadDest, u64)>>,
+    wcs: Vec<Wc>,
+    broken: Option<String>,
+    host: String,
+    spin: Duration,
+    stall: Duration,
+    watch_fd: Option<RawFd>,
+}
+
+impl std::fmt::Debug for VerbsLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerbsLane")
+            .field("index", &self.index)
+            .field("blocked", &self.blocked.len())
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+fn conn_err(setup: &VerbsSetup, what: impl Into<String>, message: String) -> Error {
+    Error::Connection {
+        host: setup.host.clone(),
+        lane: setup.params.lane,
+        what: what.into(),
+        message,
+    }
+}
+
+fn words(remote: Option<&Arc<RemoteInfo>>) -> String {
+    remote
+        .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
+        .unwrap_or_default()
+}
+
+impl VerbsLane {
+    /// Resolves rpmemd's address, creates the queue pair (and, for the
+    /// first lane, the protection domain and the region's registration in
+    /// `shared`), connects with the hello as private data and checks the
+    /// answer.
+    pub(crate) fn connect(
+        setup: &VerbsSetup,
+        region: Arc<Region>,
+        remote: Option<Arc<RemoteInfo>>,
+        shared: &mut Option<Shared>,
+    ) -> Result<VerbsLane, Error> {
+        let index = setup.params.lane;
+        let engine = InitiatorLane::new(setup.params).map_err(|e| Error::Protocol {
+            host: setup.host.clone(),
+            during: format!("setting up lane {index}"),
+            detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
+        })?;
+        let (host, port) = (&setup.addr.0, setup.addr.1);
+        let what = format!("connecting over RDMA to {host} port {port}");
+        let addr: SocketAddr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| conn_err(setup, what.clone(), e.to_string()))?
+            .next()
+            .ok_or_else(|| {
+                conn_err(
+                    setup,
+                    what.clone(),
+                    "the name resolves to no address".to_owned(),
+                )
+            })?;
+        let verbs_err = |e: rpmem_verbs::Error| {
+            conn_err(
+                setup,
+                what.clone(),
+                format!("{e}{}", words(remote.as_ref())),
+            )
+        };
+        let resolved = resolve(addr, setup.connect_timeout).map_err(verbs_err)?;
+        if shared.is_none() {
+            let pd = resolved.pd().map_err(verbs_err)?;
+            let region_mr = Mr::register(&pd, RegionMem(Arc::clone(&region)), Access::LOCAL_READ)
+                .map_err(verbs_err)?;
+            *shared = Some(Shared {
+                pd,
+                region_mr: Arc::new(region_mr),
+            });
+        }
+        let Some(sh) = shared.as_ref() else {
+            return Err(conn_err(setup, what, "no protection domain".to_owned()));
+        };
+        let window = setup.params.send_window.max(1);
+        let config = EndpointConfig {
+            send_slots: window,
+            send_slot_len: 64,
+            recv_slots: window,
+            recv_slot_len: RESP_LEN,
+            read_slots: READ_SLOTS,
+            read_slot_len: READ_SLOT,
+            max_send_wr: setup.params.wq_size.max(1),
+            max_inline: 256,
+            source: Some(Arc::clone(&sh.region_mr)),
+            remote: Some(setup.remote),
+        };
+        let pending = resolved.endpoint(&sh.pd, config).map_err(verbs_err)?;
+        let stream = StreamClient::new(index);
+        let hello = stream.hello(&setup.secret);
+        let ep = match pending
+            .connect(&hello, setup.connect_timeout)
+            .map_err(verbs_err)?
+        {
+            Connected::Accepted(ep, private) => {
+                let ack = private.get(..HELLO_ACK_LEN).unwrap_or(&[]);
+                stream.on_hello_ack(ack).map_err(|e| Error::Protocol {
+                    host: setup.host.clone(),
+                    during: format!("opening lane {index}"),
+                    detail: e.to_string(),
+                })?;
+                ep
+            }
+            Connected::Rejected(private, status) => {
+                let detail = match private.get(..HELLO_ACK_LEN) {
+                    Some(ack) if ack.iter().any(|&b| b != 0) => match stream.on_hello_ack(ack) {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "rejected with an answer that says OK".to_owned(),
+                    },
+                    _ => format!("rejected without a reason (transport status {status})"),
+                };
+                return Err(conn_err(
+                    setup,
+                    what,
+                    format!(
+                        "rpmemd refused the lane: {detail}{}",
+                        words(remote.as_ref())
+                    ),
+                ));
+            }
+        };
+        let nreads = usize::try_from(READ_SLOTS).unwrap_or(0);
+        Ok(VerbsLane {
+            index,
+            engine,
+            ep,
+            region,
+            remote,
+            blocked: VecDeque::new(),
+            reads: vec![None; nreads],
+            wcs: Vec::with_capacity(16),
+            broken: None,
+            host: setup.host.clone(),
+            spin: setup.spin,
+            stall: setup.stall,
+            watch_fd: setup.watch_fd,
+        })
+    }
+
+    /// This lane's number.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Disconnects (rpmemd's worker sees the lane end).
+    pub(crate) fn shutdown(&self) {
+        self.ep.disconnector().disconnect();
+    }
+
+    /// `rpmem_persist`.
+    pub(crate) fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.persist(offset, len, flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_deep_persist`.
+    pub(crate) fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
+        self.call(|e| e.deep_persist(offset, len), ReadInto::Nothing)
+    }
+
+    /// `rpmem_flush`.
+    pub(crate) fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.flush(offset, len, flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_drain`.
+    pub(crate) fn drain(&mut self, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.drain(flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_read` into the caller's buffer.
+    pub(crate) fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let len = buf.len() as u64;
+        self.call(|e| e.read(offset, len), ReadInto::User(buf))
+    }
+
+    /// `rpmem_read` into the region at the same offset.
+    pub(crate) fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
+        self.call(|e| e.read(offset, len), ReadInto::Region { offset, len })
+    }
+
+    fn call(
+        &mut self,
+        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
+        into: ReadInto<'_>,
+    ) -> Result<(), Error> {
+        if let Some(cause) = &self.broken {
+            return Err(Error::LaneBroken {
+                lane: self.index,
+                cause: cause.clone(),
+            });
+        }
+        start(&mut self.engine).map_err(|source| match source {
+            CallError::Broken(e) => self.fail(format!("the lane engine is broken: {e}")),
+            source => Error::Call {
+                lane: self.index,
+                source,
+            },
+        })?;
+        let mut into = into;
+        self.run(&mut into)
+    }
+
+    fn run(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
+        let mut last_progress = Instant::now();
+        let mut spin_until = last_progress + self.spin;
+        let mut done = false;
+        loop {
+            let progressed = self.pump(into)?;
+            if !done {
+                match self.engine.poll_done() {
+                    Some(Ok(())) => done = true,
+                    Some(Err(e)) => return Err(self.fail(e.to_string())),
+                    None => {}
+                }
+            }
+            // A flush is done once its operations are posted: keep posting
+            // until none waits here for a slot.
+            if done && self.blocked.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if progressed {
+                last_progress = now;
+                spin_until = now + self.spin;
+                continue;
+            }
+            if now < spin_until {
+                std::thread::yield_now();
+                continue;
+            }
+            let idle = now.saturating_duration_since(last_progress);
+            if idle >= self.stall {
+                return Err(self.timed_out());
+            }
+            let wake = match self.ep.wait(SLICE.min(self.stall - idle)) {
+                Ok(w) => w,
+                Err(e) => return Err(self.fail(format!("waiting for completions: {e}"))),
+            };
+            match wake {
+                Wake::Rearmed | Wake::Completion => {}
+                Wake::Disconnected => {
+                    // Take what completed (errors name the cause) first.
+                    if !self.pump(into)? {
+                        return Err(self.closed_by_peer());
+                    }
+                }
+                Wake::TimedOut => self.check_channel()?,
+            }
+        }
+    }
+
+    /// Posts what the engine allows, then reaps completions. Returns
+    /// whether anything moved.
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        let mut progressed = false;
+        while let Some(op) = self.engine.poll_op() {
+            self.blocked.push_back(op);
+            progressed = true;
+        }
+        while let Some(op) = self.blocked.front().copied() {
+            if !self.post(&op)? {
+                break;
+            }
+            self.blocked.pop_front();
+            progressed = true;
+        }
+        self.wcs.clear();
+        let n = match self.ep.poll(&mut self.wcs) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(format!("polling completions: {e}"))),
+        };
+        let wcs = std::mem::take(&mut self.wcs);
+        let mut result = Ok(());
+        for wc in &wcs {
+            if let Err(e) = self.complete(wc, into) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.wcs = wcs;
+        result?;
+        Ok(progressed || n > 0)
+    }
+
+    /// Posts one operation; false when it must wait for a free slot.
+    fn post(&mut self, op: &Op) -> Result<bool, Error> {
+        let posted = match *op {
+            Op::Write {
+                offset,
+                len,
+                signaled,
+                ..
+            } => {
+                let len =
+                    u32::try_from(len).map_err(|_| self.fail(format!("a WRITE of {len} bytes")))?;
+                self.ep
+                    .post_write(0, offset, len, offset, signaled)
+                    .map(|()| true)
+            }
+            Op::Read {
+                offset,
+                len,
+                dest: ReadDest::Flush,
+                ..
+            } => {
+                let len =
+                    u32::try_from(len).map_err(|_| self.fail(format!("a READ of {len} bytes")))?;
+                self.ep.post_read_discard(0, offset, len).map(|()| true)
+            }
+            Op::Read {
+                offset, len, dest, ..
+            } => {
+                let len32 =
+                    u32::try_from(len).map_err(|_| self.fail(format!("a READ of {len} bytes")))?;
+                match self.ep.post_read(0, offset, len32) {
+                    Ok(Some(slot)) => {
+                        if let Some(r) = self.reads.get_mut(slot as usize) {
+                            *r = Some((dest, len));
+                        }
+                        Ok(true)
+                    }
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Op::Send { msg, inline, .. } => {
+                let head = msg.to_bytes();
+                let tail = if inline {
+                    let size = u32::try_from(msg.size).map_err(|_| {
+                        self.fail(format!("an inline message of {} bytes", msg.size))
+                    })?;
+                    Some((msg.offset, size))
+                } else {
+                    None
+                };
+                self.ep.post_send(0, &head, tail).map(|s| s.is_some())
+            }
+        };
+        posted.map_err(|e| self.fail(format!("posting a {}: {e}", op.kind())))
+    }
+
+    fn complete(&mut self, wc: &Wc, into: &mut ReadInto<'_>) -> Result<(), Error> {
+        let lane = self.index;
+        let op = match wc.kind {
+            WcKind::Send => OpKind::Send,
+            WcKind::Write => OpKind::Write,
+            WcKind::Read | WcKind::Discard => OpKind::Read,
+            WcKind::Recv => OpKind::Recv,
+        };
+        if !wc.is_ok() {
+            let status = wc.status_str();
+            let c = Completion::Failed {
+                lane,
+                op,
+                status: i32::try_from(wc.status).unwrap_or(i32::MAX),
+            };
+            let _ = self.engine.handle_completion(c);
+            let words = self.describe_remote();
+            let what = format!("{op} failed during a {}: {status}", self.what());
+            self.mark_broken(format!("{what}: {words}"));
+            return Err(Error::Connection {
+                host: self.host.clone(),
+                lane,
+                what,
+                message: words,
+            });
+        }
+        let handled = match wc.kind {
+            WcKind::Send => self.engine.handle_completion(Completion::Send { lane }),
+            WcKind::Write => self.engine.handle_completion(Completion::Write { lane }),
+            WcKind::Discard => self.engine.handle_completion(Completion::Read { lane }),
+            WcKind::Read => {
+                let slot = wc.slot as usize;
+                let Some((dest, len)) = self.reads.get_mut(slot).and_then(Option::take) else {
+                    return Err(self.fail(format!("a READ completed in unused slot {slot}")));
+                };
+                let n = usize::try_from(len).unwrap_or(usize::MAX);
+                let region = &self.region;
+                let ok = self
+                    .ep
+                    .take_read(wc.slot, n, |bytes| deliver(region, into, dest, 0, bytes))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(
+                        self.fail(format!("the {len} bytes READ do not fit the destination"))
+                    );
+                }
+                self.engine.handle_completion(Completion::Read { lane })
+            }
+            WcKind::Recv => {
+                let len = wc.byte_len as usize;
+                let r = match self.ep.recv_data(wc.slot, len) {
+                    Some(bytes) => self
+                        .engine
+                        .handle_completion(Completion::Recv { lane, bytes }),
+                    None => {
+                        return Err(self.fail(format!(
+                            "rpmemd sent a {len}-byte answer, longer than a persist response"
+                        )))
+                    }
+                };
+                if let Err(e) = self.ep.post_recv(wc.slot) {
+                    return Err(self.fail(format!("posting a receive buffer again: {e}")));
+                }
+                r
+            }
+        };
+        handled.map_err(|e| self.fail(e.to_string()))
+    }
+
+    /// Fails the call if rpmemd's channel hung up.
+    fn check_channel(&mut self) -> Result<(), Error> {
+        let Some(fd) = self.watch_fd else {
+            return Ok(());
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout does not block.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            let words = self.describe_remote();
+            self.mark_broken(format!("rpmemd's channel hung up: {words}"));
+            return Err(Error::Disconnected {
+                host: self.host.clone(),
+                during: format!("{} on lane {}", self.what(), self.index),
+                message: words,
+            });
+        }
+        Ok(())
+    }
+
+    fn what(&self) -> &'static str {
+        match self.engine.call_in_flight() {
+            Some(CallKind::Persist) => "persist",
+            Some(CallKind::DeepPersist) => "deep persist",
+            Some(CallKind::Flush) => "flush",
+            Some(CallKind::Drain) => "drain",
+            Some(CallKind::Read) => "read",
+            None => "finishing a flush",
+        }
+    }
+
+    fn describe_remote(&self) -> String {
+        match &self.remote {
+            Some(r) => r.describe(STDERR_GRACE),
+            None => "no process to ask".to_owned(),
+        }
+    }
+
+    fn mark_broken(&mut self, cause: String) {
+        if self.broken.is_none() {
+            self.broken = Some(cause);
+        }
+        self.shutdown();
+    }
+
+    fn fail(&mut self, cause: String) -> Error {
+        self.mark_broken(cause.clone());
+        Error::Protocol {
+            host: self.host.clone(),
+            during: format!("{} on lane {} (RDMA)", self.what(), self.index),
+            detail: cause,
+        }
+    }
+
+    fn closed_by_peer(&mut self) -> Error {
+        let words = self.describe_remote();
+        let what = format!("rpmemd disconnected the RDMA lane during a {}", self.what());
+        self.mark_broken(format!("{what}: {words}"));
+        Error::Connection {
+            host: self.host.clone(),
+            lane: self.index,
+            what,
+            message: words,
+        }
+    }
+
+    fn timed_out(&mut self) -> Error {
+        let words = match &self.remote {
+            Some(r) => r.describe(Duration::ZERO),
+            None => "no process to ask".to_owned(),
+        };
+        let during = format!("{} on lane {} (RDMA)", self.what(), self.index);
+        self.mark_broken(format!("timed out after {:?} during {during}", self.stall));
+        Error::Timeout {
+            host: self.host.clone(),
+            during,
+            after: self.stall,
+            message: words,
+        }
+    }
+}

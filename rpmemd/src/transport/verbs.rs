@@ -1,0 +1,460 @@
+//! Our native ibverbs data path (`PROV_VERBS`, cargo feature `verbs`): one
+//! RC queue pair per lane, set up with librdmacm.
+//!
+//! rpmemd listens (`rdma_listen`) on the address the client reached it on,
+//! which must belong to an RDMA device, on an ephemeral port. The pool is
+//! registered once on that device with local write, remote write and remote
+//! read access; the CREATE/OPEN response tells the client the port, the
+//! pool's address and its rkey (PMDK's `rpmem_msg_ibc_attr`), and the
+//! session secret (our extension).
+//!
+//! A connection request carries our 48-byte hello as private data (lane and
+//! session secret). The core's [`StreamServer`] checks it, the
+//! [`LaneRegistry`] refuses a lane taken twice; a refused request is
+//! rejected with the 8-byte hello answer as private data, before any queue
+//! pair exists, so a client without the secret never gets access to the
+//! pool's registration. An accepted one gets a queue pair with
+//! `send_window` receive buffers of `24 + inline_max` bytes posted, and
+//! its own worker thread.
+//!
+//! The data itself moves without rpmemd: the client's RDMA WRITEs place it
+//! in the pool, APM's RDMA READs flush it. rpmemd's worker only serves
+//! persist messages (GPSPM, inline persists, deep persists): each RECV is
+//! planned by the core's [`Target`] and executed against [`PoolMemory`]
+//! (copy inline data with 8-byte stores, flush the range, fence), then the
+//! 8-byte response leaves by SEND (inline) and the buffer is posted again.
+//! Waiting spins on the completion queue for [`VerbsConfig::spin`] (yielding
+//! the CPU), then sleeps on the completion channel.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rpmem_core::persist::{execute, ServerError, StreamServer, Target};
+use rpmem_core::wire::persist::HEADER_LEN as MSG_HEADER_LEN;
+use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus, HELLO_ACK_LEN, HELLO_LEN, SECRET_LEN};
+use rpmem_verbs::{
+    Access, Disconnector, Endpoint, EndpointConfig, Listener, Memory, Mr, Pd, Request, Wake, WcKind,
+};
+
+use super::{Connection, LaneRegistry, PoolMemory, Refusal};
+use crate::sync::thread::{Builder, JoinHandle};
+use crate::sync::Arc;
+
+/// How long a request has to become an established connection.
+pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the accepting thread and idle workers re-check for a stop.
+const SLICE: Duration = Duration::from_millis(200);
+/// Stack of a lane worker.
+const WORKER_STACK: usize = 256 * 1024;
+
+// SAFETY: `PoolMemory::new`'s contract keeps the range mapped while any
+// clone is used; a registration holding a clone counts as a use (the NIC
+// may access the pool as long as it exists), and the session stops the
+// verbs server, which drops the registration and waits for every worker,
+// before it unmaps the pool. Lane workers only write the pool through raw
+// pointers (`PoolMemory::copy_in`), never through references.
+unsafe impl Memory for PoolMemory {
+    fn as_ptr(&self) -> *mut u8 {
+        self.range(0, 0).unwrap_or(std::ptr::null_mut())
+    }
+    fn len(&self) -> usize {
+        PoolMemory::len(self)
+    }
+}
+
+/// How the verbs data path runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerbsConfig {
+    /// Address to listen on (of an RDMA device); port 0 for an ephemeral one.
+    pub bind: SocketAddr,
+    /// Spin budget of a lane worker before it sleeps.
+    pub spin: Duration,
+    /// Persist messages a lane may have unanswered (receive buffers posted
+    /// per lane); the client must not send more.
+    pub send_window: u32,
+    /// Connection requests waiting for their worker at once.
+    pub max_pending: usize,
+}
+
+/// A lane's connection as the registry sees it: something to disconnect.
+#[derive(Debug, Default)]
+pub struct VerbsConn {
+    disconnector: Mutex<Option<Disconnector>>,
+}
+
+impl Connection for VerbsConn {
+    fn shut_down(&self) {
+        let d = match self.disconnector.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if let Some(d) = d {
+            d.disconnect();
+        }
+    }
+}
+
+struct Shared {
+    target: Target,
+    secret: [u8; SECRET_LEN],
+    mem: PoolMemory,
+    spin: Duration,
+    window: u32,
+    // Keeps the pool registered while lanes run; dropped by `stop`.
+    pd: Arc<Pd>,
+}
+
+/// The running verbs data path of one session.
+pub struct VerbsServer {
+    addr: SocketAddr,
+    device: String,
+    raddr: u64,
+    rkey: u32,
+    registry: Arc<LaneRegistry<VerbsConn>>,
+    accept: Option<JoinHandle<()>>,
+    pool_mr: Option<Arc<Mr>>,
+}
+
+impl std::fmt::Debug for VerbsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerbsServer")
+            .field("addr", &self.addr)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+/// Why the verbs data path did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A verb failed (no RDMA device on the address, registration refused).
+    #[error(transparent)]
+    Verbs(#[from] rpmem_verbs::Error),
+    /// The accepting thread did not start.
+    #[error("cannot start the accepting thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl VerbsServer {
+    /// Listens on `config.bind`, registers the pool and starts accepting.
+    pub fn start(
+        config: &VerbsConfig,
+        target: Target,
+        secret: [u8; SECRET_LEN],
+        mem: PoolMemory,
+    ) -> Result<VerbsServer, StartError> {
+        let listener = Listener::bind(config.bind, 64)?;
+        let addr = listener.local_addr().unwrap_or(config.bind);
+        let device = listener.device_name();
+        let pd = listener.pd()?;
+        let pool_mr = Arc::new(Mr::register(
+            &pd,
+            mem.clone(),
+            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
+        )?);
+        let registry = Arc::new(LaneRegistry::new(
+            target.params().nlanes,
+            config.max_pending,
+        ));
+        let shared = Arc::new(Shared {
+            target,
+            secret,
+            mem,
+            spin: config.spin,
+            window: config.send_window.max(1),
+            pd,
+        });
+        let reg = Arc::clone(&registry);
+        let mr_for_lanes = Arc::clone(&pool_mr);
+        let accept = Builder::new()
+            .name("rpmemd-rdma-accept".to_owned())
+            .spawn(move || accept_loop(&listener, &reg, &shared, &mr_for_lanes))?;
+        Ok(VerbsServer {
+            addr,
+            device,
+            raddr: pool_mr.addr(),
+            rkey: pool_mr.rkey(),
+            registry,
+            accept: Some(accept),
+            pool_mr: Some(pool_mr),
+        })
+    }
+
+    /// Address and port listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The RDMA device.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// The pool's address for the client's WRITEs and READs.
+    pub fn raddr(&self) -> u64 {
+        self.raddr
+    }
+
+    /// The pool registration's remote key.
+    pub fn rkey(&self) -> u32 {
+        self.rkey
+    }
+
+    /// Stops accepting, disconnects every lane, waits for the workers, and
+    /// deregisters the pool. Returns how many connections were open.
+    pub fn stop(&mut self) -> usize {
+        let open = self.registry.stop();
+        if let Some(h) = self.accept.take() {
+            if h.join().is_err() {
+                log::error!("the RDMA accepting thread panicked");
+            }
+        }
+        self.registry.wait_idle();
+        self.pool_mr = None;
+        open
+    }
+}
+
+impl Drop for VerbsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    listener: &Listener,
+    registry: &Arc<LaneRegistry<VerbsConn>>,
+    shared: &Arc<Shared>,
+    pool_mr: &Arc<Mr>,
+) {
+    while !registry.is_stopping() {
+        match listener.next_request(SLICE) {
+            Ok(None) => {}
+            Ok(Some(req)) => admit(req, registry, shared, pool_mr),
+            Err(e) => {
+                log::error!("RDMA data path: {e}; no more lanes are accepted");
+                return;
+            }
+        }
+    }
+}
+
+fn reject(
+    req: Request,
+    answer: Option<[u8; HELLO_ACK_LEN]>,
+    peer: &str,
+    why: &dyn std::fmt::Display,
+) {
+    log::warn!("RDMA connection from {peer} refused: {why}");
+    if let Err(e) = req.reject(answer.as_ref().map_or(&[][..], |b| &b[..])) {
+        log::warn!("rejecting the connection from {peer}: {e}");
+    }
+}
+
+fn ack(status: HelloStatus) -> [u8; HELLO_ACK_LEN] {
+    HelloAckRepr { status }.to_bytes()
+}
+
+fn admit(
+    req: Request,
+    registry: &Arc<LaneRegistry<VerbsConn>>,
+    shared: &Arc<Shared>,
+    pool_mr: &Arc<Mr>,
+) {
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+    // The hello, as on TCP; private data is padded by the transport.
+    let Some(hello) = req.private_data().get(..HELLO_LEN).map(<[u8]>::to_vec) else {
+        let n = req.private_data().len();
+        reject(
+            req,
+            None,
+            &peer,
+            &format_args!("{n} bytes of private data, not a {HELLO_LEN}-byte hello"),
+        );
+        return;
+    };
+    let mut check = StreamServer::new(shared.target);
+    let accepted = match check.on_hello(&hello, &shared.secret) {
+        Ok(a) => a,
+        Err(ServerError::Hello(r)) => {
+            reject(req, r.reply(), &peer, &r);
+            return;
+        }
+        Err(e) => {
+            reject(req, None, &peer, &e);
+            return;
+        }
+    };
+    let lane = accepted.lane;
+    let conn = Arc::new(VerbsConn::default());
+    let guard = match LaneRegistry::admit(registry, Arc::clone(&conn)) {
+        Ok(g) => g,
+        Err(r) => {
+            reject(req, Some(ack(HelloStatus::Denied)), &peer, &r);
+            return;
+        }
+    };
+    if let Err(r) = registry.claim(&guard, lane) {
+        let status = match r {
+            Refusal::LaneTaken(_) | Refusal::NoSuchLane { .. } => HelloStatus::BadLane,
+            Refusal::Stopping | Refusal::TooManyPending(_) => HelloStatus::Denied,
+        };
+        reject(req, Some(ack(status)), &peer, &r);
+        return;
+    }
+    let inline_max = usize::try_from(shared.target.params().inline_max).unwrap_or(usize::MAX);
+    let config = EndpointConfig {
+        send_slots: shared.window,
+        send_slot_len: 64,
+        recv_slots: shared.window,
+        recv_slot_len: MSG_HEADER_LEN.saturating_add(inline_max),
+        read_slots: 0,
+        read_slot_len: 0,
+        max_send_wr: shared.window.saturating_add(1),
+        max_inline: 64,
+        source: None,
+        remote: None,
+    };
+    let ep = match req.endpoint(&shared.pd, config) {
+        Ok(p) => p.accept(&accepted.ack, ESTABLISH_TIMEOUT),
+        Err(e) => Err(e),
+    };
+    let ep = match ep {
+        Ok(ep) => ep,
+        Err(e) => {
+            log::error!("RDMA lane {lane} from {peer}: {e}");
+            return;
+        }
+    };
+    match conn.disconnector.lock() {
+        Ok(mut g) => *g = Some(ep.disconnector()),
+        Err(p) => *p.into_inner() = Some(ep.disconnector()),
+    }
+    log::info!(
+        "lane {lane} connected over RDMA from {peer} ({}, inline {} bytes)",
+        ep.device_name(),
+        ep.max_inline()
+    );
+    let shared = Arc::clone(shared);
+    let mr = Arc::clone(pool_mr);
+    let spawned = Builder::new()
+        .name("rpmemd-rdma-lane".to_owned())
+        .stack_size(WORKER_STACK)
+        .spawn(move || {
+            let mut ep = ep;
+            if let Err(e) = serve(&mut ep, lane, &shared, guard.registry()) {
+                log::error!("lane {lane} ({peer}): {e}");
+            }
+            // Disconnect and free the queue pair before the worker counts
+            // as gone; the pool registration goes with the server.
+            drop(ep);
+            drop(mr);
+            drop(guard);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start an RDMA lane worker: {e}");
+    }
+}
+
+/// Why a lane worker stopped serving.
+#[derive(Debug, thiserror::Error)]
+enum LaneEnd {
+    #[error("{0}")]
+    Verbs(#[from] rpmem_verbs::Error),
+    #[error("refused a persist message: {0}")]
+    Refused(String),
+    #[error("{op} failed: {status}")]
+    Completion { op: &'static str, status: String },
+    #[error("flushing the pool failed: errno {0}")]
+    Flush(i32),
+}
+
+/// Serves one lane until it disconnects or the session stops.
+fn serve(
+    ep: &mut Endpoint,
+    lane: u32,
+    shared: &Shared,
+    registry: &LaneRegistry<VerbsConn>,
+) -> Result<(), LaneEnd> {
+    let mut mem = shared.mem.clone();
+    let mut wcs = Vec::with_capacity(16);
+    let mut pending: std::collections::VecDeque<[u8; 8]> = std::collections::VecDeque::new();
+    let mut spin_until = Instant::now() + shared.spin;
+    loop {
+        wcs.clear();
+        let n = ep.poll(&mut wcs)?;
+        for wc in &wcs {
+            if !wc.is_ok() {
+                if ep.is_disconnected() || registry.is_stopping() {
+                    return Ok(());
+                }
+                return Err(LaneEnd::Completion {
+                    op: match wc.kind {
+                        WcKind::Recv => "RECV",
+                        _ => "SEND",
+                    },
+                    status: wc.status_str(),
+                });
+            }
+            match wc.kind {
+                WcKind::Recv => {
+                    let resp = {
+                        let len = wc.byte_len as usize;
+                        let Some(bytes) = ep.recv_data(wc.slot, len) else {
+                            return Err(LaneEnd::Refused(format!(
+                                "{len} bytes received, more than the receive buffer"
+                            )));
+                        };
+                        let plan = shared
+                            .target
+                            .handle_persist_msg(bytes)
+                            .map_err(|e| LaneEnd::Refused(e.to_string()))?;
+                        if plan.msg().lane != lane {
+                            return Err(LaneEnd::Refused(format!(
+                                "persist message lane field is {}, but it arrived on lane {lane}",
+                                plan.msg().lane
+                            )));
+                        }
+                        execute(&plan, &mut mem).map_err(|e| LaneEnd::Flush(e.errno))?
+                    };
+                    ep.post_recv(wc.slot)?;
+                    if let Some(r) = resp {
+                        pending.push_back(r);
+                    }
+                }
+                WcKind::Send => {}
+                other => {
+                    return Err(LaneEnd::Refused(format!(
+                        "unexpected {other:?} completion on a target queue pair"
+                    )))
+                }
+            }
+        }
+        while let Some(r) = pending.front() {
+            if ep.post_send(0, r, None)?.is_none() {
+                break;
+            }
+            pending.pop_front();
+        }
+        if n > 0 {
+            spin_until = Instant::now() + shared.spin;
+            continue;
+        }
+        if registry.is_stopping() {
+            return Ok(());
+        }
+        if Instant::now() < spin_until {
+            std::thread::yield_now();
+            continue;
+        }
+        match ep.wait(SLICE)? {
+            // The client is gone: nothing it sent is waiting for an answer
+            // it could still receive.
+            Wake::Disconnected => return Ok(()),
+            Wake::Rearmed | Wake::Completion | Wake::TimedOut => {}
+        }
+    }
+}
