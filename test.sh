@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs and what a developer runs.
 #
-#   ./test.sh            everything (format, lints, tests, no_std proof, fuzzing)
+#   ./test.sh            everything (format, lints, tests, no_std proof, fuzzing,
+#                        the RDMA tests and benchmark in the rxe VM rig)
 #   FUZZ_SECONDS=0 ./test.sh   skip the fuzzing step
+#   RXE=0 ./test.sh      skip the rxe VM rig (it needs root and QEMU; see docs/rxe-rig.md)
 #
 # Installs the Debian packages it needs when run as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+RXE=${RXE:-1}
 results=()
 failed=0
 
@@ -29,6 +32,11 @@ bash .ci/install-deps
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
+# The native RDMA data path (cargo feature `verbs`, needs rdma-core and libclang): lints here,
+# tests in the rxe VM rig below. Own target dir: features change the rpmem/rpmemd builds.
+verbs_features=rpmem/verbs,rpmemd/verbs,rpmem-verbs/verbs,rpmem-e2e/verbs
+step "cargo clippy --features verbs" env CARGO_TARGET_DIR=target/verbs \
+  cargo clippy --workspace --all-targets --locked --features "$verbs_features" -- -D warnings
 step "no_std link check" cargo build --locked --manifest-path rpmem-core/nostd-check/Cargo.toml
 # loom models of the lane slots (rpmem) and the shutdown coordinator (rpmemd);
 # docs/loom.md. Own target dir: the cfg changes every crate's build.
@@ -63,6 +71,12 @@ fuzz() {
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0) || return 1
   done
 }
+# RDMA over soft-RoCE and emulated pmem in a QEMU guest: the verbs tests, pmem detection, and
+# the benchmark beside perftest (docs/rxe-rig.md, docs/verbs.md).
+if [ "$RXE" != 0 ]; then
+  step "rxe rig: RDMA tests and benchmark" env RXE_TARGET_DIR=target/verbs tests/rxe/ci.sh
+fi
+
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzz targets (${FUZZ_SECONDS}s each)" fuzz
 fi

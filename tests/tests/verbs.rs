@@ -139,6 +139,12 @@ fn gpspm_over_verbs_on_a_file_pool_survives_reopen() {
         assert_eq!(&get(&r2, *off, data.len()), data, "read back at {off}");
     }
     pool.close().expect("close");
+    rpmem::remove(&addr, "verbs.set", rpmem::REMOVE_POOL_SET, &opts).expect("remove");
+    assert!(!parts[0].exists(), "the part file is removed");
+    assert!(
+        !env.poolset_path("verbs.set").exists(),
+        "the pool set file is removed"
+    );
     let log = env.log();
     assert!(log.contains("persistency method: GPSPM"), "{log}");
     assert!(log.contains("RDMA data path listening on"), "{log}");
