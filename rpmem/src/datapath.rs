@@ -2,6 +2,7 @@
 //! native RDMA (`VerbsLane`, cargo feature `verbs`). Both drive the same
 //! rpmem-core engine; this only forwards the calls.
 
+use crate::driver::DriveLane;
 use crate::error::Error;
 use crate::lane::LaneConn;
 #[cfg(feature = "verbs")]

@@ -23,12 +23,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{
-    CallError, CallKind, ClientError, Completion, FrameBody, InitiatorLane, LaneParams, Op, OpKind,
-    ReadDest, ServerFrame, StreamClient,
+    Completion, FrameBody, InitiatorLane, LaneParams, Op, OpKind, ReadDest, ServerFrame,
+    StreamClient,
 };
 use rpmem_core::wire::persist::{HEADER_LEN as MSG_HEADER_LEN, RESP_LEN};
 use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, HELLO_ACK_LEN, SECRET_LEN};
 
+use crate::driver::{DriveLane, LaneCx};
 use crate::error::Error;
 use crate::launch::{poll_ms, RemoteInfo};
 use crate::oob::STDERR_GRACE;
@@ -137,30 +138,24 @@ pub(crate) struct LaneSetup {
 
 /// One connected lane.
 pub(crate) struct LaneConn {
-    index: u32,
-    engine: InitiatorLane,
+    cx: LaneCx,
     stream: StreamClient,
     sock: TcpStream,
     region: Arc<Region>,
-    remote: Option<Arc<RemoteInfo>>,
     out: VecDeque<OutFrame>,
     rx: Rx,
     stage: Box<[u8]>,
     stage_start: usize,
     stage_end: usize,
-    broken: Option<String>,
-    host: String,
-    spin: Duration,
-    stall: Duration,
     watch_fd: Option<RawFd>,
 }
 
 impl std::fmt::Debug for LaneConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaneConn")
-            .field("index", &self.index)
+            .field("index", &self.cx.index)
             .field("queued_frames", &self.out.len())
-            .field("broken", &self.broken)
+            .field("broken", &self.cx.broken)
             .finish()
     }
 }
@@ -239,134 +234,33 @@ impl LaneConn {
             detail: e.to_string(),
         })?;
         Ok(LaneConn {
-            index,
-            engine,
+            cx: LaneCx {
+                index,
+                engine,
+                remote,
+                broken: None,
+                host: setup.host.clone(),
+                spin: setup.spin,
+                stall: setup.stall,
+                label: "",
+            },
             stream,
             sock,
             region,
-            remote,
             out: VecDeque::new(),
             rx: Rx::header(),
             stage: vec![0u8; STAGE_LEN].into_boxed_slice(),
             stage_start: 0,
             stage_end: 0,
-            broken: None,
-            host: setup.host.clone(),
-            spin: setup.spin,
-            stall: setup.stall,
             watch_fd: setup.watch_fd,
         })
     }
 
-    /// This lane's number.
-    pub(crate) fn index(&self) -> u32 {
-        self.index
-    }
-
-    /// Closes the connection (the server sees end of file).
-    pub(crate) fn shutdown(&self) {
-        let _ = self.sock.shutdown(Shutdown::Both);
-    }
-
-    /// `rpmem_persist`.
-    pub(crate) fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.persist(offset, len, flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_deep_persist`.
-    pub(crate) fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.deep_persist(offset, len), ReadInto::Nothing)
-    }
-
-    /// `rpmem_flush`.
-    pub(crate) fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.flush(offset, len, flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_drain`.
-    pub(crate) fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.drain(flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_read` into the caller's buffer.
-    pub(crate) fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        let len = buf.len() as u64;
-        self.call(|e| e.read(offset, len), ReadInto::User(buf))
-    }
-
-    /// `rpmem_read` into the region at the same offset.
-    pub(crate) fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.read(offset, len), ReadInto::Region { offset, len })
-    }
-
-    fn call(
-        &mut self,
-        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
-        into: ReadInto<'_>,
-    ) -> Result<(), Error> {
-        if let Some(cause) = &self.broken {
-            return Err(Error::LaneBroken {
-                lane: self.index,
-                cause: cause.clone(),
-            });
-        }
-        start(&mut self.engine).map_err(|source| match source {
-            CallError::Broken(e) => self.fail(format!("the lane engine is broken: {e}")),
-            source => Error::Call {
-                lane: self.index,
-                source,
-            },
-        })?;
-        let mut into = into;
-        self.run(&mut into)
-    }
-
-    /// Drives the call in flight to its result.
-    fn run(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
-        let mut last_progress = Instant::now();
-        let mut spin_until = last_progress + self.spin;
-        let mut done = false;
-        loop {
-            let progressed = self.pump(into)?;
-            if !done {
-                match self.engine.poll_done() {
-                    Some(Ok(())) => done = true,
-                    Some(Err(e)) => return Err(self.fail(e.to_string())),
-                    None => {}
-                }
-            }
-            // A flush is done once everything is posted; keep writing until
-            // the frames are with the kernel, so that nothing waits in this
-            // process for the next call.
-            if done && self.out.is_empty() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if progressed {
-                last_progress = now;
-                spin_until = now + self.spin;
-                continue;
-            }
-            if now < spin_until {
-                // Let any other runnable thread of this CPU (the kernel's
-                // network softirq thread, the target on a small machine) go
-                // first: spinning must not delay the answer it waits for.
-                std::thread::yield_now();
-                continue;
-            }
-            let idle = now.saturating_duration_since(last_progress);
-            if idle >= self.stall {
-                return Err(self.timed_out());
-            }
-            self.wait_io(self.stall - idle)?;
-        }
-    }
-
     /// One round of posting, writing and reading. Returns whether anything
     /// moved.
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn pump_io(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
         let mut progressed = false;
-        while let Some(op) = self.engine.poll_op() {
+        while let Some(op) = self.cx.engine.poll_op() {
             self.post(&op)?;
             progressed = true;
         }
@@ -385,7 +279,7 @@ impl LaneConn {
                 self.out.push_back(OutFrame::from_client(&f));
                 Ok(())
             }
-            Err(e) => Err(self.protocol(&e)),
+            Err(e) => Err(self.cx.fail(e.to_string())),
         }
     }
 
@@ -399,7 +293,7 @@ impl LaneConn {
                     break;
                 }
                 if !self.frame_iov(f, &mut iov) {
-                    return Err(self.fail(format!(
+                    return Err(self.cx.fail(format!(
                         "frame for region range {:?} lies outside the region",
                         f.data
                     )));
@@ -471,8 +365,12 @@ impl LaneConn {
                 self.out.pop_front();
                 if let Some(kind) = completes {
                     let c = match kind {
-                        OpKind::Write => Completion::Write { lane: self.index },
-                        _ => Completion::Send { lane: self.index },
+                        OpKind::Write => Completion::Write {
+                            lane: self.cx.index,
+                        },
+                        _ => Completion::Send {
+                            lane: self.cx.index,
+                        },
                     };
                     self.complete(c)?;
                 }
@@ -482,9 +380,9 @@ impl LaneConn {
     }
 
     fn complete(&mut self, c: Completion<'_>) -> Result<(), Error> {
-        match self.engine.handle_completion(c) {
+        match self.cx.engine.handle_completion(c) {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.fail(e.to_string())),
+            Err(e) => Err(self.cx.fail(e.to_string())),
         }
     }
 
@@ -546,7 +444,7 @@ impl LaneConn {
                     self.stage_start += take;
                     if have + take == RESP_LEN {
                         self.complete(Completion::Recv {
-                            lane: self.index,
+                            lane: self.cx.index,
                             bytes: &buf,
                         })?;
                     } else {
@@ -560,7 +458,7 @@ impl LaneConn {
                     let take = usize::try_from(len - got).unwrap_or(usize::MAX).min(avail);
                     let src = self.stage.get(from..from + take).unwrap_or(&[]);
                     if !deliver(&self.region, into, dest, got, src) {
-                        return Err(self.fail(format!(
+                        return Err(self.cx.fail(format!(
                             "READ_RESP of {len} bytes does not fit the destination of the read"
                         )));
                     }
@@ -586,11 +484,13 @@ impl LaneConn {
                 // A zero-length body is complete at once.
                 if len == 0 {
                     self.rx = Rx::header();
-                    self.complete(Completion::Read { lane: self.index })?;
+                    self.complete(Completion::Read {
+                        lane: self.cx.index,
+                    })?;
                 }
                 Ok(())
             }
-            Err(e) => Err(self.protocol(&e)),
+            Err(e) => Err(self.cx.fail(e.to_string())),
         }
     }
 
@@ -598,7 +498,9 @@ impl LaneConn {
     fn body_done(&mut self, dest: ReadDest, len: u64, got: u64) -> Result<(), Error> {
         if got >= len {
             self.rx = Rx::header();
-            self.complete(Completion::Read { lane: self.index })
+            self.complete(Completion::Read {
+                lane: self.cx.index,
+            })
         } else {
             self.rx = Rx::Read { dest, len, got };
             Ok(())
@@ -674,118 +576,71 @@ impl LaneConn {
         }
         let [sock, watch] = fds;
         if watch.revents & (libc::POLLHUP | libc::POLLERR) != 0 && sock.revents == 0 {
-            let words = self.describe_remote();
-            let cause = format!("rpmemd's channel hung up: {words}");
-            self.mark_broken(cause.clone());
-            return Err(Error::Disconnected {
-                host: self.host.clone(),
-                during: format!("{} on lane {}", self.what(), self.index),
-                message: words,
-            });
+            return Err(self.cx.hung_up());
         }
         Ok(())
     }
 
-    fn what(&self) -> &'static str {
-        match self.engine.call_in_flight() {
-            Some(CallKind::Persist) => "persist",
-            Some(CallKind::DeepPersist) => "deep persist",
-            Some(CallKind::Flush) => "flush",
-            Some(CallKind::Drain) => "drain",
-            Some(CallKind::Read) => "read",
-            None => "finishing a flush",
-        }
-    }
-
-    fn describe_remote(&self) -> String {
-        match &self.remote {
-            Some(r) => r.describe(STDERR_GRACE),
-            None => "no process to ask".to_owned(),
-        }
-    }
-
-    fn mark_broken(&mut self, cause: String) {
-        if self.broken.is_none() {
-            self.broken = Some(cause);
-        }
-        self.shutdown();
-    }
-
-    /// Breaks the lane for a reason of this side.
-    fn fail(&mut self, cause: String) -> Error {
-        self.mark_broken(cause.clone());
-        Error::Protocol {
-            host: self.host.clone(),
-            during: format!("{} on lane {}", self.what(), self.index),
-            detail: cause,
-        }
-    }
-
     fn fail_io(&mut self, what: &str, e: io::Error) -> Error {
-        let cause = format!("{what}: {e}");
-        self.mark_broken(cause.clone());
+        self.cx.note_broken(format!("{what}: {e}"));
         Error::Io {
-            what: format!("lane {}: {what}", self.index),
+            what: format!("lane {}: {what}", self.cx.index),
             source: e,
         }
     }
 
-    fn protocol(&mut self, e: &ClientError) -> Error {
-        self.fail(e.to_string())
-    }
-
     fn closed_by_peer(&mut self) -> Error {
-        let words = self.describe_remote();
-        let what = format!("rpmemd closed the data connection during a {}", self.what());
-        self.mark_broken(format!("{what}: {words}"));
-        Error::Connection {
-            host: self.host.clone(),
-            lane: self.index,
-            what,
-            message: words,
-        }
+        let what = format!(
+            "rpmemd closed the data connection during a {}",
+            self.cx.what()
+        );
+        self.cx.lost(what)
     }
 
     fn connection_lost(&mut self, doing: &str, e: &io::Error) -> Error {
-        let words = self.describe_remote();
-        let what = format!("{doing} during a {} failed ({e})", self.what());
-        self.mark_broken(format!("{what}: {words}"));
-        Error::Connection {
-            host: self.host.clone(),
-            lane: self.index,
-            what,
-            message: words,
+        let what = format!("{doing} during a {} failed ({e})", self.cx.what());
+        self.cx.lost(what)
+    }
+}
+
+impl DriveLane for LaneConn {
+    fn cx(&self) -> &LaneCx {
+        &self.cx
+    }
+
+    fn cx_mut(&mut self) -> &mut LaneCx {
+        &mut self.cx
+    }
+
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        self.pump_io(into)
+    }
+
+    fn flushed(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    fn wait(&mut self, _into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
+        self.wait_io(limit)
+    }
+
+    fn waiting_for(&self) -> &'static str {
+        if self.out.is_empty() {
+            "waiting for rpmemd's answer"
+        } else {
+            "sending data"
         }
     }
 
-    fn timed_out(&mut self) -> Error {
-        let words = match &self.remote {
-            Some(r) => r.describe(Duration::ZERO),
-            None => "no process to ask".to_owned(),
-        };
-        let during = format!(
-            "{} on lane {} ({})",
-            self.what(),
-            self.index,
-            if self.out.is_empty() {
-                "waiting for rpmemd's answer"
-            } else {
-                "sending data"
-            }
-        );
-        self.mark_broken(format!("timed out after {:?} during {during}", self.stall));
-        Error::Timeout {
-            host: self.host.clone(),
-            during,
-            after: self.stall,
-            message: words,
-        }
+    /// Closes the connection (the server sees end of file).
+    fn shutdown(&self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
     }
 }
 
 impl Drop for LaneConn {
     fn drop(&mut self) {
-        self.shutdown();
+        DriveLane::shutdown(self);
     }
 }
 

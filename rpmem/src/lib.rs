@@ -64,6 +64,7 @@
 
 pub mod bench;
 mod datapath;
+mod driver;
 mod error;
 mod lane;
 mod launch;

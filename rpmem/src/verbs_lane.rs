@@ -24,10 +24,10 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rpmem_core::persist::{
-    CallError, CallKind, Completion, InitiatorLane, LaneParams, Op, OpKind, ReadDest, StreamClient,
+    Completion, InitiatorLane, LaneParams, Op, OpKind, ReadDest, StreamClient,
 };
 use rpmem_core::wire::persist::RESP_LEN;
 use rpmem_core::wire::tcp::{HELLO_ACK_LEN, SECRET_LEN};
@@ -35,6 +35,7 @@ use rpmem_verbs::{
     resolve, Access, Connected, Endpoint, EndpointConfig, Memory, Mr, Pd, Remote, Wake, Wc, WcKind,
 };
 
+use crate::driver::{DriveLane, LaneCx};
 use crate::error::Error;
 use crate::lane::{deliver, ReadInto};
 use crate::launch::RemoteInfo;
@@ -88,27 +89,21 @@ pub(crate) struct VerbsSetup {
 
 /// One connected RDMA lane.
 pub(crate) struct VerbsLane {
-    index: u32,
-    engine: InitiatorLane,
+    cx: LaneCx,
     ep: Box<Endpoint>,
     region: Arc<Region>,
-    remote: Option<Arc<RemoteInfo>>,
     blocked: VecDeque<Op>,
     reads: Vec<Option<(ReadDest, u64)>>,
     wcs: Vec<Wc>,
-    broken: Option<String>,
-    host: String,
-    spin: Duration,
-    stall: Duration,
     watch_fd: Option<RawFd>,
 }
 
 impl std::fmt::Debug for VerbsLane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerbsLane")
-            .field("index", &self.index)
+            .field("index", &self.cx.index)
             .field("blocked", &self.blocked.len())
-            .field("broken", &self.broken)
+            .field("broken", &self.cx.broken)
             .finish()
     }
 }
@@ -227,139 +222,30 @@ impl VerbsLane {
         };
         let nreads = usize::try_from(READ_SLOTS).unwrap_or(0);
         Ok(VerbsLane {
-            index,
-            engine,
+            cx: LaneCx {
+                index,
+                engine,
+                remote,
+                broken: None,
+                host: setup.host.clone(),
+                spin: setup.spin,
+                stall: setup.stall,
+                label: " (RDMA)",
+            },
             ep,
             region,
-            remote,
             blocked: VecDeque::new(),
             reads: vec![None; nreads],
             wcs: Vec::with_capacity(16),
-            broken: None,
-            host: setup.host.clone(),
-            spin: setup.spin,
-            stall: setup.stall,
             watch_fd: setup.watch_fd,
         })
     }
 
-    /// This lane's number.
-    pub(crate) fn index(&self) -> u32 {
-        self.index
-    }
-
-    /// Disconnects (rpmemd's worker sees the lane end).
-    pub(crate) fn shutdown(&self) {
-        self.ep.disconnector().disconnect();
-    }
-
-    /// `rpmem_persist`.
-    pub(crate) fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.persist(offset, len, flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_deep_persist`.
-    pub(crate) fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.deep_persist(offset, len), ReadInto::Nothing)
-    }
-
-    /// `rpmem_flush`.
-    pub(crate) fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.flush(offset, len, flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_drain`.
-    pub(crate) fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.drain(flags), ReadInto::Nothing)
-    }
-
-    /// `rpmem_read` into the caller's buffer.
-    pub(crate) fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        let len = buf.len() as u64;
-        self.call(|e| e.read(offset, len), ReadInto::User(buf))
-    }
-
-    /// `rpmem_read` into the region at the same offset.
-    pub(crate) fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.read(offset, len), ReadInto::Region { offset, len })
-    }
-
-    fn call(
-        &mut self,
-        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
-        into: ReadInto<'_>,
-    ) -> Result<(), Error> {
-        if let Some(cause) = &self.broken {
-            return Err(Error::LaneBroken {
-                lane: self.index,
-                cause: cause.clone(),
-            });
-        }
-        start(&mut self.engine).map_err(|source| match source {
-            CallError::Broken(e) => self.fail(format!("the lane engine is broken: {e}")),
-            source => Error::Call {
-                lane: self.index,
-                source,
-            },
-        })?;
-        let mut into = into;
-        self.run(&mut into)
-    }
-
-    fn run(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
-        let mut last_progress = Instant::now();
-        let mut spin_until = last_progress + self.spin;
-        let mut done = false;
-        loop {
-            let progressed = self.pump(into)?;
-            if !done {
-                match self.engine.poll_done() {
-                    Some(Ok(())) => done = true,
-                    Some(Err(e)) => return Err(self.fail(e.to_string())),
-                    None => {}
-                }
-            }
-            // A flush is done once its operations are posted: keep posting
-            // until none waits here for a slot.
-            if done && self.blocked.is_empty() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if progressed {
-                last_progress = now;
-                spin_until = now + self.spin;
-                continue;
-            }
-            if now < spin_until {
-                std::thread::yield_now();
-                continue;
-            }
-            let idle = now.saturating_duration_since(last_progress);
-            if idle >= self.stall {
-                return Err(self.timed_out());
-            }
-            let wake = match self.ep.wait(SLICE.min(self.stall - idle)) {
-                Ok(w) => w,
-                Err(e) => return Err(self.fail(format!("waiting for completions: {e}"))),
-            };
-            match wake {
-                Wake::Rearmed | Wake::Completion => {}
-                Wake::Disconnected => {
-                    // Take what completed (errors name the cause) first.
-                    if !self.pump(into)? {
-                        return Err(self.closed_by_peer());
-                    }
-                }
-                Wake::TimedOut => self.check_channel()?,
-            }
-        }
-    }
-
     /// Posts what the engine allows, then reaps completions. Returns
     /// whether anything moved.
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn pump_io(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
         let mut progressed = false;
-        while let Some(op) = self.engine.poll_op() {
+        while let Some(op) = self.cx.engine.poll_op() {
             self.blocked.push_back(op);
             progressed = true;
         }
@@ -373,7 +259,7 @@ impl VerbsLane {
         self.wcs.clear();
         let n = match self.ep.poll(&mut self.wcs) {
             Ok(n) => n,
-            Err(e) => return Err(self.fail(format!("polling completions: {e}"))),
+            Err(e) => return Err(self.cx.fail(format!("polling completions: {e}"))),
         };
         let wcs = std::mem::take(&mut self.wcs);
         let mut result = Ok(());
@@ -397,8 +283,8 @@ impl VerbsLane {
                 signaled,
                 ..
             } => {
-                let len =
-                    u32::try_from(len).map_err(|_| self.fail(format!("a WRITE of {len} bytes")))?;
+                let len = u32::try_from(len)
+                    .map_err(|_| self.cx.fail(format!("a WRITE of {len} bytes")))?;
                 self.ep
                     .post_write(0, offset, len, offset, signaled)
                     .map(|()| true)
@@ -409,15 +295,15 @@ impl VerbsLane {
                 dest: ReadDest::Flush,
                 ..
             } => {
-                let len =
-                    u32::try_from(len).map_err(|_| self.fail(format!("a READ of {len} bytes")))?;
+                let len = u32::try_from(len)
+                    .map_err(|_| self.cx.fail(format!("a READ of {len} bytes")))?;
                 self.ep.post_read_discard(0, offset, len).map(|()| true)
             }
             Op::Read {
                 offset, len, dest, ..
             } => {
-                let len32 =
-                    u32::try_from(len).map_err(|_| self.fail(format!("a READ of {len} bytes")))?;
+                let len32 = u32::try_from(len)
+                    .map_err(|_| self.cx.fail(format!("a READ of {len} bytes")))?;
                 match self.ep.post_read(0, offset, len32) {
                     Ok(Some(slot)) => {
                         if let Some(r) = self.reads.get_mut(slot as usize) {
@@ -433,7 +319,8 @@ impl VerbsLane {
                 let head = msg.to_bytes();
                 let tail = if inline {
                     let size = u32::try_from(msg.size).map_err(|_| {
-                        self.fail(format!("an inline message of {} bytes", msg.size))
+                        self.cx
+                            .fail(format!("an inline message of {} bytes", msg.size))
                     })?;
                     Some((msg.offset, size))
                 } else {
@@ -442,11 +329,11 @@ impl VerbsLane {
                 self.ep.post_send(0, &head, tail).map(|s| s.is_some())
             }
         };
-        posted.map_err(|e| self.fail(format!("posting a {}: {e}", op.kind())))
+        posted.map_err(|e| self.cx.fail(format!("posting a {}: {e}", op.kind())))
     }
 
     fn complete(&mut self, wc: &Wc, into: &mut ReadInto<'_>) -> Result<(), Error> {
-        let lane = self.index;
+        let lane = self.cx.index;
         let op = match wc.kind {
             WcKind::Send => OpKind::Send,
             WcKind::Write => OpKind::Write,
@@ -460,25 +347,20 @@ impl VerbsLane {
                 op,
                 status: i32::try_from(wc.status).unwrap_or(i32::MAX),
             };
-            let _ = self.engine.handle_completion(c);
-            let words = self.describe_remote();
-            let what = format!("{op} failed during a {}: {status}", self.what());
-            self.mark_broken(format!("{what}: {words}"));
-            return Err(Error::Connection {
-                host: self.host.clone(),
-                lane,
-                what,
-                message: words,
-            });
+            let _ = self.cx.engine.handle_completion(c);
+            let what = format!("{op} failed during a {}: {status}", self.cx.what());
+            return Err(self.cx.lost(what));
         }
         let handled = match wc.kind {
-            WcKind::Send => self.engine.handle_completion(Completion::Send { lane }),
-            WcKind::Write => self.engine.handle_completion(Completion::Write { lane }),
-            WcKind::Discard => self.engine.handle_completion(Completion::Read { lane }),
+            WcKind::Send => self.cx.engine.handle_completion(Completion::Send { lane }),
+            WcKind::Write => self.cx.engine.handle_completion(Completion::Write { lane }),
+            WcKind::Discard => self.cx.engine.handle_completion(Completion::Read { lane }),
             WcKind::Read => {
                 let slot = wc.slot as usize;
                 let Some((dest, len)) = self.reads.get_mut(slot).and_then(Option::take) else {
-                    return Err(self.fail(format!("a READ completed in unused slot {slot}")));
+                    return Err(self
+                        .cx
+                        .fail(format!("a READ completed in unused slot {slot}")));
                 };
                 let n = usize::try_from(len).unwrap_or(usize::MAX);
                 let region = &self.region;
@@ -487,31 +369,32 @@ impl VerbsLane {
                     .take_read(wc.slot, n, |bytes| deliver(region, into, dest, 0, bytes))
                     .unwrap_or(false);
                 if !ok {
-                    return Err(
-                        self.fail(format!("the {len} bytes READ do not fit the destination"))
-                    );
+                    return Err(self
+                        .cx
+                        .fail(format!("the {len} bytes READ do not fit the destination")));
                 }
-                self.engine.handle_completion(Completion::Read { lane })
+                self.cx.engine.handle_completion(Completion::Read { lane })
             }
             WcKind::Recv => {
                 let len = wc.byte_len as usize;
                 let r = match self.ep.recv_data(wc.slot, len) {
                     Some(bytes) => self
+                        .cx
                         .engine
                         .handle_completion(Completion::Recv { lane, bytes }),
                     None => {
-                        return Err(self.fail(format!(
+                        return Err(self.cx.fail(format!(
                             "rpmemd sent a {len}-byte answer, longer than a persist response"
                         )))
                     }
                 };
                 if let Err(e) = self.ep.post_recv(wc.slot) {
-                    return Err(self.fail(format!("posting a receive buffer again: {e}")));
+                    return Err(self.cx.fail(format!("posting a receive buffer again: {e}")));
                 }
                 r
             }
         };
-        handled.map_err(|e| self.fail(e.to_string()))
+        handled.map_err(|e| self.cx.fail(e.to_string()))
     }
 
     /// Fails the call if rpmemd's channel hung up.
@@ -527,75 +410,63 @@ impl VerbsLane {
         // SAFETY: one valid pollfd; a zero timeout does not block.
         let r = unsafe { libc::poll(&mut p, 1, 0) };
         if r > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            let words = self.describe_remote();
-            self.mark_broken(format!("rpmemd's channel hung up: {words}"));
-            return Err(Error::Disconnected {
-                host: self.host.clone(),
-                during: format!("{} on lane {}", self.what(), self.index),
-                message: words,
-            });
+            return Err(self.cx.hung_up());
         }
         Ok(())
     }
+}
 
-    fn what(&self) -> &'static str {
-        match self.engine.call_in_flight() {
-            Some(CallKind::Persist) => "persist",
-            Some(CallKind::DeepPersist) => "deep persist",
-            Some(CallKind::Flush) => "flush",
-            Some(CallKind::Drain) => "drain",
-            Some(CallKind::Read) => "read",
-            None => "finishing a flush",
-        }
+impl DriveLane for VerbsLane {
+    fn cx(&self) -> &LaneCx {
+        &self.cx
     }
 
-    fn describe_remote(&self) -> String {
-        match &self.remote {
-            Some(r) => r.describe(STDERR_GRACE),
-            None => "no process to ask".to_owned(),
-        }
+    fn cx_mut(&mut self) -> &mut LaneCx {
+        &mut self.cx
     }
 
-    fn mark_broken(&mut self, cause: String) {
-        if self.broken.is_none() {
-            self.broken = Some(cause);
-        }
-        self.shutdown();
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        self.pump_io(into)
     }
 
-    fn fail(&mut self, cause: String) -> Error {
-        self.mark_broken(cause.clone());
-        Error::Protocol {
-            host: self.host.clone(),
-            during: format!("{} on lane {} (RDMA)", self.what(), self.index),
-            detail: cause,
-        }
+    fn flushed(&self) -> bool {
+        self.blocked.is_empty()
     }
 
-    fn closed_by_peer(&mut self) -> Error {
-        let words = self.describe_remote();
-        let what = format!("rpmemd disconnected the RDMA lane during a {}", self.what());
-        self.mark_broken(format!("{what}: {words}"));
-        Error::Connection {
-            host: self.host.clone(),
-            lane: self.index,
-            what,
-            message: words,
-        }
-    }
-
-    fn timed_out(&mut self) -> Error {
-        let words = match &self.remote {
-            Some(r) => r.describe(Duration::ZERO),
-            None => "no process to ask".to_owned(),
+    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
+        let wake = match self.ep.wait(SLICE.min(limit)) {
+            Ok(w) => w,
+            Err(e) => return Err(self.cx.fail(format!("waiting for completions: {e}"))),
         };
-        let during = format!("{} on lane {} (RDMA)", self.what(), self.index);
-        self.mark_broken(format!("timed out after {:?} during {during}", self.stall));
-        Error::Timeout {
-            host: self.host.clone(),
-            during,
-            after: self.stall,
-            message: words,
+        match wake {
+            Wake::Rearmed | Wake::Completion => Ok(()),
+            // Take what completed first: a failed completion names the
+            // cause better than the disconnect.
+            Wake::Disconnected => {
+                if self.pump_io(into)? {
+                    Ok(())
+                } else {
+                    let what = format!(
+                        "rpmemd disconnected the RDMA lane during a {}",
+                        self.cx.what()
+                    );
+                    Err(self.cx.lost(what))
+                }
+            }
+            Wake::TimedOut => self.check_channel(),
         }
+    }
+
+    fn waiting_for(&self) -> &'static str {
+        if self.blocked.is_empty() {
+            "waiting for completions"
+        } else {
+            "waiting for a free buffer slot"
+        }
+    }
+
+    /// Disconnects (rpmemd's worker sees the lane end).
+    fn shutdown(&self) {
+        self.ep.disconnector().disconnect();
     }
 }

@@ -148,6 +148,12 @@ fn gpspm_over_verbs_on_a_file_pool_survives_reopen() {
     let log = env.log();
     assert!(log.contains("persistency method: GPSPM"), "{log}");
     assert!(log.contains("RDMA data path listening on"), "{log}");
+    assert!(log.contains("lane 1 connected over RDMA from"), "{log}");
+    // Lanes closed by the client end quietly.
+    assert!(
+        !log.contains("RECV failed") && !log.contains("SEND failed"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -322,7 +328,11 @@ fn kill_during_persist_over_verbs_fails_promptly_and_keeps_acknowledged_data() {
                 let len = 64 + (k % 3) * 20_000;
                 let off = (k * 65_536) % (POOL - len);
                 put(&r, off, &pattern(len as usize, k));
-                let flags = if k.is_multiple_of(2) { 0 } else { PERSIST_RELAXED };
+                let flags = if k.is_multiple_of(2) {
+                    0
+                } else {
+                    PERSIST_RELAXED
+                };
                 let started = Instant::now();
                 match lane.persist(off, len, flags) {
                     Ok(()) => acked.push((off, len, k)),

@@ -47,6 +47,9 @@ pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const SLICE: Duration = Duration::from_millis(200);
 /// Stack of a lane worker.
 const WORKER_STACK: usize = 256 * 1024;
+/// `IBV_WC_WR_FLUSH_ERR`: the status of work requests flushed when a queue
+/// pair enters the error state.
+const WC_WR_FLUSH_ERR: u32 = 5;
 
 // SAFETY: `PoolMemory::new`'s contract keeps the range mapped while any
 // clone is used; a registration holding a clone counts as a use (the NIC
@@ -388,7 +391,11 @@ fn serve(
         let n = ep.poll(&mut wcs)?;
         for wc in &wcs {
             if !wc.is_ok() {
-                if ep.is_disconnected() || registry.is_stopping() {
+                // Flushed work requests: the queue pair went to the error
+                // state, which a disconnect (the client closing its lane, or
+                // the session stopping) does; a real error shows first with
+                // its own status.
+                if wc.status == WC_WR_FLUSH_ERR || ep.is_disconnected() || registry.is_stopping() {
                     return Ok(());
                 }
                 return Err(LaneEnd::Completion {

@@ -1,0 +1,258 @@
+//! What every lane driver shares, whatever moves its bytes: the call API
+//! over the core's [`InitiatorLane`], the loop that drives a call to its
+//! result (spin, then sleep, within the data deadline), and the errors that
+//! say what the lane was doing and what became of rpmemd.
+//!
+//! A transport ([`crate::lane::LaneConn`] for TCP, `VerbsLane` for RDMA)
+//! implements [`DriveLane`]: one round of posting and reaping
+//! ([`DriveLane::pump`]), whether anything still waits in this process
+//! ([`DriveLane::flushed`]), a bounded sleep ([`DriveLane::wait`]) and
+//! closing the connection. Its errors come from [`LaneCx`], which marks the
+//! lane broken; the driver closes the connection of a broken lane before the
+//! call returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rpmem_core::persist::{CallError, CallKind, InitiatorLane};
+
+use crate::error::Error;
+use crate::lane::ReadInto;
+use crate::launch::RemoteInfo;
+use crate::oob::STDERR_GRACE;
+
+/// The state of a lane that is not about moving bytes.
+#[derive(Debug)]
+pub(crate) struct LaneCx {
+    /// The lane's number.
+    pub(crate) index: u32,
+    /// The core's engine: what to post, when a call is done.
+    pub(crate) engine: InitiatorLane,
+    /// rpmemd (or ssh), to say what became of it.
+    pub(crate) remote: Option<Arc<RemoteInfo>>,
+    /// Why the lane is broken, once it is.
+    pub(crate) broken: Option<String>,
+    /// The target host, for messages.
+    pub(crate) host: String,
+    /// Spin budget of a wait.
+    pub(crate) spin: Duration,
+    /// Data deadline: a call without progress for this long fails.
+    pub(crate) stall: Duration,
+    /// Appended to "on lane N" in messages (`""`, `" (RDMA)"`).
+    pub(crate) label: &'static str,
+}
+
+impl LaneCx {
+    /// The call in flight, in words.
+    pub(crate) fn what(&self) -> &'static str {
+        match self.engine.call_in_flight() {
+            Some(CallKind::Persist) => "persist",
+            Some(CallKind::DeepPersist) => "deep persist",
+            Some(CallKind::Flush) => "flush",
+            Some(CallKind::Drain) => "drain",
+            Some(CallKind::Read) => "read",
+            None => "finishing a flush",
+        }
+    }
+
+    /// What became of rpmemd (waiting a little for its exit status).
+    pub(crate) fn describe_remote(&self) -> String {
+        match &self.remote {
+            Some(r) => r.describe(STDERR_GRACE),
+            None => "no process to ask".to_owned(),
+        }
+    }
+
+    /// Marks the lane broken (the first cause stays).
+    pub(crate) fn note_broken(&mut self, cause: String) {
+        if self.broken.is_none() {
+            self.broken = Some(cause);
+        }
+    }
+
+    fn during(&self) -> String {
+        format!("{} on lane {}{}", self.what(), self.index, self.label)
+    }
+
+    /// Breaks the lane for a reason of this side or a protocol violation.
+    pub(crate) fn fail(&mut self, cause: String) -> Error {
+        self.note_broken(cause.clone());
+        Error::Protocol {
+            host: self.host.clone(),
+            during: self.during(),
+            detail: cause,
+        }
+    }
+
+    /// Breaks the lane because the connection went away: `what` happened,
+    /// and rpmemd's fate is added.
+    pub(crate) fn lost(&mut self, what: String) -> Error {
+        let words = self.describe_remote();
+        self.note_broken(format!("{what}: {words}"));
+        Error::Connection {
+            host: self.host.clone(),
+            lane: self.index,
+            what,
+            message: words,
+        }
+    }
+
+    /// Breaks the lane because rpmemd's channel (ssh, or rpmemd's stdout)
+    /// hung up.
+    pub(crate) fn hung_up(&mut self) -> Error {
+        let words = self.describe_remote();
+        self.note_broken(format!("rpmemd's channel hung up: {words}"));
+        Error::Disconnected {
+            host: self.host.clone(),
+            during: self.during(),
+            message: words,
+        }
+    }
+
+    /// Breaks the lane because nothing moved for the data deadline;
+    /// `waiting` says for what.
+    pub(crate) fn timed_out(&mut self, waiting: &str) -> Error {
+        let words = match &self.remote {
+            Some(r) => r.describe(Duration::ZERO),
+            None => "no process to ask".to_owned(),
+        };
+        let during = format!("{} ({waiting})", self.during());
+        self.note_broken(format!("timed out after {:?} during {during}", self.stall));
+        Error::Timeout {
+            host: self.host.clone(),
+            during,
+            after: self.stall,
+            message: words,
+        }
+    }
+}
+
+/// A transport's part of a lane; the calls and their loop come with it.
+pub(crate) trait DriveLane {
+    /// The shared state.
+    fn cx(&self) -> &LaneCx;
+    /// The shared state, to change.
+    fn cx_mut(&mut self) -> &mut LaneCx;
+    /// One round: post what the engine allows, move bytes, reap
+    /// completions. Returns whether anything moved.
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error>;
+    /// True when nothing of the calls so far waits in this process (a
+    /// finished flush must leave nothing behind for the next call).
+    fn flushed(&self) -> bool;
+    /// Sleeps until something may move, at most `limit`.
+    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error>;
+    /// What the lane waits for when the deadline passes, in words.
+    fn waiting_for(&self) -> &'static str;
+    /// Closes the connection (rpmemd sees the lane end).
+    fn shutdown(&self);
+
+    /// The lane's number.
+    fn index(&self) -> u32 {
+        self.cx().index
+    }
+
+    /// `rpmem_persist`.
+    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.persist(offset, len, flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_deep_persist`.
+    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
+        self.call(|e| e.deep_persist(offset, len), ReadInto::Nothing)
+    }
+
+    /// `rpmem_flush`.
+    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.flush(offset, len, flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_drain`.
+    fn drain(&mut self, flags: u32) -> Result<(), Error> {
+        self.call(|e| e.drain(flags), ReadInto::Nothing)
+    }
+
+    /// `rpmem_read` into the caller's buffer.
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let len = buf.len() as u64;
+        self.call(|e| e.read(offset, len), ReadInto::User(buf))
+    }
+
+    /// `rpmem_read` into the region at the same offset.
+    fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
+        self.call(|e| e.read(offset, len), ReadInto::Region { offset, len })
+    }
+
+    /// Starts a call on the engine and drives it to its result. A lane
+    /// that broke is closed before the error is returned.
+    fn call(
+        &mut self,
+        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
+        into: ReadInto<'_>,
+    ) -> Result<(), Error> {
+        let cx = self.cx_mut();
+        if let Some(cause) = &cx.broken {
+            return Err(Error::LaneBroken {
+                lane: cx.index,
+                cause: cause.clone(),
+            });
+        }
+        let started = start(&mut cx.engine).map_err(|source| match source {
+            CallError::Broken(e) => cx.fail(format!("the lane engine is broken: {e}")),
+            source => Error::Call {
+                lane: cx.index,
+                source,
+            },
+        });
+        let mut into = into;
+        let result = started.and_then(|()| self.run(&mut into));
+        if result.is_err() && self.cx().broken.is_some() {
+            self.shutdown();
+        }
+        result
+    }
+
+    /// Drives the call in flight to its result: pump while things move;
+    /// when nothing does, spin (yielding the CPU) for the spin budget, then
+    /// sleep in [`wait`](Self::wait); fail when nothing moved for the data
+    /// deadline.
+    fn run(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
+        let mut last_progress = Instant::now();
+        let mut spin_until = last_progress + self.cx().spin;
+        let mut done = false;
+        loop {
+            let progressed = self.pump(into)?;
+            if !done {
+                match self.cx_mut().engine.poll_done() {
+                    Some(Ok(())) => done = true,
+                    Some(Err(e)) => return Err(self.cx_mut().fail(e.to_string())),
+                    None => {}
+                }
+            }
+            // A flush is done once everything is posted; keep going until
+            // nothing waits in this process for the next call.
+            if done && self.flushed() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if progressed {
+                last_progress = now;
+                spin_until = now + self.cx().spin;
+                continue;
+            }
+            if now < spin_until {
+                // Let any other runnable thread of this CPU (the kernel's
+                // network work, the target on a small machine) go first:
+                // spinning must not delay the answer it waits for.
+                std::thread::yield_now();
+                continue;
+            }
+            let idle = now.saturating_duration_since(last_progress);
+            let stall = self.cx().stall;
+            if idle >= stall {
+                let waiting = self.waiting_for();
+                return Err(self.cx_mut().timed_out(waiting));
+            }
+            self.wait(into, stall - idle)?;
+        }
+    }
+}
