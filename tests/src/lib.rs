@@ -251,3 +251,94 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// What [`persist_until_killed`] saw.
+pub struct KillRun {
+    /// Every persist that returned success: `(offset, len, seed)`, in order.
+    pub acked: Vec<(u64, u64, u64)>,
+    /// The persist that failed: `(offset, len)`.
+    pub failed: (u64, u64),
+    /// Its error.
+    pub err: rpmem::Error,
+    /// How long the failing call took.
+    pub waited: Duration,
+}
+
+/// Persists pattern data on lane 0 of `pool` in a loop (lengths from
+/// `len_of(k)`, default and relaxed flags in turn, offsets spread over a
+/// pool of `pool_size` bytes), sends SIGKILL to `pid` after `after`, and
+/// returns when a persist fails. Panics if persists keep succeeding long
+/// after the kill.
+pub fn persist_until_killed(
+    pool: &rpmem::RemotePool,
+    r: &Region,
+    pool_size: u64,
+    len_of: impl Fn(u64) -> u64 + Sync,
+    pid: u32,
+    after: Duration,
+) -> KillRun {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            let mut lane = pool.lane(0).expect("lane");
+            let mut acked = Vec::new();
+            let mut k = 0u64;
+            loop {
+                let len = len_of(k);
+                let off = (k * 65_536) % (pool_size - len);
+                put(r, off, &pattern(len as usize, k));
+                let flags = if k.is_multiple_of(2) {
+                    0
+                } else {
+                    rpmem::PERSIST_RELAXED
+                };
+                let started = Instant::now();
+                match lane.persist(off, len, flags) {
+                    Ok(()) => acked.push((off, len, k)),
+                    Err(err) => {
+                        return KillRun {
+                            acked,
+                            failed: (off, len),
+                            err,
+                            waited: started.elapsed(),
+                        }
+                    }
+                }
+                k += 1;
+                assert!(
+                    !(stop.load(Ordering::Relaxed) && k > 100_000),
+                    "persists keep succeeding after process {pid} was killed"
+                );
+            }
+        });
+        std::thread::sleep(after);
+        kill9(pid);
+        stop.store(true, Ordering::Relaxed);
+        worker.join().expect("worker")
+    })
+}
+
+/// Checks that `got` (the whole pool, read back after a reopen) holds every
+/// acknowledged persist of `run`, the later ones winning; the bytes of the
+/// failed persist may have reached the target in part and are not checked.
+pub fn assert_acked_on_target(got: &[u8], run: &KillRun) {
+    let mut expect = vec![0u8; got.len()];
+    for (off, len, k) in &run.acked {
+        let at = *off as usize;
+        expect[at..at + *len as usize].copy_from_slice(&pattern(*len as usize, *k));
+    }
+    let (f_off, f_len) = run.failed;
+    for (off, len, k) in &run.acked {
+        for i in *off..off + len {
+            if i >= f_off && i < f_off + f_len {
+                continue;
+            }
+            let at = i as usize;
+            assert_eq!(
+                got[at], expect[at],
+                "persist #{k} at {off} (+{len}) was acknowledged but byte {i} is not on the target"
+            );
+        }
+    }
+}

@@ -5,14 +5,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rpmem::{Error, Region, RemotePool, PERSIST_RELAXED};
+use rpmem::{Error, Region, RemotePool};
 use rpmem_core::wire::tcp::{FrameKind, FrameRepr, HelloRepr, VERSION};
-use rpmem_e2e::{kill9, pattern, process_alive, region, wait_for, TestEnv};
+use rpmem_e2e::{
+    assert_acked_on_target, kill9, pattern, persist_until_killed, process_alive, region, wait_for,
+    TestEnv,
+};
 
 const MIB: u64 = 1 << 20;
 const POOL: u64 = 8 * MIB;
@@ -47,42 +49,24 @@ fn kill_during_persist_fails_promptly_and_keeps_acknowledged_data() {
     let r = region(POOL);
     let pool = create(&env, "kill.set", &r, 2);
     let pid = pool.remote_pid().expect("pid");
-    let stop = AtomicBool::new(false);
-    // Each entry: (offset, len, seed) of a persist that returned success.
-    let (acked, failed, err, waited) = thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let mut lane = pool.lane(0).expect("lane");
-            let mut acked = Vec::new();
-            let mut k = 0u64;
-            loop {
-                let len = 4096 + (k % 5) * 30_000;
-                let off = (k * 65_536) % (POOL - len);
-                r.write_at(off as usize, &pattern(len as usize, k))
-                    .expect("write");
-                let flags = if k.is_multiple_of(2) {
-                    0
-                } else {
-                    PERSIST_RELAXED
-                };
-                let started = Instant::now();
-                match lane.persist(off, len, flags) {
-                    Ok(()) => acked.push((off, len, k)),
-                    Err(e) => return (acked, (off, len), e, started.elapsed()),
-                }
-                k += 1;
-                if stop.load(Ordering::Relaxed) && k > 10_000 {
-                    panic!("persists keep succeeding after rpmemd was killed");
-                }
-            }
-        });
-        thread::sleep(Duration::from_millis(300));
-        kill9(pid);
-        stop.store(true, Ordering::Relaxed);
-        worker.join().expect("worker")
-    });
-    assert!(waited < PROMPT, "the failing persist took {waited:?}");
-    assert_names_death(&err);
-    assert!(!acked.is_empty(), "some persists succeeded before the kill");
+    let run = persist_until_killed(
+        &pool,
+        &r,
+        POOL,
+        |k| 4096 + (k % 5) * 30_000,
+        pid,
+        Duration::from_millis(300),
+    );
+    assert!(
+        run.waited < PROMPT,
+        "the failing persist took {:?}",
+        run.waited
+    );
+    assert_names_death(&run.err);
+    assert!(
+        !run.acked.is_empty(),
+        "some persists succeeded before the kill"
+    );
     // Later calls fail at once.
     let e = pool.persist(0, 0, 8, 0).expect_err("lane broken");
     assert!(matches!(e, Error::LaneBroken { .. }), "{e}");
@@ -95,29 +79,9 @@ fn kill_during_persist_fails_promptly_and_keeps_acknowledged_data() {
         .expect("reopen after the kill");
     pool.read_to_region(0, 0, POOL).expect("read back");
     pool.close().expect("close");
-    let mut expect = vec![0u8; POOL as usize];
-    for (off, len, k) in &acked {
-        let at = *off as usize;
-        expect[at..at + *len as usize].copy_from_slice(&pattern(*len as usize, *k));
-    }
     let mut got = vec![0u8; POOL as usize];
     r2.read_at(0, &mut got).expect("read_at");
-    // The failing persist may have reached the target in part: its bytes
-    // are not checked.
-    let (f_off, f_len) = failed;
-    let in_failed = |i: u64| i >= f_off && i < f_off + f_len;
-    for (off, len, k) in &acked {
-        for i in *off..off + len {
-            if in_failed(i) {
-                continue;
-            }
-            let at = i as usize;
-            assert_eq!(
-                got[at], expect[at],
-                "persist #{k} at {off} (+{len}) was acknowledged but byte {i} is not on the target"
-            );
-        }
-    }
+    assert_acked_on_target(&got, &run);
 }
 
 #[test]

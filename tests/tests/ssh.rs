@@ -9,7 +9,6 @@
 //! install, unless `RPMEM_SKIP_SSH_TESTS=1` is set.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,7 +16,10 @@ use std::time::{Duration, Instant};
 use rpmem::{remove, Error, Options, RemotePool, PERSIST_RELAXED, REMOVE_FORCE, REMOVE_POOL_SET};
 use rpmem_core::wire::oob::Status;
 use rpmem_e2e::sshd::{ipv6_loopback_available, process_name, process_running, Sshd};
-use rpmem_e2e::{attr, get, kill9, pattern, put, region, wait_for, TestEnv};
+use rpmem_e2e::{
+    assert_acked_on_target, attr, get, kill9, pattern, persist_until_killed, put, region, wait_for,
+    TestEnv,
+};
 
 const MIB: u64 = 1 << 20;
 const POOL: u64 = 8 * MIB;
@@ -482,41 +484,24 @@ fn killing_ssh_during_persists_fails_promptly_and_keeps_acknowledged_data() {
         .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", sshd.log()));
     let ssh_pid = pool.remote_pid().expect("pid");
     assert_eq!(process_name(ssh_pid).as_deref(), Some("ssh"));
-    let stop = AtomicBool::new(false);
-    let (acked, failed, err, waited) = thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let mut lane = pool.lane(0).expect("lane");
-            let mut acked = Vec::new();
-            let mut k = 0u64;
-            loop {
-                let len = 4096 + (k % 5) * 30_000;
-                let off = (k * 65_536) % (POOL - len);
-                put(&r, off, &pattern(len as usize, k));
-                let flags = if k.is_multiple_of(2) {
-                    0
-                } else {
-                    PERSIST_RELAXED
-                };
-                let started = Instant::now();
-                match lane.persist(off, len, flags) {
-                    Ok(()) => acked.push((off, len, k)),
-                    Err(e) => return (acked, (off, len), e, started.elapsed()),
-                }
-                k += 1;
-                assert!(
-                    !(stop.load(Ordering::Relaxed) && k > 100_000),
-                    "persists keep succeeding after ssh was killed"
-                );
-            }
-        });
-        thread::sleep(Duration::from_millis(300));
-        kill9(ssh_pid);
-        stop.store(true, Ordering::Relaxed);
-        worker.join().expect("worker")
-    });
-    assert!(waited < PROMPT, "the failing persist took {waited:?}");
-    assert_names_death(&err);
-    assert!(!acked.is_empty(), "some persists succeeded before the kill");
+    let run = persist_until_killed(
+        &pool,
+        &r,
+        POOL,
+        |k| 4096 + (k % 5) * 30_000,
+        ssh_pid,
+        Duration::from_millis(300),
+    );
+    assert!(
+        run.waited < PROMPT,
+        "the failing persist took {:?}",
+        run.waited
+    );
+    assert_names_death(&run.err);
+    assert!(
+        !run.acked.is_empty(),
+        "some persists succeeded before the kill"
+    );
 
     let started = Instant::now();
     let e = pool.persist(0, 0, 8, 0).expect_err("lane broken");
@@ -539,26 +524,7 @@ fn killing_ssh_during_persists_fails_promptly_and_keeps_acknowledged_data() {
         .expect("reopen after the kill");
     pool.read_to_region(0, 0, POOL).expect("read back");
     pool.close().expect("close");
-    let mut expect = vec![0u8; POOL as usize];
-    for (off, len, k) in &acked {
-        let at = *off as usize;
-        expect[at..at + *len as usize].copy_from_slice(&pattern(*len as usize, *k));
-    }
-    let got = get(&r2, 0, POOL as usize);
-    let (f_off, f_len) = failed;
-    for (off, len, k) in &acked {
-        for i in *off..off + len {
-            // The failing persist may have reached the target in part.
-            if i >= f_off && i < f_off + f_len {
-                continue;
-            }
-            let at = i as usize;
-            assert_eq!(
-                got[at], expect[at],
-                "persist #{k} at {off} (+{len}) was acknowledged but byte {i} is not on the target"
-            );
-        }
-    }
+    assert_acked_on_target(&get(&r2, 0, POOL as usize), &run);
 }
 
 /// ssh is killed while the pool is idle: once rpmemd on the target has

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use rpmem::{Method, Options, Region, RemotePool, Transport, PERSIST_RELAXED};
 use rpmem_core::persist::StreamClient;
-use rpmem_e2e::{attr, get, pattern, put, region, TestEnv};
+use rpmem_e2e::{
+    assert_acked_on_target, attr, get, pattern, persist_until_killed, put, region, TestEnv,
+};
 use rpmem_verbs::{resolve, Buf, Connected, EndpointConfig, Mr};
 
 const MIB: u64 = 1 << 20;
@@ -302,8 +304,6 @@ fn a_wrong_secret_gets_no_queue_pair() {
 
 #[test]
 fn kill_during_persist_over_verbs_fails_promptly_and_keeps_acknowledged_data() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
     let Some(addr) = rig("RXE_ADDR") else {
         return;
     };
@@ -318,39 +318,16 @@ fn kill_during_persist_over_verbs_fails_promptly_and_keeps_acknowledged_data() {
     let pool =
         RemotePool::create(&addr, "kill.set", Arc::clone(&r), 1, None, &opts).expect("create");
     let pid = pool.remote_pid().expect("rpmemd's pid");
-    let stop = AtomicBool::new(false);
-    let (acked, failed, err, waited) = thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let mut lane = pool.lane(0).expect("lane");
-            let mut acked = Vec::new();
-            let mut k = 0u64;
-            loop {
-                let len = 64 + (k % 3) * 20_000;
-                let off = (k * 65_536) % (POOL - len);
-                put(&r, off, &pattern(len as usize, k));
-                let flags = if k.is_multiple_of(2) {
-                    0
-                } else {
-                    PERSIST_RELAXED
-                };
-                let started = Instant::now();
-                match lane.persist(off, len, flags) {
-                    Ok(()) => acked.push((off, len, k)),
-                    Err(e) => return (acked, (off, len), e, started.elapsed()),
-                }
-                k += 1;
-                assert!(
-                    !(stop.load(Ordering::Relaxed) && k > 20_000),
-                    "persists keep succeeding after rpmemd was killed"
-                );
-            }
-        });
-        thread::sleep(Duration::from_millis(500));
-        rpmem_e2e::kill9(pid);
-        stop.store(true, Ordering::Relaxed);
-        worker.join().expect("worker")
-    });
-    let msg = err.to_string();
+    let run = persist_until_killed(
+        &pool,
+        &r,
+        POOL,
+        |k| 64 + (k % 3) * 20_000,
+        pid,
+        Duration::from_millis(500),
+    );
+    let msg = run.err.to_string();
+    let waited = run.waited;
     assert!(
         waited < Duration::from_secs(10),
         "the failing persist took {waited:?}: {msg}"
@@ -359,30 +336,15 @@ fn kill_during_persist_over_verbs_fails_promptly_and_keeps_acknowledged_data() {
         msg.contains("signal 9"),
         "the error should say rpmemd was killed: {msg}"
     );
-    assert!(!acked.is_empty(), "some persists succeeded before the kill");
+    assert!(
+        !run.acked.is_empty(),
+        "some persists succeeded before the kill"
+    );
     drop(pool);
-    // Reopen: every acknowledged persist is on the target (the last one
-    // wins; the failed one's bytes are not checked).
+    // Reopen: every acknowledged persist is on the target.
     let r2 = region(POOL);
     let pool = RemotePool::open(&addr, "kill.set", Arc::clone(&r2), 1, &opts).expect("reopen");
     pool.read_to_region(0, 0, POOL).expect("read back");
     pool.close().expect("close");
-    let mut expect = vec![0u8; POOL as usize];
-    for (off, len, k) in &acked {
-        let at = *off as usize;
-        expect[at..at + *len as usize].copy_from_slice(&pattern(*len as usize, *k));
-    }
-    let got = get(&r2, 0, POOL as usize);
-    let (f_off, f_len) = failed;
-    for (off, len, k) in &acked {
-        for i in *off..off + len {
-            if i >= f_off && i < f_off + f_len {
-                continue;
-            }
-            assert_eq!(
-                got[i as usize], expect[i as usize],
-                "persist #{k} at {off} (+{len}) was acknowledged but byte {i} is not on the target"
-            );
-        }
-    }
+    assert_acked_on_target(&get(&r2, 0, POOL as usize), &run);
 }
