@@ -36,8 +36,12 @@
 //!   non-temporal stores.
 //!
 //! Cases: 64 B and 4 KiB persists (inline, flags 0) and 1 MiB relaxed
-//! persists (WRITE + persist message), 1 and 2 lanes (every lane in its own
-//! thread at once). Each line gives median, p99 and mean of one call and the
+//! persists (WRITE + persist message), or with `--strict` 1 MiB persists
+//! with flags 0 too (inline persist messages of 64 KiB), 1 and 2 lanes
+//! (every lane in its own thread at once). Variants `rpmemd:ntinline=0`
+//! (inline data copied through the cache and flushed line by line) and
+//! `rpmemd:hold=0` (every answer sent on its own) take back this
+//! project's inline-throughput changes one at a time. Each line gives median, p99 and mean of one call and the
 //! throughput.
 
 use std::io;
@@ -68,6 +72,9 @@ const LANE_SLICE: u64 = 16 << 20;
 /// Largest persist the harness makes.
 const MAX_SIZE: u64 = 4 << 20;
 const MIB: f64 = (1u64 << 20) as f64;
+/// Inline persist buffer of both sides: the `rpmem` library's default
+/// (`DEFAULT_INLINE_SIZE`, 64 KiB), with its send window of 16 messages.
+const INLINE_MAX: u64 = 64 * 1024;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Loopback benchmark of rpmemd's TCP data path")]
@@ -126,6 +133,14 @@ struct Args {
     /// Label printed in front of every result line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Persist every size without RELAXED (large persists then travel as
+    /// inline persist messages, as `rpmem_persist` with flags 0 does).
+    #[arg(long)]
+    strict: bool,
+    /// Every call of a lane persists the same range (as `rpmem bench`
+    /// does), instead of walking through the lane's slice of the pool.
+    #[arg(long)]
+    hot: bool,
 }
 
 fn main() {
@@ -188,6 +203,7 @@ fn main() {
                 size,
                 iters_for(&args, size),
                 args.block,
+                (args.strict, args.hot),
             );
             for (v, r) in variants.iter().zip(results) {
                 r.print(&args.label, &v.name, size, lanes);
@@ -596,6 +612,8 @@ struct Knobs {
     spin: Duration,
     spin_yield: bool,
     stream_stores: bool,
+    stream_inline: bool,
+    hold_answers: bool,
 }
 
 impl Knobs {
@@ -615,6 +633,8 @@ impl Default for Knobs {
             spin: c.spin,
             spin_yield: c.spin_yield,
             stream_stores: c.stream_stores,
+            stream_inline: c.stream_inline,
+            hold_answers: c.hold_answers,
         }
     }
 }
@@ -653,7 +673,13 @@ impl Variant {
                 "spin" => knobs.spin = Duration::from_micros(n),
                 "yield" => knobs.spin_yield = n != 0,
                 "nt" => knobs.stream_stores = n != 0,
-                other => return Err(format!("unknown setting {other:?} (spin, yield, nt)")),
+                "ntinline" => knobs.stream_inline = n != 0,
+                "hold" => knobs.hold_answers = n != 0,
+                other => {
+                    return Err(format!(
+                        "unknown setting {other:?} (spin, yield, nt, ntinline, hold)"
+                    ))
+                }
             }
         }
         Ok(Variant {
@@ -722,7 +748,7 @@ enum Endpoint {
 impl Endpoint {
     /// One call: a persist of `[off, off + size)`, or a raw round trip of
     /// `size` bytes.
-    fn call(&mut self, off: u64, size: u64, k: u64) -> Duration {
+    fn call(&mut self, off: u64, size: u64, k: u64, strict: bool) -> Duration {
         match self {
             Endpoint::Raw(r) => {
                 let t = Instant::now();
@@ -730,7 +756,11 @@ impl Endpoint {
                 t.elapsed()
             }
             Endpoint::Rpmemd(c) => {
-                let flags = if size > 8192 { PERSIST_RELAXED } else { 0 };
+                let flags = if size > 8192 && !strict {
+                    PERSIST_RELAXED
+                } else {
+                    0
+                };
                 c.local_touch(off, size, k);
                 let t = Instant::now();
                 c.persist(off, size, flags);
@@ -809,6 +839,7 @@ fn run(
     size: u64,
     iters: usize,
     block: usize,
+    (strict, hot): (bool, bool),
 ) -> Vec<Results> {
     let nlanes = endpoints.len();
     let start = Arc::new(Barrier::new(nlanes + 1));
@@ -817,12 +848,18 @@ fn run(
         let start = Arc::clone(&start);
         threads.push(thread::spawn(move || {
             let base = lane as u64 * LANE_SLICE;
-            let offset = |k: u64| base + (k * size.max(4096)) % (LANE_SLICE - MAX_SIZE);
+            let offset = |k: u64| {
+                if hot {
+                    base
+                } else {
+                    base + (k * size.max(4096)) % (LANE_SLICE - MAX_SIZE)
+                }
+            };
             let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(iters); nvariants];
             let mut server_time = vec![ThreadTime::default(); nvariants];
             for ep in eps.iter_mut() {
                 for k in 0..8u64 {
-                    ep.call(offset(k), size, k);
+                    ep.call(offset(k), size, k, strict);
                 }
             }
             start.wait();
@@ -838,7 +875,7 @@ fn run(
                         if samples[v].len() >= iters {
                             break;
                         }
-                        let d = ep.call(offset(k), size, k);
+                        let d = ep.call(offset(k), size, k, strict);
                         samples[v].push(d);
                         k += 1;
                     }
@@ -929,7 +966,7 @@ impl Bench {
             nlanes,
             pool_size,
             min_offset: 0,
-            inline_max: rpmem_core::persist::DEFAULT_INLINE_MAX,
+            inline_max: INLINE_MAX,
             flush_mode: decision.flush,
             method: decision.method,
         })
@@ -945,6 +982,8 @@ impl Bench {
         config.spin = knobs.spin;
         config.spin_yield = knobs.spin_yield;
         config.stream_stores = knobs.stream_stores;
+        config.stream_inline = knobs.stream_inline;
+        config.hold_answers = knobs.hold_answers;
         let server =
             TcpServer::start(&config, target, secret, mem).unwrap_or_else(|e| panic!("{e}"));
         Bench {
@@ -1016,6 +1055,10 @@ impl ClientLane {
             0,
             Placement::Stream,
         );
+        let mut params = params;
+        // As the `rpmem` library sets up its lanes.
+        params.inline_max = INLINE_MAX;
+        params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
         let engine = InitiatorLane::new(params).unwrap_or_else(|e| panic!("{e}"));
         ClientLane {
             sock,

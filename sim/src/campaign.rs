@@ -306,6 +306,7 @@ pub fn mutant_name(m: Mutant) -> &'static str {
         Mutant::InlineWithoutFlush => "inline-without-flush",
         Mutant::DeepAsPlain => "deep-as-plain",
         Mutant::WriteOvertakesInline => "write-overtakes-inline",
+        Mutant::StreamedWithoutFence => "streamed-without-fence",
     }
 }
 

@@ -11,6 +11,14 @@
 //!   start a write-back of the line's content at that moment; it is only
 //!   known to have arrived after the next [`FlushOps::fence`]. Until then it
 //!   may or may not have arrived.
+//! * **Write-combining buffers**: non-temporal stores of whole lines (the
+//!   target's streamed inline copy, [`TargetMemory::copy_in_streaming`]
+//!   when [`Memory::set_streaming`] is on). The store first evicts the line
+//!   from the cache (writing back what it held), then its data waits here
+//!   until the next fence (or a deep flush, or a `msync` of persistent
+//!   memory, whose kernel path fences); before that each of its words may or
+//!   may not have reached the memory level, also on eADR (the buffers are
+//!   not part of the cache that eADR flushes).
 //! * **Memory level**: what the memory controller holds. On persistent
 //!   memory with ADR this *is* the persistence domain (written straight to
 //!   `media`); on a platform with a volatile write-pending queue it is the
@@ -64,6 +72,9 @@ pub enum Source {
     WritePendingQueue,
     /// A dirty page-cache page that the kernel may have written back.
     DirtyPage,
+    /// A non-temporal store waiting in a write-combining buffer (no fence
+    /// yet).
+    WriteCombining,
 }
 
 impl Source {
@@ -75,6 +86,7 @@ impl Source {
             Source::DirtyLine => "dirty cache line (evicted at the crash)",
             Source::WritePendingQueue => "write-pending queue entry (drained at the crash)",
             Source::DirtyPage => "dirty page (written back at the crash)",
+            Source::WriteCombining => "unfenced non-temporal store",
         }
     }
 }
@@ -105,6 +117,8 @@ pub struct MemStats {
     pub drains: u64,
     /// Accesses outside the pool (a bug in a caller; ignored).
     pub out_of_range: u64,
+    /// Lines stored with non-temporal stores.
+    pub nt_lines: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +138,10 @@ pub struct Memory {
     wpq: BTreeMap<u64, LineData>,
     cache: BTreeMap<u64, Line>,
     pending: BTreeMap<u64, LineData>,
+    /// Lines stored with non-temporal stores, not yet fenced.
+    wc: BTreeMap<u64, LineData>,
+    /// Whether `copy_in_streaming` streams whole lines.
+    streaming: bool,
     changed: BTreeSet<u64>,
     stats: MemStats,
 }
@@ -183,6 +201,8 @@ impl Memory {
             wpq: BTreeMap::new(),
             cache: BTreeMap::new(),
             pending: BTreeMap::new(),
+            wc: BTreeMap::new(),
+            streaming: false,
             changed: BTreeSet::new(),
             stats: MemStats::default(),
         })
@@ -201,6 +221,19 @@ impl Memory {
     /// What the memory was asked to do so far.
     pub fn stats(&self) -> MemStats {
         self.stats
+    }
+
+    /// Whether [`TargetMemory::copy_in_streaming`] stores the whole cache
+    /// lines of a copy with non-temporal stores (as rpmemd does for large
+    /// inline copies) or copies like [`TargetMemory::copy_in`] (off by
+    /// default).
+    pub fn set_streaming(&mut self, on: bool) {
+        self.streaming = on;
+    }
+
+    /// Whether streaming is on.
+    pub fn streaming(&self) -> bool {
+        self.streaming
     }
 
     /// Words whose crash candidates may have changed since the last call.
@@ -262,10 +295,15 @@ impl Memory {
     }
 
     /// Write back whatever the cache holds for `line` that the memory level
-    /// lacks: the pending write-back first (older), then dirty data.
+    /// lacks: the pending write-back first (older), then dirty data. A line
+    /// in a write-combining buffer (never also cached: a non-temporal store
+    /// evicts the line, a CPU store first drains the buffer) goes too.
     fn write_back(&mut self, line: u64) {
         if let Some(snap) = self.pending.remove(&line) {
             self.mem_store_line(line, snap);
+        }
+        if let Some(data) = self.wc.remove(&line) {
+            self.mem_store_line(line, data);
         }
         let dirty = match self.cache.get_mut(&line) {
             Some(l) if l.dirty => {
@@ -288,7 +326,26 @@ impl Memory {
 
     // ----- writers -----
 
+    /// A non-temporal store of the whole line at `line` (64-byte aligned,
+    /// inside the pool): the line leaves the cache (what it held is written
+    /// back), and `data` waits in a write-combining buffer until a fence.
+    /// A line already waiting there is drained first (a newer store never
+    /// lands under an older one).
+    pub fn nt_store_line(&mut self, line: u64, data: &[u8; LINE as usize]) {
+        if line & (LINE - 1) != 0 || !self.in_pool(line, LINE) {
+            self.stats.out_of_range = self.stats.out_of_range.saturating_add(1);
+            return;
+        }
+        self.evict(line);
+        self.stats.nt_lines = self.stats.nt_lines.saturating_add(1);
+        let old = self.mem_line(line);
+        self.wc.insert(line, *data);
+        self.mark_diff(line, &old, data);
+    }
+
     /// CPU stores of `bytes` at `off` (write-back caching: into the cache).
+    /// A line waiting in a write-combining buffer is drained to the memory
+    /// level first.
     pub fn cpu_store(&mut self, off: u64, bytes: &[u8]) {
         if !self.in_pool(off, bytes.len() as u64) {
             self.stats.out_of_range = self.stats.out_of_range.saturating_add(1);
@@ -296,6 +353,9 @@ impl Memory {
         }
         let end = off.saturating_add(bytes.len() as u64);
         for line in Self::lines(off, bytes.len() as u64) {
+            if let Some(data) = self.wc.remove(&line) {
+                self.mem_store_line(line, data);
+            }
             let mut l = match self.cache.get(&line) {
                 Some(l) => *l,
                 None => Line {
@@ -357,6 +417,9 @@ impl Memory {
     }
 
     fn coherent_line(&self, line: u64) -> LineData {
+        if let Some(data) = self.wc.get(&line) {
+            return *data;
+        }
         match self.cache.get(&line) {
             Some(l) => l.data,
             None => self.mem_line(line),
@@ -365,7 +428,8 @@ impl Memory {
 
     // ----- things that happen on their own -----
 
-    /// Lines holding data the level below lacks (dirty or pending).
+    /// Lines holding data the level below lacks (dirty, pending, or in a
+    /// write-combining buffer).
     pub fn dirty_lines(&self) -> Vec<u64> {
         let mut v: Vec<u64> = self
             .cache
@@ -373,6 +437,7 @@ impl Memory {
             .filter(|(_, l)| l.dirty)
             .map(|(&a, _)| a)
             .chain(self.pending.keys().copied())
+            .chain(self.wc.keys().copied())
             .collect();
         v.sort_unstable();
         v.dedup();
@@ -450,8 +515,16 @@ impl Memory {
         let media = word_of(&read_line(&self.media, line), w);
         if self.plat.eadr {
             // The cache is persistent: at power loss it is written down
-            // whole, so the coherent value survives.
-            add(word_of(&self.coherent_line(line), w), Source::Media);
+            // whole, so the coherent value survives. Write-combining
+            // buffers are not part of it: their words may be lost.
+            let cached = match self.cache.get(&line) {
+                Some(l) => l.data,
+                None => self.mem_line(line),
+            };
+            add(word_of(&cached, w), Source::Media);
+            if let Some(data) = self.wc.get(&line) {
+                add(word_of(data, w), Source::WriteCombining);
+            }
             return out;
         }
         add(media, Source::Media);
@@ -462,6 +535,9 @@ impl Memory {
             if l.dirty {
                 add(word_of(&l.data, w), Source::DirtyLine);
             }
+        }
+        if let Some(data) = self.wc.get(&line) {
+            add(word_of(data, w), Source::WriteCombining);
         }
         if let Some(q) = self.wpq.get(&line) {
             add(word_of(q, w), Source::WritePendingQueue);
@@ -477,9 +553,8 @@ impl Memory {
     pub fn crash_image_base(&self) -> Vec<u8> {
         let mut img = self.media.clone();
         if self.plat.eadr {
-            for &line in self.cache.keys() {
-                let data = self.coherent_line(line);
-                write_bytes(&mut img, line, &data);
+            for (&line, l) in &self.cache {
+                write_bytes(&mut img, line, &l.data);
             }
         }
         img
@@ -511,10 +586,7 @@ impl FlushOps for Memory {
 
     fn fence(&mut self) {
         self.stats.fences = self.stats.fences.saturating_add(1);
-        let pending = std::mem::take(&mut self.pending);
-        for (line, snap) in pending {
-            self.mem_store_line(line, snap);
-        }
+        self.complete_fenced();
     }
 
     fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
@@ -522,6 +594,10 @@ impl FlushOps for Memory {
         let first = offset & !(PAGE - 1);
         let end = offset.saturating_add(len).min(self.size);
         let mut page = first;
+        if self.plat.pmem {
+            // The kernel's write-back of a DAX mapping ends with a fence.
+            self.complete_fenced();
+        }
         while page < end {
             if self.plat.pmem {
                 // pmem_msync on a DAX mapping: every line of the page is
@@ -542,10 +618,7 @@ impl FlushOps for Memory {
     /// write-pending queue to media.
     fn deep_flush(&mut self) -> Result<(), FlushError> {
         self.stats.deep_flushes = self.stats.deep_flushes.saturating_add(1);
-        let pending = std::mem::take(&mut self.pending);
-        for (line, snap) in pending {
-            self.mem_store_line(line, snap);
-        }
+        self.complete_fenced();
         let lines: Vec<u64> = self.wpq.keys().copied().collect();
         for line in lines {
             self.drain_wpq_line(line);
@@ -554,9 +627,50 @@ impl FlushOps for Memory {
     }
 }
 
+impl Memory {
+    /// What a fence completes: every pending write-back and every line in
+    /// a write-combining buffer reaches the memory level.
+    fn complete_fenced(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for (line, snap) in pending {
+            self.mem_store_line(line, snap);
+        }
+        let wc = std::mem::take(&mut self.wc);
+        for (line, data) in wc {
+            self.mem_store_line(line, data);
+        }
+    }
+}
+
 impl TargetMemory for Memory {
     fn copy_in(&mut self, offset: u64, data: &[u8]) {
         self.cpu_store(offset, data);
+    }
+
+    /// With [`Memory::set_streaming`] on: the partial lines at both ends
+    /// with CPU stores, every whole line with a non-temporal store; reports
+    /// the whole lines. Off: [`copy_in`](TargetMemory::copy_in).
+    fn copy_in_streaming(&mut self, offset: u64, data: &[u8]) -> (u64, u64) {
+        let len = data.len() as u64;
+        let first = offset.saturating_add(LINE - 1) & !(LINE - 1);
+        let end = offset.saturating_add(len) & !(LINE - 1);
+        if !self.streaming || first >= end || !self.in_pool(offset, len) {
+            self.cpu_store(offset, data);
+            return (offset, offset);
+        }
+        let at = |o: u64| idx(o.saturating_sub(offset));
+        self.cpu_store(offset, data.get(..at(first)).unwrap_or(&[]));
+        let mut line = first;
+        while line < end {
+            let mut block = [0u8; LINE as usize];
+            if let Some(src) = data.get(at(line)..at(line.saturating_add(LINE))) {
+                block.copy_from_slice(src);
+            }
+            self.nt_store_line(line, &block);
+            line = line.saturating_add(LINE);
+        }
+        self.cpu_store(end, data.get(at(end)..).unwrap_or(&[]));
+        (first, end)
     }
 }
 
@@ -704,6 +818,89 @@ mod tests {
         // Writing the same bytes again changes no candidate.
         m.cpu_store(12, &[1; 8]);
         assert!(m.take_changed().is_empty());
+    }
+
+    #[test]
+    fn non_temporal_stores_wait_for_the_fence() {
+        let mut m = mem("adr-ddio");
+        m.nt_store_line(64, &[7; 64]);
+        // Each word may or may not have arrived; none is torn.
+        for w in (64..128).step_by(8) {
+            assert_eq!(values(&m, w), vec![ZERO, NEW]);
+        }
+        // Not in the cache: a line flush does nothing for it.
+        m.flush_line(64);
+        assert_eq!(values(&m, 64), vec![ZERO, NEW]);
+        // Readers see it at once.
+        assert_eq!(m.read(64, 8), NEW.to_vec());
+        m.fence();
+        assert_eq!(values(&m, 64), vec![NEW]);
+        assert!(m.dirty_lines().is_empty());
+        assert_eq!(m.stats().nt_lines, 1);
+    }
+
+    #[test]
+    fn a_non_temporal_store_evicts_the_cached_line_first() {
+        let mut m = mem("adr-ddio");
+        m.cpu_store(64, &[1; 64]);
+        m.nt_store_line(64, &[7; 64]);
+        // The dirty data went down first: never older than it.
+        assert_eq!(values(&m, 64), vec![[1; 8], NEW]);
+        // A CPU store into the line drains the buffer first.
+        m.cpu_store(64, &[2; 8]);
+        assert_eq!(values(&m, 64), vec![NEW, [2; 8]]);
+        assert_eq!(values(&m, 72), vec![NEW]);
+    }
+
+    #[test]
+    fn write_combining_is_not_persistent_even_with_eadr() {
+        let mut m = mem("eadr-ddio");
+        m.nt_store_line(128, &[7; 64]);
+        assert_eq!(values(&m, 128), vec![ZERO, NEW]);
+        assert_eq!(&m.crash_image_base()[128..136], &ZERO);
+        m.fence();
+        assert_eq!(values(&m, 128), vec![NEW]);
+    }
+
+    #[test]
+    fn deep_flush_and_dax_msync_complete_non_temporal_stores() {
+        let mut m = mem("devdax-wpq");
+        m.nt_store_line(64, &[7; 64]);
+        m.deep_flush().unwrap();
+        assert_eq!(values(&m, 64), vec![NEW]);
+        let mut m = mem("adr-noddio");
+        m.nt_store_line(64, &[7; 64]);
+        m.msync(4096, 4096).unwrap();
+        assert_eq!(values(&m, 64), vec![NEW]);
+    }
+
+    #[test]
+    fn streaming_copies_store_whole_lines_non_temporally() {
+        let mut m = mem("adr-ddio");
+        let data = [9u8; 200];
+        // Off: a plain copy.
+        assert_eq!(m.copy_in_streaming(100, &data), (100, 100));
+        assert_eq!(m.stats().nt_lines, 0);
+        assert_eq!(m.dirty_lines(), vec![64, 128, 192, 256]);
+        let mut m = mem("adr-ddio");
+        m.set_streaming(true);
+        assert!(m.streaming());
+        assert_eq!(m.copy_in_streaming(4196, &data), (4224, 4352));
+        assert_eq!(m.stats().nt_lines, 2);
+        assert_eq!(m.read(4196, 200), data.to_vec());
+        // Partial lines are cached and dirty, whole lines wait for a fence.
+        assert_eq!(m.dirty_lines(), vec![4160, 4224, 4288, 4352]);
+        // Too short for a whole line: a plain copy.
+        assert_eq!(m.copy_in_streaming(10, &[1; 60]), (10, 10));
+    }
+
+    #[test]
+    fn bad_non_temporal_stores_are_counted_not_applied() {
+        let mut m = mem("adr-ddio");
+        m.nt_store_line(65, &[1; 64]);
+        m.nt_store_line(2 * PAGE, &[1; 64]);
+        assert_eq!(m.stats().out_of_range, 2);
+        assert!(m.dirty_lines().is_empty());
     }
 
     #[test]

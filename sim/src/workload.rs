@@ -165,6 +165,46 @@ impl Workload {
         Workload { lanes }
     }
 
+    /// Make some non-RELAXED persists and flushes cover whole cache lines
+    /// (each with probability `num / den`, drawn from `rng`, a stream of
+    /// its own so that the rest of the workload stays as drawn): their
+    /// inline messages then carry whole lines, which the target may store
+    /// with non-temporal stores. Ranges that would leave
+    /// `[min_offset, pool_size)` stay as they are.
+    pub fn line_align_some(
+        &mut self,
+        rng: &mut Rng,
+        (num, den): (u64, u64),
+        min_offset: u64,
+        pool_size: u64,
+    ) {
+        let line = 64u64;
+        for call in self.lanes.iter_mut().flatten() {
+            let (CallSpec::Persist {
+                offset,
+                len,
+                relaxed: false,
+            }
+            | CallSpec::Flush {
+                offset,
+                len,
+                relaxed: false,
+            }) = call
+            else {
+                continue;
+            };
+            if !rng.chance(num, den) {
+                continue;
+            }
+            let o = *offset & !(line - 1);
+            let l = len.saturating_add(*offset - o).saturating_add(line - 1) & !(line - 1);
+            if o >= min_offset && o.saturating_add(l) <= pool_size {
+                *offset = o;
+                *len = l;
+            }
+        }
+    }
+
     fn call(rng: &mut Rng, size: Size, min: u64, hot: u64, pool: u64) -> CallSpec {
         let (offset, len) = Self::range(rng, size, min, hot, pool);
         match rng.below(100) {
@@ -301,6 +341,46 @@ mod tests {
         // Reads start anywhere below their range (also in the header), so
         // fewer of them overlap.
         assert!(reads >= 1, "no overlapping read");
+    }
+
+    #[test]
+    fn some_inline_ranges_become_whole_lines() {
+        let mut aligned = 0;
+        for seed in 0..100 {
+            let w0 = Workload::generate(&mut Rng::new(seed), Size::Small, 2, 4096, 4096 * 3);
+            let mut w = w0.clone();
+            w.line_align_some(&mut Rng::new(seed + 1000), (1, 2), 4096, 4096 * 3);
+            for (a, b) in w0.lanes.iter().flatten().zip(w.lanes.iter().flatten()) {
+                match (a, b) {
+                    (
+                        CallSpec::Persist {
+                            offset: o0,
+                            len: l0,
+                            relaxed: false,
+                        },
+                        CallSpec::Persist { offset, len, .. },
+                    )
+                    | (
+                        CallSpec::Flush {
+                            offset: o0,
+                            len: l0,
+                            relaxed: false,
+                        },
+                        CallSpec::Flush { offset, len, .. },
+                    ) => {
+                        // The new range covers the old one, in the pool.
+                        assert!(offset <= o0 && o0 + l0 <= offset + len, "{a} -> {b}");
+                        assert!(*offset >= 4096 && offset + len <= 4096 * 3);
+                        if (offset, len) != (o0, l0) {
+                            assert!(offset % 64 == 0 && len % 64 == 0 && *len >= 64);
+                            aligned += 1;
+                        }
+                    }
+                    _ => assert_eq!(a, b),
+                }
+            }
+        }
+        assert!(aligned >= 20, "only {aligned} ranges aligned");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! point between every two steps.
 //!
 //! The initiator and target sides are rpmem-core's own machines
-//! ([`InitiatorLane`], [`Target`], [`rpmem_core::oob`]); the target flushes
-//! through [`rpmem_core::persist::TargetStep::execute`], i.e. through
-//! [`rpmem_core::flush::persist_range`] over the simulated [`Memory`].
+//! ([`InitiatorLane`], [`Target`], [`rpmem_core::oob`]); the target runs
+//! each step of a message's plan through
+//! [`rpmem_core::persist::TargetPlan::execute_step`], i.e. through
+//! [`rpmem_core::flush::persist_range_streamed`] over the simulated
+//! [`Memory`], which streams inline copies (non-temporal stores) in the
+//! seeds that draw it.
 //!
 //! Steps (each one action; the scheduler picks among the enabled ones with
 //! per-run weights, which gives delays and reordering across lanes):
@@ -120,6 +123,9 @@ pub struct Params {
     pub weights: Weights,
     /// Lose lane `.1`'s connection at step `.0`.
     pub conn_loss: Option<(u64, u32)>,
+    /// The target memory stores the whole lines of inline copies with
+    /// non-temporal stores where the plan lets it ([`Memory::set_streaming`]).
+    pub stream_inline: bool,
 }
 
 /// Something that must not happen in any run, mutant or not.
@@ -322,6 +328,8 @@ pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
     } else {
         None
     };
+    // Drawn last, so that every earlier draw is what it was before it.
+    let stream_inline = rng.chance(3, 4);
     Params {
         size,
         pool_size: PAGE * (1 + pages),
@@ -343,6 +351,7 @@ pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
             drain,
         },
         conn_loss,
+        stream_inline,
     }
 }
 
@@ -372,7 +381,9 @@ struct LaneDrv {
 #[derive(Debug, Default)]
 struct TargetLane {
     rx: VecDeque<Vec<u8>>,
-    cur: Option<(Vec<u8>, usize)>,
+    /// The message being executed, the index of its next step, and what its
+    /// inline copy streamed (carried to its flush).
+    cur: Option<(Vec<u8>, usize, (u64, u64))>,
 }
 
 struct World {
@@ -435,6 +446,7 @@ impl World {
         let bg = root.fork(4);
         let crash_rng = root.fork(5);
         let mut secret_rng = root.fork(6);
+        let mut align_rng = root.fork(7);
 
         let mut secret = [0u8; 32];
         for chunk in secret.chunks_mut(8) {
@@ -488,13 +500,19 @@ impl World {
                     .cloned()
                     .collect(),
             },
-            None => Workload::generate(
-                &mut wl_rng,
-                params.size,
-                session.nlanes,
-                params.min_offset,
-                params.pool_size,
-            ),
+            None => {
+                let mut w = Workload::generate(
+                    &mut wl_rng,
+                    params.size,
+                    session.nlanes,
+                    params.min_offset,
+                    params.pool_size,
+                );
+                // Whole cache lines in some inline persists, for the
+                // target's non-temporal stores (streamed in 3 seeds of 4).
+                w.line_align_some(&mut align_rng, (1, 3), params.min_offset, params.pool_size);
+                w
+            }
         };
         report.workload = workload.clone();
 
@@ -509,13 +527,18 @@ impl World {
         world.bg = bg;
         world.crash_rng = crash_rng;
         world.note(format!(
-            "session: {} lanes, {}, inline_max {}, wq_size {}, send_window {}, max_op_len {}",
+            "session: {} lanes, {}, inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
             session.nlanes,
             session.method,
             session.inline_max,
             world.params.wq_size,
             world.params.send_window,
-            world.params.max_op_len
+            world.params.max_op_len,
+            if world.params.stream_inline {
+                ", inline copies streamed"
+            } else {
+                ""
+            }
         ));
         world.main_loop(opts.max_steps);
 
@@ -557,8 +580,9 @@ impl World {
             method: session.method,
         })
         .map_err(|e| SimError::Setup(format!("target: {e}")))?;
-        let mem = Memory::new(config.platform, params.pool_size)
+        let mut mem = Memory::new(config.platform, params.pool_size)
             .map_err(|e| SimError::Setup(format!("memory: {e}")))?;
+        mem.set_streaming(params.stream_inline);
         let mut lanes = Vec::new();
         for l in 0..session.nlanes {
             let mut p = LaneParams::new(
@@ -1102,12 +1126,12 @@ impl World {
             return;
         };
         if t.cur.is_none() {
-            t.cur = t.rx.pop_front().map(|b| (b, 0));
+            t.cur = t.rx.pop_front().map(|b| (b, 0, (0, 0)));
         }
-        let Some((bytes, i)) = t.cur.take() else {
+        let Some((bytes, i, mut streamed)) = t.cur.take() else {
             return;
         };
-        let (nsteps, what, outcome) = {
+        let (nsteps, mut what, outcome) = {
             let plan = match self.target.handle_persist_msg(&bytes) {
                 Ok(p) => p,
                 Err(e) => return self.refuse(l, "a persist message", e),
@@ -1117,8 +1141,18 @@ impl World {
                 return;
             };
             let what = describe_step(&step, plan.msg().mode.name());
-            (nsteps, what, step.execute(&mut self.mem))
+            (
+                nsteps,
+                what,
+                plan.execute_step(i, &mut self.mem, &mut streamed),
+            )
         };
+        if i == 0 && streamed.0 < streamed.1 {
+            what.push_str(&format!(
+                " (lines [{}, {}) non-temporal)",
+                streamed.0, streamed.1
+            ));
+        }
         match outcome {
             Ok(Some(resp)) => {
                 if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
@@ -1133,7 +1167,7 @@ impl World {
         let next = i.saturating_add(1);
         if next < nsteps {
             if let Some(t) = self.tlanes.get_mut(lane_idx(l)) {
-                t.cur = Some((bytes, next));
+                t.cur = Some((bytes, next, streamed));
             }
         }
         self.note(format!("lane {l}: target {what}"));

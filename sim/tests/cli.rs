@@ -105,6 +105,7 @@ fn mutants_reports_each_and_the_total() {
         "inline-without-flush",
         "deep-as-plain",
         "write-overtakes-inline",
+        "streamed-without-fence",
     ] {
         assert!(
             out.lines()
@@ -112,7 +113,7 @@ fn mutants_reports_each_and_the_total() {
             "{name}: {out}"
         );
     }
-    assert_eq!(last_line(&out), "caught 7 of 7 mutants");
+    assert_eq!(last_line(&out), "caught 8 of 8 mutants");
 }
 
 #[test]

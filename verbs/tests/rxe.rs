@@ -183,7 +183,10 @@ fn write_read_send_recv_and_reject() {
     // SEND with a header and a tail from the source registration.
     ep.post_send(7, b"HDR:", Some((100, 4))).unwrap().unwrap();
     let wc = completions(&mut ep, 2);
-    assert!(wc.iter().any(|w| w.kind == WcKind::Send && w.tag == 7), "{wc:?}");
+    assert!(
+        wc.iter().any(|w| w.kind == WcKind::Send && w.tag == 7),
+        "{wc:?}"
+    );
     let recv = wc
         .iter()
         .find(|w| w.kind == WcKind::Recv)

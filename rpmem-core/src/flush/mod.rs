@@ -121,6 +121,74 @@ pub fn persist_range<F: FlushOps + ?Sized>(
     }
 }
 
+/// [`persist_range`] for a range some of whose cache lines were stored with
+/// non-temporal stores (`movntdq`, `movnti`) instead of ordinary ones.
+///
+/// `streamed` names those lines, `[streamed.0, streamed.1)`, cache-line
+/// aligned; an empty, unaligned, or wrapping pair means none (every line is
+/// flushed as by [`persist_range`]). A non-temporal store does not leave its
+/// line dirty in the cache: the bytes go towards memory through the CPU's
+/// write-combining buffers, where only the next fence makes them durable,
+/// exactly as it does for a line written back by [`FlushOps::flush_line`].
+/// So:
+///
+/// * [`FlushMode::Cpu`]: every line of the range outside `streamed` is
+///   flushed, then the fence comes **always**, even when no line is left to
+///   flush (it is what makes the streamed lines durable);
+/// * [`FlushMode::FenceOnly`]: the fence (eADR makes the cache persistent,
+///   not the write-combining buffers);
+/// * [`FlushMode::Msync`]: the fence, so that the kernel's write-back finds
+///   the streamed bytes in memory, then the `msync` of the whole range.
+///
+/// An empty range does nothing, as with [`persist_range`].
+pub fn persist_range_streamed<F: FlushOps + ?Sized>(
+    ops: &mut F,
+    mode: FlushMode,
+    offset: u64,
+    len: u64,
+    streamed: (u64, u64),
+) -> Result<(), FlushError> {
+    let (from, to) = streamed;
+    let line = CACHE_LINE - 1;
+    if len == 0 || from >= to || from & line != 0 || to & line != 0 {
+        return persist_range(ops, mode, offset, len);
+    }
+    #[cfg(feature = "mutants")]
+    let skip_fence = mutants::active(mutants::Mutant::StreamedWithoutFence);
+    #[cfg(not(feature = "mutants"))]
+    let skip_fence = false;
+    match mode {
+        FlushMode::Cpu => {
+            let first = offset & !line;
+            let end = offset.saturating_add(len);
+            let mut at = first;
+            while at < end {
+                if !(from <= at && at < to) {
+                    ops.flush_line(at);
+                }
+                at = match at.checked_add(CACHE_LINE) {
+                    Some(l) => l,
+                    None => break,
+                };
+            }
+            if !skip_fence {
+                ops.fence();
+            }
+            Ok(())
+        }
+        FlushMode::FenceOnly => {
+            if !skip_fence {
+                ops.fence();
+            }
+            Ok(())
+        }
+        FlushMode::Msync => {
+            ops.fence();
+            persist_range(ops, mode, offset, len)
+        }
+    }
+}
+
 /// Deep persist of `[offset, offset + len)`: a normal persist, then the
 /// platform's deep flush (`pmem_deep_persist` semantics). With `Msync` the
 /// `msync` already reaches the media.
@@ -165,11 +233,16 @@ pub mod mutants {
         /// the same lane is unanswered, so the NIC may place newer bytes
         /// before the target CPU copies the older inline ones.
         WriteOvertakesInline = 7,
+        /// The target leaves out the fence after an inline copy whose
+        /// whole cache lines went out with non-temporal stores, as if those
+        /// stores were durable when issued (they wait in write-combining
+        /// buffers until a fence).
+        StreamedWithoutFence = 8,
     }
 
     impl Mutant {
         /// Every real mutant (not `None`).
-        pub const ALL: [Mutant; 7] = [
+        pub const ALL: [Mutant; 8] = [
             Mutant::RespondBeforeFlush,
             Mutant::FlushSkipsFence,
             Mutant::FlushMissesLastLine,
@@ -177,6 +250,7 @@ pub mod mutants {
             Mutant::InlineWithoutFlush,
             Mutant::DeepAsPlain,
             Mutant::WriteOvertakesInline,
+            Mutant::StreamedWithoutFence,
         ];
     }
 
@@ -294,6 +368,56 @@ mod tests {
         let mut r = Rec::default();
         deep_persist_range(&mut r, FlushMode::Msync, 0, 64).unwrap();
         assert_eq!((r.msyncs.len(), r.deep), (1, 0));
+    }
+
+    #[rstest]
+    // Whole lines streamed in the middle: only the partial edges flushed.
+    #[case(100, 300, (128, 384), &[64, 384])]
+    // Everything streamed: no line flushed, the fence still comes.
+    #[case(128, 256, (128, 384), &[])]
+    // The streamed lines reach past the range: only the range matters.
+    #[case(128, 128, (0, 4096), &[])]
+    // Streamed lines at the start only.
+    #[case(64, 256, (64, 192), &[192, 256])]
+    // Nothing streamed, or a report that is not whole lines: every line.
+    #[case(100, 100, (128, 128), &[64, 128, 192])]
+    #[case(100, 100, (130, 192), &[64, 128, 192])]
+    #[case(100, 100, (128, 190), &[64, 128, 192])]
+    #[case(100, 100, (192, 128), &[64, 128, 192])]
+    fn streamed_lines_are_not_flushed_but_the_fence_stays(
+        #[case] off: u64,
+        #[case] len: u64,
+        #[case] streamed: (u64, u64),
+        #[case] lines: &[u64],
+    ) {
+        let mut r = Rec::default();
+        persist_range_streamed(&mut r, FlushMode::Cpu, off, len, streamed).unwrap();
+        assert_eq!(&r.lines[..], lines);
+        assert_eq!(r.fences, 1);
+        assert!(r.fence_after_last_line);
+        assert!(r.msyncs.is_empty());
+    }
+
+    #[test]
+    fn streamed_lines_on_fence_only_and_msync_targets() {
+        let mut r = Rec::default();
+        persist_range_streamed(&mut r, FlushMode::FenceOnly, 128, 256, (128, 384)).unwrap();
+        assert!(r.lines.is_empty() && r.msyncs.is_empty());
+        assert_eq!(r.fences, 1);
+        // msync targets still msync every page of the range, after a fence.
+        let mut r = Rec::default();
+        persist_range_streamed(&mut r, FlushMode::Msync, 100, 5000, (128, 5056)).unwrap();
+        assert_eq!(&r.msyncs[..], &[(0, 8192)]);
+        assert_eq!(r.fences, 1);
+        assert!(r.lines.is_empty());
+        // Nothing streamed: exactly persist_range.
+        let mut r = Rec::default();
+        persist_range_streamed(&mut r, FlushMode::Msync, 100, 5000, (0, 0)).unwrap();
+        assert_eq!((&r.msyncs[..], r.fences), (&[(0, 8192)][..], 0));
+        // An empty range does nothing.
+        let mut r = Rec::default();
+        persist_range_streamed(&mut r, FlushMode::Cpu, 128, 0, (128, 192)).unwrap();
+        assert_eq!((r.lines.len(), r.fences), (0, 0));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use heapless::Vec;
 
 use super::PersistMode;
 use crate::flush::{
-    deep_persist_range, persist_range, FlushError, FlushMode, FlushOps, CACHE_LINE,
+    deep_persist_range, persist_range, persist_range_streamed, FlushError, FlushMode, FlushOps,
+    CACHE_LINE,
 };
 use crate::policy::Method;
 use crate::wire::persist::{self as wire, PersistMsg, PersistMsgRepr, PersistRespRepr, RESP_LEN};
@@ -105,8 +106,12 @@ pub enum TargetError {
 /// the simulator) may stop between any two steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetStep<'a> {
-    /// Copy `data` to the pool at `offset`, with 8-byte stores for every
-    /// aligned 8-byte word (8-byte failure atomicity).
+    /// Copy `data` to the pool at `offset`, with one store of at least 8
+    /// bytes for every aligned 8-byte word (8-byte failure atomicity). Run
+    /// by [`execute`] / [`TargetPlan::execute_step`] on a target that
+    /// flushes CPU caches, the whole cache lines may go out with
+    /// non-temporal stores ([`TargetMemory::copy_in_streaming`]); the plan's
+    /// flush then skips them and keeps its fence.
     CopyInline {
         /// Pool offset.
         offset: u64,
@@ -138,7 +143,11 @@ pub enum TargetStep<'a> {
 }
 
 impl TargetStep<'_> {
-    /// Run this one step; returns the response bytes for `Respond`.
+    /// Run this one step on its own; returns the response bytes for
+    /// `Respond`. The inline copy uses [`TargetMemory::copy_in`] and the
+    /// flush covers every line of its range: a step run this way knows
+    /// nothing of the steps before it. [`TargetPlan::execute_step`] runs a
+    /// step as part of its plan (and may stream the inline copy).
     pub fn execute<M: TargetMemory + ?Sized>(
         &self,
         mem: &mut M,
@@ -164,6 +173,10 @@ impl TargetStep<'_> {
 pub struct TargetPlan<'a> {
     msg: PersistMsgRepr,
     steps: Vec<TargetStep<'a>, 3>,
+    /// Whether [`execute_step`](Self::execute_step) offers the inline copy
+    /// to [`TargetMemory::copy_in_streaming`] (inline data on a target
+    /// that flushes CPU caches).
+    stream_inline: bool,
 }
 
 impl<'a> TargetPlan<'a> {
@@ -181,6 +194,77 @@ impl<'a> TargetPlan<'a> {
     pub fn response(&self) -> [u8; RESP_LEN] {
         PersistRespRepr::answering(&self.msg).to_bytes()
     }
+
+    /// Whether running this plan with [`execute`] or
+    /// [`execute_step`](Self::execute_step) lets the memory store the
+    /// inline data's whole cache lines with non-temporal stores: a
+    /// `PERSIST_SEND` message on a target whose flush mode is
+    /// [`FlushMode::Cpu`], where those lines then need no write-back. Not
+    /// with [`FlushMode::FenceOnly`] (eADR: cached stores need no
+    /// write-back either, and cost less), never on an `msync` target, whose
+    /// `msync` must find every byte in the page cache.
+    pub fn streams_inline(&self) -> bool {
+        self.stream_inline
+    }
+
+    /// Run step `index` of the plan (nothing, `Ok(None)`, past the last
+    /// one); returns the response bytes for `Respond`. `streamed` carries
+    /// what the inline copy leaves for the flush: start every plan with
+    /// `(0, 0)` and hand the same value to each of its steps, in order.
+    ///
+    /// Where [`streams_inline`](Self::streams_inline) says so, the inline
+    /// copy goes through [`TargetMemory::copy_in_streaming`] and `streamed`
+    /// becomes the cache lines it reports stored with non-temporal stores,
+    /// clipped to the whole lines of the copy (an unaligned report counts as
+    /// none). The flush then skips those lines and still ends with its
+    /// fence ([`crate::flush::persist_range_streamed`]): after the plan
+    /// every byte of the range is durable exactly as with the full flush.
+    /// Every other step runs as [`TargetStep::execute`].
+    pub fn execute_step<M: TargetMemory + ?Sized>(
+        &self,
+        index: usize,
+        mem: &mut M,
+        streamed: &mut (u64, u64),
+    ) -> Result<Option<[u8; RESP_LEN]>, FlushError> {
+        let Some(step) = self.steps.get(index) else {
+            return Ok(None);
+        };
+        match *step {
+            TargetStep::CopyInline { offset, data } if self.stream_inline => {
+                let reported = mem.copy_in_streaming(offset, data);
+                let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                *streamed = whole_lines_within(offset, len, reported);
+                Ok(None)
+            }
+            TargetStep::Flush { mode, offset, len } => {
+                persist_range_streamed(mem, mode, offset, len, *streamed).map(|()| None)
+            }
+            _ => step.execute(mem),
+        }
+    }
+}
+
+/// The part of `reported` (cache lines `[from, to)`) that lies within the
+/// whole cache lines of `[offset, offset + len)`; `(0, 0)` when that is
+/// nothing or `reported` is not line aligned.
+fn whole_lines_within(offset: u64, len: u64, reported: (u64, u64)) -> (u64, u64) {
+    let line = CACHE_LINE - 1;
+    let (from, to) = reported;
+    if from & line != 0 || to & line != 0 {
+        return (0, 0);
+    }
+    let Some(first) = offset.checked_add(line).map(|o| o & !line) else {
+        return (0, 0);
+    };
+    let Some(end) = offset.checked_add(len).map(|e| e & !line) else {
+        return (0, 0);
+    };
+    let (from, to) = (from.max(first), to.min(end));
+    if from < to {
+        (from, to)
+    } else {
+        (0, 0)
+    }
 }
 
 /// A pool mapping the target writes into.
@@ -189,17 +273,40 @@ pub trait TargetMemory: FlushOps {
     /// aligned 8-byte word inside the range must be written with one 8-byte
     /// store, so that after a crash it holds either its old or its new value.
     fn copy_in(&mut self, offset: u64, data: &[u8]);
+
+    /// Copy `data` into the pool at `offset` (already validated) like
+    /// [`copy_in`](Self::copy_in), except that whole cache lines of the
+    /// range may be stored with non-temporal stores (x86 `movntdq` /
+    /// `movnti`: every aligned 8-byte word still by one store of at least
+    /// 8 bytes, at an aligned address). Returns the cache lines
+    /// `[from, to)` stored that way: every byte of them by this call, with
+    /// non-temporal stores only. Such lines are not left dirty in the
+    /// cache; the bytes wait in write-combining buffers until the next
+    /// [`fence`](FlushOps::fence) and may reach memory, word by word, at
+    /// any time before it. Return an empty pair (`from == to`) when
+    /// nothing was streamed.
+    ///
+    /// Called only by plans whose flush is a CPU cache flush
+    /// ([`TargetPlan::streams_inline`]); the plan's flush then skips the
+    /// returned lines and keeps its fence. The default streams nothing: it
+    /// is `copy_in`.
+    fn copy_in_streaming(&mut self, offset: u64, data: &[u8]) -> (u64, u64) {
+        self.copy_in(offset, data);
+        (offset, offset)
+    }
 }
 
-/// Run every step of `plan`; returns the response bytes to send. Sending
-/// them after this returns is always safe.
+/// Run every step of `plan` ([`TargetPlan::execute_step`], so the inline
+/// copy may be streamed); returns the response bytes to send. Sending them
+/// after this returns is always safe.
 pub fn execute<M: TargetMemory + ?Sized>(
     plan: &TargetPlan<'_>,
     mem: &mut M,
 ) -> Result<Option<[u8; RESP_LEN]>, FlushError> {
     let mut resp = None;
-    for step in plan.steps() {
-        if let Some(r) = step.execute(mem)? {
+    let mut streamed = (0, 0);
+    for index in 0..plan.steps().len() {
+        if let Some(r) = plan.execute_step(index, mem, &mut streamed)? {
             resp = Some(r);
         }
     }
@@ -380,7 +487,16 @@ impl Target {
             }
             let _ = steps.push(resp);
         }
-        TargetPlan { msg, steps }
+        // Streaming pays where the inline copy would otherwise be written
+        // back line by line. With eADR (`FenceOnly`) cached stores are
+        // durable as they are, and cheaper than non-temporal ones; `msync`
+        // must find every byte in the page cache.
+        let stream_inline = msg.mode == PersistMode::PersistSend && mode == FlushMode::Cpu;
+        TargetPlan {
+            msg,
+            steps,
+            stream_inline,
+        }
     }
 }
 
@@ -531,5 +647,268 @@ mod tests {
             t.handle_persist_msg_written_back(&bad, (0, 64)).err(),
             t.handle_persist_msg(&bad).err()
         );
+    }
+
+    extern crate std;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// What a plan asked of the memory, in order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Ev {
+        Copy(u64, u64),
+        CopyStreaming(u64, u64),
+        Line(u64),
+        Fence,
+        Msync(u64, u64),
+    }
+
+    /// What a test memory's `copy_in_streaming` reports for `(offset, len)`.
+    type Report = fn(u64, u64) -> (u64, u64);
+
+    /// A memory that records every call; `stream` says what
+    /// `copy_in_streaming` reports (`None`: the trait's default).
+    struct Rec {
+        ev: Vec<Ev>,
+        stream: Option<Report>,
+    }
+
+    impl Rec {
+        fn new(stream: Option<Report>) -> Rec {
+            Rec {
+                ev: Vec::new(),
+                stream,
+            }
+        }
+    }
+
+    impl FlushOps for Rec {
+        fn flush_line(&mut self, offset: u64) {
+            self.ev.push(Ev::Line(offset));
+        }
+        fn fence(&mut self) {
+            self.ev.push(Ev::Fence);
+        }
+        fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+            self.ev.push(Ev::Msync(offset, len));
+            Ok(())
+        }
+    }
+
+    impl TargetMemory for Rec {
+        fn copy_in(&mut self, offset: u64, data: &[u8]) {
+            self.ev.push(Ev::Copy(offset, data.len() as u64));
+        }
+        fn copy_in_streaming(&mut self, offset: u64, data: &[u8]) -> (u64, u64) {
+            let len = data.len() as u64;
+            match self.stream {
+                Some(f) => {
+                    self.ev.push(Ev::CopyStreaming(offset, len));
+                    f(offset, len)
+                }
+                None => {
+                    self.copy_in(offset, data);
+                    (offset, offset)
+                }
+            }
+        }
+    }
+
+    /// Streams every whole line of the copy, as rpmemd's pool does.
+    fn whole(offset: u64, len: u64) -> (u64, u64) {
+        ((offset + 63) & !63, (offset + len) & !63)
+    }
+
+    fn inline_msg(offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::from(msg(PersistMode::PersistSend, offset, data.len() as u64));
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    fn run(flush: FlushMode, mem: &mut Rec, offset: u64, len: usize) -> Option<[u8; RESP_LEN]> {
+        let data = std::vec![0x5a; len];
+        let bytes = inline_msg(offset, &data);
+        let plan = target(flush).handle_persist_msg(&bytes).unwrap();
+        let resp = execute(&plan, mem).unwrap();
+        assert_eq!(resp, Some(plan.response()));
+        resp
+    }
+
+    #[test]
+    fn streamed_inline_lines_are_not_flushed_and_the_fence_stays() {
+        let mut mem = Rec::new(Some(whole));
+        run(FlushMode::Cpu, &mut mem, 4100, 300);
+        // Whole lines [4160, 4352) streamed; the partial first and last
+        // lines flushed, then the fence.
+        assert_eq!(
+            mem.ev,
+            [
+                Ev::CopyStreaming(4100, 300),
+                Ev::Line(4096),
+                Ev::Line(4352),
+                Ev::Fence
+            ]
+        );
+        // Every line streamed: nothing to flush, the fence all the same.
+        let mut mem = Rec::new(Some(whole));
+        run(FlushMode::Cpu, &mut mem, 4096, 256);
+        assert_eq!(mem.ev, [Ev::CopyStreaming(4096, 256), Ev::Fence]);
+    }
+
+    #[test]
+    fn a_memory_that_streams_nothing_gets_the_full_flush() {
+        let mut mem = Rec::new(None);
+        run(FlushMode::Cpu, &mut mem, 4100, 200);
+        assert_eq!(
+            mem.ev,
+            [
+                Ev::Copy(4100, 200),
+                Ev::Line(4096),
+                Ev::Line(4160),
+                Ev::Line(4224),
+                Ev::Line(4288),
+                Ev::Fence
+            ]
+        );
+    }
+
+    #[test]
+    fn fence_only_targets_copy_through_the_cache_and_fence() {
+        let mut mem = Rec::new(Some(whole));
+        run(FlushMode::FenceOnly, &mut mem, 4100, 300);
+        assert_eq!(mem.ev, [Ev::Copy(4100, 300), Ev::Fence]);
+    }
+
+    #[test]
+    fn msync_targets_never_stream_and_still_msync() {
+        let mut mem = Rec::new(Some(whole));
+        run(FlushMode::Msync, &mut mem, 4100, 5000);
+        assert_eq!(mem.ev, [Ev::Copy(4100, 5000), Ev::Msync(4096, 8192)]);
+        let plan_bytes = inline_msg(4100, &[1; 8]);
+        let plan = target(FlushMode::Msync)
+            .handle_persist_msg(&plan_bytes)
+            .unwrap();
+        assert!(!plan.streams_inline());
+    }
+
+    #[test]
+    fn only_inline_copies_stream() {
+        for mode in [PersistMode::FlushWrite, PersistMode::DeepPersist] {
+            let bytes = msg(mode, 4096, 256);
+            let plan = target(FlushMode::Cpu).handle_persist_msg(&bytes).unwrap();
+            assert!(!plan.streams_inline());
+            let mut mem = Rec::new(Some(whole));
+            execute(&plan, &mut mem).unwrap();
+            assert_eq!(
+                mem.ev,
+                [
+                    Ev::Line(4096),
+                    Ev::Line(4160),
+                    Ev::Line(4224),
+                    Ev::Line(4288),
+                    Ev::Fence
+                ],
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_reports_are_clipped_or_ignored() {
+        // Reaching past the copy: clipped to its whole lines.
+        let mut mem = Rec::new(Some(|_, _| (0, 1 << 20)));
+        run(FlushMode::Cpu, &mut mem, 4100, 300);
+        assert_eq!(&mem.ev[1..], [Ev::Line(4096), Ev::Line(4352), Ev::Fence]);
+        // Not line aligned: ignored, every line flushed.
+        let mut mem = Rec::new(Some(|o, l| (o, o + l)));
+        run(FlushMode::Cpu, &mut mem, 4100, 100);
+        assert_eq!(&mem.ev[1..], [Ev::Line(4096), Ev::Line(4160), Ev::Fence]);
+    }
+
+    #[test]
+    fn stepping_alone_does_not_stream() {
+        let data = [7u8; 256];
+        let bytes = inline_msg(4096, &data);
+        let plan = target(FlushMode::Cpu).handle_persist_msg(&bytes).unwrap();
+        assert!(plan.streams_inline());
+        let mut mem = Rec::new(Some(whole));
+        for step in plan.steps() {
+            step.execute(&mut mem).unwrap();
+        }
+        assert_eq!(mem.ev.first(), Some(&Ev::Copy(4096, 256)));
+        assert_eq!(
+            mem.ev.iter().filter(|e| matches!(e, Ev::Line(_))).count(),
+            4
+        );
+        // Stepping through the plan with its state streams; a step past the
+        // end does nothing.
+        let mut mem = Rec::new(Some(whole));
+        let mut streamed = (0, 0);
+        for i in 0..plan.steps().len() + 1 {
+            plan.execute_step(i, &mut mem, &mut streamed).unwrap();
+        }
+        assert_eq!(streamed, (4096, 4352));
+        assert_eq!(mem.ev, [Ev::CopyStreaming(4096, 256), Ev::Fence]);
+    }
+
+    #[rstest]
+    #[case(100, 300, (128, 384), (128, 384))]
+    #[case(100, 300, (0, 4096), (128, 384))]
+    #[case(100, 300, (64, 128), (0, 0))]
+    #[case(100, 30, (64, 192), (0, 0))]
+    #[case(100, 300, (130, 384), (0, 0))]
+    #[case(100, 300, (384, 128), (0, 0))]
+    #[case(u64::MAX - 100, 100, (0, !63), (0, 0))]
+    fn whole_lines_within_cases(
+        #[case] offset: u64,
+        #[case] len: u64,
+        #[case] reported: (u64, u64),
+        #[case] want: (u64, u64),
+    ) {
+        assert_eq!(whole_lines_within(offset, len, reported), want);
+    }
+
+    proptest! {
+        /// Whatever the memory reports, every line of the range is either
+        /// flushed or among the whole lines the copy streamed, no line
+        /// outside the range is touched, and the last event is the fence.
+        #[test]
+        fn every_line_is_flushed_or_streamed_then_fenced(
+            offset in 4096u64..8192,
+            len in 1usize..1000,
+            from in 0u64..200,
+            to in 0u64..200,
+        ) {
+            let (from, to) = (4096 + from * 64, 4096 + to * 64);
+            let data = std::vec![1u8; len];
+            let bytes = inline_msg(offset, &data);
+            let plan = target(FlushMode::Cpu).handle_persist_msg(&bytes).unwrap();
+            let mut mem = Rec::new(None);
+            // A memory that reports (from, to), whatever it is.
+            let mut streamed = (0, 0);
+            for i in 0..plan.steps().len() {
+                if i == 0 {
+                    mem.ev.push(Ev::CopyStreaming(offset, len as u64));
+                    streamed = whole_lines_within(offset, len as u64, (from, to));
+                    continue;
+                }
+                plan.execute_step(i, &mut mem, &mut streamed).unwrap();
+            }
+            let end = offset + len as u64;
+            let mut line = offset & !63;
+            while line < end {
+                let flushed = mem.ev.contains(&Ev::Line(line));
+                let skipped = streamed.0 <= line && line < streamed.1
+                    && line >= offset && line + 64 <= end;
+                prop_assert!(flushed != skipped, "line {line}: flushed {flushed}, skipped {skipped}");
+                line += 64;
+            }
+            for e in &mem.ev {
+                if let Ev::Line(l) = e {
+                    prop_assert!(*l >= offset & !63 && *l < end);
+                }
+            }
+            prop_assert_eq!(mem.ev.last(), Some(&Ev::Fence));
+        }
     }
 }

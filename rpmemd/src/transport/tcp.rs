@@ -17,9 +17,14 @@
 //!   apply (`msync` targets, other CPUs) the body is received straight into
 //!   the pool;
 //! * `SEND`: the persist message is received into a lane buffer, planned by
-//!   the core's [`Target`] and executed against [`PoolMemory`] (8-byte stores
-//!   for inline data, cache flush / `msync` / deep flush), then the `RECV`
-//!   header and the 8-byte response leave in one `send`;
+//!   the core's [`Target`] and executed against [`PoolMemory`] (inline data
+//!   stored with one store of 8 or 16 bytes per aligned word, whole cache
+//!   lines of large copies with non-temporal stores where the target flushes
+//!   CPU caches; then cache flush / `msync` / deep flush), then the `RECV`
+//!   header and the 8-byte response leave in one `send` — or, while the next
+//!   frame's bytes are already queued ([`TcpConfig::hold_answers`]), with
+//!   the answers of the messages that follow, up to [`MAX_HELD_ANSWERS`] in
+//!   one `send`;
 //! * `READ_REQ`: the `READ_RESP` header and the pool bytes leave in one
 //!   `sendmsg`.
 //!
@@ -36,7 +41,12 @@
 //! worker that stored a WRITE body's lines with non-temporal stores tells
 //! the core so ([`StreamServer::on_body_written_back`]), and the core's plan
 //! for the lane's next `FLUSH_WRITE` skips those lines, keeping the fence
-//! that makes them durable. Measured on this project's 2-core machine
+//! that makes them durable. Inline data works the same way within one
+//! message: [`execute`] hands the copy to
+//! [`TargetMemory::copy_in_streaming`], which reports the lines it
+//! streamed, and the plan's flush skips them and keeps its fence
+//! ([`TcpConfig::stream_inline`]; `docs/BENCHMARKS.md` has the figures).
+//! Measured on this project's 2-core machine
 //! (`examples/datapath_bench.rs --flushcost`): copying 1 MiB into the cache
 //! and writing it back with `clwb` costs 235-270 µs of CPU, streaming it
 //! through a cache-resident buffer with non-temporal stores 100-115 µs;
@@ -86,6 +96,11 @@ pub const MAX_PENDING: usize = 16;
 const POLL_SLICE_MS: i32 = 500;
 /// Stack of a lane worker (it holds no large buffer on the stack).
 const WORKER_STACK: usize = 256 * 1024;
+/// Bytes of one answer to a persist message: the `RECV` frame header and
+/// the 8-byte response.
+const ANSWER_LEN: usize = FRAME_HEADER_LEN + RESP_LEN;
+/// Most answers a lane holds back to send them in one `send`.
+pub const MAX_HELD_ANSWERS: usize = 16;
 
 /// How the TCP data path runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +120,18 @@ pub struct TcpConfig {
     /// the fence. Only where the target flushes CPU caches and the CPU can
     /// ([`PoolMemory::can_stream`]).
     pub stream_stores: bool,
+    /// Store the whole cache lines of large inline persist messages with
+    /// non-temporal stores, so that the core's plan flushes only their
+    /// partial first and last lines before its fence
+    /// ([`PoolMemory::set_stream_inline_min`],
+    /// [`TargetMemory::copy_in_streaming`]). Only where the target flushes
+    /// CPU caches (the core decides) and the CPU can.
+    pub stream_inline: bool,
+    /// Hold back the answer to a persist message while the next frame's
+    /// bytes are already queued on the socket, to send up to
+    /// [`MAX_HELD_ANSWERS`] answers in one `send`; an answer is never held
+    /// while the lane would wait for the socket.
+    pub hold_answers: bool,
     /// Time a connection has to send its hello.
     pub hello_timeout: Duration,
     /// Connections that may wait for their hello at once.
@@ -119,6 +146,8 @@ impl TcpConfig {
             spin: DEFAULT_SPIN,
             spin_yield: true,
             stream_stores: true,
+            stream_inline: true,
+            hold_answers: true,
             hello_timeout: HELLO_TIMEOUT,
             max_pending: MAX_PENDING,
         }
@@ -161,6 +190,8 @@ struct Shared {
     spin_yield: bool,
     /// `TcpConfig::stream_stores` where it applies.
     stream_stores: bool,
+    /// `TcpConfig::hold_answers`.
+    hold_answers: bool,
     hello_timeout: Duration,
 }
 
@@ -190,8 +221,11 @@ impl TcpServer {
         config: &TcpConfig,
         target: Target,
         secret: [u8; SECRET_LEN],
-        mem: PoolMemory,
+        mut mem: PoolMemory,
     ) -> io::Result<TcpServer> {
+        if !config.stream_inline {
+            mem.set_stream_inline_min(usize::MAX);
+        }
         let listener = TcpListener::bind(config.bind)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -205,6 +239,7 @@ impl TcpServer {
             && PoolMemory::can_stream();
         let shared = Arc::new(Shared {
             stream_stores: stream,
+            hold_answers: config.hold_answers,
             target,
             secret,
             mem,
@@ -425,12 +460,10 @@ fn serve(
 ) -> LaneEnd {
     let registry = guard.registry();
     let stop = || registry.is_stopping();
-    let mut io = SockIo {
-        fd: conn.as_raw_fd(),
-        spin: shared.spin,
-        spin_yield: shared.spin_yield,
-        stop: &stop,
-    };
+    let mut io = SockIo::new(conn.as_raw_fd(), shared.spin, shared.spin_yield, &stop);
+    if shared.hold_answers {
+        io.track_queued();
+    }
     let mut server = StreamServer::new(shared.target);
 
     let mut hello = [0u8; HELLO_LEN];
@@ -472,6 +505,14 @@ fn serve(
 }
 
 fn run_frames(io: &mut SockIo<'_>, server: &mut StreamServer, shared: &Shared) -> LaneEnd {
+    let end = frame_loop(io, server, shared);
+    // Answers of persist messages that were executed (their data is
+    // durable) still go out, whatever ended the connection.
+    let _ = io.flush_answers();
+    end
+}
+
+fn frame_loop(io: &mut SockIo<'_>, server: &mut StreamServer, shared: &Shared) -> LaneEnd {
     let mut mem = shared.mem.clone();
     let mut msg: Vec<u8> = Vec::new();
     let mut chunk: Vec<u8> = Vec::new();
@@ -486,6 +527,13 @@ fn run_frames(io: &mut SockIo<'_>, server: &mut StreamServer, shared: &Shared) -
             Ok(step) => step,
             Err(e) => return e.into(),
         };
+        if !matches!(step, ServerStep::ReceiveMsg { .. }) {
+            // A WRITE body or a READ answer may take long: the answers
+            // held back go first (and a READ_RESP must follow them).
+            if let Err(e) = io.flush_answers() {
+                return e.into();
+            }
+        }
         match step {
             ServerStep::ReceiveInto { offset, len } if shared.stream_stores => {
                 if mem.range(offset, len).is_none() {
@@ -525,7 +573,7 @@ fn run_frames(io: &mut SockIo<'_>, server: &mut StreamServer, shared: &Shared) -
                         len: u64::try_from(len).unwrap_or(u64::MAX),
                     };
                 };
-                if let Err(e) = io.recv_exact(body, None) {
+                if let Err(e) = io.recv_exact_queued(body) {
                     return e.into();
                 }
                 let planned = match server.on_msg(body) {
@@ -536,12 +584,18 @@ fn run_frames(io: &mut SockIo<'_>, server: &mut StreamServer, shared: &Shared) -
                     Ok(r) => r.unwrap_or_else(|| planned.plan.response()),
                     Err(e) => return LaneEnd::Flush(e),
                 };
-                let mut out = [0u8; FRAME_HEADER_LEN + RESP_LEN];
-                let (head, tail) = out.split_at_mut(FRAME_HEADER_LEN);
-                head.copy_from_slice(&planned.header);
-                tail.copy_from_slice(&resp);
-                if let Err(e) = io.send_all(&out) {
-                    return e.into();
+                io.answers.extend_from_slice(&planned.header);
+                io.answers.extend_from_slice(&resp);
+                // Hold the answer back only while the next frame's bytes
+                // are already here (the kernel said so with the bytes of
+                // this one): it then leaves with the answers of the
+                // messages that follow, in one `send`. Any wait for the
+                // socket sends what is held first.
+                let more_queued = io.queued.is_some_and(|n| n > 0);
+                if !more_queued || io.answers.len() >= MAX_HELD_ANSWERS * ANSWER_LEN {
+                    if let Err(e) = io.flush_answers() {
+                        return e.into();
+                    }
                 }
             }
             ServerStep::SendFrom {
@@ -672,9 +726,128 @@ struct SockIo<'a> {
     spin: Duration,
     spin_yield: bool,
     stop: &'a dyn Fn() -> bool,
+    /// Whether the kernel reports, with each receive, the bytes still
+    /// queued on the socket (`TCP_INQ`).
+    inq: bool,
+    /// What the last receive that got bytes reported queued behind them
+    /// (`None`: unknown). Set by
+    /// [`recv_exact_queued`](Self::recv_exact_queued).
+    queued: Option<usize>,
+    /// The receive in progress asks for `queued` (`recvmsg` with a control
+    /// buffer instead of `recv`).
+    want_queued: bool,
+    /// Answers to persist messages held back to leave in one `send`
+    /// ([`flush_answers`](Self::flush_answers)); sent before any wait.
+    answers: Vec<u8>,
 }
 
-impl SockIo<'_> {
+impl<'a> SockIo<'a> {
+    fn new(fd: RawFd, spin: Duration, spin_yield: bool, stop: &'a dyn Fn() -> bool) -> SockIo<'a> {
+        SockIo {
+            fd,
+            spin,
+            spin_yield,
+            stop,
+            inq: false,
+            queued: None,
+            want_queued: false,
+            answers: Vec::with_capacity(MAX_HELD_ANSWERS * ANSWER_LEN),
+        }
+    }
+
+    /// Asks the kernel to report the bytes still queued after each receive
+    /// (`TCP_INQ`, Linux 4.18+). Without it (older kernels, other systems)
+    /// every answer is sent at once.
+    fn track_queued(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is a valid c_int for the duration of the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INQ,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            self.inq = rc == 0;
+        }
+    }
+
+    /// Sends the answers held back, if any.
+    fn flush_answers(&mut self) -> Result<(), IoError> {
+        if self.answers.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.answers);
+        let sent = self.send_all(&out);
+        self.answers = out;
+        self.answers.clear();
+        sent
+    }
+
+    /// One non-blocking receive into `[ptr, ptr + len)`; within
+    /// [`recv_exact_queued`](Self::recv_exact_queued), also records the
+    /// bytes still queued behind the ones received.
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + len)` must be valid for writes for the whole call.
+    unsafe fn recv_once(&mut self, ptr: *mut u8, len: usize) -> isize {
+        if !self.want_queued {
+            // SAFETY: the caller's range is valid for writes.
+            return unsafe { libc::recv(self.fd, ptr.cast(), len, libc::MSG_DONTWAIT) };
+        }
+        let mut iov = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: len,
+        };
+        // Room for one cmsg carrying a c_int, 8-byte aligned.
+        let mut control = [0u64; 4];
+        // SAFETY: a zeroed msghdr is valid; the fields set below point at
+        // `iov` and `control`, which outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` describes one iovec over the caller's range and a
+        // control buffer of the size given.
+        let n = unsafe { libc::recvmsg(self.fd, &mut msg, libc::MSG_DONTWAIT) };
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if n > 0 {
+            self.queued = None;
+            // SAFETY: the kernel filled `msg_control` with well-formed
+            // cmsgs of at most `msg_controllen` bytes; the CMSG_* helpers
+            // stay inside it, and the data is read unaligned.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_TCP && (*c).cmsg_type == libc::TCP_CM_INQ {
+                        let v = libc::CMSG_DATA(c).cast::<libc::c_int>().read_unaligned();
+                        self.queued = usize::try_from(v).ok();
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+        }
+        n
+    }
+
+    /// [`recv_exact`](Self::recv_exact), recording in
+    /// [`queued`](Self::queued) what the kernel reports still queued after
+    /// the last bytes (with [`track_queued`](Self::track_queued) on; other
+    /// receives use the cheaper `recv`).
+    fn recv_exact_queued(&mut self, buf: &mut [u8]) -> Result<(), IoError> {
+        self.queued = None;
+        self.want_queued = self.inq;
+        let got = self.recv_exact(buf, None);
+        self.want_queued = false;
+        got
+    }
+
     fn recv_exact(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), IoError> {
         // SAFETY: a slice is valid for writes of its length.
         unsafe { self.recv_raw(buf.as_mut_ptr(), buf.len(), deadline) }
@@ -695,14 +868,7 @@ impl SockIo<'_> {
         let mut spin_from = None;
         while done < len {
             // SAFETY: `ptr + done .. ptr + len` is inside the caller's range.
-            let n = unsafe {
-                libc::recv(
-                    self.fd,
-                    ptr.wrapping_add(done).cast(),
-                    len - done,
-                    libc::MSG_DONTWAIT,
-                )
-            };
+            let n = unsafe { self.recv_once(ptr.wrapping_add(done), len - done) };
             if n > 0 {
                 done = done.saturating_add(n.unsigned_abs());
                 spin_from = None;
@@ -714,6 +880,10 @@ impl SockIo<'_> {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock if !self.answers.is_empty() => {
+                    // Nothing to read now: what is held back goes first.
+                    self.flush_answers()?;
+                }
                 io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, &mut spin_from, deadline)?,
                 _ => return Err(IoError::Os(e)),
             }
@@ -862,6 +1032,8 @@ mod tests {
         let c = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         assert!(c.spin_yield);
         assert!(c.stream_stores);
+        assert!(c.stream_inline);
+        assert!(c.hold_answers);
         assert_eq!(c.spin, DEFAULT_SPIN);
     }
 
@@ -901,12 +1073,7 @@ mod tests {
         let sent = body.clone();
         let writer = std::thread::spawn(move || tx.write_all(&sent).unwrap());
         let stop = || false;
-        let mut io = SockIo {
-            fd: rx.as_raw_fd(),
-            spin: Duration::from_micros(50),
-            spin_yield: true,
-            stop: &stop,
-        };
+        let mut io = SockIo::new(rx.as_raw_fd(), Duration::from_micros(50), true, &stop);
         let mut chunk = Vec::new();
         let got = receive_streamed(&mut io, &mut mem, offset, len, &mut chunk).unwrap();
         writer.join().unwrap();
@@ -918,5 +1085,207 @@ mod tests {
         assert_eq!(&bytes[o..o + l], &body[..]);
         assert!(bytes[..o].iter().all(|&b| b == 0));
         assert!(bytes[o + l..].iter().all(|&b| b == 0));
+    }
+
+    /// A page-aligned scratch "pool" for a real server.
+    #[repr(C, align(4096))]
+    #[derive(Clone, Copy)]
+    struct Page([u8; 4096]);
+
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        c.set_nodelay(true).unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn the_kernel_reports_what_is_queued_behind_a_receive() {
+        use std::io::Write;
+        let (mut c, s) = loopback_pair();
+        let stop = || false;
+        let mut io = SockIo::new(s.as_raw_fd(), Duration::from_micros(50), true, &stop);
+        io.track_queued();
+        if !io.inq {
+            // A kernel without TCP_INQ: every answer goes out at once.
+            return;
+        }
+        c.write_all(&[5u8; 100]).unwrap();
+        let mut buf = [0u8; 40];
+        // All 100 bytes may take a moment to be queued.
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut avail: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one c_int.
+            unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut avail) };
+            if avail >= 100 || Instant::now() > until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        io.recv_exact_queued(&mut buf).unwrap();
+        assert_eq!(io.queued, Some(60));
+        let mut rest = [0u8; 60];
+        io.recv_exact_queued(&mut rest).unwrap();
+        assert_eq!(io.queued, Some(0));
+        // A plain receive does not ask.
+        c.write_all(&[6u8; 10]).unwrap();
+        let mut more = [0u8; 4];
+        io.recv_exact(&mut more, None).unwrap();
+        assert_eq!(io.queued, Some(0));
+        assert!(buf.iter().chain(rest.iter()).all(|&b| b == 5));
+    }
+
+    #[test]
+    fn held_answers_leave_before_the_lane_waits() {
+        use std::io::{Read, Write};
+        let (mut c, s) = loopback_pair();
+        let stop = || false;
+        let mut io = SockIo::new(s.as_raw_fd(), Duration::from_micros(50), true, &stop);
+        io.track_queued();
+        io.answers.extend_from_slice(b"two answers");
+        // The peer sends its next bytes only after it got the answers: if
+        // the lane waited while holding them, both would wait forever (the
+        // read times out and the test fails).
+        let peer = std::thread::spawn(move || {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = [0u8; 11];
+            c.read_exact(&mut got).unwrap();
+            c.write_all(b"next").unwrap();
+            got
+        });
+        let mut next = [0u8; 4];
+        io.recv_exact(&mut next, None).unwrap();
+        assert_eq!(&next, b"next");
+        assert_eq!(&peer.join().unwrap(), b"two answers");
+        assert!(io.answers.is_empty());
+    }
+
+    /// A client of the real server that writes many inline persist messages
+    /// at once, then a READ_REQ: every answer comes, in order, before the
+    /// read's bytes, and a lone message is answered without anything after
+    /// it.
+    #[rstest::rstest]
+    #[case(FlushMode::Cpu, true)]
+    #[case(FlushMode::Cpu, false)]
+    #[case(FlushMode::FenceOnly, true)]
+    fn pipelined_inline_messages_are_all_answered_in_order(
+        #[case] flush_mode: FlushMode,
+        #[case] hold: bool,
+    ) {
+        use crate::transport::DeepFlush;
+        use rpmem_core::flush::cpu::FlushInstr;
+        use rpmem_core::persist::{
+            FrameBody, Method, Op, PersistMode, PersistMsgRepr, ReadDest, ServerFrame,
+            StreamClient, TargetParams,
+        };
+        use std::io::{Read, Write};
+        use std::ptr::NonNull;
+
+        const INLINE: u64 = 64 * 1024;
+        let size = 2usize << 20;
+        let mut backing = vec![Page([0; 4096]); size / 4096];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives the server (stopped below before it is
+        // read) and is not referenced while the server writes it.
+        let mem =
+            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
+        let target = Target::new(TargetParams {
+            nlanes: 1,
+            pool_size: size as u64,
+            min_offset: 0,
+            inline_max: INLINE,
+            flush_mode,
+            method: Method::Gpspm,
+        })
+        .unwrap();
+        let secret = [9u8; SECRET_LEN];
+        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
+        config.hold_answers = hold;
+        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        let mut sock = TcpStream::connect(server.local_addr()).unwrap();
+        sock.set_nodelay(true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut client = StreamClient::new(0);
+        sock.write_all(&client.hello(&secret)).unwrap();
+        let mut ack = [0u8; 8];
+        sock.read_exact(&mut ack).unwrap();
+        client.on_hello_ack(&ack).unwrap();
+
+        let local: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ 0x3c).collect();
+        let mut out = Vec::new();
+        let send = |client: &mut StreamClient, offset: u64, len: u64, out: &mut Vec<u8>| {
+            let msg = PersistMsgRepr {
+                mode: PersistMode::PersistSend,
+                completion: false,
+                lane: 0,
+                offset,
+                size: len,
+            };
+            let f = client
+                .frame(&Op::Send {
+                    lane: 0,
+                    msg,
+                    inline: true,
+                })
+                .unwrap();
+            out.extend_from_slice(&f.header);
+            let FrameBody::Message { header, .. } = f.body else {
+                panic!("not a message");
+            };
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&local[offset as usize..(offset + len) as usize]);
+        };
+        // 16 messages of 64 KiB (one 1 MiB persist), unaligned at the start.
+        let first = 100u64;
+        for k in 0..16 {
+            send(&mut client, first + k * INLINE, INLINE, &mut out);
+        }
+        let read = client
+            .frame(&Op::Read {
+                lane: 0,
+                offset: first,
+                len: 4096,
+                dest: ReadDest::User { buf_offset: 0 },
+            })
+            .unwrap();
+        out.extend_from_slice(&read.header);
+        sock.write_all(&out).unwrap();
+        for _ in 0..16 {
+            let mut h = [0u8; FRAME_HEADER_LEN + RESP_LEN];
+            sock.read_exact(&mut h).unwrap();
+            assert_eq!(
+                client.on_server_header(&h[..FRAME_HEADER_LEN]).unwrap(),
+                ServerFrame::Recv
+            );
+        }
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        sock.read_exact(&mut h).unwrap();
+        assert!(matches!(
+            client.on_server_header(&h).unwrap(),
+            ServerFrame::ReadResp { len: 4096, .. }
+        ));
+        let mut back = vec![0u8; 4096];
+        sock.read_exact(&mut back).unwrap();
+        assert_eq!(&back[..], &local[first as usize..first as usize + 4096]);
+        // A lone message is answered though nothing follows it.
+        let mut lone = Vec::new();
+        send(&mut client, first + 16 * INLINE, 8, &mut lone);
+        sock.write_all(&lone).unwrap();
+        let mut h = [0u8; FRAME_HEADER_LEN + RESP_LEN];
+        sock.read_exact(&mut h).unwrap();
+        assert_eq!(
+            client.on_server_header(&h[..FRAME_HEADER_LEN]).unwrap(),
+            ServerFrame::Recv
+        );
+        drop(sock);
+        server.stop();
+        let pool: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        let end = (first + 16 * INLINE + 8) as usize;
+        assert_eq!(&pool[first as usize..end], &local[first as usize..end]);
+        assert!(pool[..first as usize].iter().all(|&b| b == 0));
+        assert!(pool[end..].iter().all(|&b| b == 0));
     }
 }
