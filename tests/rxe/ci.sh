@@ -3,7 +3,9 @@
 # the rxe rig (tests/rxe/run.sh) and runs tests/rxe/verbs-suite.sh in it: the verbs layer's own
 # test, the library's end-to-end tests over RDMA (GPSPM on a file, APM on Device DAX, a wrong
 # secret refused), rpmemd's pmem detection on emulated pmem, and the benchmark over rxe beside
-# the perftest baselines of the same guest run.
+# the perftest baselines of the same guest run. Then tests/rxe/flush-check.sh: RDMA FLUSH
+# detected and working with Linux 6.12 + rdma-core 56 (built from Debian's source package into
+# target/rxe/), and reported absent on the default rig (RXE_FLUSH=0 skips this part).
 #
 #   tests/rxe/ci.sh [run.sh OPTIONS]
 #
@@ -55,6 +57,11 @@ if [ -n "$last" ] && [ -s "$last/verbs-bench.txt" ]; then
 	sed 's/^/  /' "$last/verbs-bench.txt"
 else
 	echo "  no results"
+fi
+if [ "${RXE_FLUSH:-1}" != 0 ]; then
+	echo
+	echo "rxe ci: RDMA FLUSH detection, both ways (tests/rxe/flush-check.sh)"
+	RXE_TARGET_DIR=$CARGO_TARGET_DIR "$here/flush-check.sh" || status=$?
 fi
 echo "rxe ci: exit status $status"
 exit "$status"

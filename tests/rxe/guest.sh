@@ -35,6 +35,12 @@ RXE_BASELINE=1
 RXE_ITERS=1000
 RXE_CMD_TIMEOUT=780
 RXE_COMMAND_GIVEN=0
+RXE_KERNEL=bookworm
+RXE_RDMA_CORE=system
+RXE_RDMA_CORE_DIR=
+RXE_RDMA_CORE_VERSION=
+RXE_NVDIMM=0
+NVDIMM_DAX_DEV=
 # shellcheck disable=SC1091
 [ -f "$OUT/config" ] && . "$OUT/config"
 
@@ -118,10 +124,21 @@ read -r uptime_s _ </proc/uptime
 say "kernel $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo); guest script started $uptime_s s after kernel start"
 note "guest kernel: $(uname -r)"
 
+# --rdma-core new: every process of the guest (probe, smoke check, perftest, the command) loads
+# libibverbs and librdmacm from the rdma-core built into the rig's cache; that libibverbs has
+# its provider directory and libibverbs.d compiled in, both inside the same directory.
+if [ "$RXE_RDMA_CORE" = new ] && [ -n "$RXE_RDMA_CORE_DIR" ]; then
+	export LD_LIBRARY_PATH=$RXE_RDMA_CORE_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	note "rdma-core: $RXE_RDMA_CORE_VERSION from $RXE_RDMA_CORE_DIR (LD_LIBRARY_PATH)"
+else
+	note "rdma-core: the host's ($(dpkg-query -W -f='${Version}' libibverbs1 2>/dev/null || echo '?'))"
+fi
+
 modules() {
 	# libnvdimm first, skipping ndctl's modprobe.d hook (ndctl load-keys: no keys here)
 	modprobe --ignore-install libnvdimm &&
-		modprobe -a rdma_rxe ib_uverbs rdma_ucm veth nd_e820 nd_pmem dax_pmem device_dax ext4 brd
+		modprobe -a rdma_rxe ib_uverbs rdma_ucm veth nd_e820 nd_pmem dax_pmem device_dax ext4 brd &&
+		if [ "$RXE_NVDIMM" = 1 ]; then modprobe nfit; fi
 }
 run "load modules" modules || setup_ok=0
 
@@ -183,12 +200,21 @@ run "tmpfs mount" tmpfs_up || setup_ok=0
 run "MAP_SYNC accepted on $PMEM_DIR, refused on $PLAIN_DIR" \
 	python3 "$HERE/mapsync.py" file "$PMEM_DIR" accept file "$PLAIN_DIR" refuse || setup_ok=0
 
+# ns_provider NSDIR: the provider of the nvdimm bus a namespace is on ("e820", "ACPI.NFIT")
+ns_provider() {
+	local p
+	p=$(readlink -f "$1")
+	while [ "$p" != / ] && [ ! -f "$p/provider" ]; do p=${p%/*}; done
+	cat "$p/provider" 2>/dev/null
+}
+
 devdax_up() {
 	# The second legacy (e820) region's raw namespace (the one that is not pmem0) becomes
 	# Device DAX with 4 KiB alignment.
 	local ns='' nsdir d
 	for nsdir in /sys/bus/nd/devices/namespace*; do
 		[ -e "$nsdir/block/${PMEM_DEV#/dev/}" ] && continue
+		[ "$(ns_provider "$nsdir")" = e820 ] || continue
 		[ -d "$nsdir/block" ] && { ns=${nsdir##*/}; break; }
 	done
 	[ -n "$ns" ] || { say "no second raw pmem namespace for Device DAX"; return 1; }
@@ -202,11 +228,34 @@ devdax_up() {
 # Device DAX is a bonus: its failure is reported but does not fail the run.
 run "Device DAX namespace (optional)" devdax_up || failures=$((failures - 1))
 
+nvdimm_up() {
+	# --nvdimm: the ACPI NVDIMM's raw namespace (label-less, so one namespace spans it)
+	# becomes Device DAX too; this memory is IORES_DESC_PERSISTENT_MEMORY, not legacy pmem.
+	local ns='' nsdir before d
+	wait_for 10 compgen -G "/sys/bus/nd/devices/ndbus*/provider" || return 1
+	for nsdir in /sys/bus/nd/devices/namespace*; do
+		[ "$(ns_provider "$nsdir")" = ACPI.NFIT ] || continue
+		[ -d "$nsdir/block" ] && { ns=${nsdir##*/}; break; }
+	done
+	[ -n "$ns" ] || { say "no raw namespace on the ACPI.NFIT bus"; ls -l /sys/bus/nd/devices/; return 1; }
+	before=$(compgen -G "/dev/dax*")
+	ndctl create-namespace -f -e "$ns" -m devdax -a 4096 >"$OUT/ndctl-nvdimm.json" 2>&1 ||
+		{ cat "$OUT/ndctl-nvdimm.json"; return 1; }
+	wait_for 5 test "$(compgen -G "/dev/dax*" | wc -l)" -gt "$(grep -c . <<<"$before")" ||
+		{ say "no new /dev/dax* appeared"; return 1; }
+	for d in /dev/dax*; do grep -qx "$d" <<<"$before" || NVDIMM_DAX_DEV=$d; done
+	python3 "$HERE/mapsync.py" devdax "$NVDIMM_DAX_DEV" || { NVDIMM_DAX_DEV=; return 1; }
+	note "nvdimm: $NVDIMM_DAX_DEV (ACPI NFIT $ns, $(($(<"/sys/bus/dax/devices/${NVDIMM_DAX_DEV#/dev/}/size") / 1048576)) MiB, align 4096)"
+}
+if [ "$RXE_NVDIMM" = 1 ]; then
+	run "NVDIMM (NFIT) Device DAX namespace" nvdimm_up || setup_ok=0
+fi
+
 # --- RDMA capabilities: MR registration on each memory kind, FLUSH, ATOMIC WRITE -------------
 caps_probe() {
 	local rc
 	timeout 60 "$OUT/rxe-caps" "$RXE_DEV" "$RXE_GID_INDEX" "fsdax=$PMEM_DIR" "devdax=$DAX_DEV" \
-		"file=$PLAIN_DIR" "shmem=$TMPFS_DIR" >"$OUT/rxe-caps.log" 2>&1
+		"file=$PLAIN_DIR" "shmem=$TMPFS_DIR" "nvdimm=$NVDIMM_DAX_DEV" >"$OUT/rxe-caps.log" 2>&1
 	rc=$?
 	cat "$OUT/rxe-caps.log"
 	while read -r line; do note "caps: $line"; done < <(grep '^RESULT ' "$OUT/rxe-caps.log" | cut -c8-)
@@ -344,6 +393,8 @@ if [ "$RXE_COMMAND_GIVEN" = 1 ]; then
 		env RXE_DEV="$RXE_DEV" RXE_ADDR="$RXE_ADDR" RXE_GID_INDEX="$RXE_GID_INDEX" \
 			RXE_NETDEV="$RXE_NETDEV" PMEM_DEV="$PMEM_DEV" PMEM_DIR="$PMEM_DIR" \
 			PLAIN_DIR="$PLAIN_DIR" TMPFS_DIR="$TMPFS_DIR" DAX_DEV="$DAX_DEV" RXE_OUT="$OUT" \
+			RXE_KERNEL="$RXE_KERNEL" RXE_RDMA_CORE="$RXE_RDMA_CORE" \
+			RXE_RDMA_CORE_DIR="$RXE_RDMA_CORE_DIR" NVDIMM_DAX_DEV="$NVDIMM_DAX_DEV" \
 			CARGO_NET_OFFLINE=true CARGO_TERM_COLOR=never \
 			timeout -k 5 "$RXE_CMD_TIMEOUT" bash "$OUT/command.sh" </dev/null
 		cmd_status=$?

@@ -2,18 +2,22 @@
  * rxe-caps: what the guest's soft-RoCE device can do for a remote-persistence transport.
  * Part of the rxe rig (tests/rxe/run.sh); built on the host, run inside the guest.
  *
- *   rxe-caps DEV GID_INDEX [fsdax=DIR] [devdax=DEV] [file=DIR] [shmem=DIR]
+ *   rxe-caps DEV GID_INDEX [fsdax=DIR] [devdax=DEV] [file=DIR] [shmem=DIR] [nvdimm=DEV]
  *
  * 1. Prints the device's extended capability bits: RDMA FLUSH (global / persistent placement)
  *    and RDMA ATOMIC WRITE as the kernel advertises them, ODP support, atomic_cap.
  * 2. Tries ibv_reg_mr (local write, remote read/write/atomic) on anonymous memory and on a
  *    MAP_SHARED mapping of each of: a new file on the fsdax mount DIR, the Device DAX
  *    character device DEV, a new file on the page-cache (non-DAX ext4) mount DIR, a new file
- *    on the tmpfs mount DIR.
+ *    on the tmpfs mount DIR, the Device DAX of an ACPI NVDIMM (nvdimm=DEV).
  * 3. Connects two RC QPs of DEV to each other (loopback through the RoCEv2 GID) and runs
  *    RDMA WRITE followed by RDMA READ (the read-after-write persistence idiom) into each memory
  *    kind that registered, checking the bytes; then one ATOMIC WRITE (ibv_wr_atomic_write)
- *    and, when built against rdma-core >= 45 (RXE_CAPS_FLUSH), one RDMA FLUSH.
+ *    and, when built against rdma-core >= 45 (RXE_CAPS_FLUSH), RDMA WRITE + RDMA FLUSH of
+ *    each placement type (global visibility, persistence) into anonymous memory and into
+ *    Device DAX, each through a second registration with IBV_ACCESS_FLUSH_GLOBAL or
+ *    IBV_ACCESS_FLUSH_PERSISTENT (rxe refuses the persistent one on memory that the kernel
+ *    does not list as persistent memory).
  *
  * Lines starting "RESULT " are the findings the rig copies into its summary.  Exits 0 when
  * anonymous memory works for WRITE+READ (the baseline every later check builds on), 1
@@ -40,6 +44,7 @@
 	 IBV_ACCESS_REMOTE_ATOMIC)
 
 struct loop {
+	unsigned int qp_access; /* extra responder access flags of QPs made from now on */
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
 	struct ibv_cq *cq;
@@ -91,7 +96,7 @@ static int connect_qp(struct loop *l, struct ibv_qp *qp, uint32_t dest)
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_INIT;
 	a.port_num = 1;
-	a.qp_access_flags = MR_ACCESS;
+	a.qp_access_flags = MR_ACCESS | l->qp_access;
 	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
 				      IBV_QP_ACCESS_FLAGS))
 		return -1;
@@ -240,11 +245,58 @@ static void *map_dev(const char *dev)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+#ifdef RXE_CAPS_FLUSH
+/*
+ * Registers [addr, addr + REGION) again with FLUSH access of one placement type, then WRITEs
+ * 4 KiB from src into it and FLUSHes that range (one ibv_wr_start..ibv_wr_complete batch, both
+ * signaled), and checks that the bytes arrived.  Prints one RESULT line.  Returns non-zero
+ * when the QP may have gone to the error state.
+ */
+static int flush_once(struct loop *l, struct ibv_mr *src, void *addr, const char *kind,
+		      const char *tname, unsigned int access, uint8_t type)
+{
+	errno = 0;
+	struct ibv_mr *mr = ibv_reg_mr(l->pd, addr, REGION, MR_ACCESS | access);
+	if (!mr) {
+		printf("RESULT FLUSH %s into %s: ibv_reg_mr with IBV_ACCESS_FLUSH_%s FAILS: %s\n",
+		       tname, kind, type == IBV_FLUSH_GLOBAL ? "GLOBAL" : "PERSISTENT",
+		       strerror(errno));
+		return 0;
+	}
+	char *s = src->addr, *d = (char *)addr + 12288;
+	for (int i = 0; i < 4096; i++)
+		s[i] = (char)(i * 13 + type);
+	struct ibv_qp_ex *qpx = ibv_qp_to_qp_ex(l->a);
+	ibv_wr_start(qpx);
+	qpx->wr_id = 9;
+	qpx->wr_flags = IBV_SEND_SIGNALED;
+	ibv_wr_rdma_write(qpx, mr->rkey, (uintptr_t)d);
+	ibv_wr_set_sge(qpx, src->lkey, (uintptr_t)s, 4096);
+	qpx->wr_id = 10;
+	qpx->wr_flags = IBV_SEND_SIGNALED;
+	ibv_wr_flush(qpx, mr->rkey, (uintptr_t)d, 4096, type, IBV_FLUSH_RANGE);
+	int rc = ibv_wr_complete(qpx), bad = 1;
+	if (rc) {
+		printf("RESULT FLUSH %s into %s: ibv_wr_complete FAILS: %s\n", tname, kind,
+		       strerror(rc));
+	} else if (wait_one(l, "WRITE before FLUSH") == 0 && wait_one(l, "FLUSH") == 0) {
+		bad = 0;
+		printf("RESULT FLUSH %s (range) after WRITE into %s: works, %s\n", tname, kind,
+		       memcmp(s, d, 4096) == 0 ? "data intact" : "DATA DIFFERS");
+	} else {
+		printf("RESULT FLUSH %s (range) after WRITE into %s: FAILS\n", tname, kind);
+	}
+	ibv_dereg_mr(mr);
+	return bad;
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: %s DEV GID_INDEX [fsdax=DIR] [devdax=DEV] [file=DIR] [shmem=DIR]\n",
+			"usage: %s DEV GID_INDEX [fsdax=DIR] [devdax=DEV] [file=DIR] [shmem=DIR] "
+			"[nvdimm=DEV]\n",
 			argv[0]);
 		return 2;
 	}
@@ -304,6 +356,9 @@ int main(int argc, char **argv)
 		} else if (strncmp(arg, "file=", 5) == 0 && arg[5]) {
 			mem[nmem].kind = "page-cache file, ext4 (MAP_SHARED)";
 			mem[nmem++].addr = map_file(arg + 5, ".rxe-caps-file", &fd);
+		} else if (strncmp(arg, "nvdimm=", 7) == 0 && arg[7]) {
+			mem[nmem].kind = "Device DAX on an ACPI NVDIMM (MAP_SHARED)";
+			mem[nmem++].addr = map_dev(arg + 7);
 		} else if (strncmp(arg, "shmem=", 6) == 0 && arg[6]) {
 			mem[nmem].kind = "tmpfs file (MAP_SHARED)";
 			mem[nmem++].addr = map_file(arg + 6, ".rxe-caps-shmem", &fd);
@@ -369,26 +424,37 @@ int main(int argc, char **argv)
 		}
 	}
 #ifdef RXE_CAPS_FLUSH
+	/* RDMA FLUSH: WRITE 4 KiB then FLUSH that range, both through the ibv_wr_* API, into a
+	 * second registration of each memory kind that allows it, for each placement type. */
 	drop_pair(&l);
+	/* the responder's QP must allow FLUSH too (rdma_cm's passive side gets these flags from
+	 * the kernel when the device has the capability; here the QPs are set up by hand) */
+	l.qp_access = IBV_ACCESS_FLUSH_GLOBAL | IBV_ACCESS_FLUSH_PERSISTENT;
 	if (make_pair(&l, IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_FLUSH)) {
 		printf("RESULT FLUSH: the provider refuses a QP with IBV_QP_EX_WITH_FLUSH (%s)\n",
 		       strerror(errno));
 	} else {
-		struct ibv_mr *fmr = ibv_reg_mr(l.pd, mem[0].addr, REGION,
-						MR_ACCESS | IBV_ACCESS_FLUSH_GLOBAL);
-		struct ibv_qp_ex *qpx = ibv_qp_to_qp_ex(l.a);
-		if (!fmr) {
-			printf("RESULT FLUSH: ibv_reg_mr with IBV_ACCESS_FLUSH_GLOBAL fails: %s\n",
-			       strerror(errno));
-		} else {
-			ibv_wr_start(qpx);
-			qpx->wr_id = 8;
-			qpx->wr_flags = IBV_SEND_SIGNALED;
-			ibv_wr_flush(qpx, fmr->rkey, (uintptr_t)mem[0].addr, 4096,
-				     IBV_FLUSH_GLOBAL, IBV_FLUSH_RANGE);
-			int rc = ibv_wr_complete(qpx);
-			printf("RESULT FLUSH (global, range): %s\n",
-			       rc == 0 && wait_one(&l, "FLUSH") == 0 ? "works" : "FAILS");
+		static const struct {
+			const char *name;
+			unsigned int access;
+			uint8_t type;
+		} types[] = {
+			{"global", IBV_ACCESS_FLUSH_GLOBAL, IBV_FLUSH_GLOBAL},
+			{"persistent", IBV_ACCESS_FLUSH_PERSISTENT, IBV_FLUSH_PERSISTENT},
+		};
+		for (int i = 0; i < nmem; i++) {
+			if (!mem[i].mr || (i != 0 && strncmp(mem[i].kind, "Device DAX", 10) != 0))
+				continue; /* anonymous memory and the Device DAX kinds */
+			for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+				if (flush_once(&l, mem[0].mr, mem[i].addr, mem[i].kind, types[t].name,
+					       types[t].access, types[t].type)) {
+					drop_pair(&l);
+					if (make_pair(&l, IBV_QP_EX_WITH_RDMA_WRITE |
+								  IBV_QP_EX_WITH_FLUSH)) {
+						printf("RESULT cannot recreate the FLUSH QP pair\n");
+						return 1;
+					}
+				}
 		}
 	}
 #else

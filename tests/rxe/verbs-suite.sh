@@ -51,8 +51,8 @@ fi
 # case: under TCG the guest's speed follows the host's load, so only figures taken close
 # together compare.
 perftest_lat() {
-	local tool=$1 try line
-	for try in 1 2 3; do
+	local tool=$1 line
+	for _ in 1 2 3; do
 		timeout 60 "$tool" -d "$RXE_DEV" -x "$RXE_GID_INDEX" -n 500 -F >/dev/null 2>&1 &
 		local srv=$!
 		sleep 0.3

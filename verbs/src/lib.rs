@@ -20,6 +20,13 @@
 //!   registered source ([`Mr`]); RDMA READ and WRITE address one remote
 //!   registration ([`Remote`]); both ranges are checked before posting.
 //!
+//! * RDMA FLUSH (IBTA's persistency operation, rdma-core >= 45 and a
+//!   device that has it, e.g. rxe from Linux 6.2): [`Pd::flush_support`]
+//!   finds out at run time whether it can be posted,
+//!   [`Endpoint::post_flush`] posts it; see the [`FlushType`] docs and
+//!   `docs/rdma-flush.md`. Where anything is missing the answer is "no",
+//!   never an error.
+//!
 //! Errors name the verb that failed and the operating system's reason.
 //!
 //! Everything here exists only with the cargo feature `verbs` (which needs
@@ -33,6 +40,8 @@ mod cm;
 #[cfg(feature = "verbs")]
 mod error;
 #[cfg(feature = "verbs")]
+mod flush;
+#[cfg(feature = "verbs")]
 mod mem;
 #[cfg(feature = "verbs")]
 mod qp;
@@ -41,6 +50,8 @@ mod qp;
 pub use cm::{resolve, Connected, Listener, Pending, Request, Resolved};
 #[cfg(feature = "verbs")]
 pub use error::Error;
+#[cfg(feature = "verbs")]
+pub use flush::{flush_compiled, FlushSupport, FlushType};
 #[cfg(feature = "verbs")]
 pub use mem::{Access, Buf, Memory, Mr, Pd};
 #[cfg(feature = "verbs")]

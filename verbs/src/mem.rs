@@ -1,12 +1,13 @@
 //! Protection domains, memory registrations and registered buffers.
 
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rdma_sys::{ibv_access_flags, ibv_alloc_pd, ibv_dealloc_pd, ibv_dereg_mr, ibv_mr, ibv_pd};
 
 use crate::cm::Id;
 use crate::error::Error;
+use crate::flush::{self, FlushSupport};
 
 /// A protection domain on the device a connection identifier resolved to.
 ///
@@ -16,6 +17,7 @@ use crate::error::Error;
 pub struct Pd {
     pd: NonNull<ibv_pd>,
     anchor: Arc<Id>,
+    flush: OnceLock<FlushSupport>,
 }
 
 // SAFETY: a protection domain is a kernel object; libibverbs' calls on it
@@ -45,7 +47,11 @@ impl Pd {
         // valid while `anchor` exists; the PD keeps `anchor`.
         let pd = unsafe { ibv_alloc_pd(ctx.as_ptr()) };
         let pd = NonNull::new(pd).ok_or_else(|| Error::last_os("ibv_alloc_pd"))?;
-        Ok(Arc::new(Pd { pd, anchor }))
+        Ok(Arc::new(Pd {
+            pd,
+            anchor,
+            flush: OnceLock::new(),
+        }))
     }
 
     pub(crate) fn as_ptr(&self) -> *mut ibv_pd {
@@ -64,6 +70,25 @@ impl Pd {
     /// Name of the device (`rxe0`, `mlx5_0`).
     pub fn device_name(&self) -> String {
         self.anchor.device_name()
+    }
+
+    /// Which RDMA FLUSH placement types queue pairs of this domain can post
+    /// (see [`FlushSupport`]): the device must advertise them, the loaded
+    /// provider must create a queue pair that asks for FLUSH (a throw-away
+    /// one is created and destroyed on the first call; the answer is kept),
+    /// and this crate must have been built with rdma-core >= 45 headers
+    /// ([`flush_compiled`](crate::flush_compiled)). Anything missing gives
+    /// [`FlushSupport::NONE`], never an error.
+    ///
+    /// The target's memory additionally needs
+    /// [`Access::FLUSH_GLOBAL`] / [`Access::FLUSH_PERSISTENT`] in its
+    /// registration (rxe refuses the persistent right on memory that is not
+    /// persistent memory).
+    pub fn flush_support(&self) -> FlushSupport {
+        *self.flush.get_or_init(|| match self.anchor.verbs() {
+            Some(ctx) => flush::probe(ctx, self.pd.as_ptr()),
+            None => FlushSupport::NONE,
+        })
     }
 }
 
@@ -121,10 +146,26 @@ impl Access {
     pub const REMOTE_WRITE: Access = Access(ibv_access_flags::IBV_ACCESS_REMOTE_WRITE.0);
     /// Remote RDMA READ from it.
     pub const REMOTE_READ: Access = Access(ibv_access_flags::IBV_ACCESS_REMOTE_READ.0);
+    /// Remote RDMA FLUSH with global visibility placement
+    /// (`IBV_ACCESS_FLUSH_GLOBAL`, rdma-core >= 45; the kernel's
+    /// `IB_UVERBS_ACCESS_FLUSH_GLOBAL`). Ask for it only where
+    /// [`Pd::flush_support`] says so: older kernels refuse the
+    /// registration (`EINVAL`).
+    pub const FLUSH_GLOBAL: Access = Access(1 << 8);
+    /// Remote RDMA FLUSH with persistence placement
+    /// (`IBV_ACCESS_FLUSH_PERSISTENT`); rxe refuses it (`EINVAL`) unless
+    /// every page of the memory is persistent memory the kernel knows as
+    /// such.
+    pub const FLUSH_PERSISTENT: Access = Access(1 << 9);
 
     /// Both sets.
     pub const fn union(self, other: Access) -> Access {
         Access(self.0 | other.0)
+    }
+
+    /// Whether every right of `other` is in this set.
+    pub const fn contains(self, other: Access) -> bool {
+        self.0 & other.0 == other.0
     }
 
     fn bits(self) -> i32 {
@@ -295,7 +336,9 @@ impl Drop for Mr {
     }
 }
 
-/// A page-aligned, zeroed buffer from an anonymous mapping, for registering.
+/// A page-aligned mapping for registering: zeroed anonymous memory
+/// ([`Buf::new`]) or a shared mapping of a file or device
+/// ([`Buf::map_shared`]). Unmapped when dropped.
 pub struct Buf {
     ptr: NonNull<u8>,
     len: usize,
@@ -335,6 +378,51 @@ impl Buf {
         };
         if p == libc::MAP_FAILED {
             return Err(Error::last_os(format!("mmap of a {len}-byte buffer")));
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| {
+            Error::other(
+                "mmap",
+                std::io::ErrorKind::Other,
+                "returned a null address".to_owned(),
+            )
+        })?;
+        Ok(Buf { ptr, len })
+    }
+
+    /// Maps the first `len` bytes of `file` (a file on a DAX or tmpfs
+    /// mount, a Device DAX character device) shared, readable and
+    /// writable, for registering: what the NIC writes lands in the file.
+    /// `len` must be a whole number of pages (Device DAX wants its
+    /// alignment); the mapping stays valid after `file` is closed.
+    ///
+    /// Other processes may change the file's bytes at any time; the
+    /// registration's memory is only ever accessed through raw pointers
+    /// ([`Mr::copy_in`], [`Mr::copy_out`]), like DMA.
+    pub fn map_shared(file: &std::fs::File, len: usize) -> Result<Buf, Error> {
+        use std::os::fd::AsRawFd;
+        if len == 0 || !len.is_multiple_of(4096) {
+            return Err(Error::other(
+                "mapping a file for registering",
+                std::io::ErrorKind::InvalidInput,
+                format!("{len} bytes is not a whole, non-zero number of 4096-byte pages"),
+            ));
+        }
+        // SAFETY: a fresh shared mapping of an open descriptor; touches no
+        // existing memory of this process.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os(format!(
+                "mmap of {len} bytes of a file, shared"
+            )));
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| {
             Error::other(

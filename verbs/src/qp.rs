@@ -23,6 +23,7 @@ use rdma_sys::{
 
 use crate::cm::{poll_in, Id};
 use crate::error::Error;
+use crate::flush::{FlushSupport, FlushType};
 use crate::mem::{Access, Buf, Mr, Pd};
 
 /// Bytes at the end of the READ buffer that discarded READs land in.
@@ -79,7 +80,10 @@ pub enum WcKind {
     /// An RDMA READ into a slot finished; take the bytes with
     /// [`Endpoint::take_read`].
     Read,
-    /// An RDMA READ whose bytes are thrown away finished.
+    /// An RDMA READ whose bytes are thrown away finished, or an RDMA
+    /// FLUSH ([`Endpoint::post_flush`]; [`Wc::is_flush`] tells them apart):
+    /// both are the point at which earlier WRITEs are known to have
+    /// reached the target's memory.
     Discard,
     /// A message arrived in a RECV slot; read it with
     /// [`Endpoint::recv_data`], then post the slot again.
@@ -99,12 +103,20 @@ pub struct Wc {
     pub status: u32,
     /// Bytes received (RECV) or read (READ).
     pub byte_len: u32,
+    /// An RDMA FLUSH (reported with kind `Discard`).
+    flush: bool,
 }
 
 impl Wc {
     /// Whether it succeeded.
     pub fn is_ok(&self) -> bool {
         self.status == 0
+    }
+
+    /// Whether this is the completion of an RDMA FLUSH
+    /// ([`Endpoint::post_flush`]; its `kind` is [`WcKind::Discard`]).
+    pub fn is_flush(&self) -> bool {
+        self.flush
     }
 
     /// `ibv_wc_status_str` of the status.
@@ -218,6 +230,11 @@ pub struct Endpoint {
     max_inline: u32,
     armed: bool,
     disconnected: bool,
+    /// What RDMA FLUSH this queue pair can post.
+    flush: FlushSupport,
+    /// Its extended handle, when it was created for FLUSH.
+    #[cfg(rpmem_verbs_flush)]
+    qpx: Option<NonNull<rdma_sys::ibv_qp_ex>>,
 }
 
 // SAFETY: the verbs objects may be used from any thread (one at a time:
@@ -234,27 +251,52 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-fn wr_id(kind: WcKind, slot: u32, tag: u32) -> u64 {
-    let k: u64 = match kind {
-        WcKind::Send => 1,
-        WcKind::Write => 2,
-        WcKind::Read => 3,
-        WcKind::Discard => 4,
-        WcKind::Recv => 5,
+/// What a work request was (the kinds of [`WcKind`] and RDMA FLUSH).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Send,
+    Write,
+    Read,
+    Discard,
+    Recv,
+    Flush,
+}
+
+impl Op {
+    fn kind(self) -> WcKind {
+        match self {
+            Op::Send => WcKind::Send,
+            Op::Write => WcKind::Write,
+            Op::Read => WcKind::Read,
+            Op::Discard | Op::Flush => WcKind::Discard,
+            Op::Recv => WcKind::Recv,
+        }
+    }
+}
+
+fn wr_id(op: Op, slot: u32, tag: u32) -> u64 {
+    let k: u64 = match op {
+        Op::Send => 1,
+        Op::Write => 2,
+        Op::Read => 3,
+        Op::Discard => 4,
+        Op::Recv => 5,
+        Op::Flush => 6,
     };
     (k << 56) | (u64::from(slot & 0x00ff_ffff) << 32) | u64::from(tag)
 }
 
-fn decode(id: u64) -> Option<(WcKind, u32, u32)> {
-    let kind = match id >> 56 {
-        1 => WcKind::Send,
-        2 => WcKind::Write,
-        3 => WcKind::Read,
-        4 => WcKind::Discard,
-        5 => WcKind::Recv,
+fn decode(id: u64) -> Option<(Op, u32, u32)> {
+    let op = match id >> 56 {
+        1 => Op::Send,
+        2 => Op::Write,
+        3 => Op::Read,
+        4 => Op::Discard,
+        5 => Op::Recv,
+        6 => Op::Flush,
         _ => return None,
     };
-    Some((kind, ((id >> 32) & 0x00ff_ffff) as u32, id as u32))
+    Some((op, ((id >> 32) & 0x00ff_ffff) as u32, id as u32))
 }
 
 fn invalid(what: &str, why: String) -> Error {
@@ -319,32 +361,60 @@ impl Endpoint {
                 libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
             }
         }
-        let mut attr = ibv_qp_init_attr {
-            qp_context: std::ptr::null_mut(),
-            send_cq: cq.cq.as_ptr(),
-            recv_cq: cq.cq.as_ptr(),
-            srq: std::ptr::null_mut(),
-            cap: ibv_qp_cap {
-                max_send_wr: c.max_send_wr,
-                max_recv_wr: c.recv_slots.max(1),
-                max_send_sge: 2,
-                max_recv_sge: 1,
-                max_inline_data: c.max_inline,
-            },
-            qp_type: ibv_qp_type::IBV_QPT_RC,
-            sq_sig_all: 0,
+        let cap = ibv_qp_cap {
+            max_send_wr: c.max_send_wr,
+            max_recv_wr: c.recv_slots.max(1),
+            max_send_sge: 2,
+            max_recv_sge: 1,
+            max_inline_data: c.max_inline,
         };
-        // SAFETY: a resolved/requested identifier without a QP, a PD of its
-        // device, and CQs of its context.
-        if unsafe { rdma_create_qp(id.as_ptr(), pd.as_ptr(), &mut attr) } != 0 {
-            return Err(Error::last_os(format!(
-                "rdma_create_qp (send queue {}, {} receives, inline {}) on {}",
-                c.max_send_wr,
-                c.recv_slots,
-                c.max_inline,
-                pd.device_name()
-            )));
+        // Where FLUSH can be posted, the QP is created asking for it (and
+        // for the operations ibv_post_send posts); a provider that refuses
+        // gets the plain QP below, without FLUSH.
+        #[cfg_attr(not(rpmem_verbs_flush), allow(unused_mut))]
+        let mut granted: Option<ibv_qp_cap> = None;
+        #[cfg_attr(not(rpmem_verbs_flush), allow(unused_mut))]
+        let mut flush = FlushSupport::NONE;
+        #[cfg(rpmem_verbs_flush)]
+        let mut qpx = None;
+        #[cfg(rpmem_verbs_flush)]
+        if pd.flush_support().any() {
+            if let Ok((got, x)) =
+                crate::flush::create_qp_with_flush(id.as_ptr(), pd.as_ptr(), cq.cq.as_ptr(), cap)
+            {
+                granted = Some(got);
+                if x.is_some() {
+                    flush = pd.flush_support();
+                }
+                qpx = x;
+            }
         }
+        let granted = match granted {
+            Some(g) => g,
+            None => {
+                let mut attr = ibv_qp_init_attr {
+                    qp_context: std::ptr::null_mut(),
+                    send_cq: cq.cq.as_ptr(),
+                    recv_cq: cq.cq.as_ptr(),
+                    srq: std::ptr::null_mut(),
+                    cap,
+                    qp_type: ibv_qp_type::IBV_QPT_RC,
+                    sq_sig_all: 0,
+                };
+                // SAFETY: a resolved/requested identifier without a QP, a PD
+                // of its device, and CQs of its context.
+                if unsafe { rdma_create_qp(id.as_ptr(), pd.as_ptr(), &mut attr) } != 0 {
+                    return Err(Error::last_os(format!(
+                        "rdma_create_qp (send queue {}, {} receives, inline {}) on {}",
+                        c.max_send_wr,
+                        c.recv_slots,
+                        c.max_inline,
+                        pd.device_name()
+                    )));
+                }
+                attr.cap
+            }
+        };
         // SAFETY: rdma_create_qp set the identifier's qp.
         let qp = NonNull::new(unsafe { (*id.as_ptr()).qp })
             .ok_or_else(|| Error::last_os("rdma_create_qp gave no queue pair"))?;
@@ -377,9 +447,12 @@ impl Endpoint {
             send_state: vec![Slot::Free; n(c.send_slots)],
             recv_state: vec![Slot::Free; n(c.recv_slots)],
             read_state: vec![Slot::Free; n(c.read_slots)],
-            max_inline: attr.cap.max_inline_data,
+            max_inline: granted.max_inline_data,
             armed: false,
             disconnected: false,
+            flush,
+            #[cfg(rpmem_verbs_flush)]
+            qpx,
         };
         for slot in 0..c.recv_slots {
             ep.post_recv(slot)?;
@@ -488,7 +561,7 @@ impl Endpoint {
         // SAFETY: all-zero is a valid ibv_send_wr (null pointers, zero
         // numbers, inactive unions).
         let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
-        wr.wr_id = wr_id(WcKind::Write, 0, tag);
+        wr.wr_id = wr_id(Op::Write, 0, tag);
         wr.sg_list = &mut sge;
         wr.num_sge = 1;
         wr.opcode = ibv_wr_opcode::IBV_WR_RDMA_WRITE;
@@ -529,7 +602,7 @@ impl Endpoint {
             .range((slot * self.read_slot_len) as u64, u64::from(len))
             .ok_or_else(|| invalid(what, "read slot outside the buffer".to_owned()))?;
         let slot32 = slot as u32;
-        self.post_read_wr(wr_id(WcKind::Read, slot32, tag), laddr, len, raddr, rkey)?;
+        self.post_read_wr(wr_id(Op::Read, slot32, tag), laddr, len, raddr, rkey)?;
         if let Some(s) = self.read_state.get_mut(slot) {
             *s = Slot::Posted;
         }
@@ -557,7 +630,7 @@ impl Endpoint {
             .read
             .range(sink as u64, u64::from(len))
             .ok_or_else(|| invalid(what, "sink outside the buffer".to_owned()))?;
-        self.post_read_wr(wr_id(WcKind::Discard, 0, tag), laddr, len, raddr, rkey)
+        self.post_read_wr(wr_id(Op::Discard, 0, tag), laddr, len, raddr, rkey)
     }
 
     fn post_read_wr(
@@ -583,6 +656,102 @@ impl Endpoint {
         wr.wr.rdma.remote_addr = raddr;
         wr.wr.rdma.rkey = rkey;
         self.post_send_wr(&mut wr, "RDMA READ")
+    }
+
+    /// Which RDMA FLUSH placement types this endpoint can post: its
+    /// domain's [`Pd::flush_support`] when the queue pair was created for
+    /// FLUSH (which the endpoint does by itself wherever the domain
+    /// supports it), [`FlushSupport::NONE`] otherwise.
+    pub fn flush_support(&self) -> FlushSupport {
+        self.flush
+    }
+
+    /// Posts a signaled RDMA FLUSH of the remote range of `len` bytes at
+    /// `remote_offset` with placement `kind`; it completes (as
+    /// [`WcKind::Discard`] with [`Wc::is_flush`]) once the target has made
+    /// every earlier WRITE of this queue pair to that range globally
+    /// visible or persistent. The remote registration needs the matching
+    /// right ([`FlushType::access`]); without it the FLUSH completes with
+    /// an error status and the queue pair goes to the error state.
+    ///
+    /// Fails before posting (kind [`io::ErrorKind::Unsupported`]) when
+    /// [`flush_support`](Self::flush_support) lacks `kind`, and for an
+    /// empty range or one outside the remote registration.
+    ///
+    /// Mixing with the other posting methods is fine: they use
+    /// `ibv_post_send`, this uses the `ibv_wr_*` API, and ibv_wr_post(3)
+    /// allows both on one queue pair as long as no `ibv_post_send` falls
+    /// inside an `ibv_wr_start`..`ibv_wr_complete` batch, which `&mut self`
+    /// guarantees here.
+    pub fn post_flush(
+        &mut self,
+        tag: u32,
+        remote_offset: u64,
+        len: u32,
+        kind: FlushType,
+    ) -> Result<(), Error> {
+        let what = "RDMA FLUSH";
+        if !self.flush.supports(kind) {
+            return Err(Error::other(
+                what,
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{kind} FLUSH is not available on this queue pair ({})",
+                    if crate::flush::flush_compiled() {
+                        "the device or the loaded rdma-core lacks it"
+                    } else {
+                        "built without rdma-core >= 45 headers"
+                    }
+                ),
+            ));
+        }
+        if len == 0 {
+            return Err(invalid(what, "an empty range".to_owned()));
+        }
+        let (raddr, rkey) = self.remote_range(what, remote_offset, u64::from(len))?;
+        self.post_flush_wr(wr_id(Op::Flush, 0, tag), rkey, raddr, len, kind)
+    }
+
+    #[cfg(rpmem_verbs_flush)]
+    fn post_flush_wr(
+        &mut self,
+        id: u64,
+        rkey: u32,
+        raddr: u64,
+        len: u32,
+        kind: FlushType,
+    ) -> Result<(), Error> {
+        let Some(qpx) = self.qpx else {
+            return Err(Error::other(
+                "RDMA FLUSH",
+                io::ErrorKind::Unsupported,
+                "the queue pair was not created for FLUSH".to_owned(),
+            ));
+        };
+        // SAFETY: `qpx` is our live QP's extended handle, checked when the
+        // endpoint was made; `&mut self` keeps every other posting method
+        // out of the batch.
+        let rc = unsafe { crate::flush::post(qpx, id, rkey, raddr, len, kind.placement()) };
+        if rc != 0 {
+            return Err(Error::code("ibv_wr_complete (RDMA FLUSH)", rc));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(rpmem_verbs_flush))]
+    fn post_flush_wr(
+        &mut self,
+        _id: u64,
+        _rkey: u32,
+        _raddr: u64,
+        _len: u32,
+        _kind: FlushType,
+    ) -> Result<(), Error> {
+        Err(Error::other(
+            "RDMA FLUSH",
+            io::ErrorKind::Unsupported,
+            "built without rdma-core >= 45 headers".to_owned(),
+        ))
     }
 
     /// Gives the bytes of a completed READ slot to `f` and frees the slot;
@@ -677,7 +846,7 @@ impl Endpoint {
         }
         // SAFETY: all-zero is a valid ibv_send_wr.
         let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
-        wr.wr_id = wr_id(WcKind::Send, slot as u32, tag);
+        wr.wr_id = wr_id(Op::Send, slot as u32, tag);
         wr.sg_list = sges.as_mut_ptr();
         wr.num_sge = nsge;
         wr.opcode = ibv_wr_opcode::IBV_WR_SEND;
@@ -710,7 +879,7 @@ impl Endpoint {
             lkey: self.recv.lkey(),
         };
         let mut wr = ibv_recv_wr {
-            wr_id: wr_id(WcKind::Recv, slot, 0),
+            wr_id: wr_id(Op::Recv, slot, 0),
             next: std::ptr::null_mut(),
             sg_list: &mut sge,
             num_sge: 1,
@@ -754,9 +923,10 @@ impl Endpoint {
         }
         let n = n as usize;
         for wc in wcs.iter().take(n) {
-            let Some((kind, slot, tag)) = decode(wc.wr_id) else {
+            let Some((op, slot, tag)) = decode(wc.wr_id) else {
                 continue;
             };
+            let kind = op.kind();
             let i = slot as usize;
             let ok = wc.status == rdma_sys::ibv_wc_status::IBV_WC_SUCCESS;
             match kind {
@@ -783,6 +953,7 @@ impl Endpoint {
                 slot,
                 status: wc.status,
                 byte_len: wc.byte_len,
+                flush: op == Op::Flush,
             });
         }
         Ok(n)
@@ -877,18 +1048,28 @@ mod tests {
 
     #[test]
     fn work_request_ids_round_trip() {
-        for kind in [
-            WcKind::Send,
-            WcKind::Write,
-            WcKind::Read,
-            WcKind::Discard,
-            WcKind::Recv,
+        for op in [
+            Op::Send,
+            Op::Write,
+            Op::Read,
+            Op::Discard,
+            Op::Recv,
+            Op::Flush,
         ] {
             for (slot, tag) in [(0, 0), (1, u32::MAX), (0x00ff_ffff, 7)] {
-                assert_eq!(decode(wr_id(kind, slot, tag)), Some((kind, slot, tag)));
+                assert_eq!(decode(wr_id(op, slot, tag)), Some((op, slot, tag)));
             }
         }
         assert_eq!(decode(0), None);
+        assert_eq!(decode(7 << 56), None);
         assert_eq!(decode(9 << 56), None);
+    }
+
+    #[test]
+    fn flush_completions_are_reported_as_discard() {
+        assert_eq!(Op::Flush.kind(), WcKind::Discard);
+        assert_eq!(Op::Discard.kind(), WcKind::Discard);
+        assert_eq!(Op::Read.kind(), WcKind::Read);
+        assert_ne!(wr_id(Op::Flush, 0, 1), wr_id(Op::Discard, 0, 1));
     }
 }

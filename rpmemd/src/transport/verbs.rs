@@ -27,7 +27,6 @@
 //! the CPU), then sleeps on the completion channel.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{execute, ServerError, StreamServer, Target};
@@ -39,7 +38,7 @@ use rpmem_verbs::{
 
 use super::{Connection, LaneRegistry, PoolMemory, Refusal};
 use crate::sync::thread::{Builder, JoinHandle};
-use crate::sync::Arc;
+use crate::sync::{lock, Arc, Mutex};
 
 /// How long a request has to become an established connection.
 pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,10 +87,7 @@ pub struct VerbsConn {
 
 impl Connection for VerbsConn {
     fn shut_down(&self) {
-        let d = match self.disconnector.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let d = lock(&self.disconnector).clone();
         if let Some(d) = d {
             d.disconnect();
         }
@@ -332,10 +328,7 @@ fn admit(
             return;
         }
     };
-    match conn.disconnector.lock() {
-        Ok(mut g) => *g = Some(ep.disconnector()),
-        Err(p) => *p.into_inner() = Some(ep.disconnector()),
-    }
+    *lock(&conn.disconnector) = Some(ep.disconnector());
     log::info!(
         "lane {lane} connected over RDMA from {peer} ({}, inline {} bytes)",
         ep.device_name(),

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# RDMA FLUSH in the verbs layer (rpmem-verbs), shown both ways in the rxe rig:
+#
+#   tests/rxe/flush-check.sh
+#
+# 1. prepares the rig with --rdma-core new (builds trixie's rdma-core into target/rxe/ once);
+# 2. builds the layer's rxe test twice: against the host's rdma-core 44 headers (no FLUSH
+#    compiled in) and, with PKG_CONFIG_PATH pointing at the new rdma-core, against its headers
+#    (cfg rpmem_verbs_flush);
+# 3. boots the rig with --kernel backports --rdma-core new --nvdimm: the new-headers test must
+#    detect FLUSH and complete WRITE + FLUSH (global on anonymous memory; persistent and global
+#    on the NVDIMM's Device DAX) with the data read back; the old-headers test must report no
+#    FLUSH;
+# 4. boots the default rig (kernel 6.1, rdma-core 44): both tests must report no FLUSH (the
+#    new-headers binary then runs on libibverbs 44 and a kernel without FLUSH).
+#
+# Needs root and what tests/rxe/ci.sh needs.  Target directories: target/verbs (RXE_TARGET_DIR,
+# shared with ci.sh) and target/verbs-flush (RXE_FLUSH_TARGET_DIR).  Exits non-zero if either
+# run fails.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+repo=$(cd "$here/../.." && pwd -P)
+cd "$repo"
+cache=${RXE_CACHE:-$repo/target/rxe}
+sys_dir=${RXE_TARGET_DIR:-$repo/target/verbs}
+new_dir=${RXE_FLUSH_TARGET_DIR:-$repo/target/verbs-flush}
+
+# test_binary TARGET_DIR [ENV...]: builds rpmem-verbs' tests/rxe.rs, prints the executable
+test_binary() {
+	local dir=$1
+	shift
+	env "$@" CARGO_TARGET_DIR="$dir" cargo test --locked -p rpmem-verbs --features verbs \
+		--test rxe --no-run --message-format=json 2>/dev/null |
+		python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and (m.get("target") or {}).get("name") == "rxe":
+        print(m["executable"])
+'
+}
+
+"$here/run.sh" --rdma-core new --prepare-only
+rc_dir=$(readlink -f "$cache/rdma-core")
+[ -f "$rc_dir/.complete" ] || { echo "flush-check: no rdma-core in $rc_dir" >&2; exit 1; }
+
+echo "flush-check: building the rxe test against the host's rdma-core headers ($sys_dir)"
+sys_bin=$(test_binary "$sys_dir")
+echo "flush-check: building the rxe test against $rc_dir's headers ($new_dir)"
+new_bin=$(test_binary "$new_dir" PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig")
+[ -x "$sys_bin" ] && [ -x "$new_bin" ] || { echo "flush-check: a test binary was not built" >&2; exit 1; }
+echo "flush-check: $sys_bin"
+echo "flush-check: $new_bin"
+
+status=0
+echo "flush-check: run 1 of 2: --kernel backports --rdma-core new --nvdimm (FLUSH expected)"
+"$here/run.sh" --kernel backports --rdma-core new --nvdimm --no-baseline -- \
+	"$here/flush-guest.sh" 1 "$new_bin" "$sys_bin" || status=1
+echo "flush-check: run 2 of 2: the default rig, kernel 6.1 and rdma-core 44 (no FLUSH expected)"
+"$here/run.sh" --no-baseline -- "$here/flush-guest.sh" 0 "$new_bin" "$sys_bin" || status=1
+echo "flush-check: $([ $status = 0 ] && echo passed || echo FAILED)"
+exit $status
