@@ -700,7 +700,15 @@ impl Session<'_> {
         };
         let decision = choose_method(settings, pool, placement)?;
         let inline = inline_max(common.buff_size);
-        let nlanes = grant_lanes(common.nlanes, settings.nthreads, inline);
+        // A verbs lane keeps one receive buffer per message in flight
+        // posted (registered memory), a TCP lane one buffer: the budget
+        // bounds what all lanes hold together.
+        let per_lane = if verbs {
+            inline.saturating_mul(u64::from(rpmem_core::persist::MAX_SEND_WINDOW))
+        } else {
+            inline
+        };
+        let nlanes = grant_lanes(common.nlanes, settings.nthreads, per_lane);
         if nlanes < common.nlanes {
             log::info!(
                 "granting {nlanes} of the {} lanes asked for (nthreads {}, inline buffer {inline} bytes)",
