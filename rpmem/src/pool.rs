@@ -263,6 +263,14 @@ impl RemotePool {
             Launch::Local | Launch::Ssh => host.clone(),
         };
         let info = Arc::clone(session.remote().info());
+        let shape = LaneShape {
+            nlanes: ibc.nlanes,
+            method,
+            pool_size,
+            min_offset,
+            inline_max,
+            wq_size: opts.wq_size,
+        };
         if opts.transport == Transport::Verbs {
             let lanes = connect_verbs_lanes(
                 &host,
@@ -270,28 +278,14 @@ impl RemotePool {
                 region,
                 opts,
                 session,
-                &ibc,
-                &ext,
-                method,
-                (pool_size, min_offset, inline_max),
+                (&ibc, &ext),
+                &shape,
             )?;
             return Ok((lanes, method, port));
         }
         let mut lanes = Vec::new();
         for lane in 0..ibc.nlanes {
-            let mut params = LaneParams::new(
-                lane,
-                ibc.nlanes,
-                method,
-                pool_size,
-                min_offset,
-                Placement::Stream,
-            );
-            params.inline_max = inline_max;
-            params.wq_size = opts.wq_size;
-            // The stream server answers persist messages in order and needs
-            // no receive buffers: let a lane pipeline them.
-            params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
+            let params = shape.params(lane, Placement::Stream);
             let setup = LaneSetup {
                 host: host.clone(),
                 addr: (data_host.clone(), port),
@@ -644,6 +638,37 @@ const _: () = {
     send::<Lane<'static>>();
 };
 
+/// What every lane of a pool shares in its engine parameters.
+struct LaneShape {
+    nlanes: u32,
+    method: Method,
+    pool_size: u64,
+    min_offset: u64,
+    inline_max: u64,
+    wq_size: u32,
+}
+
+impl LaneShape {
+    /// The engine parameters of lane `lane`. Both data paths let a lane
+    /// have [`MAX_SEND_WINDOW`](rpmem_core::persist::MAX_SEND_WINDOW)
+    /// persist messages in flight: the TCP server answers them in order and
+    /// needs no receive buffers, rpmemd's RDMA lane keeps that many posted.
+    fn params(&self, lane: u32, placement: Placement) -> LaneParams {
+        let mut p = LaneParams::new(
+            lane,
+            self.nlanes,
+            self.method,
+            self.pool_size,
+            self.min_offset,
+            placement,
+        );
+        p.inline_max = self.inline_max;
+        p.wq_size = self.wq_size;
+        p.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
+        p
+    }
+}
+
 /// The out-of-band provider for the chosen transport.
 fn provider(opts: &Options) -> Provider {
     match opts.transport {
@@ -661,10 +686,11 @@ fn connect_verbs_lanes(
     region: &Arc<Region>,
     opts: &Options,
     session: &OobSession,
-    ibc: &rpmem_core::wire::oob::IbcRepr,
-    ext: &rpmem_core::wire::oob::ExtRepr,
-    method: Method,
-    (pool_size, min_offset, inline_max): (u64, u64, u64),
+    (ibc, ext): (
+        &rpmem_core::wire::oob::IbcRepr,
+        &rpmem_core::wire::oob::ExtRepr,
+    ),
+    shape: &LaneShape,
 ) -> Result<Vec<DataLane>, Error> {
     use crate::verbs_lane::{VerbsLane, VerbsSetup, READ_SLOT};
     let rkey = u32::try_from(ibc.rkey).map_err(|_| Error::Protocol {
@@ -676,18 +702,8 @@ fn connect_verbs_lanes(
     let mut shared = None;
     let mut lanes = Vec::new();
     for lane in 0..ibc.nlanes {
-        let mut params = LaneParams::new(
-            lane,
-            ibc.nlanes,
-            method,
-            pool_size,
-            min_offset,
-            Placement::Rdma,
-        );
-        params.inline_max = inline_max;
-        params.wq_size = opts.wq_size;
-        // rpmemd posts this many receive buffers per lane.
-        params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
+        let mut params = shape.params(lane, Placement::Rdma);
+        // A READ lands in one read slot.
         params.max_op_len = READ_SLOT as u64;
         let setup = VerbsSetup {
             host: host.to_owned(),
@@ -697,7 +713,7 @@ fn connect_verbs_lanes(
             remote: rpmem_verbs::Remote {
                 addr: ibc.raddr,
                 rkey,
-                len: pool_size,
+                len: shape.pool_size,
             },
             spin: opts.spin,
             stall: opts.data_timeout,
@@ -723,10 +739,11 @@ fn connect_verbs_lanes(
     _region: &Arc<Region>,
     _opts: &Options,
     _session: &OobSession,
-    _ibc: &rpmem_core::wire::oob::IbcRepr,
-    _ext: &rpmem_core::wire::oob::ExtRepr,
-    _method: Method,
-    _sizes: (u64, u64, u64),
+    _oob: (
+        &rpmem_core::wire::oob::IbcRepr,
+        &rpmem_core::wire::oob::ExtRepr,
+    ),
+    _shape: &LaneShape,
 ) -> Result<Vec<DataLane>, Error> {
     Err(Error::InvalidArgument(format!(
         "RPMEM_PROVIDER=verbs (for {host}): this rpmem was built without the cargo feature `verbs`"
