@@ -1204,6 +1204,30 @@ fn target_rejects_bad_messages(
 }
 
 #[test]
+fn a_message_must_name_the_lane_it_arrived_on() {
+    let _g = serial();
+    let t = target(4);
+    let b = msg(0, 2, 4096, 8, &[]);
+    // On its own lane the message is planned as by handle_persist_msg.
+    let plan = t.handle_persist_msg_on_lane(2, &b).unwrap();
+    assert_eq!(plan, t.handle_persist_msg(&b).unwrap());
+    // On another lane it is refused, naming both lanes.
+    let e = t.handle_persist_msg_on_lane(1, &b).unwrap_err();
+    assert_eq!(e, TargetError::LaneMismatch { got: 2, lane: 1 });
+    let s = e.to_string();
+    assert!(
+        s.contains("lane field is 2") && s.contains("on lane 1"),
+        "{s}"
+    );
+    // Every other check still comes first.
+    let bad = msg(0, 2, 4095, 8, &[]);
+    assert!(matches!(
+        t.handle_persist_msg_on_lane(2, &bad),
+        Err(TargetError::BelowMinOffset { .. })
+    ));
+}
+
+#[test]
 fn target_plans() {
     let _g = serial();
     let t = target(4);

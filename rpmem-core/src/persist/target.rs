@@ -92,6 +92,15 @@ pub enum TargetError {
         /// Pool size.
         pool_size: u64,
     },
+    /// A persist message that names another lane than the connection it
+    /// arrived on (transports with one connection per lane: verbs).
+    #[error("persist message lane field is {got}, but it arrived on lane {lane}")]
+    LaneMismatch {
+        /// The lane field.
+        got: u32,
+        /// The lane of the connection.
+        lane: u32,
+    },
     /// Inline data longer than the inline buffer.
     #[error("PERSIST_SEND message carries {size} data bytes (size field), more than the inline buffer of {max}")]
     InlineTooLarge {
@@ -348,6 +357,24 @@ impl Target {
     pub fn handle_persist_msg<'a>(&self, bytes: &'a [u8]) -> Result<TargetPlan<'a>, TargetError> {
         let (msg, data) = self.check_persist_msg(bytes)?;
         Ok(self.plan(msg, data, None))
+    }
+
+    /// [`handle_persist_msg`](Self::handle_persist_msg) for a message that
+    /// arrived on the connection of lane `lane`: its lane field must name
+    /// that lane (the answer goes back on the same connection).
+    pub fn handle_persist_msg_on_lane<'a>(
+        &self,
+        lane: u32,
+        bytes: &'a [u8],
+    ) -> Result<TargetPlan<'a>, TargetError> {
+        let plan = self.handle_persist_msg(bytes)?;
+        if plan.msg().lane != lane {
+            return Err(TargetError::LaneMismatch {
+                got: plan.msg().lane,
+                lane,
+            });
+        }
+        Ok(plan)
     }
 
     /// Decode and validate a persist message; its header and inline data.

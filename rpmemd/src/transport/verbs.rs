@@ -410,14 +410,8 @@ fn serve(
                         };
                         let plan = shared
                             .target
-                            .handle_persist_msg(bytes)
+                            .handle_persist_msg_on_lane(lane, bytes)
                             .map_err(|e| LaneEnd::Refused(e.to_string()))?;
-                        if plan.msg().lane != lane {
-                            return Err(LaneEnd::Refused(format!(
-                                "persist message lane field is {}, but it arrived on lane {lane}",
-                                plan.msg().lane
-                            )));
-                        }
                         execute(&plan, &mut mem).map_err(|e| LaneEnd::Flush(e.errno))?
                     };
                     ep.post_recv(wc.slot)?;
