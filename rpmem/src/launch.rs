@@ -756,6 +756,37 @@ mod tests {
     }
 
     #[test]
+    fn local_verbs_spec_runs_rpmemd_on_an_address_of_this_host() {
+        use crate::options::Transport;
+        let verbs = Options::builder()
+            .launch(Launch::Local)
+            .transport(Transport::Verbs)
+            .build();
+        // Loopback: as for TCP.
+        let s = spec(&verbs, &target("localhost"), "rpmemd", &[]).expect("spec");
+        assert!(s.strip_ssh_connection && s.ssh_connection.is_none());
+        // An address of TEST-NET-3 (documentation only) is not one of this host.
+        let e = spec(&verbs, &target("203.0.113.77"), "rpmemd", &[]).expect_err("not local");
+        assert!(e.to_string().contains("RPMEM_PROVIDER=verbs"), "{e}");
+        // An address of this host (the source of a route, if there is one):
+        // rpmemd gets SSH_CONNECTION naming it, as sshd would set it.
+        let local = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|u| u.connect("192.0.2.1:9").map(|()| u))
+            .and_then(|u| u.local_addr())
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        if let Some(ip) = local {
+            let s = spec(&verbs, &target(&ip.to_string()), "rpmemd", &[]).expect("spec");
+            assert!(!s.strip_ssh_connection);
+            assert_eq!(s.ssh_connection, Some(format!("{ip} 0 {ip} 0")));
+            // TCP keeps local mode on loopback.
+            let tcp = Options::builder().launch(Launch::Local).build();
+            assert!(spec(&tcp, &target(&ip.to_string()), "rpmemd", &[]).is_err());
+        }
+    }
+
+    #[test]
     fn ssh_spec_uses_options() {
         let opts = Options::builder().ssh("myssh").ssh_ipv4(true).build();
         let s = spec(&opts, &target("u@h"), "rpmemd -x", &["--remove", "p.set"]).expect("spec");

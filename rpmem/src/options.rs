@@ -3,7 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `RPMEM_LAUNCH` | `ssh` | `ssh`: start rpmemd over ssh; `local`: execute rpmemd directly on this host (the target must be a loopback name or address) |
+//! | `RPMEM_LAUNCH` | `ssh` | `ssh`: start rpmemd over ssh; `local`: execute rpmemd directly on this host (the target must be a loopback name or address; with `RPMEM_PROVIDER=verbs` also an IP address of this host) |
 //! | `RPMEM_SSH` | `ssh` | the ssh client program |
 //! | `RPMEM_CMD` | `rpmemd` | the command run on the target; `a\|b\|c` takes them in turn, one per session |
 //! | `RPMEM_MAX_NLANES` | unlimited | most lanes asked for |
@@ -64,6 +64,9 @@ pub enum Launch {
     /// (the command is split at whitespace). The target must be a loopback
     /// name or address; the data path connects to 127.0.0.1. `SSH_CONNECTION`
     /// is removed from rpmemd's environment, so it listens on 127.0.0.1.
+    /// With [`Transport::Verbs`] the target may also be an IP address of this
+    /// host (RDMA cannot use loopback): rpmemd then gets `SSH_CONNECTION`
+    /// naming that address, as sshd would set it, and listens there.
     Local,
 }
 
