@@ -24,6 +24,7 @@ use std::ptr::NonNull;
 use rpmem_core::flush::cpu::FlushInstr;
 use rpmem_core::flush::{FlushError, FlushOps, CACHE_LINE};
 use rpmem_core::persist::TargetMemory;
+use rpmem_core::wire::tcp::HelloStatus;
 
 use crate::pool::{region_deep_flush, Pool};
 use crate::sync::{lock, Arc, Condvar, Mutex};
@@ -489,6 +490,18 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The hello answer a refused connection gets: `BadLane` when its lane
+    /// is the problem; nothing (the connection is just closed or rejected)
+    /// when the session is stopping or too many connections wait.
+    pub fn hello_status(&self) -> Option<HelloStatus> {
+        match self {
+            Refusal::LaneTaken(_) | Refusal::NoSuchLane { .. } => Some(HelloStatus::BadLane),
+            Refusal::Stopping | Refusal::TooManyPending(_) => None,
+        }
+    }
+}
+
 /// A connection's place in the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnId(u64);
@@ -709,6 +722,20 @@ mod tests {
         assert_eq!(reg.claim(&b, 0), Ok(()));
         assert_eq!(reg.claimed(), 2);
         assert_eq!(reg.workers(), 1);
+    }
+
+    #[test]
+    fn only_lane_refusals_get_a_hello_answer() {
+        assert_eq!(
+            Refusal::LaneTaken(1).hello_status(),
+            Some(HelloStatus::BadLane)
+        );
+        assert_eq!(
+            Refusal::NoSuchLane { lane: 9, nlanes: 2 }.hello_status(),
+            Some(HelloStatus::BadLane)
+        );
+        assert_eq!(Refusal::Stopping.hello_status(), None);
+        assert_eq!(Refusal::TooManyPending(16).hello_status(), None);
     }
 
     #[test]

@@ -71,7 +71,7 @@ use rpmem_core::persist::{
     execute, HelloReject, ServerError, ServerStep, StreamServer, Target, TargetMemory,
 };
 use rpmem_core::wire::persist::RESP_LEN;
-use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus, FRAME_HEADER_LEN, HELLO_LEN, SECRET_LEN};
+use rpmem_core::wire::tcp::{HelloAckRepr, FRAME_HEADER_LEN, HELLO_LEN, SECRET_LEN};
 
 use super::{Connection, LaneRegistry, PoolMemory, Refusal, WorkerGuard};
 use crate::sync::thread::{Builder, JoinHandle};
@@ -486,12 +486,8 @@ fn serve(
         }
     };
     if let Err(refusal) = registry.claim(guard, accepted.lane) {
-        if matches!(refusal, Refusal::LaneTaken(_) | Refusal::NoSuchLane { .. }) {
-            let reply = HelloAckRepr {
-                status: HelloStatus::BadLane,
-            }
-            .to_bytes();
-            let _ = io.send_all(&reply);
+        if let Some(status) = refusal.hello_status() {
+            let _ = io.send_all(&HelloAckRepr { status }.to_bytes());
         }
         return LaneEnd::Refused(refusal);
     }

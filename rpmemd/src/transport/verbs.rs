@@ -36,7 +36,7 @@ use rpmem_verbs::{
     Access, Disconnector, Endpoint, EndpointConfig, Listener, Memory, Mr, Pd, Request, Wake, WcKind,
 };
 
-use super::{Connection, LaneRegistry, PoolMemory, Refusal};
+use super::{Connection, LaneRegistry, PoolMemory};
 use crate::sync::thread::{Builder, JoinHandle};
 use crate::sync::{lock, Arc, Mutex};
 
@@ -289,21 +289,15 @@ fn admit(
     };
     let lane = accepted.lane;
     let conn = Arc::new(VerbsConn::default());
-    let guard = match LaneRegistry::admit(registry, Arc::clone(&conn)) {
+    let claimed = LaneRegistry::admit(registry, Arc::clone(&conn))
+        .and_then(|guard| registry.claim(&guard, lane).map(|()| guard));
+    let guard = match claimed {
         Ok(g) => g,
         Err(r) => {
-            reject(req, Some(ack(HelloStatus::Denied)), &peer, &r);
+            reject(req, r.hello_status().map(ack), &peer, &r);
             return;
         }
     };
-    if let Err(r) = registry.claim(&guard, lane) {
-        let status = match r {
-            Refusal::LaneTaken(_) | Refusal::NoSuchLane { .. } => HelloStatus::BadLane,
-            Refusal::Stopping | Refusal::TooManyPending(_) => HelloStatus::Denied,
-        };
-        reject(req, Some(ack(status)), &peer, &r);
-        return;
-    }
     let inline_max = usize::try_from(shared.target.params().inline_max).unwrap_or(usize::MAX);
     let config = EndpointConfig {
         send_slots: shared.window,
