@@ -22,6 +22,23 @@
 //! * when the platform reports that CPU caches are inside the persistence
 //!   domain (eADR, `persistence_domain = cpu_cache`), a fence is enough and
 //!   the per-line flush is skipped.
+//!
+//! # RDMA FLUSH, the third method (ours)
+//!
+//! Where the target's RDMA device accepts IBTA RDMA FLUSH with the
+//! persistent placement type into the pool's registration (rxe from Linux
+//! 6.2 with rdma-core 45, on memory the kernel lists as persistent memory),
+//! the target *offers* it ([`offer_rdma_flush`]) with the extension flag
+//! `RDMA_FLUSH`, while it still announces APM or GPSPM above in PMDK's
+//! field (a PMDK initiator knows no third value). An initiator whose own
+//! device can post FLUSH then makes its WRITEs durable with FLUSH of the
+//! written ranges instead of the announced method's READ or SEND
+//! ([`initiator_method`], [`Method::RdmaFlush`]); one that cannot uses the
+//! announced method. As librpma: the target says what its memory allows,
+//! the initiator chooses what it posts. Unlike APM, FLUSH does not rely on
+//! the administrator's word that the NIC writes into the persistence
+//! domain: the responder itself makes the range persistent before it
+//! acknowledges the FLUSH.
 
 use crate::flush::FlushMode;
 
@@ -44,15 +61,23 @@ pub enum Method {
     /// Appliance Persistency Method: an RDMA READ after the WRITEs makes them
     /// durable; the target CPU is not involved.
     Apm = 2,
+    /// IBTA RDMA FLUSH (persistent placement type) of the written ranges
+    /// after the WRITEs makes them durable; the target CPU is not involved.
+    /// Ours: the value 3 never travels in PMDK's `persist_method` field (see
+    /// the module documentation), so [`Method::from_wire`] does not accept it.
+    RdmaFlush = 3,
 }
 
 impl Method {
-    /// The wire value (`RPMEM_PM_GPSPM` = 1, `RPMEM_PM_APM` = 2).
+    /// The wire value (`RPMEM_PM_GPSPM` = 1, `RPMEM_PM_APM` = 2; 3 for
+    /// [`Method::RdmaFlush`], which is never announced in PMDK's field).
     pub const fn wire_value(self) -> u32 {
         self as u32
     }
 
-    /// Decode a wire value.
+    /// Decode the `persist_method` field of a CREATE/OPEN response: GPSPM
+    /// or APM, the values PMDK defines (a target offers RDMA FLUSH with an
+    /// extension flag, never with this field).
     pub const fn from_wire(v: u32) -> Option<Method> {
         match v {
             1 => Some(Method::Gpspm),
@@ -66,7 +91,15 @@ impl Method {
         match self {
             Method::Gpspm => "GPSPM",
             Method::Apm => "APM",
+            Method::RdmaFlush => "RDMA FLUSH",
         }
+    }
+
+    /// The target CPU takes no part in making WRITEs durable (APM, RDMA
+    /// FLUSH): the initiator's drain posts an RDMA operation, not a persist
+    /// message.
+    pub const fn nic_persists(self) -> bool {
+        matches!(self, Method::Apm | Method::RdmaFlush)
     }
 }
 
@@ -170,6 +203,36 @@ pub fn select(input: PolicyInput) -> Result<Decision, NoMethodEnabled> {
     })
 }
 
+/// Whether a target offers RDMA FLUSH (extension flag `RDMA_FLUSH`) for a
+/// pool: some method is enabled, the placement is RDMA, every part of the
+/// pool is persistent memory, and the pool's registration accepts FLUSH
+/// with the persistent placement type (`registered_for_flush`: the device
+/// advertises it and registering with `IBV_ACCESS_FLUSH_PERSISTENT`
+/// succeeded). A file-backed pool never gets it: FLUSH does not `msync`.
+pub fn offer_rdma_flush(input: PolicyInput, registered_for_flush: bool) -> bool {
+    select(input).is_ok()
+        && input.placement == Placement::Rdma
+        && input.pool_is_pmem
+        && registered_for_flush
+}
+
+/// The method an initiator runs its lanes with: RDMA FLUSH when the target
+/// offers it (`offered`), the initiator's device can post persistent FLUSH
+/// (`can_flush`) and the user did not turn it off (`allowed`); otherwise the
+/// method the target announced.
+pub const fn initiator_method(
+    announced: Method,
+    offered: bool,
+    can_flush: bool,
+    allowed: bool,
+) -> Method {
+    if offered && can_flush && allowed {
+        Method::RdmaFlush
+    } else {
+        announced
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +317,42 @@ mod tests {
         assert_eq!(Method::from_wire(2), Some(Method::Apm));
         assert_eq!(Method::from_wire(0), None);
         assert_eq!(Method::from_wire(3), None);
+        assert_eq!(Method::RdmaFlush.wire_value(), 3);
+    }
+
+    #[test]
+    fn rdma_flush_is_offered_only_for_pmem_over_rdma_with_a_flush_registration() {
+        for apm in [false, true] {
+            for general in [false, true] {
+                for pmem in [false, true] {
+                    for placement in [Placement::Rdma, Placement::Stream] {
+                        for reg in [false, true] {
+                            let i = input(apm, general, pmem, placement);
+                            let offered = offer_rdma_flush(i, reg);
+                            let expect =
+                                (apm || general) && pmem && placement == Placement::Rdma && reg;
+                            assert_eq!(offered, expect, "{i:?} registered {reg}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[rstest]
+    #[case(Method::Gpspm, true, true, true, Method::RdmaFlush)]
+    #[case(Method::Apm, true, true, true, Method::RdmaFlush)]
+    #[case(Method::Apm, false, true, true, Method::Apm)]
+    #[case(Method::Gpspm, true, false, true, Method::Gpspm)]
+    #[case(Method::Apm, true, true, false, Method::Apm)]
+    fn the_initiator_uses_flush_only_when_offered_possible_and_allowed(
+        #[case] announced: Method,
+        #[case] offered: bool,
+        #[case] can: bool,
+        #[case] allowed: bool,
+        #[case] expect: Method,
+    ) {
+        assert_eq!(initiator_method(announced, offered, can, allowed), expect);
+        assert_eq!(expect.nic_persists(), expect != Method::Gpspm);
     }
 }

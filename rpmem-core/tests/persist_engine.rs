@@ -25,7 +25,7 @@ use rpmem_core::persist::{
     execute, CallError, CallKind, ClientError, Completion, ConfigError, FrameBody, HelloReject,
     InitiatorLane, LaneError, LaneParams, Method, Op, OpKind, PersistMode, PersistMsgRepr,
     Placement, ReadDest, ServerError, ServerFrame, ServerStep, StreamClient, StreamServer, Target,
-    TargetError, TargetMemory, TargetParams, FLUSH_RELAXED, PERSIST_RELAXED,
+    TargetError, TargetMemory, TargetParams, FLUSH_RELAXED, MAX_FLUSH_LEN, PERSIST_RELAXED,
 };
 use rpmem_core::wire::persist as pwire;
 use rpmem_core::wire::tcp::{self, FrameKind, FrameRepr, HelloRepr, HelloStatus};
@@ -138,6 +138,7 @@ enum Done {
     Write,
     Read,
     Send,
+    Flush,
     Recv([u8; 8]),
 }
 
@@ -303,7 +304,7 @@ impl Harness {
                 !self.awaiting.contains(&true),
                 "{op:?} posted while a PERSIST_SEND of the lane is unanswered"
             ),
-            Op::Read { .. } => {}
+            Op::Read { .. } | Op::Flush { .. } => {}
         }
         let local = |o: u64, l: u64, v: &Vec<u8>| v[o as usize..(o + l) as usize].to_vec();
         match self.wire {
@@ -403,6 +404,12 @@ impl Harness {
                     }
                     self.comps.push_back(Done::Read);
                 }
+                Op::Flush { offset, len, .. } => {
+                    // The responder makes what is placed in the range durable.
+                    self.target.check_read(0, offset, len).unwrap();
+                    self.mem.make_durable(offset, len);
+                    self.comps.push_back(Done::Flush);
+                }
                 Op::Send { .. } if self.lazy => {
                     // Delivered and acknowledged by the NIC; the CPU comes later.
                     self.rx.push_back(body);
@@ -471,6 +478,7 @@ impl Harness {
             Done::Write => Completion::Write { lane: 0 },
             Done::Read => Completion::Read { lane: 0 },
             Done::Send => Completion::Send { lane: 0 },
+            Done::Flush => Completion::Flush { lane: 0 },
             Done::Recv(b) => Completion::Recv { lane: 0, bytes: b },
         };
         if matches!(d, Done::Recv(_)) {
@@ -570,6 +578,14 @@ fn rflush() -> Op {
     }
 }
 
+fn rdf(offset: u64, len: u64) -> Op {
+    Op::Flush {
+        lane: 0,
+        offset,
+        len,
+    }
+}
+
 fn ru(offset: u64, len: u64, buf_offset: u64) -> Op {
     Op::Read {
         lane: 0,
@@ -579,7 +595,7 @@ fn ru(offset: u64, len: u64, buf_offset: u64) -> Op {
     }
 }
 
-use Method::{Apm, Gpspm};
+use Method::{Apm, Gpspm, RdmaFlush};
 
 const R: u32 = PERSIST_RELAXED;
 
@@ -615,6 +631,16 @@ const R: u32 = PERSIST_RELAXED;
 #[case::persist_drains_flushes(Gpspm,
     vec![Call::Flush(1 << 20, 10, FLUSH_RELAXED), Call::Persist(4096, 8, R)],
     vec![w(1 << 20, 10), w(4096, 8), fw(1 << 20, 10), fw(4096, 8)])]
+// RDMA FLUSH: relaxed persist = WRITE + FLUSH of the range (librpma's write + flush).
+#[case::rdma_flush_relaxed(RdmaFlush, vec![Call::Persist(8192, 4096, R)], vec![w(8192, 4096), rdf(8192, 4096)])]
+// Non-relaxed and deep persists go to the target CPU, as under APM.
+#[case::rdma_flush_inline(RdmaFlush, vec![Call::Persist(8192, 64, 0)], vec![inl(8192, 64)])]
+#[case::rdma_flush_deep(RdmaFlush, vec![Call::Deep(4096, 100)], vec![w(4096, 100), deep(4096, 100)])]
+// flush + drain: ranges merged as GPSPM's messages, one FLUSH each.
+#[case::rdma_flush_flush_drain(RdmaFlush,
+    vec![Call::Flush(4096, 100, FLUSH_RELAXED), Call::Flush(4196, 50, FLUSH_RELAXED),
+         Call::Flush(1 << 20, 10, FLUSH_RELAXED), Call::Drain(0)],
+    vec![w(4096, 100), w(4196, 50), w(1 << 20, 10), rdf(4096, 150), rdf(1 << 20, 10)])]
 #[case::drain_nothing(Apm, vec![Call::Drain(0)], vec![])]
 #[case::persist_zero_len(Gpspm, vec![Call::Persist(4096, 0, 0)], vec![])]
 #[case::read(Gpspm, vec![Call::Read(0, 100)], vec![ru(0, 100, 0)])]
@@ -628,6 +654,36 @@ fn op_sequences(#[case] method: Method, #[case] calls: Vec<Call>, #[case] want: 
         h.call(c).unwrap().unwrap();
     }
     assert_eq!(h.ops, want);
+}
+
+#[test]
+fn a_flush_covers_at_most_two_gib() {
+    // No harness: the ranges are too large to back with memory.
+    let gib = 1u64 << 30;
+    let mut p = params(RdmaFlush, Wire::Rdma, 8 * gib);
+    p.max_op_len = gib;
+    let mut lane = InitiatorLane::new(p).unwrap();
+    lane.persist(HDR, 5 * gib, R).unwrap();
+    let ops: Vec<Op> = std::iter::from_fn(|| lane.poll_op()).collect();
+    let flushes: Vec<Op> = ops
+        .iter()
+        .copied()
+        .filter(|o| o.kind() == OpKind::Flush)
+        .collect();
+    assert_eq!(ops.len(), 5 + 3, "{ops:?}");
+    assert_eq!(
+        flushes,
+        vec![
+            rdf(HDR, MAX_FLUSH_LEN),
+            rdf(HDR + MAX_FLUSH_LEN, MAX_FLUSH_LEN),
+            rdf(HDR + 2 * MAX_FLUSH_LEN, gib)
+        ]
+    );
+    for _ in 0..3 {
+        lane.handle_completion(Completion::Flush { lane: 0 })
+            .unwrap();
+    }
+    assert_eq!(lane.poll_done(), Some(Ok(())));
 }
 
 #[test]
@@ -848,7 +904,7 @@ fn lines(off: u64, len: u64) -> Vec<Fl> {
 
 #[rstest]
 fn pool_holds_the_data_and_every_touched_line_is_flushed_then_fenced(
-    #[values(Apm, Gpspm)] method: Method,
+    #[values(Apm, Gpspm, RdmaFlush)] method: Method,
     #[values(
         How::Persist,
         How::PersistRelaxed,
@@ -895,6 +951,19 @@ fn pool_holds_the_data_and_every_touched_line_is_flushed_then_fenced(
             assert!(h.plans.is_empty());
             assert_eq!(h.ops.last(), Some(&rflush()));
         }
+        // RDMA FLUSH likewise with FLUSHes covering the range.
+        (RdmaFlush, How::PersistRelaxed | How::FlushDrainRelaxed) => {
+            assert!(h.plans.is_empty());
+            let flushed: u64 = h
+                .ops
+                .iter()
+                .map(|o| match o {
+                    Op::Flush { len, .. } => *len,
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(flushed, len);
+        }
         _ => assert_eq!(covered, len),
     }
     h.quiesce();
@@ -916,7 +985,7 @@ fn msync_mode_syncs_whole_pages() {
 #[rstest]
 fn work_queue_is_never_overrun(
     #[values(1, 2, 3, 4, 7, 50)] wq: u32,
-    #[values(Apm, Gpspm)] method: Method,
+    #[values(Apm, Gpspm, RdmaFlush)] method: Method,
     #[values(1, 3)] window: u32,
 ) {
     let _g = serial();
@@ -1037,6 +1106,8 @@ fn a_second_call_while_one_is_in_flight_is_refused() {
 #[rstest]
 #[case::apm_on_stream(|p: &mut LaneParams| { p.method = Apm; p.transport = Placement::Stream },
     ConfigError::ApmNeedsRdma)]
+#[case::rdma_flush_on_stream(|p: &mut LaneParams| { p.method = RdmaFlush; p.transport = Placement::Stream },
+    ConfigError::RdmaFlushNeedsRdma)]
 #[case::no_lanes(|p: &mut LaneParams| p.nlanes = 0, ConfigError::NoLanes)]
 #[case::lane(|p: &mut LaneParams| p.lane = 1, ConfigError::LaneOutOfRange { lane: 1, nlanes: 1 })]
 #[case::empty(|p: &mut LaneParams| { p.pool_size = 0; p.min_offset = 0 }, ConfigError::EmptyPool)]
@@ -1627,6 +1698,11 @@ impl WithLane for Op {
                     inline,
                 }
             }
+            Op::Flush { offset, len, .. } => Op::Flush {
+                lane: l,
+                offset,
+                len,
+            },
         }
     }
 }

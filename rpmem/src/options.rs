@@ -10,6 +10,7 @@
 //! | `RPMEM_WORK_QUEUE_SIZE` | 50 | operations a lane may have in flight |
 //! | `RPMEM_SPIN_US` | 50 | microseconds a waiting call polls before it sleeps |
 //! | `RPMEM_PROVIDER` | `tcp` | data path: `tcp` (any network), or `verbs` (native RDMA; the library and rpmemd must be built with the cargo feature `verbs`) |
+//! | `RPMEM_RDMA_FLUSH` | `1` | `1`: over verbs, make writes durable with RDMA FLUSH where rpmemd offers it and this host's device can post it; `0`: always use the method rpmemd announces (APM or GPSPM) |
 //!
 //! An empty variable counts as unset (as in librpmem). A value that cannot
 //! be used is an error ([`Error::Env`]); librpmem logged it and used the
@@ -35,6 +36,8 @@ pub const ENV_WORK_QUEUE_SIZE: &str = "RPMEM_WORK_QUEUE_SIZE";
 pub const ENV_SPIN_US: &str = "RPMEM_SPIN_US";
 /// `RPMEM_PROVIDER`.
 pub const ENV_PROVIDER: &str = "RPMEM_PROVIDER";
+/// `RPMEM_RDMA_FLUSH` (ours).
+pub const ENV_RDMA_FLUSH: &str = "RPMEM_RDMA_FLUSH";
 
 /// The default ssh client (`RPMEM_DEF_SSH`).
 pub const DEFAULT_SSH: &str = "ssh";
@@ -170,6 +173,7 @@ pub struct Options {
     pub(crate) data_timeout: Duration,
     pub(crate) inline_size: u64,
     pub(crate) transport: Transport,
+    pub(crate) rdma_flush: bool,
 }
 
 impl Default for Options {
@@ -187,6 +191,7 @@ impl Default for Options {
             data_timeout: DEFAULT_DATA_TIMEOUT,
             inline_size: DEFAULT_INLINE_SIZE,
             transport: Transport::Tcp,
+            rdma_flush: true,
         }
     }
 }
@@ -248,6 +253,19 @@ impl Options {
                 reason: "expected a number of microseconds (decimal digits)",
             })?;
             o.spin = Duration::from_micros(us);
+        }
+        if let Some(v) = get(ENV_RDMA_FLUSH) {
+            o.rdma_flush = match v.as_str() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(Error::Env {
+                        name: ENV_RDMA_FLUSH,
+                        value: v,
+                        reason: "expected 0 or 1",
+                    })
+                }
+            };
         }
         Ok(o)
     }
@@ -316,6 +334,12 @@ impl Options {
     pub fn transport(&self) -> Transport {
         self.transport
     }
+
+    /// Whether RDMA lanes use RDMA FLUSH where rpmemd offers it and the
+    /// local device can post it (default true).
+    pub fn rdma_flush(&self) -> bool {
+        self.rdma_flush
+    }
 }
 
 /// Builds [`Options`].
@@ -357,6 +381,13 @@ impl OptionsBuilder {
     /// The data path (`RPMEM_PROVIDER`; [`Transport::Tcp`] by default).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.opts.transport = transport;
+        self
+    }
+
+    /// Use RDMA FLUSH where offered and possible (`true` by default);
+    /// `false` keeps the method rpmemd announces.
+    pub fn rdma_flush(mut self, on: bool) -> Self {
+        self.opts.rdma_flush = on;
         self
     }
 
@@ -495,9 +526,12 @@ mod tests {
             ("RPMEM_WORK_QUEUE_SIZE", "7"),
             ("RPMEM_SPIN_US", "0"),
             ("RPMEM_PROVIDER", "verbs"),
+            ("RPMEM_RDMA_FLUSH", "0"),
         ])
         .expect("valid");
         assert_eq!(o.transport(), Transport::Verbs);
+        assert!(!o.rdma_flush());
+        assert!(Options::default().rdma_flush());
         assert_eq!(o.launch(), Launch::Local);
         assert_eq!(o.ssh(), "/usr/bin/myssh");
         assert_eq!(o.commands().commands(), ["rpmemd -c a", "rpmemd -c b"]);
@@ -534,6 +568,7 @@ mod tests {
     #[case("RPMEM_WORK_QUEUE_SIZE", "0")]
     #[case("RPMEM_SPIN_US", "1.5")]
     #[case("RPMEM_LAUNCH", "rsh")]
+    #[case("RPMEM_RDMA_FLUSH", "yes")]
     fn bad_values_are_errors_naming_the_variable(#[case] name: &str, #[case] value: &str) {
         let err = opts(&[(name, value)]).expect_err("invalid");
         let msg = err.to_string();

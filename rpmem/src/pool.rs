@@ -272,7 +272,7 @@ impl RemotePool {
             wq_size: opts.wq_size,
         };
         if opts.transport == Transport::Verbs {
-            let lanes = connect_verbs_lanes(
+            let (lanes, method) = connect_verbs_lanes(
                 &host,
                 (&data_host, port),
                 region,
@@ -342,7 +342,9 @@ impl RemotePool {
         self.attr.is_some()
     }
 
-    /// The persistency method rpmemd chose.
+    /// The persistency method the lanes run: the one rpmemd announced, or
+    /// [`Method::RdmaFlush`] where rpmemd offered it and this host's RDMA
+    /// device can post it (see [`Options::rdma_flush`]).
     pub fn persist_method(&self) -> Method {
         self.method
     }
@@ -691,8 +693,9 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::ExtRepr,
     ),
     shape: &LaneShape,
-) -> Result<Vec<DataLane>, Error> {
+) -> Result<(Vec<DataLane>, Method), Error> {
     use crate::verbs_lane::{VerbsLane, VerbsSetup, READ_SLOT};
+    use rpmem_core::wire::oob::ext_flags;
     let rkey = u32::try_from(ibc.rkey).map_err(|_| Error::Protocol {
         host: host.to_owned(),
         during: "setting up the RDMA data path".to_owned(),
@@ -710,6 +713,7 @@ fn connect_verbs_lanes(
             addr: (addr.0.to_owned(), addr.1),
             secret: ext.secret,
             params,
+            flush_offered: ext.flags & ext_flags::RDMA_FLUSH != 0 && opts.rdma_flush,
             remote: rpmem_verbs::Remote {
                 addr: ibc.raddr,
                 rkey,
@@ -727,7 +731,8 @@ fn connect_verbs_lanes(
             &mut shared,
         )?));
     }
-    Ok(lanes)
+    let method = shared.as_ref().map_or(shape.method, |s| s.method());
+    Ok((lanes, method))
 }
 
 /// Without the `verbs` feature, RDMA lanes cannot be made.
@@ -744,7 +749,7 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::ExtRepr,
     ),
     _shape: &LaneShape,
-) -> Result<Vec<DataLane>, Error> {
+) -> Result<(Vec<DataLane>, Method), Error> {
     Err(Error::InvalidArgument(format!(
         "RPMEM_PROVIDER=verbs (for {host}): this rpmem was built without the cargo feature `verbs`"
     )))

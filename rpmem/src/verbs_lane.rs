@@ -7,6 +7,11 @@
 //!   to the pool at the same offset (the pool's address and rkey came in
 //!   the CREATE/OPEN response); unsignaled ones report nothing;
 //! * `Read { Flush }` → an 8-byte RDMA READ into a sink (APM);
+//! * `Flush` → an RDMA FLUSH with the persistent placement type of the
+//!   range (method RDMA FLUSH: rpmemd offered it, with the extension flag
+//!   `RDMA_FLUSH`, and this host's device can post it; the first lane
+//!   decides for all, from the protection domain's
+//!   [`flush_support`](rpmem_verbs::Pd::flush_support));
 //! * `Read { User }` → an RDMA READ into one of the lane's registered read
 //!   slots, copied into the caller's buffer when it completes (the buffer is
 //!   registered once, not per call);
@@ -27,12 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpmem_core::persist::{
-    Completion, InitiatorLane, LaneParams, Op, OpKind, ReadDest, StreamClient,
+    Completion, InitiatorLane, LaneParams, Method, Op, OpKind, ReadDest, StreamClient,
 };
+use rpmem_core::policy;
 use rpmem_core::wire::persist::RESP_LEN;
 use rpmem_core::wire::tcp::{HELLO_ACK_LEN, SECRET_LEN};
 use rpmem_verbs::{
-    resolve, Access, Connected, Endpoint, EndpointConfig, Memory, Mr, Pd, Remote, Wake, Wc, WcKind,
+    resolve, Access, Connected, Endpoint, EndpointConfig, FlushType, Memory, Mr, Pd, Remote, Wake,
+    Wc, WcKind,
 };
 
 use crate::driver::{DriveLane, LaneCx};
@@ -72,6 +79,15 @@ unsafe impl Memory for RegionMem {
 pub(crate) struct Shared {
     pd: Arc<Pd>,
     region_mr: Arc<Mr>,
+    /// The method every lane runs: the announced one, or RDMA FLUSH.
+    method: Method,
+}
+
+impl Shared {
+    /// The method the lanes run.
+    pub(crate) fn method(&self) -> Method {
+        self.method
+    }
 }
 
 /// Everything a lane needs to connect.
@@ -79,7 +95,10 @@ pub(crate) struct VerbsSetup {
     pub(crate) host: String,
     pub(crate) addr: (String, u16),
     pub(crate) secret: [u8; SECRET_LEN],
+    /// Engine parameters; `method` is the one rpmemd announced.
     pub(crate) params: LaneParams,
+    /// rpmemd offers RDMA FLUSH and the options allow it.
+    pub(crate) flush_offered: bool,
     pub(crate) remote: Remote,
     pub(crate) spin: Duration,
     pub(crate) stall: Duration,
@@ -135,11 +154,6 @@ impl VerbsLane {
         shared: &mut Option<Shared>,
     ) -> Result<VerbsLane, Error> {
         let index = setup.params.lane;
-        let engine = InitiatorLane::new(setup.params).map_err(|e| Error::Protocol {
-            host: setup.host.clone(),
-            during: format!("setting up lane {index}"),
-            detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
-        })?;
         let (host, port) = (&setup.addr.0, setup.addr.1);
         let what = format!("connecting over RDMA to {host} port {port}");
         let addr: SocketAddr = (host.as_str(), port)
@@ -165,14 +179,30 @@ impl VerbsLane {
             let pd = resolved.pd().map_err(verbs_err)?;
             let region_mr = Mr::register(&pd, RegionMem(Arc::clone(&region)), Access::LOCAL_READ)
                 .map_err(verbs_err)?;
+            let method = policy::initiator_method(
+                setup.params.method,
+                setup.flush_offered,
+                pd.flush_support().persistent,
+                true,
+            );
             *shared = Some(Shared {
                 pd,
                 region_mr: Arc::new(region_mr),
+                method,
             });
         }
         let Some(sh) = shared.as_ref() else {
             return Err(conn_err(setup, what, "no protection domain".to_owned()));
         };
+        let params = LaneParams {
+            method: sh.method,
+            ..setup.params
+        };
+        let engine = InitiatorLane::new(params).map_err(|e| Error::Protocol {
+            host: setup.host.clone(),
+            during: format!("setting up lane {index}"),
+            detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
+        })?;
         let window = setup.params.send_window.max(1);
         let config = EndpointConfig {
             send_slots: window,
@@ -220,6 +250,14 @@ impl VerbsLane {
                 ));
             }
         };
+        if sh.method == Method::RdmaFlush && !ep.flush_support().persistent {
+            return Err(conn_err(
+                setup,
+                what,
+                "the device offers persistent RDMA FLUSH, but this lane's queue pair cannot post it"
+                    .to_owned(),
+            ));
+        }
         let nreads = usize::try_from(READ_SLOTS).unwrap_or(0);
         Ok(VerbsLane {
             cx: LaneCx {
@@ -315,6 +353,13 @@ impl VerbsLane {
                     Err(e) => Err(e),
                 }
             }
+            Op::Flush { offset, len, .. } => {
+                let len = u32::try_from(len)
+                    .map_err(|_| self.cx.fail(format!("a FLUSH of {len} bytes")))?;
+                self.ep
+                    .post_flush(0, offset, len, FlushType::Persistent)
+                    .map(|()| true)
+            }
             Op::Send { msg, inline, .. } => {
                 let head = msg.to_bytes();
                 let tail = if inline {
@@ -337,6 +382,7 @@ impl VerbsLane {
         let op = match wc.kind {
             WcKind::Send => OpKind::Send,
             WcKind::Write => OpKind::Write,
+            WcKind::Discard if wc.is_flush() => OpKind::Flush,
             WcKind::Read | WcKind::Discard => OpKind::Read,
             WcKind::Recv => OpKind::Recv,
         };
@@ -354,6 +400,9 @@ impl VerbsLane {
         let handled = match wc.kind {
             WcKind::Send => self.cx.engine.handle_completion(Completion::Send { lane }),
             WcKind::Write => self.cx.engine.handle_completion(Completion::Write { lane }),
+            WcKind::Discard if wc.is_flush() => {
+                self.cx.engine.handle_completion(Completion::Flush { lane })
+            }
             WcKind::Discard => self.cx.engine.handle_completion(Completion::Read { lane }),
             WcKind::Read => {
                 let slot = wc.slot as usize;

@@ -754,8 +754,8 @@ impl Session<'_> {
         // closed; nothing takes a slice of the pool while the data path runs.
         let mem = unsafe { PoolMemory::from_pool(pool) }
             .ok_or_else(|| Failure::logged(Status::Fatal, "the pool mapping has a null address"))?;
-        let (data, port, raddr, rkey) = if verbs {
-            Self::start_verbs(settings, bind, target, secret, mem)?
+        let (data, port, raddr, rkey, flush_registered) = if verbs {
+            Self::start_verbs(settings, bind, target, secret, mem, pool.is_pmem())?
         } else {
             let mut config = TcpConfig::new(bind);
             config.spin = settings.spin;
@@ -767,7 +767,7 @@ impl Session<'_> {
             })?;
             log::info!("data path listening on {}", server.local_addr());
             let port = server.port();
-            (DataPath::Tcp(server), port, 0, 0)
+            (DataPath::Tcp(server), port, 0, 0, false)
         };
         let mut flags = 0;
         if pool.is_pmem() {
@@ -775,6 +775,15 @@ impl Session<'_> {
         }
         if !pool.is_pmem() || !pool.deep_flush_regions().is_empty() {
             flags |= ext_flags::DEEP_FLUSH;
+        }
+        if verbs
+            && policy::offer_rdma_flush(policy_input(settings, pool, placement), flush_registered)
+        {
+            flags |= ext_flags::RDMA_FLUSH;
+            notice!(
+                "RDMA FLUSH offered: the client may make its writes durable with persistent FLUSH instead of {}",
+                decision.method
+            );
         }
         let ibc = IbcRepr {
             port: u32::from(port),
@@ -799,13 +808,15 @@ impl Session<'_> {
         target: Target,
         secret: [u8; SECRET_LEN],
         mem: PoolMemory,
-    ) -> Result<(DataPath, u16, u64, u32), Failure> {
-        use crate::transport::verbs::{VerbsConfig, VerbsServer};
+        pmem: bool,
+    ) -> Result<(DataPath, u16, u64, u32, bool), Failure> {
+        use crate::transport::verbs::{FlushRegistration, VerbsConfig, VerbsServer};
         let config = VerbsConfig {
             bind,
             spin: settings.spin,
             send_window: rpmem_core::persist::MAX_SEND_WINDOW,
             max_pending: tcp::MAX_PENDING,
+            flush: pmem,
         };
         let server = VerbsServer::start(&config, target, secret, mem).map_err(|e| {
             Failure::logged(
@@ -821,7 +832,11 @@ impl Session<'_> {
             server.rkey()
         );
         let (raddr, rkey) = (server.raddr(), server.rkey());
-        Ok((DataPath::Verbs(server), addr.port(), raddr, rkey))
+        let flush = *server.flush() == FlushRegistration::Registered;
+        if !flush {
+            log::info!("RDMA FLUSH not offered: {}", server.flush());
+        }
+        Ok((DataPath::Verbs(server), addr.port(), raddr, rkey, flush))
     }
 
     #[cfg(not(feature = "verbs"))]
@@ -831,7 +846,8 @@ impl Session<'_> {
         _target: Target,
         _secret: [u8; SECRET_LEN],
         _mem: PoolMemory,
-    ) -> Result<(DataPath, u16, u64, u32), Failure> {
+        _pmem: bool,
+    ) -> Result<(DataPath, u16, u64, u32, bool), Failure> {
         // The out-of-band server refuses the provider before this.
         Err(Failure::logged(
             Status::ProvNoSup,
@@ -955,14 +971,7 @@ fn choose_method(
     pool: &Pool,
     placement: Placement,
 ) -> Result<Decision, Failure> {
-    let input = PolicyInput {
-        persist_apm: settings.persist_apm,
-        persist_general: settings.persist_general,
-        pool_is_pmem: pool.is_pmem(),
-        cache_persistent: pool.cache_persistent(),
-        placement,
-    };
-    match policy::select(input) {
+    match policy::select(policy_input(settings, pool, placement)) {
         Ok(d) => {
             notice!("persistency method: {} ({})", d.method, d.reason);
             log::info!(
@@ -973,6 +982,17 @@ fn choose_method(
             Ok(d)
         }
         Err(e) => Err(Failure::logged(Status::PoolCfg, e)),
+    }
+}
+
+/// What the policy decides on for `pool` under `settings`.
+fn policy_input(settings: &Settings, pool: &Pool, placement: Placement) -> PolicyInput {
+    PolicyInput {
+        persist_apm: settings.persist_apm,
+        persist_general: settings.persist_general,
+        pool_is_pmem: pool.is_pmem(),
+        cache_persistent: pool.cache_persistent(),
+        placement,
     }
 }
 

@@ -672,6 +672,8 @@ fn pmem_pool_uses_cpu_flushes_and_nohdrs_pools_start_at_zero() {
     let mut d = Daemon::spawn(cmd);
     let (port, nlanes, ext) = created(d.create("raw.set", PoolAttr::ZERO, 1));
     assert_ne!(ext.flags & ext_flags::PMEM, 0);
+    // pmem, but TCP has no RDMA FLUSH: not offered.
+    assert_eq!(ext.flags & ext_flags::RDMA_FLUSH, 0);
     let mut lane = Lane::connect(port, 0, nlanes, &ext.secret, 0);
     lane.persist(&local, 0, 4096, 0);
     lane.persist(&local, 8000, 9000, PERSIST_RELAXED);

@@ -1,5 +1,6 @@
-//! Campaigns: many seeds over the configuration matrix (`check`), and the
-//! mutant matrix (`mutants`).
+//! Campaigns: many seeds over the configuration matrix (`check`: seven
+//! platforms x GPSPM, APM and RDMA FLUSH), and the mutant matrix
+//! (`mutants`).
 
 use rpmem_core::flush::mutants::Mutant;
 use rpmem_core::policy::Method;
@@ -254,7 +255,7 @@ impl MutantResult {
         let mut out = Vec::new();
         match &self.caught {
             Some((seed, config, v)) => out.push(format!(
-                "{:<22} caught after {} seed{} ({}, seed {seed}, crash after step {}: {})",
+                "{:<24} caught after {} seed{} ({}, seed {seed}, crash after step {}: {})",
                 mutant_name(self.mutant),
                 self.seeds_tried,
                 if self.seeds_tried == 1 { "" } else { "s" },
@@ -267,7 +268,7 @@ impl MutantResult {
                 v.finding.problem
             )),
             None => out.push(format!(
-                "{:<22} NOT CAUGHT in {} seeds",
+                "{:<24} NOT CAUGHT in {} seeds",
                 mutant_name(self.mutant),
                 self.seeds_tried
             )),
@@ -307,6 +308,7 @@ pub fn mutant_name(m: Mutant) -> &'static str {
         Mutant::DeepAsPlain => "deep-as-plain",
         Mutant::WriteOvertakesInline => "write-overtakes-inline",
         Mutant::StreamedWithoutFence => "streamed-without-fence",
+        Mutant::RdmaFlushWithoutFlush => "rdma-flush-without-flush",
     }
 }
 

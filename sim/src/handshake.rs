@@ -1,9 +1,15 @@
 //! The CREATE handshake, run in memory through rpmem-core's out-of-band
 //! client and server machines, to learn the lanes, the method and the
 //! inline buffer size the data path uses.
+//!
+//! The method is settled as the real library settles it: the target
+//! announces GPSPM or APM in PMDK's `persist_method` field and may offer
+//! RDMA FLUSH with the extension flag `RDMA_FLUSH`; the client runs its
+//! lanes with [`policy::initiator_method`] of the two (its simulated device
+//! can always post FLUSH, and the user never turns it off).
 
 use rpmem_core::oob::{Client, ClientEvent, CreateRequest, Limits, OobError, Server, ServerEvent};
-use rpmem_core::policy::Method;
+use rpmem_core::policy::{self, Method};
 use rpmem_core::wire::oob::{
     self as wire, ext_flags, ExtRepr, IbcRepr, PersistMethod, PoolDesc, Provider, Status,
 };
@@ -23,7 +29,9 @@ pub struct ClientAsk {
 /// What the simulated rpmemd offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TargetOffer {
-    /// The method it announces.
+    /// The method it announces in PMDK's `persist_method` field: GPSPM or
+    /// APM ([`Method::RdmaFlush`] has no value there: the server machine
+    /// refuses to send it and the handshake fails).
     pub method: Method,
     /// Most lanes it grants.
     pub max_nlanes: u32,
@@ -33,6 +41,9 @@ pub struct TargetOffer {
     pub pmem: bool,
     /// A deep flush does more than a plain persist (extension flag).
     pub deep_flush: bool,
+    /// The pool's registration accepts RDMA FLUSH with the persistent
+    /// placement type (extension flag `RDMA_FLUSH`).
+    pub rdma_flush: bool,
     /// The session secret (must not be all zero).
     pub secret: [u8; 32],
 }
@@ -42,8 +53,11 @@ pub struct TargetOffer {
 pub struct Session {
     /// Lanes of the connection.
     pub nlanes: u32,
-    /// Persistency method.
+    /// Persistency method the initiator's lanes run with.
     pub method: Method,
+    /// Method the target announced in `persist_method` (what the target
+    /// knows; differs from `method` when the initiator chose RDMA FLUSH).
+    pub announced: Method,
     /// Most data bytes an inline persist carries.
     pub inline_max: u64,
 }
@@ -152,6 +166,9 @@ pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, Handshake
     if offer.deep_flush {
         flags |= ext_flags::DEEP_FLUSH;
     }
+    if offer.rdma_flush {
+        flags |= ext_flags::RDMA_FLUSH;
+    }
     let ibc = IbcRepr {
         port: 1,
         persist_method: PersistMethod(offer.method.wire_value()),
@@ -181,14 +198,19 @@ pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, Handshake
         }
     };
     let wire_method = resp.ibc.persist_method.0;
-    let method =
+    let announced =
         Method::from_wire(wire_method).ok_or(HandshakeError::UnknownMethod(wire_method))?;
+    let flush_offered = resp
+        .ext
+        .is_some_and(|e| e.flags & ext_flags::RDMA_FLUSH != 0);
+    let method = policy::initiator_method(announced, flush_offered, true, true);
     let inline_max = resp.ext.map_or(ask.buff_size, |e| {
         u64::from(e.max_inline).min(ask.buff_size)
     });
     Ok(Session {
         nlanes: resp.ibc.nlanes,
         method,
+        announced,
         inline_max,
     })
 }
@@ -196,6 +218,7 @@ pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, Handshake
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn offer(method: Method, max_nlanes: u32) -> TargetOffer {
         TargetOffer {
@@ -204,6 +227,7 @@ mod tests {
             max_inline: 4096,
             pmem: true,
             deep_flush: false,
+            rdma_flush: false,
             secret: [7; 32],
         }
     }
@@ -221,6 +245,7 @@ mod tests {
             Session {
                 nlanes: 2,
                 method: Method::Apm,
+                announced: Method::Apm,
                 inline_max: 4096
             }
         );
@@ -240,6 +265,55 @@ mod tests {
         assert!(matches!(
             create(&ask, &o),
             Err(HandshakeError::Oob { side: "server", .. })
+        ));
+    }
+
+    #[rstest]
+    #[case(Method::Gpspm, true, Method::RdmaFlush)]
+    #[case(Method::Apm, true, Method::RdmaFlush)]
+    #[case(Method::Gpspm, false, Method::Gpspm)]
+    #[case(Method::Apm, false, Method::Apm)]
+    fn the_client_runs_rdma_flush_exactly_when_the_target_offers_it(
+        #[case] announced: Method,
+        #[case] flag: bool,
+        #[case] expect: Method,
+    ) {
+        let ask = ClientAsk {
+            pool_size: 1 << 20,
+            nlanes: 2,
+            buff_size: 256,
+        };
+        let mut o = offer(announced, 4);
+        o.rdma_flush = flag;
+        let s = create(&ask, &o).unwrap();
+        assert_eq!(
+            s,
+            Session {
+                nlanes: 2,
+                method: expect,
+                announced,
+                inline_max: 256
+            }
+        );
+    }
+
+    #[test]
+    fn rdma_flush_cannot_be_announced_in_pmdks_field() {
+        let ask = ClientAsk {
+            pool_size: 1 << 20,
+            nlanes: 1,
+            buff_size: 64,
+        };
+        let mut o = offer(Method::RdmaFlush, 1);
+        o.rdma_flush = true;
+        // The server machine refuses to emit a value PMDK does not define.
+        assert!(matches!(
+            create(&ask, &o),
+            Err(HandshakeError::Oob {
+                side: "server",
+                during: "answering CREATE",
+                ..
+            })
         ));
     }
 }

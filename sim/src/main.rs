@@ -2,7 +2,7 @@
 //! persistence domains.
 //!
 //! ```text
-//! sim check --seeds N [--method apm|gpspm] [--platform NAME] [--replay SEED]
+//! sim check --seeds N [--method apm|gpspm|flush] [--platform NAME] [--replay SEED]
 //! sim mutants [--seeds MAX]
 //! sim platforms
 //! ```
@@ -48,7 +48,8 @@ enum Cmd {
         /// First seed.
         #[arg(long, default_value_t = 1)]
         first_seed: u64,
-        /// Only this method (apm or gpspm).
+        /// Only this method: apm, gpspm, or flush (RDMA FLUSH; also
+        /// rdma-flush).
         #[arg(long, value_parser = parse_method)]
         method: Option<Method>,
         /// Only this platform (see `sim platforms`).
@@ -82,12 +83,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         first_seed: u64,
     },
-    /// List the platforms and the policy's verdict on each method.
+    /// List the platforms and the policy's verdict on each method (GPSPM,
+    /// APM, RDMA FLUSH).
     Platforms,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
-    platform::parse_method(s).ok_or_else(|| format!("unknown method {s:?}: use apm or gpspm"))
+    platform::parse_method(s)
+        .ok_or_else(|| format!("unknown method {s:?}: use apm, gpspm or flush (rdma-flush)"))
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -155,7 +158,7 @@ fn main() -> ExitCode {
         Cmd::Mutants { seeds, first_seed } => mutants(seeds, first_seed),
         Cmd::Platforms => {
             for p in PLATFORMS {
-                let verdicts: Vec<String> = [Method::Gpspm, Method::Apm]
+                let verdicts: Vec<String> = platform::METHODS
                     .iter()
                     .map(|&m| {
                         let c = platform::Config::new(p, m);
@@ -192,7 +195,7 @@ fn print_details(r: &ConfigResult) {
         if r.config.allowed() {
             println!(
                 "    replay: cargo run -p sim --release -- check --replay {seed} --method {} --platform {}",
-                r.config.method.name().to_ascii_lowercase(),
+                platform::method_arg(r.config.method),
                 r.config.platform.name
             );
         }

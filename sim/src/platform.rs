@@ -1,5 +1,11 @@
 //! Target platforms and the (method x platform) configurations the
 //! simulator runs, with the policy's verdict on each.
+//!
+//! Three methods: GPSPM and APM (announced by the target in PMDK's
+//! `persist_method` field) and RDMA FLUSH (offered by the target with an
+//! extension flag and chosen by the initiator, see
+//! [`rpmem_core::policy`]). The model's NICs always support FLUSH, so RDMA
+//! FLUSH is allowed exactly where [`policy::offer_rdma_flush`] offers it.
 
 use core::fmt;
 
@@ -55,7 +61,7 @@ impl Platform {
     }
 
     /// Whether a byte the NIC places (no CPU flush) survives a crash: the
-    /// physical fact APM relies on.
+    /// physical fact APM relies on (and RDMA FLUSH does not).
     pub fn placement_is_durable(&self) -> bool {
         self.pmem && !self.wpq_volatile && (self.eadr || !self.ddio)
     }
@@ -138,6 +144,29 @@ pub fn platform(name: &str) -> Option<Platform> {
     PLATFORMS.iter().copied().find(|p| p.name == name)
 }
 
+/// Every method the simulator runs, in report order.
+pub const METHODS: [Method; 3] = [Method::Gpspm, Method::Apm, Method::RdmaFlush];
+
+/// The short name of `method` in reports and on the command line
+/// (upper case here; `--method` takes it in any case): `GPSPM`, `APM`,
+/// `FLUSH`.
+pub fn method_label(method: Method) -> &'static str {
+    match method {
+        Method::Gpspm => "GPSPM",
+        Method::Apm => "APM",
+        Method::RdmaFlush => "FLUSH",
+    }
+}
+
+/// The `--method` argument that selects `method`: `gpspm`, `apm`, `flush`.
+pub fn method_arg(method: Method) -> &'static str {
+    match method {
+        Method::Gpspm => "gpspm",
+        Method::Apm => "apm",
+        Method::RdmaFlush => "flush",
+    }
+}
+
 /// The policy's verdict on running `method` on a platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -158,8 +187,10 @@ pub enum Verdict {
 pub struct Config {
     /// The platform.
     pub platform: Platform,
-    /// The persistency method the target announces (chosen by the policy,
-    /// or forced for a forbidden configuration).
+    /// The persistency method the initiator's lanes run with: the one the
+    /// target announces (chosen by the policy, or forced for a forbidden
+    /// configuration), or RDMA FLUSH, which the target offers (by the
+    /// policy, or forced) beside announcing [`Config::announced`].
     pub method: Method,
     /// The target's flush primitive (from the policy).
     pub flush: FlushMode,
@@ -170,7 +201,9 @@ pub struct Config {
 impl Config {
     /// The configuration of `method` on `platform`, judged by
     /// [`policy::select`]: allowed when some legal administrator setting
-    /// makes the policy pick `method`.
+    /// makes the policy pick `method`; for [`Method::RdmaFlush`], judged by
+    /// [`policy::offer_rdma_flush`] with a registration that accepts FLUSH
+    /// (allowed when some legal setting makes the target offer it).
     pub fn new(platform: Platform, method: Method) -> Config {
         // GPSPM's flush primitive is the platform's primitive under either
         // method (select never fails with persist-general = yes).
@@ -185,7 +218,13 @@ impl Config {
             &[false, true]
         };
         let allowed = apm_settings.iter().any(|&apm| {
-            policy::select(platform.policy_input(apm)).is_ok_and(|d| d.method == method)
+            let input = platform.policy_input(apm);
+            match method {
+                Method::RdmaFlush => policy::offer_rdma_flush(input, true),
+                Method::Gpspm | Method::Apm => {
+                    policy::select(input).is_ok_and(|d| d.method == method)
+                }
+            }
         });
         let verdict = if allowed {
             Verdict::Allowed
@@ -202,12 +241,32 @@ impl Config {
         }
     }
 
-    /// Every configuration: each platform with GPSPM and with APM.
+    /// Every configuration: each platform with GPSPM, APM and RDMA FLUSH.
     pub fn all() -> Vec<Config> {
         PLATFORMS
             .iter()
-            .flat_map(|&p| [Method::Gpspm, Method::Apm].map(|m| Config::new(p, m)))
+            .flat_map(|&p| METHODS.map(|m| Config::new(p, m)))
             .collect()
+    }
+
+    /// The method the simulated target announces in `persist_method`: for
+    /// RDMA FLUSH the policy's choice with `persist-apm = no` (GPSPM), else
+    /// [`Config::method`] itself.
+    pub fn announced(&self) -> Method {
+        match self.method {
+            Method::RdmaFlush => policy::select(self.platform.policy_input(false))
+                .map_or(Method::Gpspm, |d| d.method),
+            m => m,
+        }
+    }
+
+    /// Whether the simulated target offers RDMA FLUSH (extension flag
+    /// `RDMA_FLUSH`): exactly in the RDMA FLUSH configurations, forced on
+    /// the platforms where the policy would not offer it. GPSPM and APM
+    /// configurations model a target whose registration does not accept
+    /// FLUSH, so their initiators run the announced method.
+    pub fn offers_rdma_flush(&self) -> bool {
+        self.method == Method::RdmaFlush
     }
 
     /// True when the policy allows it.
@@ -218,15 +277,22 @@ impl Config {
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<12} {:<5}", self.platform.name, self.method.name())
+        write!(
+            f,
+            "{:<12} {:<5}",
+            self.platform.name,
+            method_label(self.method)
+        )
     }
 }
 
-/// Parse a method name (`apm` / `gpspm`, any case).
+/// Parse a method name (`apm` / `gpspm` / `flush` or `rdma-flush`, any
+/// case).
 pub fn parse_method(s: &str) -> Option<Method> {
     match s.to_ascii_lowercase().as_str() {
         "apm" => Some(Method::Apm),
         "gpspm" => Some(Method::Gpspm),
+        "flush" | "rdma-flush" => Some(Method::RdmaFlush),
         _ => None,
     }
 }
@@ -247,6 +313,13 @@ mod tests {
     #[case("dram-noddio", Method::Gpspm, Verdict::Allowed)]
     #[case("devdax-wpq", Method::Apm, Verdict::Allowed)]
     #[case("devdax-wpq", Method::Gpspm, Verdict::Allowed)]
+    #[case("adr-ddio", Method::RdmaFlush, Verdict::Allowed)]
+    #[case("adr-noddio", Method::RdmaFlush, Verdict::Allowed)]
+    #[case("eadr-ddio", Method::RdmaFlush, Verdict::Allowed)]
+    #[case("eadr-noddio", Method::RdmaFlush, Verdict::Allowed)]
+    #[case("dram-ddio", Method::RdmaFlush, Verdict::ForbiddenLossExpected)]
+    #[case("dram-noddio", Method::RdmaFlush, Verdict::ForbiddenLossExpected)]
+    #[case("devdax-wpq", Method::RdmaFlush, Verdict::Allowed)]
     fn verdicts_follow_the_policy(#[case] p: &str, #[case] m: Method, #[case] v: Verdict) {
         let c = Config::new(platform(p).unwrap(), m);
         assert_eq!(c.verdict, v);
@@ -273,6 +346,69 @@ mod tests {
         for p in PLATFORMS {
             assert!(Config::new(p, Method::Gpspm).allowed(), "{}", p.name);
         }
-        assert_eq!(Config::all().len(), 2 * PLATFORMS.len());
+    }
+
+    #[test]
+    fn all_covers_three_methods_on_every_platform() {
+        let all = Config::all();
+        assert_eq!(all.len(), 21);
+        for p in PLATFORMS {
+            for m in METHODS {
+                assert_eq!(
+                    all.iter()
+                        .filter(|c| c.platform == p && c.method == m)
+                        .count(),
+                    1,
+                    "{} {m}",
+                    p.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rdma_flush_is_allowed_exactly_where_the_target_offers_it() {
+        for p in PLATFORMS {
+            let c = Config::new(p, Method::RdmaFlush);
+            let offered = [false, true].iter().any(|&apm| {
+                (!apm || !p.ddio) && policy::offer_rdma_flush(p.policy_input(apm), true)
+            });
+            assert_eq!(c.allowed(), offered, "{}", p.name);
+            assert_eq!(c.allowed(), p.pmem, "{}", p.name);
+            // The target announces GPSPM beside the offer and flushes with
+            // the platform's primitive for its inline and deep persists.
+            assert_eq!(c.announced(), Method::Gpspm);
+            assert!(c.offers_rdma_flush());
+            assert_eq!(c.flush, Config::new(p, Method::Gpspm).flush);
+        }
+        for m in [Method::Gpspm, Method::Apm] {
+            let c = Config::new(PLATFORMS[0], m);
+            assert_eq!(c.announced(), m);
+            assert!(!c.offers_rdma_flush());
+        }
+    }
+
+    #[rstest]
+    #[case("apm", Some(Method::Apm))]
+    #[case("GPSPM", Some(Method::Gpspm))]
+    #[case("flush", Some(Method::RdmaFlush))]
+    #[case("rdma-flush", Some(Method::RdmaFlush))]
+    #[case("Rdma-Flush", Some(Method::RdmaFlush))]
+    #[case("rdma", None)]
+    #[case("", None)]
+    fn method_names_parse(#[case] s: &str, #[case] m: Option<Method>) {
+        assert_eq!(parse_method(s), m);
+        if let Some(m) = m {
+            assert_eq!(parse_method(method_arg(m)), Some(m));
+            assert_eq!(method_label(m).to_ascii_lowercase(), method_arg(m));
+        }
+    }
+
+    #[test]
+    fn display_keeps_the_columns() {
+        let c = Config::new(platform("adr-ddio").unwrap(), Method::RdmaFlush);
+        assert_eq!(c.to_string(), "adr-ddio     FLUSH");
+        let c = Config::new(platform("adr-ddio").unwrap(), Method::Apm);
+        assert_eq!(c.to_string(), "adr-ddio     APM  ");
     }
 }

@@ -5,19 +5,24 @@
 //! delay (other lanes run meanwhile):
 //!
 //! ```text
-//! post ──► transmit ──► execute at the remote NIC ──► (READ: response back)
-//!  (send queue)   (NIC/PCIe buffers: not placed)      placement / delivery
+//! post ──► transmit ──► execute at the remote NIC ──► (READ, FLUSH: response back)
+//!  (send queue)   (NIC/PCIe buffers: not placed)      placement / delivery / persistence
 //!                 └──► acknowledged: WRITE/SEND may complete
 //! ```
 //!
 //! RC rules kept by construction:
 //!
 //! * operations are transmitted and executed in posting order, so WRITEs are
-//!   placed in order and a READ or SEND is executed only after every earlier
-//!   WRITE of the queue pair was placed;
+//!   placed in order and a READ, SEND or FLUSH is executed only after every
+//!   earlier WRITE of the queue pair was placed;
 //! * a WRITE or SEND completes once it reached the remote NIC — **not**
 //!   once placed; a READ completes once its response came back, which
 //!   happens only after execution;
+//! * an RDMA FLUSH (IBTA, persistent placement type) is executed by the
+//!   responder in order like a READ: when it executes, the responder makes
+//!   its range persistent (the world does it on the target memory), and
+//!   only then does its response travel back ([`Qp::mark_executed`]). A
+//!   FLUSH never completes on mere transmission;
 //! * send-queue completions are reported in posting order; unsignaled WRITEs
 //!   complete silently;
 //! * a lost connection drops everything not yet executed and reports a
@@ -35,8 +40,8 @@ pub enum SqState {
     Posted,
     /// At the remote NIC (acknowledged for WRITE/SEND), maybe not executed.
     Transmitted,
-    /// A READ whose response is back.
-    ReadDone,
+    /// A READ or FLUSH the remote NIC executed: its response is back.
+    Executed,
 }
 
 /// A send-queue entry.
@@ -47,7 +52,7 @@ pub struct SqEntry {
     /// The operation as the engine posted it.
     pub op: Op,
     /// WRITE: the data (read from the local region when posted); SEND: the
-    /// whole message; READ: empty.
+    /// whole message; READ, FLUSH: empty.
     pub payload: Vec<u8>,
     /// Progress.
     pub state: SqState,
@@ -79,6 +84,16 @@ pub enum Inbound {
         /// The message bytes.
         bytes: Vec<u8>,
     },
+    /// Make pool `[offset, offset + len)` persistent (RDMA FLUSH,
+    /// persistent placement type) for send-queue entry `sq_id`.
+    Flush {
+        /// The entry to mark done.
+        sq_id: u64,
+        /// Pool offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
 }
 
 /// A completion queue entry for the initiator.
@@ -90,6 +105,8 @@ pub enum Cqe {
     Read,
     /// A SEND completed.
     Send,
+    /// A FLUSH completed: the responder made its range persistent.
+    Flush,
     /// A persist response arrived.
     Recv([u8; RESP_LEN]),
     /// An operation failed (connection lost).
@@ -173,6 +190,11 @@ impl Qp {
             Op::Send { .. } => Inbound::Send {
                 bytes: e.payload.clone(),
             },
+            Op::Flush { offset, len, .. } => Inbound::Flush {
+                sq_id: e.id,
+                offset,
+                len,
+            },
         };
         self.inbound.push_back(inbound);
         Some(e.id)
@@ -188,10 +210,16 @@ impl Qp {
         self.inbound.pop_front()
     }
 
-    /// The response of READ `sq_id` came back.
-    pub fn read_done(&mut self, sq_id: u64) {
-        if let Some(e) = self.sq.iter_mut().find(|e| e.id == sq_id) {
-            e.state = SqState::ReadDone;
+    /// The remote NIC executed READ or FLUSH `sq_id` (answered the READ,
+    /// made the FLUSH's range persistent) and its response came back: the
+    /// entry may complete. Other entries are left as they are.
+    pub fn mark_executed(&mut self, sq_id: u64) {
+        if let Some(e) = self
+            .sq
+            .iter_mut()
+            .find(|e| e.id == sq_id && matches!(e.op, Op::Read { .. } | Op::Flush { .. }))
+        {
+            e.state = SqState::Executed;
         }
     }
 
@@ -199,7 +227,7 @@ impl Qp {
     pub fn can_complete(&self) -> bool {
         match self.sq.front() {
             Some(e) => match e.op {
-                Op::Read { .. } => e.state == SqState::ReadDone,
+                Op::Read { .. } | Op::Flush { .. } => e.state == SqState::Executed,
                 Op::Write { .. } | Op::Send { .. } => e.state != SqState::Posted,
             },
             None => false,
@@ -217,6 +245,7 @@ impl Qp {
             self.cq.push_back(match e.op.kind() {
                 OpKind::Write => Cqe::Write,
                 OpKind::Read => Cqe::Read,
+                OpKind::Flush => Cqe::Flush,
                 OpKind::Send | OpKind::Recv => Cqe::Send,
             });
         }
@@ -277,6 +306,14 @@ mod tests {
         }
     }
 
+    fn flush(offset: u64, len: u64) -> Op {
+        Op::Flush {
+            lane: 0,
+            offset,
+            len,
+        }
+    }
+
     #[test]
     fn operations_are_executed_in_posting_order() {
         let mut qp = Qp::new();
@@ -290,6 +327,7 @@ mod tests {
                 Inbound::Write { offset, .. } => offset,
                 Inbound::Read { .. } => 0,
                 Inbound::Send { .. } => 1,
+                Inbound::Flush { .. } => 2,
             })
             .collect();
         assert_eq!(order, vec![64, 0, 128]);
@@ -311,7 +349,7 @@ mod tests {
         // The READ is behind the WRITE at the remote NIC.
         assert!(matches!(qp.pop_inbound(), Some(Inbound::Write { .. })));
         assert!(matches!(qp.pop_inbound(), Some(Inbound::Read { .. })));
-        qp.read_done(read_id);
+        qp.mark_executed(read_id);
         assert!(qp.can_complete());
         qp.complete();
         assert_eq!(qp.reap(), Some(Cqe::Read));
@@ -328,7 +366,7 @@ mod tests {
         qp.transmit();
         // The WRITEs are acknowledged but the READ at the head is not back.
         assert!(!qp.can_complete());
-        qp.read_done(r);
+        qp.mark_executed(r);
         qp.complete();
         qp.complete();
         qp.complete();
@@ -348,5 +386,76 @@ mod tests {
         assert_eq!(qp.reap(), Some(Cqe::Failed(OpKind::Read)));
         qp.push_recv([0; 8]);
         assert!(!qp.can_reap());
+    }
+
+    #[test]
+    fn flush_is_executed_after_every_earlier_write() {
+        let mut qp = Qp::new();
+        qp.post(write(64, false), vec![1; 8]);
+        qp.post(write(128, false), vec![2; 8]);
+        let f = qp.post(flush(64, 72), Vec::new());
+        qp.post(write(256, true), vec![3; 8]);
+        while qp.transmit().is_some() {}
+        let order: Vec<_> = std::iter::from_fn(|| qp.pop_inbound()).collect();
+        assert_eq!(order.len(), 4);
+        assert!(matches!(order[0], Inbound::Write { offset: 64, .. }));
+        assert!(matches!(order[1], Inbound::Write { offset: 128, .. }));
+        assert_eq!(
+            order[2],
+            Inbound::Flush {
+                sq_id: f,
+                offset: 64,
+                len: 72
+            }
+        );
+        assert!(matches!(order[3], Inbound::Write { offset: 256, .. }));
+    }
+
+    #[test]
+    fn flush_completes_only_after_execution_never_on_transmission() {
+        let mut qp = Qp::new();
+        qp.post(write(64, false), vec![1; 8]);
+        let f = qp.post(flush(64, 8), Vec::new());
+        assert_eq!(qp.transmit(), Some(1));
+        assert_eq!(qp.transmit(), Some(f));
+        // Both at the remote NIC: the unsignaled WRITE may complete, the
+        // FLUSH may not (it is not executed).
+        assert!(qp.can_complete());
+        assert_eq!(qp.complete().map(|e| e.id), Some(1));
+        assert!(!qp.can_complete());
+        assert_eq!(qp.complete(), None);
+        assert!(matches!(qp.pop_inbound(), Some(Inbound::Write { .. })));
+        // Placing the WRITE is not enough either.
+        assert!(!qp.can_complete());
+        assert!(matches!(
+            qp.pop_inbound(),
+            Some(Inbound::Flush { sq_id, .. }) if sq_id == f
+        ));
+        assert!(!qp.can_complete());
+        qp.mark_executed(f);
+        assert!(qp.can_complete());
+        assert_eq!(qp.complete().map(|e| e.op), Some(flush(64, 8)));
+        assert_eq!(qp.reap(), Some(Cqe::Flush));
+        assert_eq!(qp.reap(), None);
+    }
+
+    #[test]
+    fn marking_a_write_executed_changes_nothing() {
+        let mut qp = Qp::new();
+        let w = qp.post(write(64, true), vec![1; 8]);
+        qp.mark_executed(w);
+        // Still posted: not transmitted, cannot complete.
+        assert!(!qp.can_complete());
+        assert_eq!(qp.sq().front().map(|e| e.state), Some(SqState::Posted));
+    }
+
+    #[test]
+    fn connection_loss_fails_an_outstanding_flush() {
+        let mut qp = Qp::new();
+        qp.post(flush(64, 8), Vec::new());
+        qp.transmit();
+        qp.break_connection();
+        assert!(!qp.can_execute() && !qp.can_complete());
+        assert_eq!(qp.reap(), Some(Cqe::Failed(OpKind::Flush)));
     }
 }

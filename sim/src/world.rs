@@ -10,6 +10,13 @@
 //! [`Memory`], which streams inline copies (non-temporal stores) in the
 //! seeds that draw it.
 //!
+//! With RDMA FLUSH the remote NIC executes each FLUSH as rxe's responder
+//! does: a write-back of every cache line of the range, then a fence, on the
+//! target memory ([`nic_flush`]); only then does the FLUSH's response
+//! travel back. On a file-backed DRAM pool that reaches the page cache, not
+//! the file: no `msync`, so nothing becomes durable (the policy never
+//! offers FLUSH there).
+//!
 //! Steps (each one action; the scheduler picks among the enabled ones with
 //! per-run weights, which gives delays and reordering across lanes):
 //!
@@ -17,8 +24,8 @@
 //! |---|---|
 //! | start | a lane issues its next call (writing its data into the local region first) |
 //! | transmit | a lane's oldest posted operation reaches the remote NIC |
-//! | execute | the remote NIC executes its oldest operation: places a WRITE, answers a READ, delivers a SEND |
-//! | complete | the oldest operation of a send queue completes (WRITE/SEND: once at the remote NIC; READ: once answered) |
+//! | execute | the remote NIC executes its oldest operation: places a WRITE, answers a READ, delivers a SEND, makes a FLUSH's range persistent |
+//! | complete | the oldest operation of a send queue completes (WRITE/SEND: once at the remote NIC; READ, FLUSH: once executed and answered) |
 //! | reap | the initiator takes one completion; the lane posts what it can and returns its call's result |
 //! | target | the target CPU runs one step of a persist message's plan (copy, flush, deep flush, respond) |
 //! | evict | a dirty cache line is written back on its own |
@@ -29,6 +36,7 @@ use std::collections::VecDeque;
 use std::sync::RwLock;
 
 use rpmem_core::flush::mutants::{self, Mutant};
+use rpmem_core::flush::FlushOps;
 use rpmem_core::persist::{
     CallError, CallKind, Completion, InitiatorLane, LaneError, LaneParams, Op, Placement, Target,
     TargetError, TargetParams, TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
@@ -37,7 +45,7 @@ use rpmem_core::persist::{
 use crate::checker::Checker;
 use crate::crash::{CrashTracker, Finding, IMAGE_COUNT_CAP};
 use crate::handshake::{self, ClientAsk, HandshakeError, Session, TargetOffer};
-use crate::memory::{MemStats, Memory, PAGE, WORD};
+use crate::memory::{MemStats, Memory, LINE, PAGE, WORD};
 use crate::platform::Config;
 use crate::rng::Rng;
 use crate::rnic::{Cqe, Inbound, Qp, CONN_RESET};
@@ -476,11 +484,12 @@ impl World {
         };
 
         let offer = TargetOffer {
-            method: config.method,
+            method: config.announced(),
             max_nlanes: params.target_max_lanes,
             max_inline: params.target_max_inline,
             pmem: config.platform.pmem,
             deep_flush: config.platform.deep_differs(),
+            rdma_flush: config.offers_rdma_flush(),
             secret,
         };
         let session = match handshake::create(&params.ask, &offer) {
@@ -491,6 +500,13 @@ impl World {
             }
         };
         report.session = Some(session);
+        if session.method != config.method {
+            report.errors.push(SimError::Internal(format!(
+                "the handshake settled on {} (announced {}), the configuration runs {}",
+                session.method, session.announced, config.method
+            )));
+            return report;
+        }
         let workload = match wl {
             Some(w) => Workload {
                 lanes: w
@@ -527,9 +543,10 @@ impl World {
         world.bg = bg;
         world.crash_rng = crash_rng;
         world.note(format!(
-            "session: {} lanes, {}, inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
+            "session: {} lanes, {} (announced {}), inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
             session.nlanes,
             session.method,
+            session.announced,
             session.inline_max,
             world.params.wq_size,
             world.params.send_window,
@@ -577,7 +594,9 @@ impl World {
             min_offset: params.min_offset,
             inline_max: session.inline_max,
             flush_mode: config.flush,
-            method: session.method,
+            // The target knows what it announced, not what the initiator
+            // chose (it executes every valid message whatever the method).
+            method: session.announced,
         })
         .map_err(|e| SimError::Setup(format!("target: {e}")))?;
         let mut mem = Memory::new(config.platform, params.pool_size)
@@ -966,6 +985,15 @@ impl World {
         let payload = match op {
             Op::Write { offset, len, .. } => local(offset, len),
             Op::Read { .. } => Some(Vec::new()),
+            Op::Flush { offset, len, .. } => {
+                // The engine flushes only what it wrote: inside the
+                // writable part of the pool, never empty.
+                let end = offset.checked_add(len);
+                let inside = len > 0
+                    && offset >= self.params.min_offset
+                    && end.is_some_and(|e| e <= self.params.pool_size);
+                inside.then(Vec::new)
+            }
             Op::Send { msg, inline, .. } => {
                 let mut v = msg.to_bytes().to_vec();
                 if inline {
@@ -984,7 +1012,7 @@ impl World {
         let Some(payload) = payload else {
             self.errors.push(SimError::BadOp {
                 lane: l,
-                what: format!("{op:?} outside the local region"),
+                what: format!("{op:?} outside the local region (or the writable pool)"),
             });
             return;
         };
@@ -1044,6 +1072,7 @@ impl World {
             Cqe::Write => lane.engine.handle_completion(Completion::Write { lane: l }),
             Cqe::Read => lane.engine.handle_completion(Completion::Read { lane: l }),
             Cqe::Send => lane.engine.handle_completion(Completion::Send { lane: l }),
+            Cqe::Flush => lane.engine.handle_completion(Completion::Flush { lane: l }),
             Cqe::Recv(bytes) => lane.engine.handle_completion(Completion::Recv {
                 lane: l,
                 bytes: &bytes,
@@ -1105,9 +1134,18 @@ impl World {
                 let data = self.mem.read(offset, len);
                 self.hash = fnv(self.hash, &data);
                 if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
-                    qp.read_done(sq_id);
+                    qp.mark_executed(sq_id);
                 }
                 self.note(format!("lane {l}: READ [{offset}, +{len}) answered"));
+            }
+            Inbound::Flush { sq_id, offset, len } => {
+                nic_flush(&mut self.mem, offset, len);
+                if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
+                    qp.mark_executed(sq_id);
+                }
+                self.note(format!(
+                    "lane {l}: FLUSH [{offset}, +{len}) executed (lines written back, fenced), answered"
+                ));
             }
             Inbound::Send { bytes } => {
                 let n = bytes.len();
@@ -1174,6 +1212,29 @@ impl World {
     }
 }
 
+/// The remote NIC executes an RDMA FLUSH (persistent placement type) of
+/// `[offset, offset + len)` as rxe's responder does: a write-back of every
+/// cache line of the range, then a fence.
+///
+/// Written here rather than with `rpmem_core::flush::persist_range`: that
+/// is rpmemd's code, whose seeded bugs (a missing fence, a missing last
+/// line) must not leak into the model of the NIC.
+pub fn nic_flush(mem: &mut Memory, offset: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    let end = offset.saturating_add(len);
+    let mut line = offset & !(LINE - 1);
+    while line < end {
+        mem.flush_line(line);
+        line = match line.checked_add(LINE) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    mem.fence();
+}
+
 fn describe_op(op: &Op) -> String {
     match op {
         Op::Write {
@@ -1195,6 +1256,7 @@ fn describe_op(op: &Op) -> String {
             msg.size,
             if *inline { " inline" } else { "" }
         ),
+        Op::Flush { offset, len, .. } => format!("FLUSH [{offset}, +{len})"),
     }
 }
 

@@ -28,6 +28,11 @@ fn config(p: &str, m: Method) -> Config {
 #[case("dram-noddio", Method::Gpspm)]
 #[case("devdax-wpq", Method::Gpspm)]
 #[case("devdax-wpq", Method::Apm)]
+#[case("adr-ddio", Method::RdmaFlush)]
+#[case("adr-noddio", Method::RdmaFlush)]
+#[case("eadr-ddio", Method::RdmaFlush)]
+#[case("eadr-noddio", Method::RdmaFlush)]
+#[case("devdax-wpq", Method::RdmaFlush)]
 fn allowed_configuration_keeps_every_promise(#[case] p: &str, #[case] m: Method) {
     let c = config(p, m);
     let mut ok_calls = 0;
@@ -39,7 +44,7 @@ fn allowed_configuration_keeps_every_promise(#[case] p: &str, #[case] m: Method)
             !r.violated(),
             "{c} seed {seed}: {:?}\nreplay: sim check --replay {seed} --method {} --platform {p}",
             r.first_violation,
-            m.name().to_ascii_lowercase()
+            sim::platform::method_arg(m)
         );
         ok_calls += r.calls_ok;
         crash_points += r.crash_points;
@@ -59,6 +64,7 @@ fn allowed_configuration_keeps_every_promise(#[case] p: &str, #[case] m: Method)
 #[case("adr-ddio", Method::Gpspm)]
 #[case("adr-noddio", Method::Apm)]
 #[case("dram-noddio", Method::Gpspm)]
+#[case("adr-ddio", Method::RdmaFlush)]
 fn lost_connections_fail_calls_without_breaking_promises(#[case] p: &str, #[case] m: Method) {
     let c = config(p, m);
     let mut with_fault = 0;
@@ -93,6 +99,7 @@ fn lost_connections_fail_calls_without_breaking_promises(#[case] p: &str, #[case
 #[case("eadr-ddio", Method::Gpspm)]
 #[case("dram-ddio", Method::Gpspm)]
 #[case("devdax-wpq", Method::Apm)]
+#[case("adr-ddio", Method::RdmaFlush)]
 fn incremental_crash_bookkeeping_matches_full_recomputation(#[case] p: &str, #[case] m: Method) {
     let c = config(p, m);
     // Small workloads: every crash point, and the whole pool recomputed at

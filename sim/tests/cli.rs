@@ -25,14 +25,21 @@ fn check_prints_every_configuration_and_the_summary_line() {
     assert!(words[1].parse::<u64>().unwrap() > 0, "{last}");
     assert!(
         last.ends_with(
-            "crash states, 0 violations in allowed configurations, 3 forbidden configurations with loss found"
+            "crash states, 0 violations in allowed configurations, 5 forbidden configurations with loss found"
         ),
         "{last}"
     );
-    // 7 platforms x 2 methods.
+    // 7 platforms x 3 methods.
     assert_eq!(
         out.lines().filter(|l| l.contains(" crash points ")).count(),
-        14
+        21
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(" FLUSH allowed   seeds "))
+            .count(),
+        5,
+        "{out}"
     );
 }
 
@@ -50,6 +57,64 @@ fn check_can_be_narrowed_to_one_configuration() {
     assert!(ok, "{out}");
     assert!(out.contains("adr-ddio     APM   forbidden"), "{out}");
     assert!(last_line(&out).ends_with(", 1 forbidden configurations with loss found"));
+}
+
+#[test]
+fn rdma_flush_is_selected_by_flush_or_rdma_flush() {
+    for name in ["flush", "rdma-flush"] {
+        let (ok, out) = sim(&[
+            "check",
+            "--seeds",
+            "3",
+            "--method",
+            name,
+            "--platform",
+            "dram-ddio",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("dram-ddio    FLUSH forbidden"), "{out}");
+        assert_eq!(
+            out.lines().filter(|l| l.contains(" crash points ")).count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn violation_in_rdma_flush_configuration_names_the_flush_method_to_replay() {
+    let (ok, out) = sim(&[
+        "check",
+        "--seeds",
+        "2",
+        "--method",
+        "flush",
+        "--platform",
+        "adr-ddio",
+        "--mutant",
+        "rdma-flush-without-flush",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("check --replay 1 --method flush --platform adr-ddio"),
+        "{out}"
+    );
+}
+
+#[test]
+fn platforms_lists_the_verdicts_of_three_methods() {
+    let (ok, out) = sim(&["platforms"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 7, "{out}");
+    let adr = out.lines().find(|l| l.starts_with("adr-ddio ")).unwrap();
+    assert!(
+        adr.ends_with("[GPSPM Allowed, APM ForbiddenLossExpected, RDMA FLUSH Allowed]"),
+        "{adr}"
+    );
+    let dram = out.lines().find(|l| l.starts_with("dram-noddio ")).unwrap();
+    assert!(
+        dram.ends_with("RDMA FLUSH ForbiddenLossExpected]"),
+        "{dram}"
+    );
 }
 
 #[test]
@@ -106,6 +171,7 @@ fn mutants_reports_each_and_the_total() {
         "deep-as-plain",
         "write-overtakes-inline",
         "streamed-without-fence",
+        "rdma-flush-without-flush",
     ] {
         assert!(
             out.lines()
@@ -113,7 +179,7 @@ fn mutants_reports_each_and_the_total() {
             "{name}: {out}"
         );
     }
-    assert_eq!(last_line(&out), "caught 8 of 8 mutants");
+    assert_eq!(last_line(&out), "caught 9 of 9 mutants");
 }
 
 #[test]

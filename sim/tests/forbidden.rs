@@ -28,6 +28,35 @@ fn forbidden_apm_loses_data(#[case] p: &str) {
     );
 }
 
+/// RDMA FLUSH on a file-backed DRAM pool: the responder writes the lines
+/// back and fences, which reaches the page cache but not the file (no
+/// `msync`); the policy never offers it there, and forced it loses data.
+#[rstest]
+#[case("dram-ddio")]
+#[case("dram-noddio")]
+fn forbidden_rdma_flush_loses_data(#[case] p: &str) {
+    let c = Config::new(platform(p).unwrap(), Method::RdmaFlush);
+    assert_eq!(c.verdict, Verdict::ForbiddenLossExpected);
+    let mut lossy = 0;
+    for seed in 1..=10 {
+        let r = run(seed, c, &RunOptions::default());
+        assert!(r.errors.is_empty(), "{c} seed {seed}: {:?}", r.errors);
+        assert_eq!(r.session.map(|s| s.method), Some(Method::RdmaFlush));
+        if let Some(v) = r.first_violation {
+            assert!(
+                matches!(
+                    v.finding.problem,
+                    Problem::Lost { .. } | Problem::Stale { .. }
+                ),
+                "{:?}",
+                v.finding.problem
+            );
+            lossy += 1;
+        }
+    }
+    assert!(lossy >= 5, "{c}: loss in only {lossy} of 10 seeds");
+}
+
 #[test]
 fn forbidden_apm_loses_data_on_the_very_first_relaxed_persist() {
     // Seed 1's first call is lane 0's RELAXED persist: crashing right after

@@ -55,7 +55,7 @@ fn rc_read_is_answered_only_after_earlier_writes_are_placed() {
             sq_id, offset, len, ..
         }) => {
             assert_eq!(m.read(offset, len), vec![5; 8]);
-            qp.read_done(sq_id);
+            qp.mark_executed(sq_id);
         }
         other => panic!("{other:?}"),
     }

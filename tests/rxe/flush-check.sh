@@ -7,10 +7,15 @@
 # 2. builds the layer's rxe test twice: against the host's rdma-core 44 headers (no FLUSH
 #    compiled in) and, with PKG_CONFIG_PATH pointing at the new rdma-core, against its headers
 #    (cfg rpmem_verbs_flush);
+#    Against the new headers it also builds rpmemd and the library's end-to-end tests over
+#    RDMA (rpmem-e2e tests/verbs.rs);
 # 3. boots the rig with --kernel backports --rdma-core new --nvdimm: the new-headers test must
 #    detect FLUSH and complete WRITE + FLUSH (global on anonymous memory; persistent and global
 #    on the NVDIMM's Device DAX) with the data read back; the old-headers test must report no
-#    FLUSH;
+#    FLUSH; then the end-to-end tests run with RPMEM_EXPECT_RDMA_FLUSH=1: rpmemd offers FLUSH
+#    for a pool on the NVDIMM's Device DAX and the library uses it (persists, flush/drain, deep
+#    persist, reopen without FLUSH and read back, SIGKILL of rpmemd keeps every acknowledged
+#    persist), and falls back to APM on the memmap= Device DAX, where rxe refuses the right;
 # 4. boots the default rig (kernel 6.1, rdma-core 44): both tests must report no FLUSH (the
 #    new-headers binary then runs on libibverbs 44 and a kernel without FLUSH).
 #
@@ -52,14 +57,33 @@ echo "flush-check: building the rxe test against the host's rdma-core headers ($
 sys_bin=$(test_binary "$sys_dir")
 echo "flush-check: building the rxe test against $rc_dir's headers ($new_dir)"
 new_bin=$(test_binary "$new_dir" PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig")
-[ -x "$sys_bin" ] && [ -x "$new_bin" ] || { echo "flush-check: a test binary was not built" >&2; exit 1; }
+echo "flush-check: building rpmemd and the end-to-end tests over RDMA against $rc_dir's headers"
+PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
+	cargo build --locked -p rpmemd --features rpmemd/verbs
+e2e_bin=$(PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
+	cargo test --locked -p rpmem-e2e --features rpmem-e2e/verbs --test verbs --no-run \
+	--message-format=json 2>/dev/null |
+	python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and (m.get("target") or {}).get("name") == "verbs":
+        print(m["executable"])
+')
+[ -x "$sys_bin" ] && [ -x "$new_bin" ] && [ -x "$e2e_bin" ] ||
+	{ echo "flush-check: a test binary was not built" >&2; exit 1; }
+[ -x "$new_dir/debug/rpmemd" ] || { echo "flush-check: no $new_dir/debug/rpmemd" >&2; exit 1; }
 echo "flush-check: $sys_bin"
 echo "flush-check: $new_bin"
+echo "flush-check: $e2e_bin"
 
 status=0
 echo "flush-check: run 1 of 2: --kernel backports --rdma-core new --nvdimm (FLUSH expected)"
 "$here/run.sh" --kernel backports --rdma-core new --nvdimm --no-baseline -- \
-	"$here/flush-guest.sh" 1 "$new_bin" "$sys_bin" || status=1
+	"$here/flush-guest.sh" 1 "$new_bin" "$sys_bin" "$e2e_bin" || status=1
 echo "flush-check: run 2 of 2: the default rig, kernel 6.1 and rdma-core 44 (no FLUSH expected)"
 "$here/run.sh" --no-baseline -- "$here/flush-guest.sh" 0 "$new_bin" "$sys_bin" || status=1
 echo "flush-check: $([ $status = 0 ] && echo passed || echo FAILED)"

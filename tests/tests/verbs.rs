@@ -6,6 +6,12 @@
 //!
 //! rpmemd is started in local mode with `SSH_CONNECTION` naming the rxe
 //! address, as sshd would, so it listens there (RDMA cannot use loopback).
+//!
+//! The RDMA FLUSH tests need `NVDIMM_DAX_DEV` (the rig's `--nvdimm`) and
+//! are skipped without it; `RPMEM_EXPECT_RDMA_FLUSH=1` (set by
+//! `tests/rxe/flush-guest.sh` on Linux 6.12 with rdma-core 56) says FLUSH
+//! must be offered and used there, otherwise the tests expect the fallback
+//! to the announced method.
 
 #![cfg(feature = "verbs")]
 
@@ -203,6 +209,136 @@ fn apm_over_verbs_on_device_dax() {
     pool.close().expect("close");
     let log = env.log();
     assert!(log.contains("persistency method: APM"), "{log}");
+    // The memmap= range is legacy pmem: rxe refuses persistent FLUSH on it
+    // (or the kernel, rdma-core or this build lacks FLUSH), so it is not
+    // offered and the client runs APM.
+    assert!(log.contains("RDMA FLUSH not offered: "), "{log}");
+}
+
+/// The NVDIMM's Device DAX and whether FLUSH is expected there; `None`
+/// (skipped) without `--nvdimm`.
+fn nvdimm_rig() -> Option<(String, String, bool)> {
+    let addr = rig("RXE_ADDR")?;
+    let Some(dev) = std::env::var("NVDIMM_DAX_DEV")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("NVDIMM_DAX_DEV not set: skipped (runs in tests/rxe/flush-check.sh)");
+        return None;
+    };
+    let expect = std::env::var("RPMEM_EXPECT_RDMA_FLUSH").is_ok_and(|v| v == "1");
+    Some((addr, dev, expect))
+}
+
+/// Writes a pool set `name` of Device DAX `dev` (cleared first).
+fn dax_set(env: &TestEnv, name: &str, dev: &str, nohdrs: bool) -> u64 {
+    let opt = if nohdrs { "OPTION NOHDRS\n" } else { "" };
+    fs::write(
+        env.poolset_path(name),
+        format!("PMEMPOOLSET\n{opt}AUTO {dev}\n"),
+    )
+    .expect("set");
+    clear_first_page(dev);
+    let base = PathBuf::from(dev);
+    let base = base
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("device name");
+    fs::read_to_string(format!("/sys/bus/dax/devices/{base}/size"))
+        .expect("Device DAX size in sysfs")
+        .trim()
+        .parse()
+        .expect("a size")
+}
+
+#[test]
+fn rdma_flush_on_nvdimm_device_dax() {
+    let Some((addr, dev, expect)) = nvdimm_rig() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let size = dax_set(&env, "nv.set", &dev, false);
+    let opts = verbs_options(&env);
+    let r = region(size);
+    let a = attr(11);
+    let pool = RemotePool::create(&addr, "nv.set", Arc::clone(&r), 2, Some(&a), &opts)
+        .expect("create on the NVDIMM over verbs");
+    let want = if expect {
+        Method::RdmaFlush
+    } else {
+        Method::Gpspm
+    };
+    assert_eq!(pool.persist_method(), want, "{}", env.log());
+    let written = exercise(&pool, &r, 4096);
+    pool.close().expect("close");
+    // Reopen without FLUSH (RPMEM_RDMA_FLUSH=0): the announced method.
+    let r2 = region(size);
+    let no_flush = opts.to_builder().rdma_flush(false).build();
+    let pool = RemotePool::open(&addr, "nv.set", Arc::clone(&r2), 1, &no_flush).expect("reopen");
+    assert_eq!(pool.persist_method(), Method::Gpspm);
+    for (off, data) in &written {
+        pool.read_to_region(0, *off, data.len() as u64)
+            .expect("read");
+        assert_eq!(&get(&r2, *off, data.len()), data, "read back at {off}");
+    }
+    pool.close().expect("close");
+    let log = env.log();
+    assert!(log.contains("persistency method: GPSPM"), "{log}");
+    if expect {
+        assert!(
+            log.contains("RDMA FLUSH offered: the client may make its writes durable"),
+            "{log}"
+        );
+        assert!(!log.contains("RDMA FLUSH not offered"), "{log}");
+    } else {
+        assert!(log.contains("RDMA FLUSH not offered: "), "{log}");
+    }
+}
+
+#[test]
+fn kill_during_persist_with_rdma_flush_keeps_acknowledged_data() {
+    let Some((addr, dev, expect)) = nvdimm_rig() else {
+        return;
+    };
+    // Persists spread over the first 8 MiB of the device.
+    const SPAN: u64 = 8 * MIB;
+    let env = TestEnv::new();
+    let size = dax_set(&env, "nvkill.set", &dev, true);
+    let opts = verbs_options(&env)
+        .to_builder()
+        .data_timeout(Duration::from_secs(20))
+        .build();
+    let r = region(size);
+    let pool =
+        RemotePool::create(&addr, "nvkill.set", Arc::clone(&r), 1, None, &opts).expect("create");
+    if expect {
+        assert_eq!(pool.persist_method(), Method::RdmaFlush);
+    }
+    let pid = pool.remote_pid().expect("rpmemd's pid");
+    let run = persist_until_killed(
+        &pool,
+        &r,
+        SPAN,
+        |k| 64 + (k % 3) * 20_000,
+        pid,
+        Duration::from_millis(500),
+    );
+    let msg = run.err.to_string();
+    assert!(
+        run.waited < Duration::from_secs(10),
+        "the failing persist took {:?}: {msg}",
+        run.waited
+    );
+    assert!(
+        !run.acked.is_empty(),
+        "some persists succeeded before the kill"
+    );
+    drop(pool);
+    let r2 = region(size);
+    let pool = RemotePool::open(&addr, "nvkill.set", Arc::clone(&r2), 1, &opts).expect("reopen");
+    pool.read_to_region(0, 0, SPAN).expect("read back");
+    pool.close().expect("close");
+    assert_acked_on_target(&get(&r2, 0, SPAN as usize), &run);
 }
 
 /// Zeroes the first page of a Device DAX device (earlier users of the VM's

@@ -238,11 +238,14 @@ pub mod mutants {
         /// stores were durable when issued (they wait in write-combining
         /// buffers until a fence).
         StreamedWithoutFence = 8,
+        /// With RDMA FLUSH, the initiator's drain posts no FLUSH after the
+        /// WRITEs (as if their completion made them durable).
+        RdmaFlushWithoutFlush = 9,
     }
 
     impl Mutant {
         /// Every real mutant (not `None`).
-        pub const ALL: [Mutant; 8] = [
+        pub const ALL: [Mutant; 9] = [
             Mutant::RespondBeforeFlush,
             Mutant::FlushSkipsFence,
             Mutant::FlushMissesLastLine,
@@ -251,6 +254,7 @@ pub mod mutants {
             Mutant::DeepAsPlain,
             Mutant::WriteOvertakesInline,
             Mutant::StreamedWithoutFence,
+            Mutant::RdmaFlushWithoutFlush,
         ];
     }
 

@@ -9,12 +9,13 @@
 //! | `deep_persist` | — | WRITEs, the drain below, one SEND (`DEEP_PERSIST`) for the whole range |
 //! | `flush` | no | inline SENDs; returns once they are posted |
 //! | `flush` | yes | WRITEs; returns once they are posted |
-//! | `drain` | — | APM: one READ (8 bytes at offset 0) if WRITEs were posted since the last one; GPSPM: one SEND (`FLUSH_WRITE`) per range written since the last drain (ranges closer than 4 KiB are merged); then waits for every outstanding response and READ |
+//! | `drain` | — | APM: one READ (8 bytes at offset 0) if WRITEs were posted since the last one; GPSPM: one SEND (`FLUSH_WRITE`) per range written since the last drain (ranges closer than 4 KiB are merged); RDMA FLUSH: one FLUSH per such range; then waits for every outstanding response, READ and FLUSH |
 //! | `read` | — | READs of at most `max_op_len` bytes, pipelined |
 //!
 //! So `persist` = `flush` + `drain`: a successful persist also makes every
 //! earlier flush of the lane durable, and a relaxed persist posts exactly
-//! PMDK's sequences (APM: WRITE + READ; GPSPM: WRITE + SEND).
+//! PMDK's sequences (APM: WRITE + READ; GPSPM: WRITE + SEND), or, with RDMA
+//! FLUSH, WRITE + FLUSH as librpma does.
 //!
 //! # Inline data before WRITEs and READs
 //!
@@ -26,13 +27,14 @@
 //! WRITE and no user READ while one of its `PERSIST_SEND` messages is
 //! unanswered: the call waits (posts nothing, like on a full work queue)
 //! until those responses arrived. Consecutive inline SENDs still pipeline
-//! (up to `send_window`), and `FLUSH_WRITE`/`DEEP_PERSIST` messages and
-//! APM's flushing READ never hold anything back.
+//! (up to `send_window`), and `FLUSH_WRITE`/`DEEP_PERSIST` messages,
+//! APM's flushing READ and RDMA FLUSHes never hold anything back.
 //!
 //! # Work queue
 //!
-//! Every WRITE, READ and SEND takes one send-queue slot until a signaled
-//! completion at or after it is reaped. READs and SENDs are signaled; WRITEs
+//! Every WRITE, READ, SEND and FLUSH takes one send-queue slot until a
+//! signaled completion at or after it is reaped. READs, SENDs and FLUSHes
+//! are signaled; WRITEs
 //! are signaled every `k = max(1, wq_size / 2)`-th, so at most `k - 1`
 //! unsignaled operations follow a signaled one and a full queue always holds
 //! a signaled operation to wait for. The engine never has more than
@@ -50,12 +52,16 @@ use crate::wire::persist as wire;
 
 /// Most signaled operations a lane tracks at once.
 const SIGNALED_CAP: usize = 32;
-/// Most disjoint written ranges GPSPM remembers for the next drain.
+/// Most disjoint written ranges GPSPM and RDMA FLUSH remember for the next
+/// drain.
 const PENDING_CAP: usize = 8;
 /// Ranges this close (bytes) are merged into one flush request.
 const MERGE_GAP: u64 = 4096;
 /// Alignment kept at inline chunk boundaries (8-byte failure atomicity).
 const ATOMIC: u64 = 8;
+/// Longest range one RDMA FLUSH covers (its length field, the RETH's DMA
+/// length, has 32 bits); longer ranges take several.
+pub const MAX_FLUSH_LEN: u64 = 1 << 31;
 
 /// Configuration of one lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,6 +165,9 @@ pub enum ConfigError {
     /// APM over a stream transport.
     #[error("APM needs RDMA placement: over a stream transport (TCP) the target CPU copies the data into its cache, where a READ does not make it durable")]
     ApmNeedsRdma,
+    /// RDMA FLUSH over a stream transport.
+    #[error("RDMA FLUSH needs RDMA placement: a stream transport (TCP) has no FLUSH operation")]
+    RdmaFlushNeedsRdma,
     /// APM with a pool too small for its 8-byte READ.
     #[error("pool of {pool_size} bytes is smaller than APM's 8-byte flushing READ")]
     PoolTooSmallForApm {
@@ -201,6 +210,7 @@ pub enum LaneError {
             OpKind::Read => "the oldest outstanding signaled operation is a READ",
             OpKind::Send => "the oldest outstanding signaled operation is a SEND",
             OpKind::Recv => "a RECV is awaited",
+            OpKind::Flush => "the oldest outstanding signaled operation is a FLUSH",
         },
         None => "no signaled operation is outstanding",
     })]
@@ -318,6 +328,7 @@ enum SqWhat {
     ReadFlush,
     ReadUser,
     Send,
+    Flush,
 }
 
 impl SqWhat {
@@ -326,6 +337,7 @@ impl SqWhat {
             SqWhat::Write => OpKind::Write,
             SqWhat::ReadFlush | SqWhat::ReadUser => OpKind::Read,
             SqWhat::Send => OpKind::Send,
+            SqWhat::Flush => OpKind::Flush,
         }
     }
 }
@@ -403,14 +415,15 @@ pub struct InitiatorLane {
     responses: Deque<Awaited, { MAX_SEND_WINDOW as usize }>,
     /// APM: WRITEs posted since the last flushing READ.
     apm_dirty: bool,
-    /// Flushing READs awaiting completion.
+    /// Flushing READs (APM) and FLUSHes (RDMA FLUSH) awaiting completion.
     flush_reads: u32,
     /// User READs awaiting completion.
     user_reads: u32,
-    /// GPSPM: ranges written since the last drain, not yet covered by a
-    /// persist message.
+    /// GPSPM, RDMA FLUSH: ranges written since the last drain, not yet
+    /// covered by a persist message or a FLUSH.
     pending: Vec<Range, PENDING_CAP>,
-    /// GPSPM: a pending range pushed out by a new one; sent next.
+    /// GPSPM, RDMA FLUSH: a pending range pushed out by a new one; made
+    /// durable next.
     evict: Option<Range>,
     call: Option<Call>,
     /// Result of the finished call, until collected.
@@ -455,6 +468,9 @@ impl InitiatorLane {
         }
         if p.max_op_len == 0 {
             return Err(ConfigError::ZeroMaxOpLen);
+        }
+        if p.method == Method::RdmaFlush && p.transport == Placement::Stream {
+            return Err(ConfigError::RdmaFlushNeedsRdma);
         }
         if p.method == Method::Apm {
             if p.transport == Placement::Stream {
@@ -728,11 +744,12 @@ impl InitiatorLane {
 
     fn transfer(&mut self, call: Call, allow_post: bool) -> Progress {
         if let Some(r) = self.evict {
-            if !(allow_post && self.can_post_send()) {
+            if !(allow_post && self.can_post_range_flush()) {
                 return Progress::Blocked;
             }
-            self.evict = None;
-            return Progress::Posted(self.post_send(PersistMode::FlushWrite, r, false));
+            let (head, tail) = self.split_range_flush(r);
+            self.evict = tail;
+            return Progress::Posted(self.post_range_flush(head));
         }
         match call.xfer {
             Xfer::Nothing => Progress::PhaseDone,
@@ -835,7 +852,7 @@ impl InitiatorLane {
                     dest: ReadDest::Flush,
                 })
             }
-            Method::Gpspm => {
+            Method::Gpspm | Method::RdmaFlush => {
                 let next = match self.evict {
                     Some(r) => Some((r, true)),
                     None => self.pending.first().map(|r| (*r, false)),
@@ -843,17 +860,79 @@ impl InitiatorLane {
                 let Some((r, evicted)) = next else {
                     return Progress::PhaseDone;
                 };
-                if !(allow_post && self.can_post_send()) {
+                #[cfg(feature = "mutants")]
+                if self.p.method == Method::RdmaFlush
+                    && crate::flush::mutants::active(
+                        crate::flush::mutants::Mutant::RdmaFlushWithoutFlush,
+                    )
+                {
+                    self.evict = None;
+                    self.pending.clear();
+                    return Progress::PhaseDone;
+                }
+                if !(allow_post && self.can_post_range_flush()) {
                     return Progress::Blocked;
                 }
-                if evicted {
-                    self.evict = None;
-                } else if !self.pending.is_empty() {
-                    self.pending.remove(0);
+                let (head, tail) = self.split_range_flush(r);
+                match (evicted, tail) {
+                    (true, tail) => self.evict = tail,
+                    (false, Some(tail)) => {
+                        if let Some(first) = self.pending.first_mut() {
+                            *first = tail;
+                        }
+                    }
+                    (false, None) => {
+                        if !self.pending.is_empty() {
+                            self.pending.remove(0);
+                        }
+                    }
                 }
-                Progress::Posted(self.post_send(PersistMode::FlushWrite, r, false))
+                Progress::Posted(self.post_range_flush(head))
             }
         }
+    }
+
+    /// Room to make one written range durable: a persist message (GPSPM) or
+    /// a FLUSH.
+    fn can_post_range_flush(&self) -> bool {
+        match self.p.method {
+            Method::RdmaFlush => self.can_post(true),
+            Method::Gpspm | Method::Apm => self.can_post_send(),
+        }
+    }
+
+    /// The part of `r` one operation makes durable, and the rest: a GPSPM
+    /// message covers any range, a FLUSH at most [`MAX_FLUSH_LEN`] bytes.
+    fn split_range_flush(&self, r: Range) -> (Range, Option<Range>) {
+        if self.p.method != Method::RdmaFlush || r.len() <= MAX_FLUSH_LEN {
+            return (r, None);
+        }
+        let cut = r.start.saturating_add(MAX_FLUSH_LEN);
+        (
+            Range {
+                start: r.start,
+                end: cut,
+            },
+            Some(Range {
+                start: cut,
+                end: r.end,
+            }),
+        )
+    }
+
+    /// Makes written range `r` durable: a `FLUSH_WRITE` message (GPSPM) or
+    /// an RDMA FLUSH. Room was checked by [`can_post_range_flush`](Self::can_post_range_flush).
+    fn post_range_flush(&mut self, r: Range) -> Op {
+        if self.p.method == Method::RdmaFlush {
+            self.account(Some(SqWhat::Flush));
+            self.flush_reads = self.flush_reads.saturating_add(1);
+            return Op::Flush {
+                lane: self.p.lane,
+                offset: r.start,
+                len: r.len(),
+            };
+        }
+        self.post_send(PersistMode::FlushWrite, r, false)
     }
 
     fn deep_send(&mut self, call: Call, allow_post: bool) -> Progress {
@@ -967,7 +1046,7 @@ impl InitiatorLane {
     fn note_written(&mut self, r: Range) {
         match self.p.method {
             Method::Apm => self.apm_dirty = true,
-            Method::Gpspm => {
+            Method::Gpspm | Method::RdmaFlush => {
                 let mut merged = r;
                 let mut i = 0;
                 while let Some(p) = self.pending.get(i).copied() {
@@ -1004,6 +1083,7 @@ impl InitiatorLane {
             Completion::Write { .. } => self.reap(OpKind::Write),
             Completion::Read { .. } => self.reap(OpKind::Read),
             Completion::Send { .. } => self.reap(OpKind::Send),
+            Completion::Flush { .. } => self.reap(OpKind::Flush),
             Completion::Recv { bytes, .. } => {
                 let resp = PersistRespRepr::parse(bytes).map_err(LaneError::BadResponse)?;
                 let Some(flags) = self.responses.front().map(|a| a.flags) else {
@@ -1047,7 +1127,9 @@ impl InitiatorLane {
         self.sq_freed = front.seq;
         match front.what {
             SqWhat::Write => {}
-            SqWhat::ReadFlush => self.flush_reads = self.flush_reads.saturating_sub(1),
+            SqWhat::ReadFlush | SqWhat::Flush => {
+                self.flush_reads = self.flush_reads.saturating_sub(1)
+            }
             SqWhat::ReadUser => self.user_reads = self.user_reads.saturating_sub(1),
             SqWhat::Send => self.sends_in_sq = self.sends_in_sq.saturating_sub(1),
         }

@@ -22,10 +22,14 @@
 //! * [`Op::Send`] sends one persist message (`rpmem_msg_persist`,
 //!   [`crate::wire::persist`]); the target answers each with one 8-byte
 //!   response, reported as [`Completion::Recv`].
+//! * [`Op::Flush`] (method [`Method::RdmaFlush`] only): an IBTA RDMA FLUSH
+//!   with the persistent placement type of pool `[offset, offset + len)`;
+//!   its completion says the target made what earlier WRITEs of the lane
+//!   placed in that range durable.
 //!
-//! Operations of one lane are executed in order (RC ordering: a READ or SEND
-//! is executed after every earlier WRITE of its lane has been placed), and
-//! send-queue completions are reported in posting order.
+//! Operations of one lane are executed in order (RC ordering: a READ, SEND
+//! or FLUSH is executed after every earlier WRITE of its lane has been
+//! placed), and send-queue completions are reported in posting order.
 //!
 //! # Initiator
 //!
@@ -59,7 +63,9 @@ mod initiator;
 mod stream;
 mod target;
 
-pub use initiator::{CallError, CallKind, ConfigError, InitiatorLane, LaneError, LaneParams};
+pub use initiator::{
+    CallError, CallKind, ConfigError, InitiatorLane, LaneError, LaneParams, MAX_FLUSH_LEN,
+};
 pub use stream::{
     ClientError, ClientFrame, FrameBody, HelloAccepted, HelloReject, ServerError, ServerFrame,
     ServerMsg, ServerStep, StreamClient, StreamServer,
@@ -145,13 +151,27 @@ pub enum Op {
         /// msg.size)` follows the header.
         inline: bool,
     },
+    /// RDMA FLUSH, persistent placement type, of pool `[offset, offset +
+    /// len)`: completes ([`Completion::Flush`]) once what earlier WRITEs of
+    /// the lane placed there is durable. Always signaled; moves no data.
+    Flush {
+        /// Lane to post on.
+        lane: u32,
+        /// Pool offset.
+        offset: u64,
+        /// Bytes to make durable (at least 1).
+        len: u64,
+    },
 }
 
 impl Op {
     /// Lane the operation is posted on.
     pub fn lane(&self) -> u32 {
         match *self {
-            Op::Write { lane, .. } | Op::Read { lane, .. } | Op::Send { lane, .. } => lane,
+            Op::Write { lane, .. }
+            | Op::Read { lane, .. }
+            | Op::Send { lane, .. }
+            | Op::Flush { lane, .. } => lane,
         }
     }
 
@@ -161,6 +181,7 @@ impl Op {
             Op::Write { .. } => OpKind::Write,
             Op::Read { .. } => OpKind::Read,
             Op::Send { .. } => OpKind::Send,
+            Op::Flush { .. } => OpKind::Flush,
         }
     }
 
@@ -168,16 +189,17 @@ impl Op {
     pub fn is_signaled(&self) -> bool {
         match *self {
             Op::Write { signaled, .. } => signaled,
-            Op::Read { .. } | Op::Send { .. } => true,
+            Op::Read { .. } | Op::Send { .. } | Op::Flush { .. } => true,
         }
     }
 
-    /// Bytes the operation moves: WRITE/READ length, or the whole message
-    /// length of a SEND (header plus inline data).
+    /// Bytes the operation moves: WRITE/READ length, the whole message
+    /// length of a SEND (header plus inline data), none for a FLUSH.
     pub fn wire_len(&self) -> u64 {
         match self {
             Op::Write { len, .. } | Op::Read { len, .. } => *len,
             Op::Send { msg, .. } => msg.buffer_len(),
+            Op::Flush { .. } => 0,
         }
     }
 }
@@ -193,6 +215,8 @@ pub enum OpKind {
     Send,
     /// Receipt of a persist response.
     Recv,
+    /// RDMA FLUSH.
+    Flush,
 }
 
 impl OpKind {
@@ -203,6 +227,7 @@ impl OpKind {
             OpKind::Read => "READ",
             OpKind::Send => "SEND",
             OpKind::Recv => "RECV",
+            OpKind::Flush => "FLUSH",
         }
     }
 }
@@ -231,6 +256,11 @@ pub enum Completion<'a> {
         /// Lane it was posted on.
         lane: u32,
     },
+    /// A FLUSH finished: the range is durable.
+    Flush {
+        /// Lane it was posted on.
+        lane: u32,
+    },
     /// A persist response arrived.
     Recv {
         /// Lane it arrived on.
@@ -256,6 +286,7 @@ impl Completion<'_> {
             Completion::Write { lane }
             | Completion::Read { lane }
             | Completion::Send { lane }
+            | Completion::Flush { lane }
             | Completion::Recv { lane, .. }
             | Completion::Failed { lane, .. } => lane,
         }
@@ -267,6 +298,7 @@ impl Completion<'_> {
             Completion::Write { .. } => OpKind::Write,
             Completion::Read { .. } => OpKind::Read,
             Completion::Send { .. } => OpKind::Send,
+            Completion::Flush { .. } => OpKind::Flush,
             Completion::Recv { .. } => OpKind::Recv,
             Completion::Failed { op, .. } => *op,
         }

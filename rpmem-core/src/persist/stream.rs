@@ -100,6 +100,9 @@ pub enum ClientError {
     /// Too many answers awaited.
     #[error("more than 64 READs and SENDs await their answer on this connection")]
     TooManyOutstanding,
+    /// An operation a stream transport has no frame for.
+    #[error("a stream transport (TCP) has no {0} operation")]
+    Unsupported(OpKind),
     /// A frame kind only a client sends.
     #[error("server sent a {0} frame, which only a client sends")]
     WrongDirection(FrameKind),
@@ -191,6 +194,7 @@ impl StreamClient {
         }
         let req_id = self.next_req;
         let (repr, body, completes) = match *op {
+            Op::Flush { .. } => return Err(ClientError::Unsupported(OpKind::Flush)),
             Op::Write {
                 offset,
                 len,

@@ -25,6 +25,16 @@
 //! 8-byte response leaves by SEND (inline) and the buffer is posted again.
 //! Waiting spins on the completion queue for [`VerbsConfig::spin`] (yielding
 //! the CPU), then sleeps on the completion channel.
+//!
+//! RDMA FLUSH: when the session asks for it ([`VerbsConfig::flush`]: the
+//! pool is persistent memory) and the device can execute persistent FLUSH
+//! ([`Pd::flush_support`]), the pool is registered with
+//! `IBV_ACCESS_FLUSH_PERSISTENT` as well; rxe refuses that right for memory
+//! the kernel does not list as persistent memory (`EINVAL`), and then the
+//! pool is registered without it. [`VerbsServer::flush`] says which, and
+//! why; the session offers FLUSH to the client only after a registration
+//! with the right. FLUSHes are executed by the NIC (or rxe's kernel code)
+//! without this process.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -77,6 +87,48 @@ pub struct VerbsConfig {
     pub send_window: u32,
     /// Connection requests waiting for their worker at once.
     pub max_pending: usize,
+    /// Register the pool for persistent RDMA FLUSH where the device can
+    /// (the pool is persistent memory).
+    pub flush: bool,
+}
+
+/// What became of registering the pool for persistent RDMA FLUSH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlushRegistration {
+    /// Registered with `IBV_ACCESS_FLUSH_PERSISTENT`: FLUSH can be offered.
+    Registered,
+    /// Not asked for (the pool is not persistent memory).
+    NotAsked,
+    /// The device (or the rdma-core this rpmemd runs with or was built
+    /// against) cannot execute persistent FLUSH.
+    DeviceLacks,
+    /// The device refused the right for this memory (the message says
+    /// why); the pool is registered without it.
+    Refused(String),
+}
+
+impl std::fmt::Display for FlushRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushRegistration::Registered => {
+                f.write_str("the pool is registered for persistent RDMA FLUSH")
+            }
+            FlushRegistration::NotAsked => f.write_str(
+                "the pool is not persistent memory, so persistent RDMA FLUSH cannot make it durable",
+            ),
+            FlushRegistration::DeviceLacks => f.write_str(if rpmem_verbs::flush_compiled() {
+                "the device cannot execute persistent RDMA FLUSH (rxe needs Linux 6.2 or later and rdma-core 45 or later)"
+            } else {
+                "this rpmemd was built against rdma-core headers without RDMA FLUSH (rdma-core 45 or later has it)"
+            }),
+            FlushRegistration::Refused(why) => write!(
+                f,
+                "the device refused to register the pool for persistent RDMA FLUSH ({why}); \
+                 rxe grants it only on memory the kernel lists as persistent memory, such as \
+                 Device DAX on an ACPI NVDIMM"
+            ),
+        }
+    }
 }
 
 /// A lane's connection as the registry sees it: something to disconnect.
@@ -110,6 +162,7 @@ pub struct VerbsServer {
     device: String,
     raddr: u64,
     rkey: u32,
+    flush: FlushRegistration,
     registry: Arc<LaneRegistry<VerbsConn>>,
     accept: Option<JoinHandle<()>>,
     pool_mr: Option<Arc<Mr>>,
@@ -147,11 +200,8 @@ impl VerbsServer {
         let addr = listener.local_addr().unwrap_or(config.bind);
         let device = listener.device_name();
         let pd = listener.pd()?;
-        let pool_mr = Arc::new(Mr::register(
-            &pd,
-            mem.clone(),
-            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
-        )?);
+        let (pool_mr, flush) = register_pool(&pd, &mem, config.flush)?;
+        let pool_mr = Arc::new(pool_mr);
         let registry = Arc::new(LaneRegistry::new(
             target.params().nlanes,
             config.max_pending,
@@ -174,6 +224,7 @@ impl VerbsServer {
             device,
             raddr: pool_mr.addr(),
             rkey: pool_mr.rkey(),
+            flush,
             registry,
             accept: Some(accept),
             pool_mr: Some(pool_mr),
@@ -200,6 +251,11 @@ impl VerbsServer {
         self.rkey
     }
 
+    /// Whether the pool is registered for persistent RDMA FLUSH, or why not.
+    pub fn flush(&self) -> &FlushRegistration {
+        &self.flush
+    }
+
     /// Stops accepting, disconnects every lane, waits for the workers, and
     /// deregisters the pool. Returns how many connections were open.
     pub fn stop(&mut self) -> usize {
@@ -218,6 +274,44 @@ impl VerbsServer {
 impl Drop for VerbsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Registers the pool for the lanes' WRITEs and READs, and for persistent
+/// FLUSH when `flush` asks and the device can (falling back to a
+/// registration without it when the device refuses that right).
+fn register_pool(
+    pd: &Arc<Pd>,
+    mem: &PoolMemory,
+    flush: bool,
+) -> Result<(Mr, FlushRegistration), rpmem_verbs::Error> {
+    let base = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
+    if !flush {
+        return Ok((
+            Mr::register(pd, mem.clone(), base)?,
+            FlushRegistration::NotAsked,
+        ));
+    }
+    let support = pd.flush_support();
+    if !support.persistent {
+        return Ok((
+            Mr::register(pd, mem.clone(), base)?,
+            FlushRegistration::DeviceLacks,
+        ));
+    }
+    let mut access = base | Access::FLUSH_PERSISTENT;
+    if support.global {
+        access = access | Access::FLUSH_GLOBAL;
+    }
+    match Mr::register(pd, mem.clone(), access) {
+        Ok(mr) => Ok((mr, FlushRegistration::Registered)),
+        Err(e) => {
+            let why = e.to_string();
+            Ok((
+                Mr::register(pd, mem.clone(), base)?,
+                FlushRegistration::Refused(why),
+            ))
+        }
     }
 }
 

@@ -40,6 +40,11 @@ pub mod flags {
     /// A deep flush (`RPMEM_DEEP_PERSIST`) does more than a normal persist
     /// on this target (it syncs a non-pmem pool or a Device DAX region).
     pub const DEEP_FLUSH: u32 = 1 << 1;
+    /// The pool's RDMA registration accepts IBTA RDMA FLUSH with the
+    /// persistent placement type: an initiator whose device can post it may
+    /// make its WRITEs durable with FLUSH instead of the announced method
+    /// (see `rpmem_core::policy`, RDMA FLUSH). Only with the verbs provider.
+    pub const RDMA_FLUSH: u32 = 1 << 2;
 }
 
 /// Wire layout of `rpmem_msg_ext`.

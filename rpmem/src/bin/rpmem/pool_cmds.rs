@@ -153,7 +153,10 @@ pub fn method_words(m: rpmem::Method) -> &'static str {
     match m {
         rpmem::Method::Gpspm => "rpmemd makes each persist durable with a CPU cache flush or msync",
         rpmem::Method::Apm => {
-            "the data path itself makes writes durable, rpmemd's CPU is not involved"
+            "an RDMA READ after the writes makes them durable, rpmemd's CPU is not involved"
+        }
+        rpmem::Method::RdmaFlush => {
+            "an RDMA FLUSH of the written ranges makes them durable, rpmemd's CPU is not involved"
         }
     }
 }
