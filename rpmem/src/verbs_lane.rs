@@ -20,7 +20,9 @@
 //!   with an 8-byte SEND into one of the lane's posted receive buffers.
 //!
 //! An operation that finds no free slot waits in a queue (in order, so the
-//! engine's ordering holds) until a completion frees one. While nothing
+//! engine's ordering holds) until a completion frees one. What one round
+//! posts goes to the device as one list ([`Endpoint::begin_batch`]): one
+//! `ibv_post_send`, one doorbell for a WRITE and the READ behind it. While nothing
 //! moves, a call spins on the completion queue for the spin budget, then
 //! sleeps on the completion channel in slices, watching rpmemd's channel
 //! (ssh's or rpmemd's stdout hanging up) and the data deadline.
@@ -287,12 +289,26 @@ impl VerbsLane {
             self.blocked.push_back(op);
             progressed = true;
         }
+        // Everything the engine allows goes out as one list (one doorbell):
+        // a relaxed persist's WRITE and its READ or FLUSH leave together.
+        self.ep.begin_batch();
+        let mut posted = Ok(());
         while let Some(op) = self.blocked.front().copied() {
-            if !self.post(&op)? {
-                break;
+            match self.post(&op) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    posted = Err(e);
+                    break;
+                }
             }
             self.blocked.pop_front();
             progressed = true;
+        }
+        let ended = self.ep.end_batch();
+        posted?;
+        if let Err(e) = ended {
+            return Err(self.cx.fail(format!("posting work requests: {e}")));
         }
         self.wcs.clear();
         let n = match self.ep.poll(&mut self.wcs) {

@@ -230,6 +230,9 @@ pub struct Endpoint {
     max_inline: u32,
     armed: bool,
     disconnected: bool,
+    /// Work requests held back by [`Endpoint::begin_batch`], posted as one
+    /// list by [`Endpoint::end_batch`].
+    batch: Batch,
     /// What RDMA FLUSH this queue pair can post.
     flush: FlushSupport,
     /// Its extended handle, when it was created for FLUSH.
@@ -248,6 +251,50 @@ impl std::fmt::Debug for Endpoint {
             .field("device", &self.pd.device_name())
             .field("max_inline", &self.max_inline)
             .finish()
+    }
+}
+
+/// Work requests held back for one `ibv_post_send` (see
+/// [`Endpoint::begin_batch`]); the vectors keep their capacity between
+/// batches.
+#[derive(Default)]
+struct Batch {
+    open: bool,
+    wrs: Vec<ibv_send_wr>,
+    sges: Vec<ibv_sge>,
+    /// First scatter/gather entry and count of each request.
+    sge_at: Vec<(usize, i32)>,
+}
+
+impl Batch {
+    /// Copies `wr` and its scatter/gather list; the pointers are set when
+    /// the list is posted.
+    fn hold(&mut self, wr: &ibv_send_wr) {
+        let at = self.sges.len();
+        let count = usize::try_from(wr.num_sge).unwrap_or(0);
+        if !wr.sg_list.is_null() && count > 0 {
+            // SAFETY: every request held comes from this endpoint's posting
+            // methods, whose `sg_list` points at `num_sge` live entries for
+            // the duration of this call.
+            let list = unsafe { std::slice::from_raw_parts(wr.sg_list, count) };
+            self.sges.extend_from_slice(list);
+        }
+        // SAFETY: `ibv_send_wr` is a plain C structure (numbers, pointers,
+        // unions of them) without drop glue: a bitwise copy is a valid value.
+        let mut copy = unsafe { std::ptr::read(wr) };
+        copy.next = std::ptr::null_mut();
+        copy.sg_list = std::ptr::null_mut();
+        self.wrs.push(copy);
+        self.sge_at.push((
+            at,
+            i32::try_from(self.sges.len().saturating_sub(at)).unwrap_or(0),
+        ));
+    }
+
+    fn clear(&mut self) {
+        self.wrs.clear();
+        self.sges.clear();
+        self.sge_at.clear();
     }
 }
 
@@ -450,6 +497,7 @@ impl Endpoint {
             max_inline: granted.max_inline_data,
             armed: false,
             disconnected: false,
+            batch: Batch::default(),
             flush,
             #[cfg(rpmem_verbs_flush)]
             qpx,
@@ -490,7 +538,67 @@ impl Endpoint {
         self.disconnected
     }
 
+    /// Holds back the work requests posted from now on (WRITE, READ, SEND;
+    /// not FLUSH, which first posts what is held) until
+    /// [`end_batch`](Self::end_batch) posts them as one list: one
+    /// `ibv_post_send`, one doorbell. Slots and ranges are checked when each
+    /// is posted, as without a batch.
+    pub fn begin_batch(&mut self) {
+        self.batch.open = true;
+    }
+
+    /// Posts the work requests held since [`begin_batch`](Self::begin_batch)
+    /// as one list, in order, and stops holding. On an error none of the
+    /// list after the refused request was posted.
+    pub fn end_batch(&mut self) -> Result<(), Error> {
+        self.batch.open = false;
+        self.submit_batch()
+    }
+
+    fn submit_batch(&mut self) -> Result<(), Error> {
+        let b = &mut self.batch;
+        if b.wrs.is_empty() {
+            return Ok(());
+        }
+        // Link the list now that neither vector grows any more.
+        let n = b.wrs.len();
+        let sges = b.sges.as_mut_ptr();
+        let wrs = b.wrs.as_mut_ptr();
+        for (i, &(at, count)) in b.sge_at.iter().enumerate() {
+            let Some(wr) = b.wrs.get_mut(i) else { break };
+            wr.sg_list = if count == 0 {
+                std::ptr::null_mut()
+            } else {
+                sges.wrapping_add(at)
+            };
+            wr.num_sge = count;
+            wr.next = if i + 1 < n {
+                wrs.wrapping_add(i + 1)
+            } else {
+                std::ptr::null_mut()
+            };
+        }
+        let mut bad: *mut ibv_send_wr = std::ptr::null_mut();
+        // SAFETY: our QP; the list's requests and scatter/gather entries live
+        // in `self.batch` for the call (linked above to the vectors' final
+        // buffers), and the memory they name is registered and stays so
+        // until the QP is destroyed.
+        let rc = unsafe { ibv_post_send(self.qp.qp.as_ptr(), wrs, &mut bad) };
+        b.clear();
+        if rc != 0 {
+            return Err(Error::code(
+                format!("ibv_post_send (a list of {n} work requests)"),
+                rc,
+            ));
+        }
+        Ok(())
+    }
+
     fn post_send_wr(&mut self, wr: &mut ibv_send_wr, what: &str) -> Result<(), Error> {
+        if self.batch.open {
+            self.batch.hold(wr);
+            return Ok(());
+        }
         let mut bad: *mut ibv_send_wr = std::ptr::null_mut();
         // SAFETY: our QP; `wr` and its scatter/gather list are valid for the
         // call, and the memory they name is registered and stays so until
@@ -709,6 +817,9 @@ impl Endpoint {
             return Err(invalid(what, "an empty range".to_owned()));
         }
         let (raddr, rkey) = self.remote_range(what, remote_offset, u64::from(len))?;
+        // The `ibv_wr_*` batch must not interleave with a held list: post
+        // that first, in order.
+        self.submit_batch()?;
         self.post_flush_wr(wr_id(Op::Flush, 0, tag), rkey, raddr, len, kind)
     }
 

@@ -184,6 +184,34 @@ fn write_read_send_recv_and_reject() {
         ep.take_read(slot, 4096, |_| ()).is_none(),
         "a slot is taken once"
     );
+    // The same held back and posted as one list: nothing leaves before
+    // end_batch, then all of it, in order.
+    let second: Vec<u8> = pattern.iter().map(|b| b ^ 0x5a).collect();
+    src.copy_in(100, &second).unwrap();
+    ep.begin_batch();
+    ep.post_write(11, 100, 4096, 16384, false).unwrap();
+    ep.post_read_discard(12, 0, 8).unwrap();
+    let slot = ep
+        .post_read(13, 16384, 4096)
+        .unwrap()
+        .expect("a free read slot");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut none = Vec::new();
+    assert_eq!(
+        ep.poll(&mut none).unwrap(),
+        0,
+        "posted before end_batch: {none:?}"
+    );
+    ep.end_batch().unwrap();
+    let wc = completions(&mut ep, 2);
+    let kinds: Vec<_> = wc.iter().map(|w| (w.kind, w.tag, w.is_ok())).collect();
+    assert_eq!(
+        kinds,
+        vec![(WcKind::Discard, 12, true), (WcKind::Read, 13, true)]
+    );
+    let back = ep.take_read(slot, 4096, |b| b.to_vec()).unwrap();
+    assert_eq!(back, second);
+    src.copy_in(100, &pattern).unwrap();
     // Ranges outside the registrations are refused before posting.
     assert!(ep.post_write(5, 65536 - 10, 11, 0, true).is_err());
     assert!(ep.post_read(6, (1 << 20) - 4, 8).is_err());
