@@ -23,6 +23,7 @@ features=rpmem/verbs,rpmemd/verbs,rpmem-verbs/verbs,rpmem-e2e/verbs
 
 echo "rxe ci: building the verbs data path and its tests in $CARGO_TARGET_DIR"
 cargo build --locked --release -p rpmem -p rpmemd --features rpmem/verbs,rpmemd/verbs
+cargo build --locked --release -p rpmem-verbs --features verbs --example raw_apm_lat
 cargo build --locked -p rpmemd --features rpmemd/verbs
 cargo test --locked --no-run -p rpmem-verbs -p rpmem-e2e -p rpmemd --features "$features" \
 	--message-format=json-render-diagnostics 2>/dev/null |

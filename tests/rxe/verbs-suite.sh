@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs inside the rxe rig (as tests/rxe/run.sh's COMMAND): every test that needs RDMA or
 # emulated pmem, then the benchmark of the library over verbs with APM and GPSPM, whose
-# figures are set beside the perftest baselines the rig measured in the same guest run.
+# figures are set beside the perftest baselines the rig measured in the same guest run, and
+# APM's beside the transport's own WRITE + READ (rpmem-verbs' example raw_apm_lat).
 #
 #   tests/rxe/verbs-suite.sh TARGET_DIR
 #
@@ -67,6 +68,18 @@ perftest_lat() {
 	echo "perftest $tool gave no figure"
 	return 1
 }
+# raw_lat: the p50 (us) of the transport's own WRITE + READ (rpmem-verbs' example raw_apm_lat:
+# a 64-byte WRITE and an 8-byte READ posted as one list, busy polling, no rpmem), appended to
+# $bench_dir/raw_write_read.txt; taken around every case like the perftest figures.
+raw_lat() {
+	local line
+	line=$(timeout 60 "$tdir/release/examples/raw_apm_lat" "$RXE_ADDR" 1000 2>&1) || {
+		echo "raw_apm_lat failed: $line"
+		return 1
+	}
+	awk '{ for (i = 1; i <= NF; i++) if ($i == "p50") { print $(i + 1); exit } }' <<<"$line" \
+		>>"$bench_dir/raw_write_read.txt"
+}
 export RPMEM_PROVIDER=verbs RPMEM_LAUNCH=local
 bench() { # NAME CONF SET SIZE [BENCH ARGS...]
 	local name=$1 conf=$2 set=$3 size=$4
@@ -76,11 +89,11 @@ bench() { # NAME CONF SET SIZE [BENCH ARGS...]
 	"$rpmem" remove "$RXE_ADDR" "$set" --force --cmd "$cmd" >/dev/null 2>&1 || true
 	"$rpmem" create "$RXE_ADDR" "$set" --size "$size" --cmd "$cmd" >/dev/null 2>"$bench_dir/$name.create.err" ||
 		{ echo "FAILED: creating $set for $name: $(cat "$bench_dir/$name.create.err")"; return 1; }
-	perftest_lat ib_send_lat && perftest_lat ib_read_lat || return 1
+	perftest_lat ib_send_lat && perftest_lat ib_read_lat && raw_lat || return 1
 	"$rpmem" bench "$RXE_ADDR" "$set" --cmd "$cmd" --mode persist --sizes 64,4K,1M --lanes 2 \
 		--seconds 1 --ops 2000 --json "$@" >"$bench_dir/$name.json" 2>"$bench_dir/$name.err" ||
 		{ echo "FAILED: bench $name: $(cat "$bench_dir/$name.err")"; return 1; }
-	perftest_lat ib_send_lat && perftest_lat ib_read_lat || return 1
+	perftest_lat ib_send_lat && perftest_lat ib_read_lat && raw_lat || return 1
 	"$rpmem" remove "$RXE_ADDR" "$set" --force --cmd "$cmd" >/dev/null 2>&1 || true
 }
 # perftest busy-polls; so do both sides here (a 10 ms spin budget, longer than any operation
@@ -99,14 +112,14 @@ if [ $have_dax = 1 ]; then
 else
 	echo "no Device DAX namespace: APM (which needs pmem) not benchmarked"
 fi
-cp "$bench_dir"/*.json "$bench_dir"/ib_*_lat.txt "$out/" 2>/dev/null
+cp "$bench_dir"/*.json "$bench_dir"/ib_*_lat.txt "$bench_dir"/raw_write_read.txt "$out/" 2>/dev/null
 
 python3 - "$bench_dir" "$out" <<'PY' || failed=$((failed + 1))
 import json, os, sys
 bench_dir, out = sys.argv[1], sys.argv[2]
 
 def perftest(tool):
-    """Median of the perftest medians taken around the benchmark cases, in us."""
+    """Median of the medians (perftest, or raw_write_read) taken around the cases, in us."""
     try:
         v = sorted(float(x) for x in open(os.path.join(bench_dir, f"{tool}.txt")).read().split())
     except (OSError, ValueError):
@@ -124,7 +137,8 @@ def case(name, size, lanes=1):
     return None
 
 read_lat, send_lat = perftest("ib_read_lat"), perftest("ib_send_lat")
-for tool in ("ib_read_lat", "ib_send_lat"):
+raw_lat = perftest("raw_write_read")
+for tool in ("ib_read_lat", "ib_send_lat", "raw_write_read"):
     try:
         runs = open(os.path.join(bench_dir, f"{tool}.txt")).read().split()
     except OSError:
@@ -148,6 +162,8 @@ for title, name, base, base_name, target in rows:
         line += f"; {ratio:.2f}x {base_name} ({base:.1f} us)"
         if target:
             line += f" (target <= {target})"
+    if name.startswith("apm-relaxed") and raw_lat:
+        line += f"; {r['p50_us'] / raw_lat:.2f}x the raw WRITE + READ ({raw_lat:.1f} us)"
     for size in (4096, 1 << 20):
         rs = case(name, size)
         if rs:
