@@ -31,22 +31,24 @@ cache=${RXE_CACHE:-$repo/target/rxe}
 sys_dir=${RXE_TARGET_DIR:-$repo/target/verbs}
 new_dir=${RXE_FLUSH_TARGET_DIR:-$repo/target/verbs-flush}
 
-# test_binary TARGET_DIR [ENV...]: builds rpmem-verbs' tests/rxe.rs, prints the executable
+# test_binary TARGET_DIR PACKAGE FEATURES TEST [ENV...]: builds integration test TEST of
+# PACKAGE with FEATURES into TARGET_DIR, prints its executable
 test_binary() {
-	local dir=$1
-	shift
-	env "$@" CARGO_TARGET_DIR="$dir" cargo test --locked -p rpmem-verbs --features verbs \
-		--test rxe --no-run --message-format=json 2>/dev/null |
+	local dir=$1 package=$2 features=$3 name=$4
+	shift 4
+	env "$@" CARGO_TARGET_DIR="$dir" cargo test --locked -p "$package" --features "$features" \
+		--test "$name" --no-run --message-format=json 2>/dev/null |
 		python3 -c '
 import json, sys
+name = sys.argv[1]
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and (m.get("target") or {}).get("name") == "rxe":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and (m.get("target") or {}).get("name") == name:
         print(m["executable"])
-'
+' "$name"
 }
 
 "$here/run.sh" --rdma-core new --prepare-only
@@ -54,25 +56,14 @@ rc_dir=$(readlink -f "$cache/rdma-core")
 [ -f "$rc_dir/.complete" ] || { echo "flush-check: no rdma-core in $rc_dir" >&2; exit 1; }
 
 echo "flush-check: building the rxe test against the host's rdma-core headers ($sys_dir)"
-sys_bin=$(test_binary "$sys_dir")
+sys_bin=$(test_binary "$sys_dir" rpmem-verbs verbs rxe)
 echo "flush-check: building the rxe test against $rc_dir's headers ($new_dir)"
-new_bin=$(test_binary "$new_dir" PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig")
+new_bin=$(test_binary "$new_dir" rpmem-verbs verbs rxe PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig")
 echo "flush-check: building rpmemd and the end-to-end tests over RDMA against $rc_dir's headers"
 PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
 	cargo build --locked -p rpmemd --features rpmemd/verbs
-e2e_bin=$(PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
-	cargo test --locked -p rpmem-e2e --features rpmem-e2e/verbs --test verbs --no-run \
-	--message-format=json 2>/dev/null |
-	python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and (m.get("target") or {}).get("name") == "verbs":
-        print(m["executable"])
-')
+e2e_bin=$(test_binary "$new_dir" rpmem-e2e rpmem-e2e/verbs verbs \
+	PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig")
 [ -x "$sys_bin" ] && [ -x "$new_bin" ] && [ -x "$e2e_bin" ] ||
 	{ echo "flush-check: a test binary was not built" >&2; exit 1; }
 [ -x "$new_dir/debug/rpmemd" ] || { echo "flush-check: no $new_dir/debug/rpmemd" >&2; exit 1; }
