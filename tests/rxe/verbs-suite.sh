@@ -2,7 +2,10 @@
 # Runs inside the rxe rig (as tests/rxe/run.sh's COMMAND): every test that needs RDMA or
 # emulated pmem, then the benchmark of the library over verbs with APM and GPSPM, whose
 # figures are set beside the perftest baselines the rig measured in the same guest run, and
-# APM's beside the transport's own WRITE + READ (rpmem-verbs' example raw_apm_lat).
+# APM's beside the transport's own WRITE + READ (rpmem-verbs' example raw_apm_lat), then
+# interleaved rounds of ib_read_lat, raw_apm_lat and rpmem's APM persist whose per-round
+# ratios give the APM figure against ib_read_lat and the device's floor (the WRITE + READ
+# over the READ alone, which no APM initiator can beat).
 #
 #   tests/rxe/verbs-suite.sh TARGET_DIR
 #
@@ -47,12 +50,12 @@ if [ -n "${DAX_DEV:-}" ]; then
 	have_dax=1
 	printf 'PMEMPOOLSET\nAUTO %s\n' "$DAX_DEV" >"$bench_dir/sets/a.set"
 fi
-# perftest_lat TOOL: the median (t_typical, us) of one perftest latency run on this guest's
-# rxe device, appended to $bench_dir/TOOL.txt. Run right before and after every benchmark
+# perftest_lat TOOL [PREFIX]: the median (t_typical, us) of one perftest latency run on this
+# guest's rxe device, appended to $bench_dir/PREFIXTOOL.txt. Run right before and after every benchmark
 # case: under TCG the guest's speed follows the host's load, so only figures taken close
 # together compare.
 perftest_lat() {
-	local tool=$1 line
+	local tool=$1 prefix=${2:-} line
 	for _ in 1 2 3; do
 		timeout 60 "$tool" -d "$RXE_DEV" -x "$RXE_GID_INDEX" -n 500 -F >/dev/null 2>&1 &
 		local srv=$!
@@ -62,24 +65,35 @@ perftest_lat() {
 		wait "$srv" 2>/dev/null
 		case $line in
 		'' | inf* | nan* | 0.00) continue ;;
-		*) echo "$line" >>"$bench_dir/$tool.txt"; return 0 ;;
+		*) echo "$line" >>"$bench_dir/$prefix$tool.txt"; return 0 ;;
 		esac
 	done
 	echo "perftest $tool gave no figure"
 	return 1
 }
-# raw_lat: the p50 (us) of the transport's own WRITE + READ (rpmem-verbs' example raw_apm_lat:
-# a 64-byte WRITE and an 8-byte READ posted as one list, busy polling, no rpmem; 1000 rounds
-# of warm-up, then 2000 measured), appended to
-# $bench_dir/raw_write_read.txt; taken around every case like the perftest figures.
+# raw_lat [PREFIX]: the transport's own APM persist, without rpmem (rpmem-verbs' example raw_apm_lat:
+# a 64-byte WRITE and an 8-byte READ posted as one list, in rounds that alternate with the
+# 8-byte READ alone, busy polling; 1000 rounds of warm-up, then 2000 of each measured). Appends
+# the p50 (us) of WRITE + READ to $bench_dir/PREFIXraw_write_read.txt, of the READ alone to
+# PREFIXraw_read.txt and the ratio of the two to PREFIXraw_floor.txt; taken around every case like the
+# perftest figures.
 raw_lat() {
 	local line
-	line=$(timeout 60 "$tdir/release/examples/raw_apm_lat" "$RXE_ADDR" 2000 2>&1) || {
+	line=$(timeout 120 "$tdir/release/examples/raw_apm_lat" "$RXE_ADDR" 2000 2>&1) || {
 		echo "raw_apm_lat failed: $line"
 		return 1
 	}
-	awk '{ for (i = 1; i <= NF; i++) if ($i == "p50") { print $(i + 1); exit } }' <<<"$line" \
-		>>"$bench_dir/raw_write_read.txt"
+	python3 - "$bench_dir/${1:-}" "$line" <<'PY' || { echo "raw_apm_lat printed no figures: $line"; return 1; }
+import re, sys
+prefix, line = sys.argv[1], sys.argv[2]
+p50 = re.findall(r"p50 ([0-9.]+) us", line)
+ratio = re.search(r"ratio ([0-9.]+)", line)
+if len(p50) != 2 or not ratio:
+    sys.exit(1)
+for name, v in (("raw_write_read", p50[0]), ("raw_read", p50[1]), ("raw_floor", ratio.group(1))):
+    with open(prefix + name + ".txt", "a") as f:
+        f.write(v + "\n")
+PY
 }
 export RPMEM_PROVIDER=verbs RPMEM_LAUNCH=local
 bench() { # NAME CONF SET SIZE [BENCH ARGS...]
@@ -97,6 +111,32 @@ bench() { # NAME CONF SET SIZE [BENCH ARGS...]
 	perftest_lat ib_send_lat && perftest_lat ib_read_lat && raw_lat || return 1
 	"$rpmem" remove "$RXE_ADDR" "$set" --force --cmd "$cmd" >/dev/null 2>&1 || true
 }
+# apm_rounds N SIZE: N rounds, each of ib_read_lat, raw_apm_lat and rpmem's APM relaxed 64 B
+# persist (one lane, busy polling on both sides) back to back, on the Device DAX pool a.set of
+# SIZE bytes; each round's figures go to $bench_dir/round-*.txt, one line per round. The
+# summary sets each round's rpmem figure beside that round's ib_read_lat and takes the median
+# of the ratios: under TCG the guest's speed drifts within a run, and figures seconds apart
+# compare better than medians over minutes.
+apm_rounds() {
+	local n=$1 size=$2 i cmd="$rpmemd -c $bench_dir/apm.conf"
+	"$rpmem" remove "$RXE_ADDR" a.set --force --cmd "$cmd" >/dev/null 2>&1 || true
+	"$rpmem" create "$RXE_ADDR" a.set --size "$size" --cmd "$cmd" >/dev/null 2>"$bench_dir/rounds.err" ||
+		{ echo "FAILED: creating a.set for the APM rounds: $(cat "$bench_dir/rounds.err")"; return 1; }
+	for i in $(seq "$n"); do
+		perftest_lat ib_read_lat round- && raw_lat round- || return 1
+		RPMEMD_SPIN_US=10000 "$rpmem" bench "$RXE_ADDR" a.set --cmd "$cmd" --mode persist --sizes 64 \
+			--lanes 1 --ops 2000 --seconds 1 --relaxed --spin-us 10000 --json \
+			>"$bench_dir/round.json" 2>"$bench_dir/rounds.err" ||
+			{ echo "FAILED: APM round $i: $(cat "$bench_dir/rounds.err")"; return 1; }
+		python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print([r["p50_us"] for r in d["results"] if r["mode"] == "persist" and r["size"] == 64 and r["lanes"] == 1][0])
+' "$bench_dir/round.json" >>"$bench_dir/round-apm.txt" ||
+			{ echo "FAILED: APM round $i gave no 64 B figure"; return 1; }
+	done
+	"$rpmem" remove "$RXE_ADDR" a.set --force --cmd "$cmd" >/dev/null 2>&1 || true
+}
 # perftest busy-polls; so do both sides here (a 10 ms spin budget, longer than any operation
 # under TCG), so that the ratios compare the same way of waiting. Under TCG a sleeping waiter
 # pays about a millisecond per wake-up, so the default budget (50 us) is reported as well.
@@ -110,22 +150,33 @@ if [ $have_dax = 1 ]; then
 	bench apm apm.conf a.set "$dax_size" $busy || failed=$((failed + 1))
 	unset RPMEMD_SPIN_US
 	bench apm-relaxed-spin50 apm.conf a.set "$dax_size" --relaxed --spin-us 50 || failed=$((failed + 1))
+	apm_rounds "${RXE_APM_ROUNDS:-7}" "$dax_size" || failed=$((failed + 1))
 else
 	echo "no Device DAX namespace: APM (which needs pmem) not benchmarked"
 fi
-cp "$bench_dir"/*.json "$bench_dir"/ib_*_lat.txt "$bench_dir"/raw_write_read.txt "$out/" 2>/dev/null
+cp "$bench_dir"/*.json "$bench_dir"/*.txt "$out/" 2>/dev/null
 
 python3 - "$bench_dir" "$out" <<'PY' || failed=$((failed + 1))
 import json, os, sys
 bench_dir, out = sys.argv[1], sys.argv[2]
 
 def perftest(tool):
-    """Median of the medians (perftest, or raw_write_read) taken around the cases, in us."""
+    """Median of the medians (perftest, or raw_apm_lat's) taken around the cases, in us."""
+    return median(figures(tool))
+
+def figures(name):
+    """The figures of NAME.txt, one per line, in the order taken ([] if none)."""
     try:
-        v = sorted(float(x) for x in open(os.path.join(bench_dir, f"{tool}.txt")).read().split())
+        return [float(x) for x in open(os.path.join(bench_dir, f"{name}.txt")).read().split()]
     except (OSError, ValueError):
+        return []
+
+def median(v):
+    v = sorted(v)
+    if not v:
         return None
-    return v[len(v) // 2] if v else None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 def case(name, size, lanes=1):
     try:
@@ -139,14 +190,14 @@ def case(name, size, lanes=1):
 
 read_lat, send_lat = perftest("ib_read_lat"), perftest("ib_send_lat")
 raw_lat = perftest("raw_write_read")
-for tool in ("ib_read_lat", "ib_send_lat", "raw_write_read"):
+for tool in ("ib_read_lat", "ib_send_lat", "raw_write_read", "raw_read", "raw_floor"):
     try:
         runs = open(os.path.join(bench_dir, f"{tool}.txt")).read().split()
     except OSError:
         runs = []
     print(f"perftest {tool} medians around the cases: {' '.join(runs)} us")
 rows = [
-    ("APM, relaxed (WRITE + READ)", "apm-relaxed", read_lat, "ib_read_lat", 1.3),
+    ("APM, relaxed (WRITE + READ)", "apm-relaxed", read_lat, "ib_read_lat", None),
     ("APM, default flags (inline SEND)", "apm", None if send_lat is None else 2 * send_lat, "2 x ib_send_lat", None),
     ("GPSPM, default flags (inline SEND)", "gpspm", None if send_lat is None else 2 * send_lat, "2 x ib_send_lat", None),
     ("GPSPM, relaxed (WRITE + SEND)", "gpspm-relaxed", None if send_lat is None else 2 * send_lat, "2 x ib_send_lat", None),
@@ -169,6 +220,26 @@ for title, name, base, base_name, target in rows:
         rs = case(name, size)
         if rs:
             line += f"; {size >> 10} KiB p50 {rs['p50_us']:.1f} us"
+    summary.append(line)
+    print(line)
+
+# The interleaved rounds (apm_rounds): each round's figures side by side, then the medians of
+# the per-round ratios. The floor is the device's own: raw_apm_lat's WRITE + READ over its READ
+# alone, the two alternating in one process, so no APM persist on this device, whoever posts
+# it, can come closer to one READ than that.
+rounds = list(zip(figures("round-ib_read_lat"), figures("round-raw_write_read"),
+                  figures("round-raw_read"), figures("round-raw_floor"), figures("round-apm")))
+for i, (rl, rw, rr, fl, apm) in enumerate(rounds, 1):
+    print(f"APM round {i}: ib_read_lat {rl:.1f} us, raw WRITE + READ {rw:.1f} us, raw READ alone "
+          f"{rr:.1f} us (floor {fl:.2f}x), rpmem APM relaxed 64 B p50 {apm:.1f} us = {apm / rl:.2f}x ib_read_lat")
+if rounds:
+    def med_range(v):
+        return f"{median(v):.2f}x ({min(v):.2f}-{max(v):.2f})"
+    to_read = [apm / rl for rl, _, _, _, apm in rounds]
+    line = (f"APM, relaxed, {len(rounds)} interleaved rounds: rpmem 64 B persist p50 "
+            f"{med_range(to_read)} ib_read_lat, median of the per-round ratios (target <= 1.3); "
+            f"{med_range([apm / rw for _, rw, _, _, apm in rounds])} the raw WRITE + READ; "
+            f"the device's floor, raw WRITE + READ over the READ alone: {med_range([r[3] for r in rounds])}")
     summary.append(line)
     print(line)
 with open(os.path.join(out, "verbs-bench.txt"), "w") as f:

@@ -1,6 +1,8 @@
 //! The transport's own cost of APM's persist, without rpmem: a 64-byte RDMA
 //! WRITE followed by an 8-byte RDMA READ on the same queue pair, waited for
-//! by busy polling, repeated; prints the median and the 99th percentile.
+//! by busy polling, in rounds that alternate with the 8-byte READ alone (what
+//! `ib_read_lat` measures); prints the median and the 99th percentile of
+//! each and the ratio of the medians.
 //!
 //! ```text
 //! raw_apm_lat ADDR [ITERATIONS] [--separate]
@@ -13,10 +15,12 @@
 //! `--separate` posts them one by one. The benchmark of `tests/rxe/
 //! verbs-suite.sh` sets rpmem's APM figure beside this one (the library's
 //! overhead over the same work requests) and beside `ib_read_lat` (the
-//! issue's baseline, one READ).
+//! issue's baseline, one READ); the ratio of the two raw figures is the
+//! floor any APM persist has on the device, whoever posts it.
 //!
-//! Output, one line: `raw WRITE+READ 64 B: p50 <us> us, p99 <us> us, <n>
-//! iterations (one list|separate posts)`.
+//! Output, one line: `raw WRITE+READ 64 B: p50 <us> us, p99 <us> us; READ 8
+//! B alone: p50 <us> us, p99 <us> us; ratio <r>; <n> iterations each,
+//! alternating (one list|separate posts)`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -108,56 +112,76 @@ fn run(addr: SocketAddr, iterations: usize, separate: bool) -> Result<String, St
         Connected::Accepted(ep, _) => ep,
         Connected::Rejected(_, status) => return Err(format!("rejected (status {status})")),
     };
-    let mut lat = Vec::with_capacity(iterations);
+    // Alternating rounds: the WRITE + READ of APM, then the READ alone (what
+    // `ib_read_lat` measures), so that both figures see the same moments of
+    // the device and the host.
+    let mut both = Vec::with_capacity(iterations);
+    let mut alone = Vec::with_capacity(iterations);
     let mut wcs = Vec::new();
     // Rounds to warm up, not counted (under QEMU's TCG the first runs of a
     // code path also pay for translating it).
     for i in 0..iterations.saturating_add(WARMUP) {
-        let start = Instant::now();
-        if !separate {
-            ep.begin_batch();
-        }
-        ep.post_write(1, 0, 64, 4096, false)
-            .map_err(e("posting the WRITE"))?;
-        ep.post_read_discard(2, 0, 8)
-            .map_err(e("posting the READ"))?;
-        if !separate {
-            ep.end_batch().map_err(e("posting the list"))?;
-        }
-        loop {
-            wcs.clear();
-            ep.poll(&mut wcs).map_err(e("polling"))?;
-            if let Some(wc) = wcs.iter().find(|w| w.kind == WcKind::Discard) {
-                if !wc.is_ok() {
-                    return Err(format!("the READ failed: {}", wc.status_str()));
-                }
-                break;
+        for with_write in [true, false] {
+            let start = Instant::now();
+            if !separate {
+                ep.begin_batch();
             }
-        }
-        if i >= WARMUP {
-            lat.push(start.elapsed());
+            if with_write {
+                ep.post_write(1, 0, 64, 4096, false)
+                    .map_err(e("posting the WRITE"))?;
+            }
+            ep.post_read_discard(2, 0, 8)
+                .map_err(e("posting the READ"))?;
+            if !separate {
+                ep.end_batch().map_err(e("posting the list"))?;
+            }
+            loop {
+                wcs.clear();
+                ep.poll(&mut wcs).map_err(e("polling"))?;
+                if let Some(wc) = wcs.iter().find(|w| w.kind == WcKind::Discard) {
+                    if !wc.is_ok() {
+                        return Err(format!("the READ failed: {}", wc.status_str()));
+                    }
+                    break;
+                }
+            }
+            if i >= WARMUP {
+                let took = start.elapsed();
+                if with_write {
+                    both.push(took);
+                } else {
+                    alone.push(took);
+                }
+            }
         }
     }
     drop(ep);
     server
         .join()
         .map_err(|_| "the target thread panicked".to_owned())??;
-    lat.sort_unstable();
-    let pick = |q: f64| {
-        let i = ((lat.len() as f64 - 1.0) * q).round() as usize;
-        lat.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    let (b50, b99) = percentiles(&mut both);
+    let (a50, a99) = percentiles(&mut alone);
     Ok(format!(
-        "raw WRITE+READ 64 B: p50 {:.2} us, p99 {:.2} us, {} iterations ({})",
-        pick(0.5),
-        pick(0.99),
-        lat.len(),
+        "raw WRITE+READ 64 B: p50 {b50:.2} us, p99 {b99:.2} us; READ 8 B alone: p50 {a50:.2} us, \
+         p99 {a99:.2} us; ratio {:.2}; {} iterations each, alternating ({})",
+        if a50 > 0.0 { b50 / a50 } else { 0.0 },
+        both.len(),
         if separate {
             "separate posts"
         } else {
             "one list"
         }
     ))
+}
+
+/// The median and the 99th percentile of `lat`, in microseconds.
+fn percentiles(lat: &mut [Duration]) -> (f64, f64) {
+    lat.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((lat.len() as f64 - 1.0) * q).round() as usize;
+        lat.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    (pick(0.5), pick(0.99))
 }
 
 fn main() -> ExitCode {
