@@ -7,7 +7,7 @@
 use zerocopy::byteorder::big_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{read_raw, write_bytes, Error, EXT_LEN};
+use super::{len_u64, read_raw, write_bytes, Error, EXT_LEN};
 
 /// Field offsets of `rpmem_msg_ext`, from its first byte.
 pub mod field {
@@ -241,4 +241,64 @@ impl ExtRepr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
         write_bytes(self.to_raw().as_bytes(), buf, NAME)
     }
+}
+
+// The block inside CREATE_RESP and OPEN_RESP, which carry it the same way:
+// after their PMDK bytes, covered by the header's `size`.
+
+/// The block of a response whose PMDK part is `pmdk_len` bytes: present
+/// when the header's `size` is `pmdk_len + EXT_LEN`. `rest` is what the
+/// response buffer (`have` bytes) holds after the PMDK part.
+pub(crate) fn read_in_resp<'a>(
+    size: u64,
+    rest: &'a [u8],
+    pmdk_len: usize,
+    have: usize,
+    msg: &'static str,
+) -> Result<Option<&'a RawExt>, Error> {
+    let need = pmdk_len.saturating_add(EXT_LEN);
+    if size != len_u64(need) {
+        return Ok(None);
+    }
+    let (raw, _) =
+        read_raw::<RawExt>(rest, msg).map_err(|_| Error::Truncated { msg, need, have })?;
+    Ok(Some(raw))
+}
+
+/// Length of a response whose PMDK part is `pmdk_len` bytes, with or
+/// without the block.
+pub(crate) fn resp_len(pmdk_len: usize, with_ext: bool) -> usize {
+    if with_ext {
+        pmdk_len.saturating_add(EXT_LEN)
+    } else {
+        pmdk_len
+    }
+}
+
+/// Parses a response's block, found at offset `pmdk_len` of it.
+pub(crate) fn parse_in_resp(
+    view: Option<Ext<'_>>,
+    msg: &'static str,
+    pmdk_len: usize,
+) -> Result<Option<ExtRepr>, Error> {
+    view.map(|e| ExtRepr::parse_in(&e, msg, pmdk_len))
+        .transpose()
+}
+
+/// Writes `ext`, if any, after the `pmdk_len` PMDK bytes at the front of
+/// `buf`.
+pub(crate) fn emit_in_resp(
+    ext: Option<ExtRepr>,
+    buf: &mut [u8],
+    pmdk_len: usize,
+    msg: &'static str,
+) -> Result<(), Error> {
+    let Some(ext) = ext else { return Ok(()) };
+    let have = buf.len();
+    let tail = buf.get_mut(pmdk_len..).ok_or(Error::BufferTooSmall {
+        msg,
+        need: pmdk_len.saturating_add(EXT_LEN),
+        have,
+    })?;
+    write_bytes(ext.to_raw().as_bytes(), tail, msg).map(|_| ())
 }

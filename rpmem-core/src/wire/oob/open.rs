@@ -6,15 +6,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::common::RawCommon;
 use super::create::{desc_bytes, write_desc};
-use super::ext::RawExt;
+use super::ext::{self, RawExt};
 use super::hdr::RawMsgHdr;
 use super::hdr_resp::RawRespHdr;
 use super::ibc::RawIbc;
 use super::pool_attr::RawPoolAttr;
 use super::{
-    check_room, len_u64, read_raw, write_bytes, Common, CommonRepr, Error, Ext, ExtRepr, IbcAttr,
-    IbcRepr, MsgHdr, MsgHdrRepr, MsgType, PoolAttrPacked, PoolDesc, Provider, RespHdr, RespHdrRepr,
-    Status, EXT_LEN, OPEN_LEN, OPEN_RESP_LEN,
+    check_room, read_raw, write_bytes, Common, CommonRepr, Error, Ext, ExtRepr, IbcAttr, IbcRepr,
+    MsgHdr, MsgHdrRepr, MsgType, PoolAttrPacked, PoolDesc, Provider, RespHdr, RespHdrRepr, Status,
+    EXT_LEN, OPEN_LEN, OPEN_RESP_LEN,
 };
 use crate::attr::PoolAttr;
 
@@ -195,16 +195,13 @@ impl<'a> OpenResp<'a> {
     /// Checks that `buf` holds the whole message (it may hold more).
     pub fn new_checked(buf: &'a [u8]) -> Result<OpenResp<'a>, Error> {
         let (raw, rest) = read_raw::<RawOpenResp>(buf, RESP_NAME)?;
-        let ext = if raw.hdr.size.get() == len_u64(resp_field::EXT.end) {
-            let (ext, _) = read_raw::<RawExt>(rest, RESP_NAME).map_err(|_| Error::Truncated {
-                msg: RESP_NAME,
-                need: resp_field::EXT.end,
-                have: buf.len(),
-            })?;
-            Some(ext)
-        } else {
-            None
-        };
+        let ext = ext::read_in_resp(
+            raw.hdr.size.get(),
+            rest,
+            resp_field::LEN,
+            buf.len(),
+            RESP_NAME,
+        )?;
         Ok(OpenResp { raw, ext })
     }
 
@@ -230,11 +227,7 @@ impl<'a> OpenResp<'a> {
 
     /// Length of the message as far as this view covers it.
     pub fn total_len(&self) -> usize {
-        if self.ext.is_some() {
-            resp_field::EXT.end
-        } else {
-            resp_field::LEN
-        }
+        ext::resp_len(resp_field::LEN, self.ext.is_some())
     }
 }
 
@@ -260,10 +253,7 @@ impl OpenRespRepr {
         let ext_len = provider.has_extension().then_some(resp_field::EXT.end);
         let hdr =
             RespHdrRepr::parse_expecting(&view.hdr(), MsgType::OpenResp, resp_field::LEN, ext_len)?;
-        let ext = match view.ext() {
-            Some(e) => Some(ExtRepr::parse_in(&e, RESP_NAME, resp_field::EXT.start)?),
-            None => None,
-        };
+        let ext = ext::parse_in_resp(view.ext(), RESP_NAME, resp_field::EXT.start)?;
         Ok(OpenRespRepr {
             status: hdr.status,
             ibc: IbcRepr::parse(&view.ibc()),
@@ -274,11 +264,7 @@ impl OpenRespRepr {
 
     /// Length of the emitted message.
     pub fn buffer_len(&self) -> usize {
-        if self.ext.is_some() {
-            resp_field::EXT.end
-        } else {
-            resp_field::LEN
-        }
+        ext::resp_len(resp_field::LEN, self.ext.is_some())
     }
 
     /// Writes the message to the front of `buf`, returning its length.
@@ -291,16 +277,7 @@ impl OpenRespRepr {
             pool_attr: PoolAttrPacked::raw_of(&self.attr),
         };
         write_bytes(raw.as_bytes(), buf, RESP_NAME)?;
-        if let Some(ext) = self.ext {
-            let tail = buf
-                .get_mut(resp_field::EXT.start..)
-                .ok_or(Error::BufferTooSmall {
-                    msg: RESP_NAME,
-                    need: len,
-                    have: 0,
-                })?;
-            write_bytes(ext.to_raw().as_bytes(), tail, RESP_NAME)?;
-        }
+        ext::emit_in_resp(self.ext, buf, resp_field::EXT.start, RESP_NAME)?;
         Ok(len)
     }
 }
