@@ -16,6 +16,8 @@
 #    for a pool on the NVDIMM's Device DAX and the library uses it (persists, flush/drain, deep
 #    persist, reopen without FLUSH and read back, SIGKILL of rpmemd keeps every acknowledged
 #    persist), and falls back to APM on the memmap= Device DAX, where rxe refuses the right;
+#    then the benchmark of RDMA FLUSH (tests/rxe/flush-bench.sh, release builds against the new
+#    headers): a 64-byte persist with FLUSH beside ib_read_lat and APM on the same pool;
 # 4. boots the default rig (kernel 6.1, rdma-core 44): both tests must report no FLUSH (the
 #    new-headers binary then runs on libibverbs 44 and a kernel without FLUSH).
 #
@@ -67,6 +69,11 @@ e2e_bin=$(test_binary "$new_dir" rpmem-e2e rpmem-e2e/verbs verbs \
 [ -x "$sys_bin" ] && [ -x "$new_bin" ] && [ -x "$e2e_bin" ] ||
 	{ echo "flush-check: a test binary was not built" >&2; exit 1; }
 [ -x "$new_dir/debug/rpmemd" ] || { echo "flush-check: no $new_dir/debug/rpmemd" >&2; exit 1; }
+echo "flush-check: building the benchmark's rpmem, rpmemd and raw_apm_lat (release) against $rc_dir's headers"
+PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
+	cargo build --locked --release -p rpmem -p rpmemd --features rpmem/verbs,rpmemd/verbs
+PKG_CONFIG_PATH="$rc_dir/lib/pkgconfig" CARGO_TARGET_DIR="$new_dir" \
+	cargo build --locked --release -p rpmem-verbs --features verbs --example raw_apm_lat
 echo "flush-check: $sys_bin"
 echo "flush-check: $new_bin"
 echo "flush-check: $e2e_bin"
@@ -74,7 +81,14 @@ echo "flush-check: $e2e_bin"
 status=0
 echo "flush-check: run 1 of 2: --kernel backports --rdma-core new --nvdimm (FLUSH expected)"
 "$here/run.sh" --kernel backports --rdma-core new --nvdimm --no-baseline -- \
-	"$here/flush-guest.sh" 1 "$new_bin" "$sys_bin" "$e2e_bin" || status=1
+	"$here/flush-guest.sh" 1 "$new_bin" "$sys_bin" "$e2e_bin" "$new_dir/release" || status=1
+last=$(ls -td "$cache/runs"/*/ 2>/dev/null | head -n 1)
+echo "flush-check: benchmark of RDMA FLUSH (${last:-no run directory}):"
+if [ -n "$last" ] && [ -s "$last/flush-bench.txt" ]; then
+	sed 's/^/  /' "$last/flush-bench.txt"
+else
+	echo "  no results"
+fi
 echo "flush-check: run 2 of 2: the default rig, kernel 6.1 and rdma-core 44 (no FLUSH expected)"
 "$here/run.sh" --no-baseline -- "$here/flush-guest.sh" 0 "$new_bin" "$sys_bin" || status=1
 echo "flush-check: $([ $status = 0 ] && echo passed || echo FAILED)"

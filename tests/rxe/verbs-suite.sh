@@ -50,51 +50,9 @@ if [ -n "${DAX_DEV:-}" ]; then
 	have_dax=1
 	printf 'PMEMPOOLSET\nAUTO %s\n' "$DAX_DEV" >"$bench_dir/sets/a.set"
 fi
-# perftest_lat TOOL [PREFIX]: the median (t_typical, us) of one perftest latency run on this
-# guest's rxe device, appended to $bench_dir/PREFIXTOOL.txt. Run right before and after every benchmark
-# case: under TCG the guest's speed follows the host's load, so only figures taken close
-# together compare.
-perftest_lat() {
-	local tool=$1 prefix=${2:-} line
-	for _ in 1 2 3; do
-		timeout 60 "$tool" -d "$RXE_DEV" -x "$RXE_GID_INDEX" -n 500 -F >/dev/null 2>&1 &
-		local srv=$!
-		sleep 0.3
-		line=$(timeout 60 "$tool" -d "$RXE_DEV" -x "$RXE_GID_INDEX" -n 500 -F "$RXE_ADDR" 2>/dev/null |
-			awk '/t_typical/ { getline; print $5; exit }')
-		wait "$srv" 2>/dev/null
-		case $line in
-		'' | inf* | nan* | 0.00) continue ;;
-		*) echo "$line" >>"$bench_dir/$prefix$tool.txt"; return 0 ;;
-		esac
-	done
-	echo "perftest $tool gave no figure"
-	return 1
-}
-# raw_lat [PREFIX]: the transport's own APM persist, without rpmem (rpmem-verbs' example raw_apm_lat:
-# a 64-byte WRITE and an 8-byte READ posted as one list, in rounds that alternate with the
-# 8-byte READ alone, busy polling; 1000 rounds of warm-up, then 2000 of each measured). Appends
-# the p50 (us) of WRITE + READ to $bench_dir/PREFIXraw_write_read.txt, of the READ alone to
-# PREFIXraw_read.txt and the ratio of the two to PREFIXraw_floor.txt; taken around every case like the
-# perftest figures.
-raw_lat() {
-	local line
-	line=$(timeout 120 "$tdir/release/examples/raw_apm_lat" "$RXE_ADDR" 2000 2>&1) || {
-		echo "raw_apm_lat failed: $line"
-		return 1
-	}
-	python3 - "$bench_dir/${1:-}" "$line" <<'PY' || { echo "raw_apm_lat printed no figures: $line"; return 1; }
-import re, sys
-prefix, line = sys.argv[1], sys.argv[2]
-p50 = re.findall(r"p50 ([0-9.]+) us", line)
-ratio = re.search(r"ratio ([0-9.]+)", line)
-if len(p50) != 2 or not ratio:
-    sys.exit(1)
-for name, v in (("raw_write_read", p50[0]), ("raw_read", p50[1]), ("raw_floor", ratio.group(1))):
-    with open(prefix + name + ".txt", "a") as f:
-        f.write(v + "\n")
-PY
-}
+raw_tool=$tdir/release/examples/raw_apm_lat
+# perftest_lat, raw_lat, persist_p50
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 export RPMEM_PROVIDER=verbs RPMEM_LAUNCH=local
 bench() { # NAME CONF SET SIZE [BENCH ARGS...]
 	local name=$1 conf=$2 set=$3 size=$4
@@ -124,16 +82,7 @@ apm_rounds() {
 		{ echo "FAILED: creating a.set for the APM rounds: $(cat "$bench_dir/rounds.err")"; return 1; }
 	for i in $(seq "$n"); do
 		perftest_lat ib_read_lat round- && raw_lat round- || return 1
-		RPMEMD_SPIN_US=10000 "$rpmem" bench "$RXE_ADDR" a.set --cmd "$cmd" --mode persist --sizes 64 \
-			--lanes 1 --ops 2000 --seconds 1 --relaxed --spin-us 10000 --json \
-			>"$bench_dir/round.json" 2>"$bench_dir/rounds.err" ||
-			{ echo "FAILED: APM round $i: $(cat "$bench_dir/rounds.err")"; return 1; }
-		python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print([r["p50_us"] for r in d["results"] if r["mode"] == "persist" and r["size"] == 64 and r["lanes"] == 1][0])
-' "$bench_dir/round.json" >>"$bench_dir/round-apm.txt" ||
-			{ echo "FAILED: APM round $i gave no 64 B figure"; return 1; }
+		persist_p50 round-apm APM "$RXE_ADDR" a.set "$cmd" --relaxed || return 1
 	done
 	"$rpmem" remove "$RXE_ADDR" a.set --force --cmd "$cmd" >/dev/null 2>&1 || true
 }
