@@ -144,7 +144,8 @@ for tool in ("ib_read_lat", "ib_send_lat", "raw_write_read", "raw_read", "raw_fl
         runs = open(os.path.join(bench_dir, f"{tool}.txt")).read().split()
     except OSError:
         runs = []
-    print(f"perftest {tool} medians around the cases: {' '.join(runs)} us")
+    unit = "x" if tool == "raw_floor" else " us"
+    print(f"{tool} medians around the cases: {' '.join(runs)}{unit}")
 rows = [
     ("APM, relaxed (WRITE + READ)", "apm-relaxed", read_lat, "ib_read_lat", None),
     ("APM, default flags (inline SEND)", "apm", None if send_lat is None else 2 * send_lat, "2 x ib_send_lat", None),
