@@ -51,7 +51,7 @@ fuzz() {
   fi
   local targets ref seeds
   targets=$(cd rpmem-core/fuzz && cargo fuzz list)
-  ref="$PWD/../shared/reference/pmdk-1.12.1"
+  ref="$PWD/tests/vectors/pmdk-1.12.1"
   for t in $targets; do
     # Seed from PMDK's own files where they fit the target.
     case $t in

@@ -1,5 +1,5 @@
 //! The out-of-band sessions captured between PMDK 1.12.1's librpmem and
-//! rpmemd (`shared/reference/pmdk-1.12.1/wire/`), byte for byte.
+//! rpmemd (`tests/vectors/pmdk-1.12.1/wire/`), byte for byte.
 //!
 //! Every message decodes to the values annotated in `decoded.txt` (written
 //! out below), re-encodes to the same bytes, and both machines reproduce
@@ -25,9 +25,8 @@ fn capture(name: &str) -> Vec<u8> {
     let path: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "..",
-        "..",
-        "shared",
-        "reference",
+        "tests",
+        "vectors",
         "pmdk-1.12.1",
         "wire",
         name,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 fn reference_bytes() -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/pmdk-1.12.1/pool_hdr/rpmemd_created_hdr_after_set_attr.bin");
+        .join("../tests/vectors/pmdk-1.12.1/pool_hdr/rpmemd_created_hdr_after_set_attr.bin");
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("cannot read reference header {}: {e}", path.display()));
     assert_eq!(bytes.len(), POOL_HDR_SIZE, "reference header size");

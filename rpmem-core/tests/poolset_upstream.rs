@@ -15,7 +15,7 @@ use rpmem_core::poolset::{PartSize, PoolSet, PoolSetError, PoolSetErrorKind};
 
 fn upstream_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/pmdk-1.12.1/tests/util_poolset_parse")
+        .join("../tests/vectors/pmdk-1.12.1/tests/util_poolset_parse")
 }
 
 /// What PMDK printed for one replica.

@@ -111,7 +111,7 @@ fn header_of(path: &Path) -> PoolHdrRepr {
 
 fn reference_header() -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/pmdk-1.12.1/pool_hdr/rpmemd_created_hdr_after_set_attr.bin");
+        .join("../tests/vectors/pmdk-1.12.1/pool_hdr/rpmemd_created_hdr_after_set_attr.bin");
     fs::read(p).unwrap()
 }
 

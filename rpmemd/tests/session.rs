@@ -781,7 +781,7 @@ fn hostile_lane_connections_are_closed_before_touching_the_pool() {
 
 #[test]
 fn pmdk_captures_get_provider_not_supported() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/pmdk-1.12.1/wire");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/pmdk-1.12.1/wire");
     for (name, request) in [
         ("session1_create_setattr_close", MsgType::CreateResp),
         ("session2_open_close", MsgType::OpenResp),

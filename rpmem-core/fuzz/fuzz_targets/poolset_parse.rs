@@ -8,7 +8,7 @@
 //! against the 12-byte signature, so the second form is what lets it reach
 //! the grammar. Seeding it with PMDK's pool set files helps too:
 //! `cargo fuzz run poolset_parse corpus/poolset_parse \
-//!   ../../../shared/reference/pmdk-1.12.1/tests/util_poolset_parse -s none`.
+//!   ../../tests/vectors/pmdk-1.12.1/tests/util_poolset_parse -s none`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
