@@ -12,13 +12,15 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use rpmem::{Options, Region, RemotePool, PERSIST_RELAXED};
+//! use rpmem::{Options, PoolAttr, Region, RemotePool, PERSIST_RELAXED};
 //!
 //! # fn main() -> Result<(), rpmem::Error> {
-//! // 1 MiB of local memory, replicated into "pool.set" on host "target".
+//! // 1 MiB of local memory, replicated into "pool.set" on host "target",
+//! // a pool with headers: the first 4096 bytes hold the attributes.
 //! let region = Arc::new(Region::new(1 << 20)?);
 //! let opts = Options::from_env()?;
-//! let pool = RemotePool::create("alice@target", "pool.set", Arc::clone(&region), 4, None, &opts)?;
+//! let attr = PoolAttr { signature: *b"MYAPP\0\0\0", major: 1, ..PoolAttr::ZERO };
+//! let pool = RemotePool::create("alice@target", "pool.set", Arc::clone(&region), 4, Some(&attr), &opts)?;
 //!
 //! // Write locally, then make it durable remotely.
 //! region.write_at(4096, b"hello, remote pmem")?;
@@ -30,7 +32,7 @@
 //! // Lanes work from several threads at once: one `Lane` per thread.
 //! std::thread::scope(|s| {
 //!     for mut lane in pool.lanes().expect("lanes are free") {
-//!         s.spawn(move || lane.persist(u64::from(lane.index()) * 4096, 4096, 0));
+//!         s.spawn(move || lane.persist((1 + u64::from(lane.index())) * 4096, 4096, 0));
 //!     }
 //! });
 //! pool.close()?;

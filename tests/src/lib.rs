@@ -51,6 +51,38 @@ pub fn rpmemd_bin() -> &'static Path {
 }
 
 fn build_rpmemd(profile_dir: &Path) {
+    cargo_build(
+        profile_dir,
+        &["-p", "rpmemd", "--bin", "rpmemd"],
+        cfg!(feature = "verbs"),
+    );
+}
+
+/// An example program of the workspace (`cargo build -p <package> --example
+/// <name>`), built into this build's target directory and profile if missing.
+pub fn example_bin(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let mut profile_dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("no directory above {}", exe.display()))
+        .to_path_buf();
+    if profile_dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
+        profile_dir.pop();
+    }
+    let bin = profile_dir.join("examples").join(name);
+    if !bin.exists() {
+        cargo_build(&profile_dir, &["-p", package, "--example", name], false);
+    }
+    assert!(
+        bin.exists(),
+        "{} is missing after building it",
+        bin.display()
+    );
+    bin
+}
+
+/// `cargo build <what>` into the target directory and profile of `profile_dir`.
+fn cargo_build(profile_dir: &Path, what: &[&str], verbs: bool) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = profile_dir
         .parent()
@@ -58,18 +90,13 @@ fn build_rpmemd(profile_dir: &Path) {
     // The workspace this crate belongs to.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "rpmemd",
-        "--bin",
-        "rpmemd",
-        "--manifest-path",
-    ])
-    .arg(&manifest)
-    .arg("--target-dir")
-    .arg(target_dir);
-    if cfg!(feature = "verbs") {
+    cmd.arg("build")
+        .args(what)
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if verbs {
         cmd.args(["--features", "verbs"]);
     }
     match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -83,8 +110,8 @@ fn build_rpmemd(profile_dir: &Path) {
     }
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build rpmemd: {e}"));
-    assert!(status.success(), "cargo build -p rpmemd failed: {status}");
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what:?}: {e}"));
+    assert!(status.success(), "cargo build {what:?} failed: {status}");
 }
 
 /// A zeroed, page-aligned local region of `len` bytes.
