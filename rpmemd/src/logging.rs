@@ -119,6 +119,86 @@ pub enum LoggingError {
 
 type SyslogLogger = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
 
+/// The syslog sockets tried, in order, when [`SYSLOG_SOCKET_ENV`] is not set (those of the
+/// `syslog` crate: Linux's, then the BSDs' and macOS's).
+pub const SYSLOG_DEFAULT_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// No syslog socket could be connected to: every path tried, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogUnreachable {
+    /// The paths tried, in order, each with the reason it could not be used.
+    pub tried: Vec<(PathBuf, String)>,
+}
+
+impl fmt::Display for SyslogUnreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot reach syslog")?;
+        for (i, (path, why)) in self.tried.iter().enumerate() {
+            let sep = if i == 0 { " at" } else { "," };
+            write!(f, "{sep} {} ({why})", path.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// The `io::Error` inside a `syslog` crate error, if there is one.
+fn syslog_io_error(e: &syslog::Error) -> Option<&io::Error> {
+    match e {
+        syslog::Error::Io(io) | syslog::Error::Write(io) => Some(io),
+        syslog::Error::Initialization(inner) => inner
+            .downcast_ref::<syslog::Error>()
+            .and_then(syslog_io_error)
+            .or_else(|| inner.downcast_ref::<io::Error>()),
+    }
+}
+
+/// What kind of file `meta` is, for "is a ..., not a socket".
+fn file_kind_name(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a socket"
+    }
+}
+
+/// Why connecting to the syslog socket `path` failed with `e`, in words: it does not exist,
+/// it is not a socket, nobody listens on it (refused), permission, or the system's reason.
+pub fn why_unreachable(path: &Path, e: &syslog::Error) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let io = syslog_io_error(e);
+    match std::fs::metadata(path) {
+        Err(m) if m.kind() == io::ErrorKind::NotFound => return "it does not exist".to_owned(),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return match file_kind_name(&meta) {
+                "not a socket" => "it is not a socket".to_owned(),
+                kind => format!("it is {kind}, not a socket"),
+            };
+        }
+        _ => {}
+    }
+    match io {
+        Some(io) if io.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            "connection refused: no syslog daemon is listening on it".to_owned()
+        }
+        Some(io) if io.kind() == io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        Some(io) if io.kind() == io::ErrorKind::PermissionDenied => {
+            format!("permission denied: {io}")
+        }
+        Some(io) => io.to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// A connection to the syslog socket, reconnected once when a send fails.
 struct SyslogSink {
     socket: Option<PathBuf>,
@@ -126,17 +206,30 @@ struct SyslogSink {
 }
 
 impl SyslogSink {
-    fn connect(socket: Option<&Path>) -> syslog::Result<SyslogLogger> {
-        let formatter = syslog::Formatter3164 {
+    fn formatter() -> syslog::Formatter3164 {
+        syslog::Formatter3164 {
             facility: syslog::Facility::LOG_USER,
             hostname: None,
             process: IDENT.to_owned(),
             pid: std::process::id(),
-        };
-        match socket {
-            Some(path) => syslog::unix_custom(formatter, path),
-            None => syslog::unix(formatter),
         }
+    }
+
+    /// Connects to `socket`, or to the first of [`SYSLOG_DEFAULT_SOCKETS`] that takes the
+    /// connection. The error says, for every path tried, why it could not be used.
+    fn connect(socket: Option<&Path>) -> Result<(SyslogLogger, PathBuf), SyslogUnreachable> {
+        let candidates: Vec<&Path> = match socket {
+            Some(path) => vec![path],
+            None => SYSLOG_DEFAULT_SOCKETS.iter().map(Path::new).collect(),
+        };
+        let mut tried = Vec::with_capacity(candidates.len());
+        for path in candidates {
+            match syslog::unix_custom(Self::formatter(), path) {
+                Ok(logger) => return Ok((logger, path.to_path_buf())),
+                Err(e) => tried.push((path.to_path_buf(), why_unreachable(path, &e))),
+            }
+        }
+        Err(SyslogUnreachable { tried })
     }
 
     fn send_once(&mut self, level: LogLevel, message: &str) -> syslog::Result<()> {
@@ -151,7 +244,7 @@ impl SyslogSink {
             return;
         }
         // The syslog daemon may have restarted: reconnect once and retry.
-        if let Ok(logger) = Self::connect(self.socket.as_deref()) {
+        if let Ok((logger, _)) = Self::connect(self.socket.as_deref()) {
             self.logger = logger;
             let _ = self.send_once(level, message);
         }
@@ -312,7 +405,7 @@ pub fn configure(level: LogLevel, destination: &Destination) -> Result<(), Loggi
             (Sink::File(file), mode.filter(|mode| mode & 0o027 != 0))
         }
         Destination::Syslog(socket) => match SyslogSink::connect(socket.as_deref()) {
-            Ok(logger) => (
+            Ok((logger, _)) => (
                 Sink::Syslog(Box::new(SyslogSink {
                     socket: socket.clone(),
                     logger,
@@ -320,12 +413,9 @@ pub fn configure(level: LogLevel, destination: &Destination) -> Result<(), Loggi
                 None,
             ),
             Err(e) => {
-                let socket = socket
-                    .as_deref()
-                    .map_or_else(|| "/dev/log".to_owned(), |p| p.display().to_string());
                 let _ = writeln!(
                     io::stderr().lock(),
-                    "{IDENT}: warning: cannot reach syslog at {socket} ({e}); logging to stderr"
+                    "{IDENT}: warning: {e}; logging to stderr"
                 );
                 (Sink::Stderr, None)
             }

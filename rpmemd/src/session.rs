@@ -607,7 +607,7 @@ impl Session<'_> {
         let (status, accept) = match result {
             Ok((active, ibc, ext)) => {
                 let attr = active.pool.attr();
-                notice!("pool attributes:");
+                log::info!("pool attributes:");
                 log_attr_fields(&attr);
                 self.active = Some(active);
                 (Status::Success, Some((ibc, attr, Some(ext))))
@@ -862,7 +862,7 @@ impl Session<'_> {
                 let none = attr.is_zero() && active.pool.options().no_hdrs;
                 match active.pool.set_attr((!none).then_some(attr)) {
                     Ok(()) => {
-                        notice!("new pool attributes:");
+                        log::info!("new pool attributes:");
                         log_attr_fields(attr);
                         Status::Success
                     }
@@ -1012,8 +1012,10 @@ fn log_response(kind: &str, status: Status, ibc: Option<&IbcRepr>) {
     }
 }
 
+/// Logs `title` and the attributes under it, all at `info`: a heading at a more severe level
+/// than its fields would show empty at `log-level = notice`.
 fn log_attr(title: &str, attr: &PoolAttr) {
-    notice!("{title}");
+    log::info!("{title}");
     if attr.is_zero() {
         log::info!("    NULL");
     } else {

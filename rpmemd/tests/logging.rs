@@ -600,3 +600,257 @@ fn log_path_helpers_agree() {
     );
     assert!(Path::new(BIN).is_file());
 }
+
+// ------------------------------------------------ syslog fallback reasons
+
+/// Runs a session with `use-syslog = yes` and `RPMEMD_SYSLOG_SOCKET` set to `socket` (unset
+/// when None) and gives the first stderr line: the fallback warning.
+fn syslog_warning(scratch: &Scratch, socket: Option<&Path>) -> String {
+    scratch.config("use-syslog = yes\nlog-level = notice\n");
+    let mut cmd = scratch.command(&[]);
+    if let Some(socket) = socket {
+        cmd.env("RPMEMD_SYSLOG_SOCKET", socket);
+    }
+    let output = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    assert_no_request_session(&output);
+    text(&output.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn syslog_fallback_says_a_missing_socket_does_not_exist() {
+    let scratch = Scratch::new();
+    let missing = scratch.path("missing.sock");
+    let warning = syslog_warning(&scratch, Some(&missing));
+    assert_eq!(
+        warning,
+        format!(
+            "rpmemd: warning: cannot reach syslog at {} (it does not exist); logging to stderr",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn syslog_fallback_says_refused_only_for_a_socket_nobody_listens_on() {
+    let scratch = Scratch::new();
+    let dead = scratch.path("dead.sock");
+    // A socket file whose socket is gone: connecting to it is refused.
+    drop(UnixDatagram::bind(&dead).unwrap_or_else(|e| panic!("{e}")));
+    let warning = syslog_warning(&scratch, Some(&dead));
+    assert_eq!(
+        warning,
+        format!(
+            "rpmemd: warning: cannot reach syslog at {} (connection refused: no syslog daemon \
+             is listening on it); logging to stderr",
+            dead.display()
+        )
+    );
+    // A directory is not a socket (connect(2) says "refused" for it too).
+    let dir = scratch.path("a-dir");
+    assert!(fs::create_dir(&dir).is_ok());
+    let warning = syslog_warning(&scratch, Some(&dir));
+    assert_eq!(
+        warning,
+        format!(
+            "rpmemd: warning: cannot reach syslog at {} (it is a directory, not a socket); \
+             logging to stderr",
+            dir.display()
+        )
+    );
+}
+
+/// Without `RPMEMD_SYSLOG_SOCKET`, on a machine without a syslog daemon (no `/dev/log`), the
+/// warning must say that `/dev/log` does not exist, not that a connection was refused.
+#[test]
+fn syslog_fallback_on_a_machine_without_dev_log() {
+    if Path::new("/dev/log").exists() {
+        eprintln!("skipped: /dev/log exists here");
+        return;
+    }
+    let scratch = Scratch::new();
+    let warning = syslog_warning(&scratch, None);
+    assert!(
+        warning.starts_with("rpmemd: warning: cannot reach syslog at /dev/log (it does not exist)"),
+        "{warning}"
+    );
+    assert!(warning.ends_with("; logging to stderr"), "{warning}");
+    for path in ["/var/run/syslog", "/var/run/log"] {
+        if !Path::new(path).exists() {
+            assert!(
+                warning.contains(&format!("{path} (it does not exist)")),
+                "{warning}"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------ pool attribute headings
+
+/// The size of the one-part pool the heading test creates (the smallest part).
+const ATTR_POOL_SIZE: u64 = 2 << 20;
+
+/// One rpmemd session driven through the out-of-band client machine over its stdin/stdout.
+struct OobSession {
+    child: std::process::Child,
+    client: rpmem_core::oob::Client,
+    pending: Vec<u8>,
+}
+
+impl OobSession {
+    fn start(scratch: &Scratch) -> OobSession {
+        let mut cmd = scratch.command(&[]);
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("PMEM_IS_PMEM_FORCE", "0")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let mut session = OobSession {
+            child,
+            client: rpmem_core::oob::Client::new(),
+            pending: Vec::new(),
+        };
+        assert_eq!(session.event(), rpmem_core::oob::ClientEvent::Ready);
+        session
+    }
+
+    fn event(&mut self) -> rpmem_core::oob::ClientEvent {
+        use std::io::Read;
+        loop {
+            if !self.pending.is_empty() {
+                let (used, event) = self
+                    .client
+                    .handle_input(&self.pending)
+                    .unwrap_or_else(|e| panic!("client machine: {e}"));
+                self.pending.drain(..used);
+                if let Some(event) = event {
+                    return event;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let stdout = self.child.stdout.as_mut();
+            let n = stdout.map_or(0, |s| s.read(&mut buf).unwrap_or(0));
+            assert!(n > 0, "rpmemd closed stdout");
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> rpmem_core::oob::ClientEvent {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut();
+        let sent = stdin.map(|s| s.write_all(bytes).and_then(|()| s.flush()));
+        assert!(matches!(sent, Some(Ok(()))), "writing to rpmemd failed");
+        self.event()
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+fn heading_attr() -> rpmem_core::attr::PoolAttr {
+    let mut attr = rpmem_core::attr::PoolAttr::ZERO;
+    attr.signature = *b"HEADING\0";
+    attr.major = 1;
+    attr.poolset_uuid = [1; 16];
+    attr.uuid = [2; 16];
+    attr.next_uuid = [2; 16];
+    attr.prev_uuid = [2; 16];
+    attr
+}
+
+/// CREATE, SET_ATTR and CLOSE in one session, then OPEN and CLOSE in another.
+fn create_set_attr_open(scratch: &Scratch) {
+    use rpmem_core::oob::{ClientEvent, CreateRequest, OpenRequest};
+    use rpmem_core::wire::oob::{PoolDesc, Provider};
+    let part = scratch.path("heading.part");
+    let set = format!("PMEMPOOLSET\n{ATTR_POOL_SIZE} {}\n", part.display());
+    assert!(fs::write(scratch.path("heading.set"), set).is_ok());
+    let desc = PoolDesc::from_text("heading.set").unwrap_or_else(|e| panic!("{e}"));
+
+    let mut s = OobSession::start(scratch);
+    let create = CreateRequest {
+        pool_size: ATTR_POOL_SIZE,
+        nlanes: 1,
+        provider: Provider::TCP,
+        buff_size: 8192,
+        attr: heading_attr(),
+        pool_desc: desc,
+    };
+    let bytes = s.client.send_create(&create).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::Created(_)), "{event:?}");
+    let bytes = s.client.send_set_attr(&heading_attr()).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::AttrSet), "{event:?}");
+    let bytes = s.client.send_close(0).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::Closed), "{event:?}");
+    s.finish();
+
+    let mut s = OobSession::start(scratch);
+    let open = OpenRequest {
+        pool_size: ATTR_POOL_SIZE,
+        nlanes: 1,
+        provider: Provider::TCP,
+        buff_size: 8192,
+        pool_desc: desc,
+    };
+    let bytes = s.client.send_open(&open).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::Opened(_)), "{event:?}");
+    let bytes = s.client.send_close(0).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::Closed), "{event:?}");
+    s.finish();
+}
+
+/// The messages of a log file, without time, pid and level.
+fn messages(content: &str) -> Vec<String> {
+    content
+        .lines()
+        .filter_map(|line| line.split_once("]: "))
+        .filter_map(|(_, rest)| rest.split_once(": "))
+        .map(|(_, message)| message.to_owned())
+        .collect()
+}
+
+/// "pool attributes:" (CREATE, OPEN) and "new pool attributes:" (SET_ATTR) are headings: at
+/// `notice` they used to be logged alone, their fields being `info`. A heading is logged only
+/// with the fields under it.
+#[rstest]
+#[case::notice("notice", 0)]
+#[case::info("info", 3)]
+fn pool_attribute_headings_come_with_their_fields(#[case] level: &str, #[case] headings: usize) {
+    let scratch = Scratch::new();
+    let log = scratch.path("rpmemd.log");
+    scratch.config(&format!(
+        "use-syslog = no\nlog-file = {}\nlog-level = {level}\n",
+        log.display()
+    ));
+    create_set_attr_open(&scratch);
+    let content = fs::read_to_string(&log).unwrap_or_default();
+    let messages = messages(&content);
+    let mut found = 0;
+    for (i, message) in messages.iter().enumerate() {
+        if message.ends_with("attributes:") {
+            found += 1;
+            let next = messages.get(i + 1).map(String::as_str).unwrap_or("");
+            assert!(
+                next.starts_with("    signature: 'HEADING'"),
+                "heading {message:?} is followed by {next:?}:\n{content}"
+            );
+        }
+    }
+    assert_eq!(found, headings, "{content}");
+    // The requests themselves are still logged at notice.
+    assert!(content.contains("notice: create request:"), "{content}");
+    assert!(content.contains("notice: open request:"), "{content}");
+}
