@@ -936,3 +936,316 @@ fn every_subcommand_has_help() {
     let text = ok(&rpmem(&["--version"], &[]));
     assert!(text.starts_with("rpmem "), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// get and put: what a failure leaves, standard input and output (issue 18)
+
+/// Runs rpmem like [`Target::run`] with `input` on its standard input.
+fn run_with_stdin(t: &Target, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut cmd = Command::new(RPMEM);
+    cmd.args(args)
+        .env_remove("RPMEMD_SPIN_US")
+        .env("RPMEM_LAUNCH", "local")
+        .env("RPMEM_CMD", t.cmd())
+        .env("RPMEM_SPIN_US", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("running rpmem");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("rpmem's output");
+    writer.join().expect("the stdin writer");
+    out
+}
+
+fn is_fifo(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    fs::symlink_metadata(p)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_failed_get_leaves_what_was_there() {
+    let t = Target::new();
+    // A regular file.
+    let keep = t.path("keep.bin");
+    fs::write(&keep, "precious\n").expect("write");
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "nope.set",
+        keep.to_str().expect("UTF-8"),
+        "--length",
+        "10",
+    ]);
+    fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    assert_eq!(fs::read_to_string(&keep).expect("keep.bin"), "precious\n");
+
+    // A symbolic link and the file it points to.
+    let link = t.path("link.bin");
+    std::os::unix::fs::symlink(&keep, &link).expect("symlink");
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "nope.set",
+        link.to_str().expect("UTF-8"),
+        "--length",
+        "10",
+    ]);
+    fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    assert!(fs::symlink_metadata(&link)
+        .expect("the link")
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read_to_string(&keep).expect("keep.bin"), "precious\n");
+
+    // A FIFO.
+    let fifo = t.path("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "nope.set",
+        fifo.to_str().expect("UTF-8"),
+        "--length",
+        "10",
+    ]);
+    fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    assert!(is_fifo(&fifo), "the FIFO is still there");
+
+    // Nothing else was left in the directory (no temporary file).
+    let mut names: Vec<String> = fs::read_dir(t.dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "fifo",
+            "keep.bin",
+            "link.bin",
+            "rpmemd.conf",
+            "rpmemd.log",
+            "sets"
+        ],
+        "nothing else left behind"
+    );
+}
+
+#[test]
+fn get_replaces_files_and_follows_links() {
+    let t = Target::new();
+    t.poolset("g.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "g.set", "--size", "4M"]));
+    let data = pattern(3000, 5);
+    let input = t.path("in.bin");
+    fs::write(&input, &data).expect("input");
+    ok(&t.run(&["put", "localhost", "g.set", input.to_str().expect("UTF-8")]));
+
+    // An existing longer file is replaced by exactly the bytes read.
+    let out = t.path("out.bin");
+    fs::write(&out, vec![b'x'; 10_000]).expect("write");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "g.set",
+        out.to_str().expect("UTF-8"),
+        "--length",
+        "3000",
+    ]));
+    assert_eq!(fs::read(&out).expect("out"), data);
+
+    // Through a symbolic link: the file it points to gets the bytes, the
+    // link stays.
+    let target = t.path("target.bin");
+    fs::write(&target, "old").expect("write");
+    let link = t.path("link.bin");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "g.set",
+        link.to_str().expect("UTF-8"),
+        "--length",
+        "3000",
+    ]));
+    assert!(fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(&target).expect("target"), data);
+
+    // A dangling link is refused and left alone.
+    let dangling = t.path("dangling");
+    std::os::unix::fs::symlink(t.path("nowhere"), &dangling).expect("symlink");
+    let o = t.run(&[
+        "get",
+        "localhost",
+        "g.set",
+        dangling.to_str().expect("UTF-8"),
+        "--length",
+        "3000",
+    ]);
+    fails(&o, EXIT_LOCAL, "symbolic link");
+    assert!(fs::symlink_metadata(&dangling).is_ok());
+    assert!(!t.path("nowhere").exists());
+
+    // A new file gets the mode of a newly created file (0666 less umask,
+    // 0644 or stricter under the usual umasks), not the temporary 0600.
+    let fresh = t.path("fresh.bin");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "g.set",
+        fresh.to_str().expect("UTF-8"),
+        "--length",
+        "10",
+    ]));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&fresh).expect("fresh").permissions().mode() & 0o777;
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).expect("octal umask"))
+        .expect("a Umask line");
+    assert_eq!(mode, 0o666 & !umask, "mode {mode:o}");
+}
+
+#[test]
+fn get_to_a_fifo_and_to_standard_output() {
+    let t = Target::new();
+    t.poolset("s.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "s.set", "--size", "4M"]));
+    let data = pattern((1 << 20) + 777, 9);
+    let input = t.path("in.bin");
+    fs::write(&input, &data).expect("input");
+    ok(&t.run(&["put", "localhost", "s.set", input.to_str().expect("UTF-8")]));
+
+    // `-`: the exact bytes on standard output, over several lanes.
+    let len = data.len().to_string();
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "s.set",
+        "-",
+        "--length",
+        &len,
+        "--lanes",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout == data, "get - writes the bytes to stdout");
+
+    // A FIFO with a reader: the bytes arrive, the FIFO stays.
+    let fifo = t.path("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).expect("reading the FIFO"))
+    };
+    let out = t.run(&[
+        "get",
+        "localhost",
+        "s.set",
+        fifo.to_str().expect("UTF-8"),
+        "--length",
+        &len,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(reader.join().expect("reader") == data);
+    assert!(is_fifo(&fifo));
+}
+
+#[test]
+fn put_from_standard_input_round_trips() {
+    let t = Target::new();
+    t.poolset("i.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "i.set", "--size", "4M"]));
+    let data = pattern(2 * (1 << 20) + 4321, 11);
+    let out = run_with_stdin(&t, &["put", "localhost", "i.set", "-"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = t.path("back.bin");
+    let len = data.len().to_string();
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "i.set",
+        back.to_str().expect("UTF-8"),
+        "--length",
+        &len,
+    ]));
+    assert!(fs::read(&back).expect("back") == data);
+}
+
+#[test]
+fn empty_and_header_transfers() {
+    let t = Target::new();
+    t.poolset("e.set", 4 << 20, false);
+    ok(&t.run(&[
+        "create",
+        "localhost",
+        "e.set",
+        "--size",
+        "4M",
+        "--signature",
+        "EMPTYT",
+    ]));
+    // An empty put is a no-op that succeeds.
+    let empty = t.path("empty");
+    fs::write(&empty, "").expect("write");
+    ok(&t.run(&["put", "localhost", "e.set", empty.to_str().expect("UTF-8")]));
+    // ... but still checks that the pool exists.
+    let out = t.run(&[
+        "put",
+        "localhost",
+        "nope.set",
+        empty.to_str().expect("UTF-8"),
+    ]);
+    fails(&out, EXIT_FAILED, "RPMEM_ERR_NOEXIST");
+    // An empty put from standard input too.
+    let out = run_with_stdin(&t, &["put", "localhost", "e.set", "-"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A zero-length get writes an empty file.
+    let out0 = t.path("zero.bin");
+    fs::write(&out0, "old").expect("write");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "e.set",
+        out0.to_str().expect("UTF-8"),
+        "--length",
+        "0",
+    ]));
+    assert_eq!(fs::read(&out0).expect("zero.bin").len(), 0);
+
+    // The pool header can be read: it starts with the signature.
+    let hdr = t.path("hdr.bin");
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "e.set",
+        hdr.to_str().expect("UTF-8"),
+        "--offset",
+        "0",
+        "--length",
+        "4096",
+    ]));
+    let bytes = fs::read(&hdr).expect("hdr.bin");
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(&bytes[..8], b"EMPTYT\0\0");
+}

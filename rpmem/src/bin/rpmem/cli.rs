@@ -285,7 +285,8 @@ pub struct TransferArgs {
 pub struct PutArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// The local file to replicate
+    /// The local file to replicate; "-" reads standard input (into memory,
+    /// at most 1 GiB)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Pool offset of the file's first byte [default: 4096, the first byte
@@ -303,7 +304,9 @@ pub struct PutArgs {
 pub struct GetArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// The local file to write (created or replaced)
+    /// The local file to write: created, or replaced once every byte
+    /// arrived (a symbolic link is followed); a FIFO or device is written
+    /// in place; "-" writes standard output
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Pool offset of the first byte to read [default: as for put]

@@ -22,6 +22,7 @@ mod bench_cmd;
 mod cli;
 mod demo;
 mod error;
+mod files;
 mod local;
 mod pool_cmds;
 mod poolset_cmd;

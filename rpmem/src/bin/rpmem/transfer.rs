@@ -1,12 +1,10 @@
 //! `rpmem put` and `rpmem get`: a local file into a pool and back, in
 //! 1 MiB chunks over several lanes, with a progress bar on a terminal.
 
-use std::fs::File;
 use std::io::IsTerminal;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,6 +12,7 @@ use rpmem::{Lane, Region, RemotePool, PERSIST_RELAXED};
 
 use crate::cli::{GetArgs, PutArgs, TransferArgs};
 use crate::error::{CliError, CliResult};
+use crate::files::{describe, Sink, Source};
 use crate::pool_cmds::region;
 use crate::values::{human_bytes, round_up_page};
 
@@ -95,14 +94,23 @@ where
     results.into_iter().collect()
 }
 
+/// The smallest size a pool is opened with: PMDK's minimum pool (8 KiB),
+/// so that a pool with a header still has a usable byte after it (rpmemd
+/// refuses a size of 4096 with headers).
+pub const MIN_OPEN: u64 = 8192;
+
 /// The region size that covers `[offset, offset + len)`, with the default
-/// offset ([`HEADER_END`]) when `offset` is `None`.
+/// offset ([`HEADER_END`]) when `offset` is `None`; at least [`MIN_OPEN`].
 fn region_size(offset: Option<u64>, len: u64) -> CliResult<u64> {
-    offset
-        .unwrap_or(HEADER_END)
-        .checked_add(len)
-        .and_then(|end| round_up_page(end.max(1)))
-        .ok_or_else(|| CliError::Usage(format!("offset {offset:?} plus length {len} is too large")))
+    let at = offset.unwrap_or(HEADER_END);
+    at.checked_add(len)
+        .and_then(round_up_page)
+        .map(|end| end.max(MIN_OPEN))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "offset {at} plus length {len} is past the largest possible pool (2^64 bytes)"
+            ))
+        })
 }
 
 /// The offset to use: the one given, else the first byte after the header
@@ -138,15 +146,9 @@ fn open(
 /// `rpmem put`.
 pub fn put(args: &PutArgs) -> CliResult {
     let opts = args.conn.options()?;
-    let file = File::open(&args.file)
-        .map_err(CliError::io(format!("cannot open {}", args.file.display())))?;
-    let len = file
-        .metadata()
-        .map_err(CliError::io(format!(
-            "cannot read the size of {}",
-            args.file.display()
-        )))?
-        .len();
+    let name = describe(&args.file, "standard input");
+    let source = Source::open(&args.file)?;
+    let len = source.len()?;
     let size = region_size(args.offset, len)?;
     let region = region(size, "the pool size needed")?;
     let pool = open(
@@ -165,11 +167,9 @@ pub fn put(args: &PutArgs) -> CliResult {
     let started = Instant::now();
     let result = for_each_chunk(&pool, args.transfer.lanes, len, &bar, |lane, at, n| {
         let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-        file.read_exact_at(&mut buf, at)
-            .map_err(CliError::io(format!(
-                "cannot read {} at byte {at}",
-                args.file.display()
-            )))?;
+        source
+            .read_at(&mut buf, at)
+            .map_err(CliError::io(format!("cannot read {name} at byte {at}")))?;
         let pool_at = offset + at;
         let region_at = usize::try_from(pool_at).unwrap_or(usize::MAX);
         region
@@ -189,11 +189,8 @@ pub fn put(args: &PutArgs) -> CliResult {
             len,
             started,
             format!(
-                "put {} bytes of {} into pool set {:?} on {} at offset {offset}",
-                len,
-                args.file.display(),
-                args.pool.pool_set,
-                args.pool.target
+                "put {} bytes of {name} into pool set {:?} on {} at offset {offset}",
+                len, args.pool.pool_set, args.pool.target
             ),
         );
     }
@@ -202,6 +199,9 @@ pub fn put(args: &PutArgs) -> CliResult {
         args.pool.pool_set, args.pool.target
     )))
 }
+
+/// Most chunks `get` reads at once before writing them out in order.
+const WINDOW_CHUNKS: u64 = 64;
 
 /// `rpmem get`.
 pub fn get(args: &GetArgs) -> CliResult {
@@ -209,69 +209,43 @@ pub fn get(args: &GetArgs) -> CliResult {
     let len = args.length;
     let size = region_size(args.offset, len)?;
     let region = region(size, "the pool size needed")?;
-    // The output file first: a path that cannot be written fails before
-    // anything is started on the target.
-    let file = File::create(&args.file).map_err(CliError::io(format!(
-        "cannot create {}",
-        args.file.display()
-    )))?;
-    let result = get_into(args, &file, region, size, &opts);
-    if result.is_err() {
-        // Leave no partial output behind.
-        let _ = std::fs::remove_file(&args.file);
-    }
-    result
-}
-
-fn get_into(
-    args: &GetArgs,
-    file: &File,
-    region: Arc<Region>,
-    size: u64,
-    opts: &rpmem::Options,
-) -> CliResult {
-    let len = args.length;
-    let pool = open(&args.pool, region, args.transfer.lanes, opts, size)?;
+    // The output first: a directory that cannot be written fails before
+    // anything is started on the target. Dropping the sink on failure
+    // removes only its temporary file.
+    let mut sink = Sink::prepare(&args.file)?;
+    let pool = open(&args.pool, region, args.transfer.lanes, &opts, size)?;
     let offset = data_offset(args.offset, &pool);
-    file.set_len(len).map_err(CliError::io(format!(
-        "cannot size {} to {len} bytes",
-        args.file.display()
-    )))?;
+    sink.start()?;
     let bar = progress(
         len,
         &format!("get {}", display_name(&args.file)),
         &args.transfer,
     );
     let started = Instant::now();
-    let result = for_each_chunk(&pool, args.transfer.lanes, len, &bar, |lane, at, n| {
-        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-        let pool_at = offset + at;
-        lane.read(pool_at, &mut buf)
-            .map_err(CliError::rpmem(format!(
-                "cannot read {n} bytes at pool offset {pool_at} of pool set {:?} on {}",
-                args.pool.pool_set, args.pool.target
-            )))?;
-        file.write_all_at(&buf, at).map_err(CliError::io(format!(
-            "cannot write {} at byte {at}",
-            args.file.display()
-        )))
-    });
+    let lanes = args.transfer.lanes.min(pool.nlanes()).max(1);
+    let window = CHUNK * u64::from(lanes).min(WINDOW_CHUNKS);
+    let mut buf = Vec::new();
+    let mut done = 0;
+    let mut result = Ok(());
+    while done < len && result.is_ok() {
+        let n = window.min(len - done);
+        buf.resize(usize::try_from(n).unwrap_or(0), 0);
+        result = read_range(&pool, lanes, offset + done, &mut buf, &bar, args)
+            .and_then(|()| sink.write_all(&buf));
+        done += n;
+    }
     let shown = !bar.is_hidden();
     bar.finish_and_clear();
     result?;
-    file.sync_all().map_err(CliError::io(format!(
-        "cannot flush {} to disk",
-        args.file.display()
-    )))?;
+    let name = sink.name();
+    sink.commit()?;
     if shown {
         finish(
             len,
             started,
             format!(
-                "got {len} bytes from pool set {:?} on {} at offset {offset} into {}",
-                args.pool.pool_set,
-                args.pool.target,
-                args.file.display()
+                "got {len} bytes from pool set {:?} on {} at offset {offset} into {name}",
+                args.pool.pool_set, args.pool.target,
             ),
         );
     }
@@ -281,7 +255,64 @@ fn get_into(
     )))
 }
 
+/// Reads pool bytes `[at, at + buf.len())` into `buf`, 1 MiB chunks spread
+/// over `lanes` lanes, one thread each.
+fn read_range(
+    pool: &RemotePool,
+    lanes: u32,
+    at: u64,
+    buf: &mut [u8],
+    bar: &ProgressBar,
+    args: &GetArgs,
+) -> CliResult {
+    let chunk = usize::try_from(CHUNK).unwrap_or(usize::MAX);
+    let nchunks = buf.len().div_ceil(chunk);
+    let chunks = Mutex::new(buf.chunks_mut(chunk).enumerate());
+    let handles = (0..lanes.min(u32::try_from(nchunks).unwrap_or(u32::MAX)).max(1))
+        .map(|i| pool.lane(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::rpmem("taking the pool's lanes"))?;
+    let results: Vec<CliResult> = std::thread::scope(|s| {
+        let workers: Vec<_> = handles
+            .into_iter()
+            .map(|mut lane| {
+                let chunks = &chunks;
+                s.spawn(move || -> CliResult {
+                    loop {
+                        let next = chunks
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .next();
+                        let Some((i, part)) = next else {
+                            return Ok(());
+                        };
+                        let pool_at = at + i as u64 * CHUNK;
+                        let n = part.len();
+                        lane.read(pool_at, part).map_err(CliError::rpmem(format!(
+                            "cannot read {n} bytes at pool offset {pool_at} of pool set {:?} on {}",
+                            args.pool.pool_set, args.pool.target
+                        )))?;
+                        bar.inc(n as u64);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(CliError::Failed("a transfer thread panicked".to_owned()))
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
 fn display_name(p: &Path) -> String {
+    if crate::files::is_dash(p) {
+        return "-".to_owned();
+    }
     p.file_name().map_or_else(
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
