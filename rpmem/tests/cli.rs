@@ -1249,3 +1249,79 @@ fn empty_and_header_transfers() {
     assert_eq!(bytes.len(), 4096);
     assert_eq!(&bytes[..8], b"EMPTYT\0\0");
 }
+
+// ---------------------------------------------------------------------------
+// Standard output that cannot be written (issue 18)
+
+/// Runs rpmem like [`rpmem`] with standard output on /dev/full.
+fn rpmem_to_full(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(RPMEM);
+    cmd.args(args);
+    for var in [
+        "RPMEM_LAUNCH",
+        "RPMEM_CMD",
+        "RPMEM_SPIN_US",
+        "RPMEMD_SPIN_US",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    cmd.stdout(full);
+    cmd.output().expect("running rpmem")
+}
+
+#[test]
+fn a_full_stdout_fails_every_subcommand() {
+    let t = Target::new();
+    t.poolset("f.set", 4 << 20, false);
+    let set = t.path("sets/f.set");
+    let set = set.to_str().expect("UTF-8");
+    let cmd = t.cmd();
+    let env = [
+        ("RPMEM_LAUNCH", "local"),
+        ("RPMEM_CMD", cmd.as_str()),
+        ("RPMEM_SPIN_US", "0"),
+    ];
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().to_str().expect("UTF-8");
+    let data = t.path("d.bin");
+    fs::write(&data, pattern(5000, 1)).expect("write");
+    let cases: &[&[&str]] = &[
+        &["create", "localhost", "f.set", "--size", "4M", "--json"],
+        &["info", "localhost", "f.set", "--json"],
+        &["info", "localhost", "f.set"],
+        &["get", "localhost", "f.set", "-", "--length", "5000"],
+        &["get", "localhost", "f.set", "/dev/stdout", "--length", "10"],
+        &["poolset", set],
+        &["poolset", "--json", set],
+        &["demo", "--dir", dir, "--mib", "1", "--lanes", "1"],
+        &[
+            "bench", "--local", "--dir", dir, "--sizes", "64", "--mode", "persist", "--ops", "10",
+            "--lanes", "1",
+        ],
+        &[
+            "bench", "--local", "--json", "--dir", dir, "--sizes", "64", "--mode", "persist",
+            "--ops", "10", "--lanes", "1",
+        ],
+        &["--help"],
+        &["--version"],
+        &["info", "--help"],
+    ];
+    for args in cases {
+        let out = rpmem_to_full(args, &env);
+        let err = stderr(&out);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{args:?} exits 0 on a full stdout"
+        );
+        assert_eq!(code(&out), EXIT_LOCAL, "{args:?}: {err}");
+        assert!(err.contains("standard output"), "{args:?}: {err}");
+    }
+}

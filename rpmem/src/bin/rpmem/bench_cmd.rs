@@ -133,7 +133,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     let quiet = a.json;
     let mut note = |s: &str| {
         if !quiet {
-            eprintln!("{s}");
+            tell!("{s}");
         }
     };
 

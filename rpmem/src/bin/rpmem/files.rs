@@ -196,10 +196,11 @@ impl Sink {
             // SAFETY: `fd` is open (checked above) and the File is never
             // dropped (ManuallyDrop), so the descriptor is only borrowed.
             let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-            let name = if is_dash(path) {
-                "standard output".to_owned()
-            } else {
-                name
+            let name = match (is_dash(path), fd) {
+                (true, _) => "standard output".to_owned(),
+                (false, 1) => format!("{name} (standard output)"),
+                (false, 2) => format!("{name} (standard error)"),
+                (false, _) => name,
             };
             return Ok(Sink::Fd { file, name });
         }

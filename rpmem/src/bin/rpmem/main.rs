@@ -9,12 +9,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// `println!` that ignores a closed stdout (e.g. `rpmem ... | head`)
-/// instead of panicking.
+/// `println!` that never panics: a failed write (a full disk, a closed
+/// pipe) is remembered by [`out::failed`] and makes the tool fail at the
+/// end (see [`out::check`]).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::out::failed(e);
+        }
+    }};
+}
+
+/// `eprintln!` that never panics: when stderr itself cannot be written
+/// there is nowhere left to report it (the exit status still tells).
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
 
@@ -24,6 +36,7 @@ mod demo;
 mod error;
 mod files;
 mod local;
+mod out;
 mod pool_cmds;
 mod poolset_cmd;
 mod transfer;
@@ -38,15 +51,22 @@ fn main() -> ExitCode {
         Err(e) => {
             // Help and version go to stdout with 0, usage errors to stderr
             // with 2.
-            let _ = e.print();
+            let printed = e.print().and_then(|()| out::flush());
+            if let Err(pe) = printed {
+                if !e.use_stderr() {
+                    tell!("rpmem: cannot write to standard output: {pe}");
+                    return ExitCode::from(error::EXIT_LOCAL);
+                }
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     let name = subcommand_name(&cli.command);
-    match run(&cli.command) {
+    let result = run(&cli.command).and_then(|code| out::check().map(|()| code));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("rpmem {name}: {e}");
+            tell!("rpmem {name}: {e}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -127,7 +127,7 @@ fn finish(bytes: u64, started: Instant, summary: String) {
     } else {
         String::new()
     };
-    eprintln!("{summary}{rate}");
+    tell!("{summary}{rate}");
 }
 
 fn open(
