@@ -16,6 +16,17 @@
 //!   librpmem's shape.
 //!
 //! A `Lane` borrows the pool, so the pool cannot be closed while one is out.
+//!
+//! # Lanes connect on first use
+//!
+//! Over TCP a lane's connection (and rpmemd's thread for it) is made by the
+//! first call on that lane, not when the pool opens: a pool granted 1024
+//! lanes, as libpmemobj asks for, costs what the lanes it uses cost. Lane 0
+//! is the exception: it connects while the pool opens, so an unreachable data
+//! port or a refused hello fails `create`/`open`, not a later persist. The
+//! first call on any other lane takes one more round trip (connect and
+//! hello); a failure to connect fails that call and the next call tries
+//! again. RDMA lanes are all connected when the pool opens.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -26,9 +37,11 @@ use rpmem_core::persist::{LaneParams, Method, Placement, POOL_HDR_SIZE};
 use rpmem_core::wire::oob::{PoolDesc, Provider, CLOSE_FLAGS_REMOVE};
 use rpmem_core::PoolAttr;
 
-use crate::datapath::DataLane;
+use crate::datapath::{DataLane, LaneSlot, PendingTcp};
 use crate::error::Error;
-use crate::lane::{LaneConn, LaneSetup};
+#[cfg(loom)]
+use crate::lane::LaneConn;
+use crate::lane::LaneSetup;
 use crate::launch::{self, Remote};
 use crate::oob::{OobSession, STDERR_GRACE};
 use crate::options::{Launch, Options, Transport};
@@ -54,7 +67,7 @@ const DROP_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct RemotePool {
     // Declared first: dropped before the session, so lanes go first.
-    lanes: Box<[Mutex<Option<Box<DataLane>>>]>,
+    lanes: Box<[Mutex<Option<Box<LaneSlot>>>]>,
     oob: Mutex<Option<OobSession>>,
     target: Target,
     pool_set: String,
@@ -241,7 +254,7 @@ impl RemotePool {
         ibc: rpmem_core::wire::oob::IbcRepr,
         ext: Option<rpmem_core::wire::oob::ExtRepr>,
         attr: PoolAttr,
-    ) -> Result<(Vec<DataLane>, Method, u16), Error> {
+    ) -> Result<(Vec<LaneSlot>, Method, u16), Error> {
         let host = target.host().to_owned();
         let protocol = |detail: String| Error::Protocol {
             host: host.clone(),
@@ -281,8 +294,15 @@ impl RemotePool {
                 (&ibc, &ext),
                 &shape,
             )?;
-            return Ok((lanes, method, port));
+            return Ok((
+                lanes.into_iter().map(LaneSlot::Ready).collect(),
+                method,
+                port,
+            ));
         }
+        // TCP lanes connect on first use (`LaneSlot`), except lane 0: its
+        // connection at open time shows that the data path works (the port is
+        // reachable, the secret is right) before the pool is handed out.
         let mut lanes = Vec::new();
         for lane in 0..ibc.nlanes {
             let params = shape.params(lane, Placement::Stream);
@@ -296,11 +316,15 @@ impl RemotePool {
                 connect_timeout: opts.control_timeout,
                 watch_fd: Some(session.remote().watch_fd()),
             };
-            lanes.push(DataLane::Tcp(LaneConn::connect(
-                &setup,
-                Arc::clone(region),
-                Some(Arc::clone(&info)),
-            )?));
+            let mut slot = LaneSlot::Pending(PendingTcp {
+                setup,
+                region: Arc::clone(region),
+                remote: Some(Arc::clone(&info)),
+            });
+            if lane == 0 {
+                slot.ready()?;
+            }
+            lanes.push(slot);
         }
         Ok((lanes, method, port))
     }
@@ -385,7 +409,7 @@ impl RemotePool {
         (0..self.nlanes).map(|i| self.lane(i)).collect()
     }
 
-    fn slot(&self, index: u32) -> Result<&Mutex<Option<Box<DataLane>>>, Error> {
+    fn slot(&self, index: u32) -> Result<&Mutex<Option<Box<LaneSlot>>>, Error> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.lanes.get(i))
@@ -404,7 +428,7 @@ impl RemotePool {
         let slot = self.slot(index)?;
         let mut guard = sync::lock(slot);
         match guard.as_mut() {
-            Some(conn) => f(conn),
+            Some(slot) => f(slot.ready()?),
             None => Err(Error::LaneInUse { lane: index }),
         }
     }
@@ -496,7 +520,7 @@ impl Drop for RemotePool {
 #[derive(Debug)]
 pub struct Lane<'p> {
     pool: &'p RemotePool,
-    conn: Option<Box<DataLane>>,
+    conn: Option<Box<LaneSlot>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -504,7 +528,8 @@ impl Lane<'_> {
     fn conn(&mut self) -> Result<&mut DataLane, Error> {
         self.conn
             .as_deref_mut()
-            .ok_or_else(|| Error::InvalidArgument("the lane handle is empty".to_owned()))
+            .ok_or_else(|| Error::InvalidArgument("the lane handle is empty".to_owned()))?
+            .ready()
     }
 
     /// The lane number.
@@ -607,11 +632,11 @@ impl RemotePool {
                 connect_timeout: opts.control_timeout,
                 watch_fd,
             };
-            lanes.push(DataLane::Tcp(LaneConn::connect(
+            lanes.push(LaneSlot::Ready(DataLane::Tcp(LaneConn::connect(
                 &setup,
                 Arc::clone(&region),
                 None,
-            )?));
+            )?)));
         }
         Ok(RemotePool {
             lanes: lanes

@@ -378,3 +378,65 @@ fn every_argument_error_leaves_the_handle_usable() {
     let file = TestEnv::file_bytes(&parts[0], 8192, errors.len());
     assert_eq!(file, (1..=errors.len() as u8).collect::<Vec<_>>());
 }
+
+/// Threads of process `pid` (its `/proc/<pid>/task` entries).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"))
+        .count()
+}
+
+/// libpmemobj asks for 1024 lanes for every pool it opens and uses lane 0
+/// plus one lane per application thread. TCP lanes connect on first use, so
+/// the 1024 granted lanes cost rpmemd one thread (and the client one
+/// connection) per lane used: opening holds lane 0 only, and each further
+/// lane adds one worker when its first call arrives.
+#[test]
+fn a_thousand_lanes_cost_only_the_lanes_used() {
+    let env = TestEnv::new();
+    let parts = env.poolset("many.set", &[POOL], false);
+    let opts = env.options();
+    let r = region(POOL);
+    let pool = RemotePool::create(
+        "localhost",
+        "many.set",
+        Arc::clone(&r),
+        1024,
+        Some(&attr(7)),
+        &opts,
+    )
+    .expect("create with 1024 lanes");
+    assert_eq!(pool.nlanes(), 1024, "rpmemd grants libpmemobj's 1024 lanes");
+    let pid = pool.remote_pid().expect("rpmemd's pid in local mode");
+    let at_open = threads_of(pid);
+    assert!(
+        at_open < 16,
+        "rpmemd runs {at_open} threads right after opening 1024 lanes: lanes were connected eagerly"
+    );
+    for (lane, off) in [(1u32, 8192u64), (1000, 16384), (1023, 3 * MIB)] {
+        put(&r, off, &pattern(4096, u64::from(lane)));
+        pool.persist(lane, off, 4096, 0)
+            .expect("persist on a lane not used before");
+    }
+    // The workers start when the connections arrive; give them a moment.
+    let grew = rpmem_e2e::wait_for(std::time::Duration::from_secs(5), || {
+        threads_of(pid) == at_open + 3
+    });
+    assert!(
+        grew,
+        "three lanes used: rpmemd should run {} threads, runs {}",
+        at_open + 3,
+        threads_of(pid)
+    );
+    // A second call on a used lane does not connect again.
+    pool.persist(1000, 16384, 4096, 0).expect("persist again");
+    assert_eq!(threads_of(pid), at_open + 3);
+    pool.close().expect("close");
+    for (lane, off) in [(1u32, 8192u64), (1000, 16384), (1023, 3 * MIB)] {
+        assert_eq!(
+            TestEnv::file_bytes(&parts[0], off, 4096),
+            pattern(4096, u64::from(lane)),
+            "lane {lane}'s persist is in the part file"
+        );
+    }
+}
