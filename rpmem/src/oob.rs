@@ -12,6 +12,11 @@ use rpmem_core::PoolAttr;
 use crate::error::Error;
 use crate::launch::{Recv, Remote};
 
+/// What the library waits for after sending CREATE.
+const WAIT_CREATE: &str = "waiting for CREATE_RESP";
+/// What the library waits for after sending OPEN.
+const WAIT_OPEN: &str = "waiting for OPEN_RESP";
+
 /// How long to wait for rpmemd's last stderr lines once it has ended.
 pub(crate) const STDERR_GRACE: Duration = Duration::from_secs(2);
 
@@ -66,7 +71,7 @@ impl OobSession {
 
     /// Sends CREATE and waits for CREATE_RESP.
     pub(crate) fn create(&mut self, req: &CreateRequest<'_>) -> Result<CreateResponse, Error> {
-        let during = "waiting for CREATE_RESP";
+        let during = WAIT_CREATE;
         let bytes = self
             .client
             .send_create(req)
@@ -81,7 +86,7 @@ impl OobSession {
 
     /// Sends OPEN and waits for OPEN_RESP.
     pub(crate) fn open(&mut self, req: &OpenRequest<'_>) -> Result<OpenResponse, Error> {
-        let during = "waiting for OPEN_RESP";
+        let during = WAIT_OPEN;
         let bytes = self
             .client
             .send_open(req)
@@ -245,6 +250,31 @@ impl OobSession {
                     } else {
                         text
                     },
+                }
+            }
+            OobError::RemoteFailure { errno, .. }
+                if during == WAIT_CREATE || during == WAIT_OPEN =>
+            {
+                // Our rpmemd answers every well-formed CREATE/OPEN with a
+                // status; PMDK 1.12.1's rpmemd ends the session with its
+                // failure word when the request names a data path it does not
+                // know (it logs "invalid provider -- <n>").
+                let _ = self
+                    .remote
+                    .wait_until(Instant::now() + STDERR_GRACE.min(self.timeout));
+                let words = self.remote.info().describe(STDERR_GRACE);
+                Error::Protocol {
+                    host: self.host.clone(),
+                    during: during.to_owned(),
+                    detail: format!(
+                        "rpmemd ended the session with {errno} instead of answering. That is what \
+                         PMDK's rpmemd (1.12.1 and earlier) does with a request for a data path it \
+                         does not know, such as this library's TCP data path: the rpmemd started \
+                         on {host} is probably PMDK's, which cannot serve this library. Install \
+                         this project's rpmemd on {host}, or set RPMEM_CMD to its path there \
+                         ({words})",
+                        host = self.host
+                    ),
                 }
             }
             OobError::RemoteFailure { errno, .. } => {

@@ -288,3 +288,52 @@ fn silent_rpmemd_times_out() {
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     assert!(e.to_string().contains("start-up status word"), "{e}");
 }
+
+/// A host that still runs PMDK 1.12.1's rpmemd: it does not know our TCP data
+/// path. Its request loop (`rpmemd_obc_check_provider` failing, then `main`'s
+/// error path) sends no answer: it logs "invalid provider -- <n>", writes its
+/// errno as a 4-byte word and exits with a failure. The stand-in below does
+/// exactly that on stdin/stdout. Both CREATE and OPEN must say what happened
+/// and what to do, not "rpmemd reported errno 2".
+#[test]
+fn pmdk_rpmemd_on_the_target_is_named_with_the_remedy() {
+    let env = TestEnv::new();
+    env.poolset("x.set", &[POOL], false);
+    let script = env.path("pmdk-rpmemd.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         # start-up status word: ready\n\
+         printf '\\000\\000\\000\\000'\n\
+         # the request header and body\n\
+         head -c 16 >/dev/null\n\
+         echo 'rpmemd: invalid provider -- 1380974593' >&2\n\
+         # main's error path: errno (ENOENT here) as a host-order word\n\
+         printf '\\002\\000\\000\\000'\n\
+         exit 1\n",
+    )
+    .expect("script");
+    let opts = env
+        .options()
+        .to_builder()
+        .command(format!("sh {}", script.display()))
+        .build();
+    let r = region(POOL);
+    let attr = rpmem_e2e::attr(3);
+    let errors = [
+        RemotePool::create("localhost", "x.set", Arc::clone(&r), 1, Some(&attr), &opts)
+            .expect_err("PMDK's rpmemd cannot create"),
+        RemotePool::open("localhost", "x.set", Arc::clone(&r), 1, &opts)
+            .expect_err("PMDK's rpmemd cannot open"),
+    ];
+    for e in errors {
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Protocol { .. }), "{msg}");
+        assert!(msg.contains("probably PMDK's"), "says what happened: {msg}");
+        assert!(msg.contains("RPMEM_CMD"), "says what to do: {msg}");
+        assert!(
+            msg.contains("invalid provider"),
+            "with rpmemd's own words: {msg}"
+        );
+    }
+}
