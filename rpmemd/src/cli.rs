@@ -1,7 +1,7 @@
 //! rpmemd command line.
 //!
 //! The options of the rpmemd manual, PMDK's undocumented `-s/--pool-set` and `-t/--nthreads`,
-//! and our `--dump-config`. `--help` and `--version` are handled by rpmemd itself (not clap) so
+//! and our `--dump-config` and `--check-config`. `--help` and `--version` are handled by rpmemd itself (not clap) so
 //! that their text is PMDK's and goes to stdout only when asked for.
 
 use std::ffi::OsString;
@@ -36,6 +36,8 @@ Options:
                                         info    informational message
                                         debug   debug-level message
       --dump-config             print the effective configuration and exit
+      --check-config            check the configuration as a session would use it
+                                (log file, syslog, pool set directory) and exit
 ";
 
 /// The `--version` text (one line).
@@ -131,6 +133,10 @@ pub struct Cli {
     /// `--dump-config`: print the effective configuration and exit.
     #[arg(long)]
     pub dump_config: bool,
+
+    /// `--check-config`: check the configuration as a session would use it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// A `-r/--remove` request.
@@ -153,6 +159,8 @@ pub enum Request {
     Version,
     /// Print the effective configuration and exit.
     DumpConfig,
+    /// Check the configuration as a session would use it, report, and exit.
+    CheckConfig,
     /// Remove a pool.
     Remove(RemoveRequest),
     /// Serve one librpmem session on stdin/stdout.
@@ -169,12 +177,14 @@ impl Cli {
         Cli::try_parse_from(args)
     }
 
-    /// What to do, in priority order: help, version, dump-config, remove, session.
+    /// What to do, in priority order: help, version, check-config, dump-config, remove, session.
     pub fn request(&self) -> Request {
         if self.help {
             Request::Help
         } else if self.version {
             Request::Version
+        } else if self.check_config {
+            Request::CheckConfig
         } else if self.dump_config {
             Request::DumpConfig
         } else if let Some(poolset) = &self.remove {
@@ -271,6 +281,7 @@ mod tests {
     #[case::help(&["-h", "-V"], Request::Help)]
     #[case::version(&["--version", "--dump-config"], Request::Version)]
     #[case::dump(&["--dump-config", "-r", "x"], Request::DumpConfig)]
+    #[case::check(&["--dump-config", "--check-config", "-r", "x"], Request::CheckConfig)]
     #[case::remove(&["--remove", "x", "--force"],
         Request::Remove(RemoveRequest { poolset: "x".into(), force: true, pool_set: false }))]
     #[case::session(&["--log-level", "debug"], Request::Session)]
@@ -349,6 +360,7 @@ mod tests {
             "--use-syslog",
             "--log-level <level>",
             "--dump-config",
+            "--check-config",
         ] {
             assert!(help.contains(option), "{option}");
         }

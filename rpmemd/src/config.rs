@@ -12,8 +12,10 @@
 //! are skipped. Every line of every file read must be valid (see [`parse_line`]), otherwise the
 //! whole configuration is refused with an error naming `file:line` and showing the line.
 //!
-//! After all layers, `$HOME` in `poolset-dir` is replaced with the home directory (see
-//! [`substitute_home`]) and the result must be an absolute path.
+//! After all layers, `$HOME` in `poolset-dir` and in `log-file` is replaced with the home
+//! directory (see [`substitute_home`]) and each result must be an absolute path. Where every
+//! value came from (a file and line, a command-line option, the default) is kept in
+//! [`Origins`], so that errors and `--check-config` can name it.
 //!
 //! Like PMDK, setting `log-file` also switches `use-syslog` to `no` at that point; a later
 //! `use-syslog` line (or the `--use-syslog` flag, wherever it stands) switches it back on.
@@ -312,10 +314,18 @@ pub struct FileLineError {
 
 /// Parses the whole text of a configuration file named `file` into its settings, in order.
 pub fn parse_text(file: &Path, text: &[u8]) -> Result<Vec<Setting>, FileLineError> {
+    Ok(parse_text_lines(file, text)?
+        .into_iter()
+        .map(|(_, setting)| setting)
+        .collect())
+}
+
+/// [`parse_text`], each setting with its 1-based line number.
+pub fn parse_text_lines(file: &Path, text: &[u8]) -> Result<Vec<(usize, Setting)>, FileLineError> {
     let mut settings = Vec::new();
     for (index, line) in text.split(|&b| b == b'\n').enumerate() {
         match parse_line(line) {
-            Ok(Some(setting)) => settings.push(setting),
+            Ok(Some(setting)) => settings.push((index.saturating_add(1), setting)),
             Ok(None) => {}
             Err(reason) => {
                 let shown = line.strip_suffix(b"\r").unwrap_or(line);
@@ -375,7 +385,8 @@ pub enum ConfigError {
     Line(#[from] FileLineError),
     /// `poolset-dir` is not absolute once `$HOME` is replaced.
     #[error(
-        "poolset-dir {value:?} is not an absolute path (written as {raw:?}; $HOME is {home:?})"
+        "poolset-dir {value:?} (set by {origin}) is not an absolute path (written as {raw:?}; \
+         $HOME is {home:?})"
     )]
     PoolsetDirNotAbsolute {
         /// The value after `$HOME` substitution.
@@ -384,6 +395,24 @@ pub enum ConfigError {
         raw: String,
         /// The home directory used for `$HOME`.
         home: String,
+        /// Where the value was set.
+        origin: Origin,
+    },
+    /// `log-file` is not absolute once `$HOME` is replaced.
+    #[error(
+        "log-file {value:?} (set by {origin}) is not an absolute path (written as {raw:?}; \
+         $HOME is {home:?}); a relative log file would be opened in whatever directory rpmemd \
+         starts in"
+    )]
+    LogFileNotAbsolute {
+        /// The value after `$HOME` substitution.
+        value: String,
+        /// The value as configured.
+        raw: String,
+        /// The home directory used for `$HOME`.
+        home: String,
+        /// Where the value was set.
+        origin: Origin,
     },
     /// `HOME` is not set and the password database has no usable entry.
     #[error("cannot determine the home directory: HOME is not set and {0}")]
@@ -487,7 +516,7 @@ pub struct Overrides {
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Where log messages go when `use_syslog` is false.
+    /// Where log messages go when `use_syslog` is false (absolute, `$HOME` replaced).
     pub log_file: PathBuf,
     /// The directory pool set names are resolved in (absolute, `$HOME` replaced).
     pub poolset_dir: PathBuf,
@@ -503,7 +532,73 @@ pub struct Config {
     pub nthreads: usize,
 }
 
-/// The configuration while layers are applied (`poolset_dir` still raw).
+/// Where a configuration value came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Nothing set it: the default of the manual.
+    #[default]
+    Default,
+    /// A configuration file line.
+    File {
+        /// The file as named.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A command-line option (its long name, without `--`).
+    CommandLine(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("the default"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::CommandLine(name) => write!(f, "the command-line option --{name}"),
+        }
+    }
+}
+
+/// Where each value of the effective configuration came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origins {
+    /// `log-file`.
+    pub log_file: Origin,
+    /// `poolset-dir`.
+    pub poolset_dir: Origin,
+    /// `persist-apm`.
+    pub persist_apm: Origin,
+    /// `persist-general`.
+    pub persist_general: Origin,
+    /// `use-syslog` (a `log-file` setting turns it off, and is then its origin).
+    pub use_syslog: Origin,
+    /// `log-level`.
+    pub log_level: Origin,
+    /// `nthreads` (`-t`).
+    pub nthreads: Origin,
+}
+
+/// A configuration file rpmemd looked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileLookup {
+    /// The file as named.
+    pub path: PathBuf,
+    /// Whether it was read (false: an optional file that does not exist, skipped).
+    pub read: bool,
+}
+
+/// The effective configuration with where it came from (for `--check-config`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// Where each value came from.
+    pub origins: Origins,
+    /// The configuration files looked for, in order.
+    pub files: Vec<FileLookup>,
+}
+
+/// The configuration while layers are applied (`poolset_dir` and `log_file` still raw).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Layered {
     log_file: String,
@@ -513,6 +608,8 @@ struct Layered {
     use_syslog: bool,
     log_level: LogLevel,
     nthreads: usize,
+    origins: Origins,
+    files: Vec<FileLookup>,
 }
 
 impl Layered {
@@ -525,28 +622,59 @@ impl Layered {
             use_syslog: true,
             log_level: LogLevel::Err,
             nthreads: DEFAULT_NTHREADS,
+            origins: Origins::default(),
+            files: Vec::new(),
         }
     }
 
+    #[cfg(test)]
     fn apply(&mut self, setting: &Setting) {
+        self.apply_from(setting, Origin::Default);
+    }
+
+    fn apply_from(&mut self, setting: &Setting, origin: Origin) {
+        let o = &mut self.origins;
         match setting {
             Setting::LogFile(path) => {
                 self.log_file.clone_from(path);
                 // PMDK: naming a log file means logging to it.
                 self.use_syslog = false;
+                o.use_syslog = origin.clone();
+                o.log_file = origin;
             }
-            Setting::PoolsetDir(path) => self.poolset_dir.clone_from(path),
-            Setting::PersistApm(on) => self.persist_apm = *on,
-            Setting::PersistGeneral(on) => self.persist_general = *on,
-            Setting::UseSyslog(on) => self.use_syslog = *on,
-            Setting::LogLevel(level) => self.log_level = *level,
+            Setting::PoolsetDir(path) => {
+                self.poolset_dir.clone_from(path);
+                o.poolset_dir = origin;
+            }
+            Setting::PersistApm(on) => {
+                self.persist_apm = *on;
+                o.persist_apm = origin;
+            }
+            Setting::PersistGeneral(on) => {
+                self.persist_general = *on;
+                o.persist_general = origin;
+            }
+            Setting::UseSyslog(on) => {
+                self.use_syslog = *on;
+                o.use_syslog = origin;
+            }
+            Setting::LogLevel(level) => {
+                self.log_level = *level;
+                o.log_level = origin;
+            }
         }
     }
 
     fn apply_file(&mut self, path: &Path, required: bool) -> Result<(), ConfigError> {
         let text = match std::fs::read(path) {
             Ok(text) => text,
-            Err(e) if !required && is_missing(&e) => return Ok(()),
+            Err(e) if !required && is_missing(&e) => {
+                self.files.push(FileLookup {
+                    path: path.to_path_buf(),
+                    read: false,
+                });
+                return Ok(());
+            }
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.to_path_buf(),
@@ -554,9 +682,17 @@ impl Layered {
                 })
             }
         };
-        for setting in parse_text(path, &text)? {
-            self.apply(&setting);
+        for (line, setting) in parse_text_lines(path, &text)? {
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line,
+            };
+            self.apply_from(&setting, origin);
         }
+        self.files.push(FileLookup {
+            path: path.to_path_buf(),
+            read: true,
+        });
         Ok(())
     }
 }
@@ -566,8 +702,25 @@ fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
+/// The long option that sets `setting` on the command line.
+fn option_name(setting: &Setting) -> &'static str {
+    match setting {
+        Setting::LogFile(_) => Key::LogFile.name(),
+        Setting::PoolsetDir(_) => Key::PoolsetDir.name(),
+        Setting::PersistApm(_) => Key::PersistApm.name(),
+        Setting::PersistGeneral(_) => Key::PersistGeneral.name(),
+        Setting::UseSyslog(_) => Key::UseSyslog.name(),
+        Setting::LogLevel(_) => Key::LogLevel.name(),
+    }
+}
+
 /// Builds the effective configuration from the defaults, the files and the command line.
 pub fn load(env: &Environment, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load_traced(env, overrides).map(|loaded| loaded.config)
+}
+
+/// [`load`], keeping where every value came from and which files were looked for.
+pub fn load_traced(env: &Environment, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let mut layered = Layered::defaults();
     match &overrides.config_file {
         Some(path) => layered.apply_file(path, true)?,
@@ -577,10 +730,11 @@ pub fn load(env: &Environment, overrides: &Overrides) -> Result<Config, ConfigEr
         }
     }
     for setting in &overrides.settings {
-        layered.apply(setting);
+        layered.apply_from(setting, Origin::CommandLine(option_name(setting)));
     }
     if let Some(nthreads) = overrides.nthreads {
         layered.nthreads = nthreads;
+        layered.origins.nthreads = Origin::CommandLine("nthreads");
     }
 
     let poolset_dir = substitute_home(&layered.poolset_dir, &env.home);
@@ -589,16 +743,30 @@ pub fn load(env: &Environment, overrides: &Overrides) -> Result<Config, ConfigEr
             value: poolset_dir,
             raw: layered.poolset_dir,
             home: env.home.clone(),
+            origin: layered.origins.poolset_dir,
         });
     }
-    Ok(Config {
-        log_file: PathBuf::from(layered.log_file),
-        poolset_dir: PathBuf::from(poolset_dir),
-        persist_apm: layered.persist_apm,
-        persist_general: layered.persist_general,
-        use_syslog: layered.use_syslog,
-        log_level: layered.log_level,
-        nthreads: layered.nthreads,
+    let log_file = substitute_home(&layered.log_file, &env.home);
+    if !Path::new(&log_file).is_absolute() {
+        return Err(ConfigError::LogFileNotAbsolute {
+            value: log_file,
+            raw: layered.log_file,
+            home: env.home.clone(),
+            origin: layered.origins.log_file,
+        });
+    }
+    Ok(Loaded {
+        config: Config {
+            log_file: PathBuf::from(log_file),
+            poolset_dir: PathBuf::from(poolset_dir),
+            persist_apm: layered.persist_apm,
+            persist_general: layered.persist_general,
+            use_syslog: layered.use_syslog,
+            log_level: layered.log_level,
+            nthreads: layered.nthreads,
+        },
+        origins: layered.origins,
+        files: layered.files,
     })
 }
 
@@ -867,6 +1035,87 @@ mod tests {
             err.as_deref()
                 .is_some_and(|e| e.contains(&format!("{value:?}"))),
             "{err:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::home("$HOME/.rpmemd.log", "/h/.rpmemd.log")]
+    #[case::absolute("/var/log/x.log", "/var/log/x.log")]
+    #[case::sticky_stays("/l/$HOMEx.log", "/l/$HOMEx.log")]
+    fn log_file_home_is_replaced(#[case] raw: &str, #[case] expected: &str) {
+        let env = env_with("/h", Path::new("/nonexistent/rpmemd.conf"));
+        let overrides = Overrides {
+            settings: vec![Setting::LogFile(raw.into())],
+            ..Overrides::default()
+        };
+        let config = load(&env, &overrides).ok();
+        assert_eq!(config.map(|c| c.log_file), Some(PathBuf::from(expected)));
+    }
+
+    #[rstest]
+    #[case::relative("rpmemd.log", "rpmemd.log")]
+    #[case::sticky("$HOMEx/l", "$HOMEx/l")]
+    fn relative_log_file_is_refused_naming_the_option(#[case] raw: &str, #[case] value: &str) {
+        let env = env_with("/h", Path::new("/nonexistent/rpmemd.conf"));
+        let overrides = Overrides {
+            settings: vec![Setting::LogFile(raw.into())],
+            ..Overrides::default()
+        };
+        let err = load(&env, &overrides).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with(&format!("log-file {value:?} (set by the command-line option --log-file) is not an absolute path")), "{err}");
+    }
+
+    #[test]
+    fn origins_name_file_and_line() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"));
+        let conf = dir.join("c.conf");
+        assert!(std::fs::write(&conf, "# x\nlog-level = info\n\nlog-file = /l\n").is_ok());
+        let env = env_with("/h", &dir.join("missing.conf"));
+        let overrides = Overrides {
+            config_file: Some(conf.clone()),
+            settings: vec![Setting::PersistApm(true)],
+            nthreads: Some(2),
+        };
+        let loaded = load_traced(&env, &overrides).ok();
+        let origins = loaded
+            .as_ref()
+            .map(|l| l.origins.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            origins.log_level,
+            Origin::File {
+                path: conf.clone(),
+                line: 2
+            }
+        );
+        assert_eq!(
+            origins.log_file,
+            Origin::File {
+                path: conf.clone(),
+                line: 4
+            }
+        );
+        assert_eq!(
+            origins.use_syslog,
+            Origin::File {
+                path: conf.clone(),
+                line: 4
+            }
+        );
+        assert_eq!(origins.persist_apm, Origin::CommandLine("persist-apm"));
+        assert_eq!(origins.nthreads, Origin::CommandLine("nthreads"));
+        assert_eq!(origins.poolset_dir, Origin::Default);
+        assert_eq!(
+            loaded.map(|l| l.files),
+            Some(vec![FileLookup {
+                path: conf,
+                read: true
+            }])
         );
     }
 

@@ -8,8 +8,10 @@
 //!   server), with the persistency method choice;
 //! * [`transport`]: the data path (TCP lanes);
 //! * [`remove`]: `rpmemd --remove`;
+//! * [`check`]: `rpmemd --check-config`;
 //! * [`sync`]: the synchronisation facade (std, or loom under `cfg(loom)`).
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exit;

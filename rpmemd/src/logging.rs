@@ -393,6 +393,20 @@ fn open_log_file(path: &Path) -> Result<File, LoggingError> {
     Ok(file)
 }
 
+/// Connects to syslog as a session would (`socket`, or the system's sockets) and returns the
+/// socket that took the connection; nothing is sent. For `--check-config`.
+pub fn check_syslog(socket: Option<&Path>) -> Result<PathBuf, SyslogUnreachable> {
+    SyslogSink::connect(socket).map(|(_, path)| path)
+}
+
+/// Opens the log file as a session would (appending, created with [`LOG_FILE_MODE`]) and
+/// returns its mode when it is looser than that. For `--check-config`.
+pub fn check_log_file(path: &Path) -> Result<Option<u32>, LoggingError> {
+    let file = open_log_file(path)?;
+    let mode = file.metadata().map(|m| m.permissions().mode()).ok();
+    Ok(mode.filter(|mode| mode & 0o027 != 0).map(|m| m & 0o7777))
+}
+
 /// Switches logging to `destination` at `level`.
 ///
 /// A log file that cannot be opened is an error (logging stays on stderr). A syslog socket that

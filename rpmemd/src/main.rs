@@ -2,7 +2,8 @@
 //!
 //! Start-up: parse the command line, read the configuration, set up logging, then either
 //! remove a pool (`-r`) or serve one session on stdin/stdout. Nothing but protocol bytes goes to
-//! stdout, except the output of `--help`, `--version` and `--dump-config`, which exit at once.
+//! stdout, except the output of `--help`, `--version`, `--dump-config` and `--check-config`,
+//! which exit at once.
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -13,7 +14,7 @@ use rpmemd::cli::{self, Cli, Request};
 use rpmemd::config::{self, Config, ConfigError};
 use rpmemd::exit::Status;
 use rpmemd::logging::{self, LoggingError, NOTICE_TARGET};
-use rpmemd::{remove, session};
+use rpmemd::{check, remove, session};
 
 fn main() -> ExitCode {
     run(std::env::args_os()).into()
@@ -37,13 +38,14 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
     match request {
         Request::Help => return print_stdout(&cli::help_text()),
         Request::Version => return print_stdout(&cli::version_text()),
-        Request::DumpConfig | Request::Remove(_) | Request::Session => {}
+        Request::DumpConfig | Request::CheckConfig | Request::Remove(_) | Request::Session => {}
     }
 
-    let config = match config::Environment::from_process()
-        .and_then(|env| config::load(&env, &cli.overrides()))
+    // Every request loads the configuration the same way (`--check-config` relies on it).
+    let loaded = match config::Environment::from_process()
+        .and_then(|env| config::load_traced(&env, &cli.overrides()))
     {
-        Ok(config) => config,
+        Ok(loaded) => loaded,
         Err(e) => {
             log::error!("{e}");
             if request == Request::Session {
@@ -52,11 +54,16 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
             return Status::Config;
         }
     };
+    let syslog_socket: Option<std::path::PathBuf> =
+        std::env::var_os(logging::SYSLOG_SOCKET_ENV).map(Into::into);
+    if request == Request::CheckConfig {
+        return check::run(&loaded, syslog_socket.as_deref());
+    }
+    let config = loaded.config;
     if request == Request::DumpConfig {
         return print_stdout(&config.dump());
     }
 
-    let syslog_socket = std::env::var_os(logging::SYSLOG_SOCKET_ENV).map(Into::into);
     let destination = logging::Destination::from_config(&config, syslog_socket);
     if let Err(e) = logging::configure(config.log_level, &destination) {
         log::error!("{e}");
@@ -69,10 +76,12 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
 
     match request {
         Request::Remove(remove) => remove::run(&config, &remove),
-        // Help, version and dump-config returned above.
-        Request::Session | Request::Help | Request::Version | Request::DumpConfig => {
-            session::run(&config)
-        }
+        // Help, version, dump-config and check-config returned above.
+        Request::Session
+        | Request::Help
+        | Request::Version
+        | Request::DumpConfig
+        | Request::CheckConfig => session::run(&config),
     }
 }
 

@@ -268,7 +268,11 @@ fn check_pmdk_case(dir: &Path, case: &Case, pw_home: &str) -> Vec<String> {
         if code != Some(3) || !stdout.is_empty() {
             problem(format!("expected refusal, got {code:?}, stdout {stdout:?}"));
         }
-        if !stderr.contains(&format!("poolset-dir {value:?} is not an absolute path")) {
+        let expected = format!(
+            "poolset-dir {value:?} (set by the command-line option --poolset-dir) is not an \
+             absolute path"
+        );
+        if !stderr.contains(&expected) {
             problem(format!("stderr {stderr:?} does not name {value:?}"));
         }
     } else {
@@ -366,6 +370,19 @@ impl Scratch {
         let home = self.home().display().to_string();
         let mut args: Vec<String> = args.iter().map(|a| a.replace("{home}", &home)).collect();
         args.push("--dump-config".to_owned());
+        run(
+            self.path(),
+            Some(&home),
+            Some(&self.path().join("global.conf")),
+            &args,
+        )
+    }
+
+    /// `--check-config` with these args (`{home}` replaced as in [`Scratch::run`]).
+    fn check(&self, args: &[&str]) -> Output {
+        let home = self.home().display().to_string();
+        let mut args: Vec<String> = args.iter().map(|a| a.replace("{home}", &home)).collect();
+        args.push("--check-config".to_owned());
         run(
             self.path(),
             Some(&home),
@@ -528,26 +545,103 @@ fn comments_anywhere_and_blanks() {
 }
 
 #[rstest]
-#[case::user_file(None, Some("poolset-dir = relative/dir\n"), &[], "relative/dir")]
-#[case::global_file(Some("poolset-dir = ./x\n"), None, &[], "./x")]
-#[case::cli(None, None, &["--poolset-dir", "pools"], "pools")]
-#[case::sticky(None, None, &["--poolset-dir=$HOMEx"], "$HOMEx")]
-#[case::prefix(None, None, &["--poolset-dir=p$HOME"], "p{home}")]
+#[case::user_file(None, Some("poolset-dir = relative/dir\n"), &[], "relative/dir",
+    "{home}/.rpmemd.conf:1")]
+#[case::global_file(Some("\npoolset-dir = ./x\n"), None, &[], "./x", "{dir}/global.conf:2")]
+#[case::cli(None, None, &["--poolset-dir", "pools"], "pools",
+    "the command-line option --poolset-dir")]
+#[case::sticky(None, None, &["--poolset-dir=$HOMEx"], "$HOMEx",
+    "the command-line option --poolset-dir")]
+#[case::prefix(None, None, &["--poolset-dir=p$HOME"], "p{home}",
+    "the command-line option --poolset-dir")]
 fn relative_poolset_dir_is_refused(
     #[case] global: Option<&str>,
     #[case] user: Option<&str>,
     #[case] args: &[&str],
     #[case] value: &str,
+    #[case] origin: &str,
 ) {
     let scratch = Scratch::new(global, user);
     let output = scratch.run(args);
-    let value = value.replace("{home}", &scratch.home().display().to_string());
+    let home = scratch.home().display().to_string();
+    let dir = scratch.path().display().to_string();
+    let value = value.replace("{home}", &home);
+    let origin = origin.replace("{home}", &home).replace("{dir}", &dir);
     assert_eq!(output.status.code(), Some(3));
     assert!(output.stdout.is_empty());
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains(&format!("poolset-dir {value:?} is not an absolute path")),
+        stderr.contains(&format!(
+            "poolset-dir {value:?} (set by {origin}) is not an absolute path"
+        )),
         "{stderr}"
+    );
+}
+
+#[rstest]
+#[case::alone("$HOME/.rpmemd.log", "{home}/.rpmemd.log")]
+#[case::nested("$HOME/logs/$HOME-x.log", "{home}/logs/{home}-x.log")]
+#[case::sticky_in_absolute("/var/log/$HOMEx.log", "/var/log/$HOMEx.log")]
+fn home_is_replaced_in_log_file(#[case] value: &str, #[case] expected: &str) {
+    let scratch = Scratch::new(None, Some(&format!("log-file = {value}\n")));
+    scratch.assert_values(&[], &[("log-file", expected), ("use-syslog", "no")]);
+    let scratch = Scratch::new(None, None);
+    scratch.assert_values(&[&format!("--log-file={value}")], &[("log-file", expected)]);
+}
+
+/// A relative `log-file` would be opened relative to whatever directory rpmemd starts in (the
+/// home directory under ssh, anything in a test): refused like a relative `poolset-dir`, by
+/// every request that reads the configuration, naming where it was set.
+#[rstest]
+#[case::user_file(Some("poolset-dir = /\nlog-file = rpmemd.log\n"), &[], "rpmemd.log",
+    "{home}/.rpmemd.conf:2")]
+#[case::cli(None, &["--log-file", "logs/r.log"], "logs/r.log",
+    "the command-line option --log-file")]
+#[case::sticky(None, &["--log-file=$HOMEx/r.log"], "$HOMEx/r.log",
+    "the command-line option --log-file")]
+fn relative_log_file_is_refused(
+    #[case] user: Option<&str>,
+    #[case] args: &[&str],
+    #[case] value: &str,
+    #[case] origin: &str,
+) {
+    let scratch = Scratch::new(None, user);
+    let home = scratch.home().display().to_string();
+    let origin = origin.replace("{home}", &home);
+    let expected = format!("log-file {value:?} (set by {origin}) is not an absolute path");
+    // --dump-config
+    let output = scratch.run(args);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(output.stdout.is_empty());
+    assert!(
+        text(&output.stderr).contains(&expected),
+        "{}",
+        text(&output.stderr)
+    );
+    // --check-config
+    let output = scratch.check(args);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(output.stdout.is_empty());
+    assert!(
+        text(&output.stderr).contains(&expected),
+        "{}",
+        text(&output.stderr)
+    );
+    // A session: the start-up status word EINVAL, nothing else on stdout.
+    let mut session_args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    session_args.push("--poolset-dir=/".to_owned());
+    let output = run(
+        scratch.path(),
+        Some(&home),
+        Some(&scratch.path().join("global.conf")),
+        &session_args,
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.stdout, [22, 0, 0, 0]);
+    assert!(
+        text(&output.stderr).contains(&expected),
+        "{}",
+        text(&output.stderr)
     );
 }
 
@@ -666,4 +760,326 @@ fn version_and_help_go_to_stdout_and_win() {
     for option in ["-s, --pool-set", "--dump-config", "-t, --nthreads <num>"] {
         assert!(stdout.contains(option), "{option}");
     }
+}
+
+// ------------------------------------------------------------------ --check-config
+
+/// The configuration example of a document: the fenced block that sets
+/// `log-file = $HOME/.rpmemd.log`, exactly as written there.
+fn documented_example(doc: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut block: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match block.as_mut() {
+            None if trimmed.starts_with("```") => block = Some(Vec::new()),
+            None => {}
+            Some(lines) if trimmed.starts_with("```") => {
+                if lines
+                    .iter()
+                    .any(|l| l.trim() == "log-file = $HOME/.rpmemd.log")
+                {
+                    let mut example: String = lines
+                        .iter()
+                        .map(|l| format!("{}\n", l.trim_start()))
+                        .collect();
+                    example.truncate(example.trim_end().len());
+                    example.push('\n');
+                    return example;
+                }
+                block = None;
+            }
+            Some(lines) => lines.push(line),
+        }
+    }
+    panic!("{doc} has no configuration example with log-file = $HOME/.rpmemd.log");
+}
+
+/// The size of the pool the session test creates (the smallest part).
+const EXAMPLE_POOL_SIZE: u64 = 2 << 20;
+
+/// Runs rpmemd as ssh would start it for a session, with this HOME and no global file, and
+/// drives CREATE and CLOSE through the out-of-band client machine. Gives the exit status
+/// and stderr.
+fn serve_create_and_close(home: &Path, global: &Path, name: &str) -> (Option<i32>, String) {
+    use rpmem_core::oob::{Client, ClientEvent, CreateRequest};
+    use rpmem_core::wire::oob::{PoolDesc, Provider};
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+
+    let mut child = Command::new(BIN)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("RPMEMD_GLOBAL_CONFIG", global)
+        .env("PMEM_IS_PMEM_FORCE", "0")
+        .env_remove("RPMEMD_SYSLOG_SOCKET")
+        .env_remove("SSH_CONNECTION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
+    let mut client = Client::new();
+    let mut pending = Vec::new();
+    let mut next_event = |client: &mut Client| -> Option<ClientEvent> {
+        loop {
+            if !pending.is_empty() {
+                let (used, event) = client.handle_input(&pending).ok()?;
+                pending.drain(..used);
+                if event.is_some() {
+                    return event;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = stdout.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            pending.extend_from_slice(&buf[..n]);
+        }
+    };
+    let mut events = Vec::new();
+    if next_event(&mut client) == Some(ClientEvent::Ready) {
+        let mut attr = rpmem_core::attr::PoolAttr::ZERO;
+        attr.signature = *b"EXAMPLE\0";
+        attr.major = 1;
+        let req = CreateRequest {
+            pool_size: EXAMPLE_POOL_SIZE,
+            nlanes: 1,
+            provider: Provider::TCP,
+            buff_size: 8192,
+            attr,
+            pool_desc: PoolDesc::from_text(name).unwrap_or_else(|e| panic!("{e}")),
+        };
+        let bytes = client.send_create(&req).map(<[u8]>::to_vec);
+        let bytes = bytes.unwrap_or_else(|e| panic!("{e}"));
+        assert!(stdin.write_all(&bytes).is_ok());
+        let created = next_event(&mut client);
+        let ok = matches!(created, Some(ClientEvent::Created(_)));
+        events.push(format!("{created:?}"));
+        if ok {
+            let bytes = client.send_close(0).map(<[u8]>::to_vec);
+            let bytes = bytes.unwrap_or_else(|e| panic!("{e}"));
+            assert!(stdin.write_all(&bytes).is_ok());
+            let closed = next_event(&mut client);
+            assert_eq!(closed, Some(ClientEvent::Closed), "{events:?}");
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    (status.code(), format!("{stderr}{events:?}"))
+}
+
+/// README.md and docs/deployment.md tell administrators to use this configuration; it must
+/// pass `--check-config` and serve a session, logging to `$HOME/.rpmemd.log` (rpmemd used to
+/// take `$HOME` in `log-file` literally and fail every session).
+#[rstest]
+#[case::readme("README.md")]
+#[case::deployment("docs/deployment.md")]
+fn documented_example_configuration_passes_the_check_and_serves_a_session(#[case] doc: &str) {
+    let example = documented_example(doc);
+    assert!(
+        example.contains("poolset-dir = $HOME/poolsets\n"),
+        "{example}"
+    );
+    let scratch = Scratch::new(None, Some(&example));
+    let home = scratch.home();
+    let global = scratch.path().join("global.conf");
+    assert!(fs::create_dir(home.join("poolsets")).is_ok());
+    let log = home.join(".rpmemd.log");
+
+    let output = scratch.check(&[]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    let conf = home.join(".rpmemd.conf");
+    for expected in [
+        format!("  {}: read\n", conf.display()),
+        format!("  log-file = {}   ({}:2)\n", log.display(), conf.display()),
+        format!(
+            "  ok: log file {} opens for appending (created it)\n",
+            log.display()
+        ),
+        format!(
+            "  ok: pool set directory {} exists and is a readable directory\n",
+            home.join("poolsets").display()
+        ),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} in:\n{stdout}");
+    }
+    assert!(stdout.ends_with("configuration OK\n"), "{stdout}");
+    assert!(
+        log.exists(),
+        "the check creates the log file as a session would"
+    );
+
+    let part = home.join("example.part");
+    let set = format!("PMEMPOOLSET\n{EXAMPLE_POOL_SIZE} {}\n", part.display());
+    assert!(fs::write(home.join("poolsets/example.set"), set).is_ok());
+    let (status, stderr) = serve_create_and_close(&home, &global, "example.set");
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(part.exists(), "the pool was created");
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("notice: create request:"), "{logged}");
+    assert!(logged.contains("notice: user: "), "{logged}");
+}
+
+#[test]
+fn check_config_refuses_a_missing_poolset_dir_naming_the_line() {
+    let scratch = Scratch::new(None, None);
+    let missing = scratch.home().join("no-such-dir");
+    scratch.write(
+        "home/.rpmemd.conf",
+        &format!(
+            "log-file = $HOME/r.log\n# pool sets\npoolset-dir = {}\n",
+            missing.display()
+        ),
+    );
+    // --dump-config only prints what is configured ...
+    assert_eq!(scratch.run(&[]).status.code(), Some(0));
+    // ... --check-config looks.
+    let output = scratch.check(&[]);
+    assert_eq!(output.status.code(), Some(3));
+    let conf = scratch.home().join(".rpmemd.conf");
+    let expected = format!(
+        "poolset-dir {} (set by {}:3) does not exist",
+        missing.display(),
+        conf.display()
+    );
+    assert_eq!(text(&output.stderr), format!("rpmemd: {expected}\n"));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("  FAILED: {expected}\n")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  ok: log file "), "{stdout}");
+    assert!(
+        stdout.ends_with("configuration NOT OK: 1 check(s) failed (exit status 3)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_refuses_a_poolset_dir_that_is_a_file() {
+    let scratch = Scratch::new(None, None);
+    scratch.write("file", "");
+    let file = scratch.path().join("file");
+    let output = scratch.check(&[
+        "--poolset-dir",
+        &file.display().to_string(),
+        "--log-file=$HOME/r.log",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "rpmemd: poolset-dir {} (set by the command-line option --poolset-dir) is not a \
+             directory (it is a regular file)\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn check_config_refuses_a_log_file_that_cannot_be_opened() {
+    let scratch = Scratch::new(
+        None,
+        Some("poolset-dir = $HOME\nlog-file = $HOME/no/dir/r.log\n"),
+    );
+    let output = scratch.check(&[]);
+    assert_eq!(output.status.code(), Some(4));
+    let log = scratch.home().join("no/dir/r.log");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "rpmemd: log-file {} (set by {}:2): cannot open log file {}: ",
+            log.display(),
+            scratch.home().join(".rpmemd.conf").display(),
+            log.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn check_config_checks_syslog_when_it_is_used() {
+    use std::os::unix::net::UnixDatagram;
+    let scratch = Scratch::new(None, Some("poolset-dir = $HOME\nuse-syslog = yes\n"));
+    let socket = scratch.path().join("syslog.sock");
+    let home = scratch.home().display().to_string();
+    let global = scratch.path().join("global.conf");
+    let check = |socket: &Path| {
+        Command::new(BIN)
+            .current_dir(scratch.path())
+            .arg("--check-config")
+            .env("HOME", &home)
+            .env("RPMEMD_GLOBAL_CONFIG", &global)
+            .env("RPMEMD_SYSLOG_SOCKET", socket)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Nobody listens: exit 4, naming the socket and why.
+    let output = check(&socket);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "use-syslog = yes (set by {home}/.rpmemd.conf:2), but cannot reach syslog at {} \
+             (it does not exist)",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    // A listening socket passes, and the check sends it nothing.
+    let server = UnixDatagram::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let output = check(&socket);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "  ok: syslog is reachable at {}\n",
+            socket.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  skipped: log file /var/log/rpmemd.log: not used"),
+        "{stdout}"
+    );
+    assert!(server.set_nonblocking(true).is_ok());
+    let mut buf = [0u8; 64];
+    assert!(
+        server.recv(&mut buf).is_err(),
+        "nothing is logged by a check"
+    );
+}
+
+#[test]
+fn check_config_reports_an_invalid_line_like_every_other_request() {
+    let scratch = Scratch::new(None, Some("poolset-dir = $HOME\nuse-syslog = true\n"));
+    let output = scratch.check(&[]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(output.stdout.is_empty());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "rpmemd: Invalid config file line at {}:2: invalid value for use-syslog",
+            scratch.home().join(".rpmemd.conf").display()
+        )),
+        "{stderr}"
+    );
 }
