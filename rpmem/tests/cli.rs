@@ -1314,7 +1314,9 @@ fn a_full_stdout_fails_every_subcommand() {
         &["info", "--help"],
     ];
     for args in cases {
-        let out = rpmem_to_full(args, &env);
+        // demo and bench --local start their own rpmemd.
+        let own = ["demo", "bench"].contains(&args[0]);
+        let out = rpmem_to_full(args, if own { &[] } else { &env });
         let err = stderr(&out);
         assert_ne!(
             out.status.code(),
@@ -1323,5 +1325,112 @@ fn a_full_stdout_fails_every_subcommand() {
         );
         assert_eq!(code(&out), EXIT_LOCAL, "{args:?}: {err}");
         assert!(err.contains("standard output"), "{args:?}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One rule for finding rpmemd (issue 18)
+
+#[test]
+fn local_mode_finds_rpmemd_next_to_rpmem() {
+    rpmemd();
+    let t = Target::new();
+    t.poolset("r.set", 4 << 20, false);
+    let conf = t.path("rpmemd.conf");
+    let cmd = format!("rpmemd -c {}", conf.display());
+    // No rpmemd on PATH: the bare word resolves to the one next to rpmem.
+    let env = [
+        ("RPMEM_LAUNCH", "local"),
+        ("RPMEM_CMD", cmd.as_str()),
+        ("PATH", "/usr/bin:/bin"),
+    ];
+    ok(&rpmem(
+        &["create", "localhost", "r.set", "--size", "4M"],
+        &env,
+    ));
+    ok(&rpmem(&["info", "localhost", "r.set"], &env));
+    // The same through the options.
+    ok(&rpmem(
+        &[
+            "info",
+            "localhost",
+            "r.set",
+            "--launch",
+            "local",
+            "--cmd",
+            &cmd,
+        ],
+        &[("PATH", "/usr/bin:/bin")],
+    ));
+    // A path that is not the bare word is used as given.
+    let out = rpmem(
+        &[
+            "info",
+            "localhost",
+            "r.set",
+            "--launch",
+            "local",
+            "--cmd",
+            "/nonexistent/rpmemd",
+        ],
+        &[],
+    );
+    fails(&out, EXIT_LOCAL, "/nonexistent/rpmemd");
+}
+
+#[test]
+fn contradictory_options_are_usage_errors() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        (&["bench", "--local", "--cmd", "rpmemd"], &[], "--cmd"),
+        (
+            &["bench", "--local"],
+            &[("RPMEM_CMD", "rpmemd -c x")],
+            "RPMEM_CMD",
+        ),
+        (
+            &["bench", "--local", "--launch", "ssh"],
+            &[],
+            "--launch ssh",
+        ),
+        (
+            &["bench", "--local"],
+            &[("RPMEM_LAUNCH", "ssh")],
+            "RPMEM_LAUNCH=ssh",
+        ),
+        (&["bench", "--local", "--ssh", "myssh"], &[], "--ssh"),
+        (
+            &["bench", "localhost", "p.set", "--rpmemd", "/x"],
+            &[],
+            "--rpmemd",
+        ),
+        (
+            &["bench", "localhost", "p.set", "--dir", "/tmp"],
+            &[],
+            "--dir",
+        ),
+        (&["demo"], &[("RPMEM_CMD", "rpmemd -c x")], "RPMEM_CMD"),
+        (&["demo"], &[("RPMEM_LAUNCH", "ssh")], "RPMEM_LAUNCH=ssh"),
+        (
+            &[
+                "info",
+                "localhost",
+                "p.set",
+                "--launch",
+                "local",
+                "--ssh-arg=-v",
+            ],
+            &[],
+            "--ssh-arg",
+        ),
+    ];
+    for (args, env, words) in cases {
+        let out = rpmem(args, env);
+        let err = stderr(&out);
+        assert_eq!(code(&out), EXIT_USAGE, "{args:?} {env:?}: {err}");
+        assert!(
+            err.contains(words),
+            "{args:?} {env:?}: {err:?} should name {words:?}"
+        );
     }
 }

@@ -57,8 +57,11 @@ pub fn set_daemon_spin(spin: Duration) {
 /// the connection arguments, as for every other subcommand (the library's
 /// spin budget, [`rpmem::DEFAULT_SPIN`], unless `--spin-us` or
 /// `RPMEM_SPIN_US` says otherwise).
-pub fn bench_options(conn: &crate::cli::ConnArgs) -> CliResult<rpmem::Options> {
-    conn.options()
+pub fn bench_options(conn: &crate::cli::ConnArgs, own: Option<&str>) -> CliResult<rpmem::Options> {
+    match own {
+        Some(what) => conn.own_rpmemd_options(what),
+        None => conn.options(),
+    }
 }
 
 /// Everything one run measured.
@@ -124,7 +127,18 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     }
     let max_size = sizes.iter().copied().max().unwrap_or(64);
     let need = bench::region_size(max_size, a.lanes);
-    let opts = bench_options(&a.conn)?;
+    if !a.local && (a.rpmemd.is_some() || a.dir.is_some()) {
+        let given = if a.rpmemd.is_some() {
+            "--rpmemd"
+        } else {
+            "--dir"
+        };
+        return Err(CliError::Usage(format!(
+            "{given} only applies with --local (rpmemd started on this host with a scratch \
+             pool); against TARGET POOLSET the target's rpmemd and pool are used"
+        )));
+    }
+    let opts = bench_options(&a.conn, a.local.then_some("bench --local"))?;
     let budget = Budget {
         max_ops: a.ops,
         max_time: a.seconds,

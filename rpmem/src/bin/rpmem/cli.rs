@@ -66,7 +66,9 @@ pub struct ConnArgs {
     #[arg(long, value_name = "ssh|local", value_parser = ["ssh", "local"])]
     pub launch: Option<String>,
     /// The command that starts rpmemd on the target, e.g. "rpmemd -c
-    /// /etc/rpmemd.conf" [env: RPMEM_CMD]
+    /// /etc/rpmemd.conf"; in local mode the bare word rpmemd is the rpmemd
+    /// next to this program, else one built by cargo, else on $PATH [env:
+    /// RPMEM_CMD]
     #[arg(long, value_name = "COMMAND")]
     pub cmd: Option<String>,
     /// The ssh client program [env: RPMEM_SSH]
@@ -87,8 +89,91 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// The library options: the environment, then these arguments.
+    /// The library options: the environment, then these arguments. In
+    /// local mode a command whose program is the bare word `rpmemd` runs the
+    /// rpmemd this tool finds (see [`crate::local::find_rpmemd`]), and the
+    /// ssh options, which local mode does not use, are refused.
     pub fn options(&self) -> CliResult<rpmem::Options> {
+        let opts = self.merged()?;
+        if opts.launch() != rpmem::Launch::Local {
+            return Ok(opts);
+        }
+        self.refuse_ssh_options(&format!("with {}", self.launch_words()))?;
+        let mut commands = Vec::new();
+        for cmd in opts.commands().commands() {
+            commands.push(crate::local::resolve_command(cmd, &mut |s| {
+                tell!("rpmem: {s}")
+            })?);
+        }
+        Ok(opts
+            .to_builder()
+            .commands(rpmem::CommandRotation::parse(&commands.join("|")))
+            .build())
+    }
+
+    /// How the user asked for local mode, in their words.
+    pub fn launch_words(&self) -> &'static str {
+        if self.launch.is_some() {
+            "--launch local"
+        } else {
+            "RPMEM_LAUNCH=local"
+        }
+    }
+
+    fn refuse_ssh_options(&self, context: &str) -> CliResult {
+        let given = if self.ssh.is_some() {
+            Some("--ssh")
+        } else if !self.ssh_args.is_empty() {
+            Some("--ssh-arg")
+        } else {
+            None
+        };
+        match given {
+            Some(opt) => Err(CliError::Usage(format!(
+                "{opt} cannot be used {context}: rpmemd is started on this host without ssh"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The library options for `demo` and `bench --local` (`what`), which
+    /// start their own rpmemd with a scratch configuration: an rpmemd
+    /// command (`--cmd`, `RPMEM_CMD`), ssh launch or ssh options would be
+    /// ignored, so they are refused.
+    pub fn own_rpmemd_options(&self, what: &str) -> CliResult<rpmem::Options> {
+        let refuse = |given: &str, fix: &str| {
+            Err(CliError::Usage(format!(
+                "{given}, but {what} starts its own rpmemd on this host with a scratch \
+                 configuration: {fix}; choose that rpmemd program with --rpmemd PATH"
+            )))
+        };
+        if self.cmd.is_some() {
+            return refuse("--cmd was given", "leave --cmd out");
+        }
+        if std::env::var_os("RPMEM_CMD").is_some() {
+            return refuse(
+                "RPMEM_CMD is set in the environment",
+                &format!("unset it (env -u RPMEM_CMD rpmem {what})"),
+            );
+        }
+        match self.launch.as_deref() {
+            Some("ssh") => return refuse("--launch ssh was given", "leave it out"),
+            Some(_) => {}
+            None => {
+                if std::env::var("RPMEM_LAUNCH").is_ok_and(|v| v == "ssh") {
+                    return refuse(
+                        "RPMEM_LAUNCH=ssh is set in the environment",
+                        &format!("unset it (env -u RPMEM_LAUNCH rpmem {what})"),
+                    );
+                }
+            }
+        }
+        self.refuse_ssh_options(&format!("with {what}"))?;
+        self.merged()
+    }
+
+    /// The environment, then these arguments.
+    fn merged(&self) -> CliResult<rpmem::Options> {
         let env = rpmem::Options::from_env()
             .map_err(|e| CliError::Usage(format!("the environment is invalid: {e}")))?;
         let mut b = env.to_builder();

@@ -170,6 +170,8 @@ fn first_mismatch(bytes: &[u8], base: u64, seed: u64, at: u64, len: u64) -> Opti
 
 /// `rpmem demo`.
 pub fn demo(a: &DemoArgs) -> CliResult {
+    // Contradictory settings fail before anything is printed or started.
+    let opts = bench_options(&ConnArgs::default(), Some("demo"))?;
     let mut started = Instant::now();
     let large = u64::from(a.mib) << 20;
     let pool_size = LARGE_AT + large;
@@ -185,7 +187,6 @@ pub fn demo(a: &DemoArgs) -> CliResult {
 
     // 1. The target side.
     step(1, "Preparing the target side");
-    let opts = bench_options(&ConnArgs::default())?;
     set_daemon_spin(opts.spin());
     let lt = LocalTarget::new(
         a.rpmemd.as_deref(),

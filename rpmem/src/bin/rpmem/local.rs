@@ -41,8 +41,11 @@ impl Found {
 /// program, else (when this program runs under `cargo run` or `cargo
 /// test` of this workspace) one built now by cargo into the same target
 /// directory and profile, else `rpmemd` on `$PATH`.
+///
+/// `hint` ends the message when none is found: how to name one.
 pub fn find_rpmemd(
     explicit: Option<&Path>,
+    hint: &str,
     log: &mut dyn FnMut(&str),
 ) -> CliResult<(PathBuf, Found)> {
     if let Some(p) = explicit {
@@ -77,9 +80,39 @@ pub fn find_rpmemd(
     Err(CliError::Local(format!(
         "cannot find the rpmemd program: it is not next to {} and not on $PATH; \
          build it with `cargo build --release` (which builds rpmem and rpmemd together) \
-         or give its path with --rpmemd PATH",
+         or {hint}",
         exe.display()
     )))
+}
+
+/// The program name local mode resolves (see [`resolve_command`]).
+pub const RPMEMD: &str = "rpmemd";
+
+/// A local-mode rpmemd command with its program resolved: when the first
+/// word is the bare word `rpmemd`, it becomes the path [`find_rpmemd`]
+/// finds (next to this program, else built by cargo, else on `$PATH`);
+/// any other command is returned unchanged.
+pub fn resolve_command(cmd: &str, log: &mut dyn FnMut(&str)) -> CliResult<String> {
+    let trimmed = cmd.trim_start();
+    let program = trimmed.split_whitespace().next().unwrap_or("");
+    if program != RPMEMD {
+        return Ok(cmd.to_owned());
+    }
+    let rest = trimmed.get(program.len()..).unwrap_or("");
+    let (path, _) = find_rpmemd(
+        None,
+        "give its path as the program of --cmd or RPMEM_CMD",
+        log,
+    )?;
+    let text = path.to_string_lossy();
+    if text.contains(char::is_whitespace) || text.contains('|') {
+        return Err(CliError::Local(format!(
+            "the rpmemd program found, {}, has blanks or '|' in its path, which the rpmemd \
+             command cannot carry; give a path without them as the program of --cmd or RPMEM_CMD",
+            path.display()
+        )));
+    }
+    Ok(format!("{text}{rest}"))
 }
 
 fn absolute(p: &Path) -> CliResult<PathBuf> {
@@ -193,7 +226,7 @@ impl LocalTarget {
         prefix: &str,
         log: &mut dyn FnMut(&str),
     ) -> CliResult<LocalTarget> {
-        let (rpmemd, found) = find_rpmemd(rpmemd, log)?;
+        let (rpmemd, found) = find_rpmemd(rpmemd, "give its path with --rpmemd PATH", log)?;
         let shm = Path::new("/dev/shm");
         let parent = match parent {
             Some(p) => p.to_path_buf(),
