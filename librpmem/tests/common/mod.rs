@@ -1,0 +1,148 @@
+//! Helpers of the C tests: find the built `librpmem_c.so`, give it its
+//! installed names (`librpmem.so.1`, `librpmem.so`) in a scratch
+//! directory, compile C programs against `include/librpmem.h` with `cc`,
+//! and run them with the local-mode rpmemd of an `rpmem_e2e::TestEnv`.
+//!
+//! Every helper panics with a message when something cannot be set up: a
+//! test that cannot be set up fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use rpmem_e2e::TestEnv;
+
+/// The profile directory of this build (`target/<profile>`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let mut dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("no directory above {}", exe.display()))
+        .to_path_buf();
+    if dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The shared object cargo built for this test run.
+pub fn built_so() -> PathBuf {
+    let dir = profile_dir();
+    for p in [dir.join("librpmem_c.so"), dir.join("deps/librpmem_c.so")] {
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("librpmem_c.so is not in {} (or its deps/)", dir.display());
+}
+
+/// The crate's `include/` directory.
+pub fn include_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+}
+
+/// A C source file of `tests/c/`.
+pub fn c_source(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(name)
+}
+
+/// A scratch directory holding the library under its installed names and
+/// the compiled test programs.
+#[derive(Debug)]
+pub struct CBuild {
+    dir: tempfile::TempDir,
+}
+
+impl Default for CBuild {
+    fn default() -> Self {
+        CBuild::new()
+    }
+}
+
+impl CBuild {
+    /// `lib/librpmem.so.1` and `lib/librpmem.so`, symbolic links to the
+    /// built shared object.
+    pub fn new() -> CBuild {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let lib = dir.path().join("lib");
+        fs::create_dir(&lib).unwrap_or_else(|e| panic!("mkdir lib: {e}"));
+        let so = built_so();
+        for name in ["librpmem.so.1", "librpmem.so"] {
+            std::os::unix::fs::symlink(&so, lib.join(name))
+                .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
+        }
+        CBuild { dir }
+    }
+
+    /// The directory with `librpmem.so.1`.
+    pub fn lib_dir(&self) -> PathBuf {
+        self.dir.path().join("lib")
+    }
+
+    /// Compiles `tests/c/<source>` into program `<source without .c>`,
+    /// linked with `-lrpmem` (found in `lib_dir`, also the run path) unless
+    /// `link` is false, with warnings as errors.
+    pub fn compile(&self, source: &str, link: bool, extra: &[&str]) -> PathBuf {
+        let exe = self.dir.path().join(source.trim_end_matches(".c"));
+        let mut cmd = Command::new("cc");
+        cmd.args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+            .arg(&exe)
+            .arg("-I")
+            .arg(include_dir())
+            .arg(c_source(source));
+        if link {
+            cmd.arg("-L")
+                .arg(self.lib_dir())
+                .arg(format!("-Wl,-rpath,{}", self.lib_dir().display()))
+                .arg("-lrpmem");
+        }
+        cmd.args(extra).arg("-lpthread");
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run cc (install build-essential): {e}"));
+        assert!(
+            out.status.success(),
+            "compiling {source} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe
+    }
+}
+
+/// Runs `exe` with `args`, every inherited `RPMEM_*` variable removed, the
+/// local-mode launch of `env`'s rpmemd, and `vars`.
+pub fn run(exe: &Path, args: &[&str], env: &TestEnv, vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RPMEM") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RPMEM_LAUNCH", "local")
+        .env("RPMEM_CMD", env.command());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+}
+
+/// Asserts that a test program exited with status 0, showing its output
+/// and rpmemd's log otherwise.
+pub fn assert_passed(out: &Output, env: &TestEnv) {
+    assert!(
+        out.status.success(),
+        "the C program failed ({}):\n--- stdout\n{}--- stderr\n{}--- rpmemd.log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        env.log()
+    );
+}
