@@ -1434,3 +1434,214 @@ fn contradictory_options_are_usage_errors() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The exit-status table of docs/rpmem-cli.md, row by row (issue 18)
+
+#[test]
+fn every_documented_exit_status() {
+    let t = Target::new();
+    t.poolset("x.set", 4 << 20, false);
+    t.poolset("nh.set", 4 << 20, true);
+    let dir = t.dir.path().to_str().expect("UTF-8").to_owned();
+    let small = t.path("small.bin");
+    fs::write(&small, pattern(100, 4)).expect("write");
+    let small = small.to_str().expect("UTF-8");
+    let out = t.path("out.bin");
+    let out = out.to_str().expect("UTF-8");
+    let bad_set = t.path("bad.set");
+    fs::write(&bad_set, "PMEMPOOLSET\n4X /p\n").expect("write");
+    let bad_set = bad_set.to_str().expect("UTF-8");
+    let in_missing_dir = format!("{dir}/no/such/dir/out.bin");
+
+    // Row 0: success, --help, --version; offsets need no alignment.
+    ok(&t.run(&["create", "localhost", "x.set", "--size", "4M"]));
+    ok(&t.run(&["info", "localhost", "x.set"]));
+    ok(&t.run(&["put", "localhost", "x.set", small, "--offset", "4097"]));
+    ok(&t.run(&[
+        "get",
+        "localhost",
+        "x.set",
+        out,
+        "--offset",
+        "4097",
+        "--length",
+        "100",
+    ]));
+    assert_eq!(fs::read(out).expect("out"), pattern(100, 4));
+    ok(&t.run(&["--help"]));
+    ok(&t.run(&["--version"]));
+
+    // Row 1: rpmemd refused or failed; remove failed; invalid pool set file.
+    let rows: &[(&[&str], &str)] = &[
+        (&["info", "localhost", "nope.set"], "RPMEM_ERR_NOEXIST"),
+        (
+            &["create", "localhost", "x.set", "--size", "4M"],
+            "RPMEM_ERR_EXISTS",
+        ),
+        (&["create", "localhost", "nh.set", "--size", "4M"], "nh.set"),
+        (
+            &["info", "localhost", "x.set", "--size", "8M"],
+            "RPMEM_ERR_BADSIZE",
+        ),
+        // An offset past the pool: only rpmemd knows the pool's size.
+        (
+            &[
+                "get",
+                "localhost",
+                "x.set",
+                out,
+                "--offset",
+                "5M",
+                "--length",
+                "1",
+            ],
+            "the pool has 4194304 bytes",
+        ),
+        (
+            &["put", "localhost", "x.set", small, "--offset", "5M"],
+            "the pool has 4194304 bytes",
+        ),
+        (&["remove", "localhost", "nope.set"], "nope.set"),
+        (&["poolset", bad_set], "line 2"),
+    ];
+    for (args, words) in rows {
+        fails(&t.run(args), EXIT_FAILED, words);
+    }
+
+    // Row 2: usage errors.
+    let rows: &[(&[&str], &str)] = &[
+        (
+            &["info", "localhost", "x.set", "--no-such-option"],
+            "--no-such-option",
+        ),
+        (&["get", "localhost", "x.set", out], "--length"),
+        (&["create", "localhost", "y.set", "--size", "5000"], "5000"),
+        (&["info", "localhost", "x.set", "--lanes", "0"], "lanes"),
+        (
+            &[
+                "get",
+                "localhost",
+                "x.set",
+                out,
+                "--offset",
+                "18446744073709551615",
+                "--length",
+                "1",
+            ],
+            "offset 18446744073709551615 plus length 1",
+        ),
+        (&["info", "a@b@c", "x.set"], "invalid target address"),
+        (&["info", "example.com", "x.set"], "loopback"),
+        (
+            &["bench", "localhost", "x.set", "--rpmemd", "/x"],
+            "--rpmemd",
+        ),
+        // Inside the header of a pool with headers: refused once the pool
+        // is open (whether it has headers is known only then).
+        (
+            &["put", "localhost", "x.set", small, "--offset", "100"],
+            "pool header",
+        ),
+    ];
+    for (args, words) in rows {
+        let err = fails(&t.run(args), EXIT_USAGE, words);
+        assert!(!err.contains("Some("), "no debug text: {err}");
+    }
+    fails(
+        &rpmem(
+            &["info", "localhost", "x.set"],
+            &[("RPMEM_MAX_NLANES", "x")],
+        ),
+        EXIT_USAGE,
+        "RPMEM_MAX_NLANES",
+    );
+    fails(
+        &rpmem(&["info", "localhost", "x.set"], &[("RPMEM_LAUNCH", "nope")]),
+        EXIT_USAGE,
+        "RPMEM_LAUNCH",
+    );
+
+    // Row 3: local problems.
+    let rows: &[(&[&str], &str)] = &[
+        (
+            &["put", "localhost", "x.set", "/nonexistent/file"],
+            "/nonexistent/file",
+        ),
+        (
+            &[
+                "get",
+                "localhost",
+                "x.set",
+                &in_missing_dir,
+                "--length",
+                "1",
+            ],
+            "no/such/dir",
+        ),
+        (&["poolset", "/nonexistent.set"], "/nonexistent.set"),
+    ];
+    for (args, words) in rows {
+        fails(&t.run(args), EXIT_LOCAL, words);
+    }
+    fails(
+        &rpmem(
+            &[
+                "info",
+                "localhost",
+                "x.set",
+                "--launch",
+                "local",
+                "--cmd",
+                "/nonexistent/rpmemd",
+            ],
+            &[],
+        ),
+        EXIT_LOCAL,
+        "cannot start",
+    );
+    fails(
+        &rpmem(
+            &["demo", "--rpmemd", "/nonexistent/rpmemd", "--dir", &dir],
+            &[],
+        ),
+        EXIT_LOCAL,
+        "--rpmemd",
+    );
+
+    // Row 4: the connection failed (rpmemd went away; a deadline passed).
+    fails(
+        &rpmem(
+            &[
+                "info",
+                "localhost",
+                "x.set",
+                "--launch",
+                "local",
+                "--cmd",
+                "true",
+            ],
+            &[],
+        ),
+        EXIT_CONNECTION,
+        "went away",
+    );
+    fails(
+        &rpmem(
+            &[
+                "info",
+                "localhost",
+                "x.set",
+                "--launch",
+                "local",
+                "--cmd",
+                "sleep 5",
+                "--timeout",
+                "0.2",
+            ],
+            &[],
+        ),
+        EXIT_CONNECTION,
+        "timed out",
+    );
+}

@@ -159,6 +159,14 @@ pub fn put(args: &PutArgs) -> CliResult {
         size,
     )?;
     let offset = data_offset(args.offset, &pool);
+    if pool.has_headers() && offset < HEADER_END && len > 0 {
+        let _ = pool.close();
+        return Err(CliError::Usage(format!(
+            "--offset {offset} is inside the pool header of pool set {:?} on {} (its first \
+             {HEADER_END} bytes), which put may not write; give an offset of {HEADER_END} or more",
+            args.pool.pool_set, args.pool.target
+        )));
+    }
     let bar = progress(
         len,
         &format!("put {}", display_name(&args.file)),
