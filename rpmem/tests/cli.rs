@@ -1645,3 +1645,41 @@ fn every_documented_exit_status() {
         "timed out",
     );
 }
+
+// ---------------------------------------------------------------------------
+// create prints what the pool holds (issue 18)
+
+#[test]
+fn create_prints_the_stored_attributes() {
+    let t = Target::new();
+    t.poolset("c.set", 4 << 20, false);
+    // Zero user flags: rpmemd stores its architecture flags instead.
+    let created: Value = serde_json::from_str(&ok(&t.run(&[
+        "create",
+        "localhost",
+        "c.set",
+        "--size",
+        "4M",
+        "--json",
+    ])))
+    .expect("JSON");
+    let info: Value =
+        serde_json::from_str(&ok(&t.run(&["info", "localhost", "c.set", "--json"]))).expect("JSON");
+    assert_ne!(
+        info["attributes"]["user_flags"], "00000000000000000000000000000000",
+        "rpmemd stored its architecture flags"
+    );
+    assert_eq!(created["attributes"], info["attributes"]);
+    assert_eq!(created["size"], 4 << 20);
+
+    // The text form too.
+    t.poolset("c2.set", 4 << 20, false);
+    let text = ok(&t.run(&["create", "localhost", "c2.set", "--size", "4M"]));
+    let info: Value = serde_json::from_str(&ok(&t.run(&["info", "localhost", "c2.set", "--json"])))
+        .expect("JSON");
+    let flags = info["attributes"]["user_flags"].as_str().expect("flags");
+    assert!(
+        text.contains(&format!("user flags          {flags}")),
+        "{text} should show {flags}"
+    );
+}

@@ -162,6 +162,11 @@ pub fn method_words(m: rpmem::Method) -> &'static str {
 }
 
 /// `rpmem create`.
+///
+/// The CREATE answer does not carry the attributes rpmemd stored (it
+/// replaces zero user flags with its architecture flags, PMDK's rule), so
+/// after creating, a pool with headers is opened once more and the
+/// attributes printed are the ones read back from the pool.
 pub fn create(args: &CreateArgs) -> CliResult {
     let opts = args.conn.options()?;
     let attr = attributes(&args.attr)?;
@@ -170,19 +175,45 @@ pub fn create(args: &CreateArgs) -> CliResult {
     let pool = RemotePool::create(target, set, region, 1, attr.as_ref(), &opts).map_err(
         CliError::rpmem(format!("cannot create pool set {set:?} on {target}")),
     )?;
-    if args.json {
-        say!("{}", pool_json(&pool, "size"));
-    } else {
-        say!(
-            "created pool set {set:?} on {target}: {} ({} bytes)",
-            human_bytes(pool.size()),
-            pool.size()
-        );
-        print_lines(&pool_lines(&pool));
-    }
+    let mut json = pool_json(&pool, "size");
+    let mut lines = pool_lines(&pool);
+    let size = pool.size();
+    let headers = pool.has_headers();
     pool.close().map_err(CliError::rpmem(format!(
         "closing pool set {set:?} on {target} after creating it"
-    )))
+    )))?;
+    if headers {
+        let stored = stored_attributes(target, set, &opts)?;
+        json["attributes"] = attr_json(&stored);
+        lines.truncate(lines.len().saturating_sub(attr_lines(&stored).len()));
+        lines.extend(attr_lines(&stored));
+    }
+    if args.json {
+        say!("{json}");
+    } else {
+        say!(
+            "created pool set {set:?} on {target}: {} ({size} bytes)",
+            human_bytes(size),
+        );
+        print_lines(&lines);
+    }
+    Ok(())
+}
+
+/// The attributes stored in the pool, read back by opening it.
+fn stored_attributes(target: &str, set: &str, opts: &rpmem::Options) -> CliResult<PoolAttr> {
+    let what = format!(
+        "created pool set {set:?} on {target}, but cannot open it again to read the attributes \
+         it stored"
+    );
+    let region = region(
+        crate::transfer::MIN_OPEN,
+        "the size to read the attributes with",
+    )?;
+    let pool = RemotePool::open(target, set, region, 1, opts).map_err(CliError::rpmem(&what))?;
+    let stored = pool.attr().copied();
+    pool.close().map_err(CliError::rpmem(&what))?;
+    stored.ok_or_else(|| CliError::Failed(format!("{what}: the reopened pool reports no header")))
 }
 
 /// `rpmem info`.
