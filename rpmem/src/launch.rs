@@ -27,6 +27,11 @@ use crate::target::Target;
 
 /// Most bytes of rpmemd's stderr kept (the last ones win).
 const STDERR_KEEP: usize = 16 * 1024;
+/// How long dropping a [`Remote`] whose child has exited waits for the
+/// stderr reader thread to see end of file, so that it can be joined: a
+/// library unloaded after `close` (libpmemobj `dlclose`s librpmem) must
+/// leave no thread of its own running.
+const READER_JOIN_GRACE: Duration = Duration::from_secs(1);
 
 /// What to execute.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +204,23 @@ impl StderrLog {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.eof = true;
         self.changed.notify_all();
+    }
+
+    /// Waits until the stream ended or `grace` passed; true if it ended.
+    fn ended(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !s.eof {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = match self.changed.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
     }
 
     /// Waits until the stream ended or `grace` passed; returns the text.
@@ -592,8 +614,11 @@ impl Drop for Remote {
         self.finish(Instant::now() + Duration::from_secs(1));
         if let Some(r) = self.reader.take() {
             // The reader ends at end of file, which the child's exit gives
-            // (or a grandchild holding stderr; then we do not wait).
-            if r.is_finished() {
+            // a moment later: wait for it (bounded, for a grandchild that
+            // holds stderr open) and join, so no thread outlives the
+            // session. After `finish` the reader only returns.
+            let exited = self.child.is_some() && self.status.is_some();
+            if r.is_finished() || (exited && self.info.stderr.ended(READER_JOIN_GRACE)) {
                 let _ = r.join();
             }
         }
