@@ -39,3 +39,40 @@ fn argument_rules_and_errno_values() {
         "REMOVE_POOL_SET removed it"
     );
 }
+
+#[test]
+fn four_threads_one_lane_each_then_attributes_reopen_and_remove() {
+    let b = CBuild::new();
+    let exe = b.compile("threads.c", true, &[]);
+    let env = TestEnv::new();
+    let parts = env.poolset("t.set", &[POOL], false);
+    let size = POOL.to_string();
+    let out = run(&exe, &["t.set", &size], &env, &[]);
+    assert_passed(&out, &env);
+    assert!(!parts[0].exists(), "rpmem_remove removed the part file");
+    assert!(
+        env.poolset_path("t.set").exists(),
+        "the pool set file stays without REMOVE_POOL_SET"
+    );
+}
+
+#[test]
+fn a_dead_rpmemd_makes_the_pool_unusable_with_one_errno() {
+    let b = CBuild::new();
+    let exe = b.compile("broken.c", true, &[]);
+    let env = TestEnv::new();
+    env.poolset("b.set", &[POOL], false);
+    let size = POOL.to_string();
+    let out = run(&exe, &["b.set", &size], &env, &[]);
+    assert_passed(&out, &env);
+}
+
+#[test]
+fn errormsg_names_the_call_the_pool_set_and_rpmemds_words() {
+    let b = CBuild::new();
+    let exe = b.compile("errmsg.c", true, &[]);
+    let env = TestEnv::new();
+    let size = POOL.to_string();
+    let out = run(&exe, &["missing.set", &size], &env, &[]);
+    assert_passed(&out, &env);
+}
