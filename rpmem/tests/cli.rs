@@ -1683,3 +1683,90 @@ fn create_prints_the_stored_attributes() {
         "{text} should show {flags}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Messages in the user's words (issue 18)
+
+#[test]
+fn local_mode_errors_name_what_the_user_used() {
+    let out = rpmem(&["info", "example.com", "p.set", "--launch", "local"], &[]);
+    let err = fails(&out, EXIT_USAGE, "--launch local");
+    assert!(!err.contains("RPMEM_LAUNCH"), "{err}");
+    let out = rpmem(
+        &["info", "example.com", "p.set"],
+        &[("RPMEM_LAUNCH", "local")],
+    );
+    fails(&out, EXIT_USAGE, "RPMEM_LAUNCH=local");
+}
+
+#[test]
+fn bench_text_explains_its_ratios_and_its_storage() {
+    rpmemd();
+    // A directory on the disk the build is on (not tmpfs here, usually).
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = scratch.path().to_str().expect("UTF-8");
+    let fs_type = Command::new("stat")
+        .args(["-f", "-c", "%T", dir])
+        .output()
+        .expect("stat -f");
+    let fs_type = String::from_utf8_lossy(&fs_type.stdout).trim().to_owned();
+    let text = ok(&rpmem(
+        &[
+            "bench",
+            "--local",
+            "--dir",
+            dir,
+            "--sizes",
+            "64,1M",
+            "--mode",
+            "persist",
+            "--ops",
+            "5",
+            "--seconds",
+            "0.2",
+            "--lanes",
+            "1",
+            "--spin-us",
+            "0",
+        ],
+        &[],
+    ));
+    assert!(!text.contains("issue"), "{text}");
+    assert!(
+        text.contains("how much longer a durable 64-byte write takes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("share of a bare TCP stream's bandwidth"),
+        "{text}"
+    );
+    let on_memory = ["tmpfs", "ramfs"].contains(&fs_type.as_str());
+    assert_eq!(
+        text.contains("neither tmpfs nor persistent memory"),
+        !on_memory,
+        "{fs_type}: {text}"
+    );
+    // The default scratch directory is /dev/shm (tmpfs): no note.
+    if Path::new("/dev/shm").is_dir() {
+        let text = ok(&rpmem(
+            &[
+                "bench",
+                "--local",
+                "--sizes",
+                "64",
+                "--mode",
+                "persist",
+                "--ops",
+                "5",
+                "--seconds",
+                "0.2",
+                "--lanes",
+                "1",
+                "--spin-us",
+                "0",
+            ],
+            &[],
+        ));
+        assert!(!text.contains("NOTE"), "{text}");
+    }
+}

@@ -313,7 +313,12 @@ impl LocalTarget {
     /// True when the scratch directory is on a memory file system (tmpfs),
     /// where rpmemd's `msync` is cheap.
     pub fn on_tmpfs(&self) -> bool {
-        self.path().starts_with("/dev/shm")
+        matches!(self.storage(), Storage::Memory(_))
+    }
+
+    /// What kind of file system holds the scratch directory (and the pool).
+    pub fn storage(&self) -> Storage {
+        storage_of(self.path())
     }
 
     /// Writes pool set file `name` in the pool set directory with one
@@ -354,5 +359,60 @@ impl LocalTarget {
         self.dir
             .close()
             .map_err(CliError::io(format!("removing {}", path.display())))
+    }
+}
+
+/// What a pool's file system means for the cost of a persist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// tmpfs or ramfs: rpmemd's `msync` does nothing costly.
+    Memory(String),
+    /// A file system mounted with DAX (persistent memory): rpmemd flushes
+    /// CPU caches, no `msync`.
+    Pmem(String),
+    /// Anything else (ext4 on a disk, ...): each persist is an `msync`.
+    Other(String),
+}
+
+impl Storage {
+    /// The file system type.
+    pub fn fs_type(&self) -> &str {
+        match self {
+            Storage::Memory(t) | Storage::Pmem(t) | Storage::Other(t) => t,
+        }
+    }
+
+    /// True for tmpfs/ramfs and DAX mounts.
+    pub fn is_memory_or_pmem(&self) -> bool {
+        !matches!(self, Storage::Other(_))
+    }
+}
+
+/// The storage of `path`: the mount of `/proc/self/mounts` with the longest
+/// mount point that contains it.
+pub fn storage_of(path: &Path) -> Storage {
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut best: Option<(usize, String, String)> = None;
+    for line in mounts.lines() {
+        let mut f = line.split(' ');
+        let (Some(_), Some(point), Some(fstype), Some(opts)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        // /proc/mounts writes blanks in mount points as \040.
+        let point = point.replace("\\040", " ");
+        if real.starts_with(&point) && best.as_ref().is_none_or(|(len, _, _)| point.len() >= *len) {
+            best = Some((point.len(), fstype.to_owned(), opts.to_owned()));
+        }
+    }
+    match best {
+        Some((_, t, _)) if t == "tmpfs" || t == "ramfs" => Storage::Memory(t),
+        Some((_, t, o)) if o.split(',').any(|x| x == "dax" || x == "dax=always") => {
+            Storage::Pmem(t)
+        }
+        Some((_, t, _)) => Storage::Other(t),
+        None => Storage::Other("unknown".to_owned()),
     }
 }

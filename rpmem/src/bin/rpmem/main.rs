@@ -66,9 +66,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tell!("rpmem {name}: {e}");
+            let mut text = e.to_string();
+            if conn_of(&cli.command).is_some_and(|c| c.launch.is_some()) {
+                // The library names the environment variable; the user
+                // chose local mode with the option.
+                text = text.replace("(RPMEM_LAUNCH=local)", "(--launch local)");
+            }
+            tell!("rpmem {name}: {text}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The connection options of a subcommand that has them.
+fn conn_of(c: &Command) -> Option<&cli::ConnArgs> {
+    match c {
+        Command::Create(a) => Some(&a.conn),
+        Command::Info(a) => Some(&a.conn),
+        Command::Remove(a) => Some(&a.conn),
+        Command::Put(a) => Some(&a.conn),
+        Command::Get(a) => Some(&a.conn),
+        Command::Bench(a) => Some(&a.conn),
+        Command::Demo(_) | Command::Poolset(_) => None,
     }
 }
 
