@@ -76,3 +76,28 @@ fn errormsg_names_the_call_the_pool_set_and_rpmemds_words() {
     let out = run(&exe, &["missing.set", &size], &env, &[]);
     assert_passed(&out, &env);
 }
+
+#[test]
+fn dlopen_dlsym_create_persist_close_dlclose_twice_and_exit() {
+    let b = CBuild::new();
+    // Not linked with the library: found through LD_LIBRARY_PATH, as
+    // libpmemobj finds it.
+    let exe = b.compile("dlopen.c", false, &["-ldl"]);
+    let env = TestEnv::new();
+    let parts = env.poolset("d.set", &[POOL], false);
+    let size = POOL.to_string();
+    let lib = b.lib_dir();
+    let out = run(
+        &exe,
+        &["d.set", &size],
+        &env,
+        &[("LD_LIBRARY_PATH", lib.to_str().expect("UTF-8 path"))],
+    );
+    assert_passed(&out, &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("dlopen: ok"));
+    // The second cycle's bytes are on the target.
+    let bytes = TestEnv::file_bytes(&parts[0], 4096, 65536);
+    assert!(bytes.iter().all(|&b| b == 0x22));
+}

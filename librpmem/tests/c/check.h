@@ -16,11 +16,16 @@
 
 #include <librpmem.h>
 
+/* a program that loads the library with dlopen defines it as "" */
+#ifndef CHECK_ERRORMSG
+#define CHECK_ERRORMSG() rpmem_errormsg()
+#endif
+
 #define FAIL(...) do {\
 	fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);\
 	fprintf(stderr, __VA_ARGS__);\
 	fprintf(stderr, " (errno %d: %s; rpmem_errormsg: \"%s\")\n",\
-		errno, strerror(errno), rpmem_errormsg());\
+		errno, strerror(errno), CHECK_ERRORMSG());\
 	exit(1);\
 } while (0)
 
