@@ -783,7 +783,10 @@ fn connect_verbs_lanes(
 /// `rpmem_remove`: removes the pool of pool set file `pool_set` on `target`
 /// by running `<RPMEM_CMD> --remove <pool_set> [--force] [--pool-set]`
 /// there. `flags`: [`REMOVE_FORCE`], [`REMOVE_POOL_SET`], or 0. A non-zero
-/// exit status is [`Error::RemoveFailed`] with rpmemd's message.
+/// exit status is [`Error::RemoveFailed`] with rpmemd's message. rpmemd
+/// exits non-zero whenever something that was to be removed is left, with
+/// [`REMOVE_FORCE`] too (a part of a pool in use, a failed unlink), and its
+/// message then lists what was and was not removed, file by file.
 pub fn remove(target: &str, pool_set: &str, flags: u32, opts: &Options) -> Result<(), Error> {
     if flags & !(REMOVE_FORCE | REMOVE_POOL_SET) != 0 {
         return Err(Error::InvalidArgument(format!(

@@ -2,8 +2,11 @@
 //! instead of serving a session.
 //!
 //! As PMDK's rpmemd, nothing is written to stdout in this mode (the captured
-//! PMDK sessions show no byte): the result is the exit status, 0 when the
-//! pool was removed, 1 otherwise, with the reason on stderr and in the log.
+//! PMDK sessions show no byte, and PMDK's librpmem takes any byte there for a
+//! protocol error): the result is the exit status, 0 when everything that was
+//! to be removed is gone, 1 otherwise. What was and was not removed is logged;
+//! when something was not removed it is also written to stderr, file by file,
+//! so that the client can show it.
 
 use std::io::Write;
 
@@ -11,17 +14,17 @@ use crate::cli::RemoveRequest;
 use crate::config::Config;
 use crate::exit;
 use crate::logging::notice;
-use crate::pool::{self, PoolError, PoolOptions, PoolsetDir, RemoveOptions};
+use crate::pool::{self, PoolError, PoolOptions, PoolsetDir, RemoveOptions, RemoveReport};
 
 /// Removes the pool set `request.poolset` of `poolset_dir` with the pool
-/// module's [`pool::remove_with`].
+/// module's [`pool::remove_report`].
 pub fn remove(
     poolset_dir: &std::path::Path,
     request: &RemoveRequest,
     options: &PoolOptions,
-) -> Result<(), PoolError> {
+) -> Result<RemoveReport, PoolError> {
     let dir = PoolsetDir::open(poolset_dir)?;
-    pool::remove_with(
+    pool::remove_report(
         &dir,
         &request.poolset,
         RemoveOptions {
@@ -30,6 +33,13 @@ pub fn remove(
         },
         options,
     )
+}
+
+/// Writes `line` to stderr unless the log already goes there.
+fn tell_client(line: &str) {
+    if !crate::logging::logs_to_stderr() {
+        let _ = writeln!(std::io::stderr(), "{}: {line}", crate::logging::IDENT);
+    }
 }
 
 /// Runs `--remove` for this process: logs, removes, and gives the exit
@@ -45,24 +55,49 @@ pub fn run(config: &Config, request: &RemoveRequest) -> exit::Status {
             ""
         }
     );
-    match remove(&config.poolset_dir, request, &PoolOptions::from_env()) {
-        Ok(()) => {
-            if request.force {
-                // With --force, missing parts and sets are not errors, so
-                // "removed" may mean "nothing was there".
-                notice!("removed '{}' (--force: errors ignored)", request.poolset);
-            } else {
-                notice!("removed '{}'", request.poolset);
-            }
-            exit::Status::Success
-        }
+    let report = match remove(&config.poolset_dir, request, &PoolOptions::from_env()) {
+        Ok(report) => report,
         Err(e) => {
-            let message = format!("removing '{}' failed: {e}", request.poolset);
+            let message = format!(
+                "removing '{}' failed: {e}; nothing was removed",
+                request.poolset
+            );
             log::error!("{message}");
-            if !crate::logging::logs_to_stderr() {
-                let _ = writeln!(std::io::stderr(), "{}: {message}", crate::logging::IDENT);
+            tell_client(&message);
+            return exit::Status::Failure;
+        }
+    };
+    let set_path = config.poolset_dir.join(&request.poolset);
+    let summary = report.summary();
+    let details = report.details(&set_path);
+    if report.left_something() {
+        let message = format!(
+            "removing '{}' left files behind{}: {summary}",
+            request.poolset,
+            if request.force {
+                " (--force removes what it can)"
+            } else {
+                ""
             }
-            exit::Status::Failure
+        );
+        log::error!("{message}");
+        tell_client(&message);
+        for line in &details {
+            log::error!("    {line}");
+            tell_client(line);
+        }
+        return exit::Status::Failure;
+    }
+    notice!("removed '{}': {summary}", request.poolset);
+    for line in &details {
+        log::info!("    {line}");
+    }
+    if report.unreadable.is_some() {
+        // Nothing known was left, but the client should know that the parts were not found.
+        for line in details.iter().filter(|l| l.starts_with("unknown parts:")) {
+            log::warn!("{line}");
+            tell_client(&format!("warning: {line}"));
         }
     }
+    exit::Status::Success
 }

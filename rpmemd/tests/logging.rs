@@ -507,7 +507,7 @@ fn invalid_spin_budget_is_logged_as_a_warning() {
 ])]
 #[case::forced(&["-r", "pool.set", "-f", "-s"], 0, &[
     "info: removing 'pool.set' (force) with its pool set file\n",
-    "notice: removed 'pool.set' (--force: errors ignored)\n",
+    "notice: removed 'pool.set': 0 part(s) removed, pool set file did not exist\n",
 ])]
 fn remove_request_is_logged(
     #[case] args: &[&str],

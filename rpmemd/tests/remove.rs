@@ -156,8 +156,103 @@ fn remove_with_force_ignores_a_missing_part() {
     let out = env.remove(&["-r", "d.set", "-f", "-s"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
     assert!(none_exist(&parts));
     assert!(!env.sets().join("d.set").exists());
+    // The log says what was removed and what was not there.
+    let log = env.log();
+    assert!(
+        log.contains(
+            "notice: removed 'd.set': 1 part(s) removed, 1 part(s) did not exist, pool set file \
+             removed\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("info:     removed: {}\n", parts[0].display())),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "info:     did not exist: {}\n",
+            parts[1].display()
+        )),
+        "{log}"
+    );
+}
+
+/// `--force` used to ignore a part it could not lock and exit 0, so `rpmem remove --force`
+/// said "removed" while the pool in use was still there. Now whatever is left makes the
+/// removal fail, with the list on stderr (stdout stays empty: PMDK's librpmem takes any byte
+/// there for a protocol error).
+#[test]
+fn remove_with_force_of_a_pool_in_use_fails_and_lists_what_was_left() {
+    let (env, _serial) = Env::new();
+    let parts = env.create("f.set");
+    let dir = PoolsetDir::open(env.sets()).unwrap_or_else(|e| panic!("{e}"));
+    let held = Pool::open(&dir, "f.set").unwrap_or_else(|e| panic!("{e}"));
+    let out = env.remove(&["-r", "f.set", "-f", "-s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{:?}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let set_file = env.sets().join("f.set");
+    let expected_first = "rpmemd: removing 'f.set' left files behind (--force removes what it \
+                          can): 0 part(s) removed, 2 part(s) NOT removed, pool set file NOT \
+                          removed (kept because parts were left)\n";
+    assert!(stderr.starts_with(expected_first), "{stderr}");
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            stderr.contains(&format!(
+                "rpmemd: not removed: {}: part {i} ({part:?}) is in use by another process",
+                part.display()
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!(
+            "rpmemd: not removed: pool set file {}: kept because parts were left",
+            set_file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(all_exist(&parts));
+    assert!(set_file.exists());
+    assert!(env
+        .log()
+        .contains("err: removing 'f.set' left files behind"));
+    drop(held);
+    let out = env.remove(&["-r", "f.set", "-f", "-s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(none_exist(&parts));
+    assert!(!set_file.exists());
+}
+
+/// One part locked by someone else: `--force` removes the other one and says which is which.
+#[test]
+fn remove_with_force_says_what_was_and_was_not_removed() {
+    let (env, _serial) = Env::new();
+    let parts = env.create("g.set");
+    let locked = fs::File::open(&parts[1]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(locked.try_lock().is_ok());
+    let out = env.remove(&["-r", "g.set", "-f"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(": 1 part(s) removed, 1 part(s) NOT removed, pool set file kept\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("rpmemd: not removed: {}: ", parts[1].display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("rpmemd: removed: {}\n", parts[0].display())),
+        "{stderr}"
+    );
+    assert!(!parts[0].exists() && parts[1].exists());
+    drop(locked);
 }
 
 #[test]
@@ -185,6 +280,12 @@ fn remove_of_a_pool_in_use_is_refused() {
     let out = env.remove(&["-r", "e.set"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(all_exist(&parts), "a busy pool is not touched");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("; nothing was removed"),
+        "{stderr}"
+    );
     drop(held);
     let out = env.remove(&["-r", "e.set"]);
     assert_eq!(out.status.code(), Some(0));

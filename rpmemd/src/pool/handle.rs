@@ -744,6 +744,117 @@ fn removal_targets(
     Ok(out)
 }
 
+/// What happened to the pool set file in [`remove_report`].
+#[derive(Debug)]
+pub enum PoolsetFileFate {
+    /// Not asked to remove it (`remove_poolset_file` false).
+    Kept,
+    /// Removed.
+    Removed,
+    /// Asked to remove it, but it did not exist (only with `force`).
+    Missing,
+    /// Kept although asked to remove it, because parts of the pool were left: the pool set
+    /// file is what lets the pool be removed again.
+    KeptForLeftParts,
+    /// Asked to remove it, but unlinking it failed.
+    Left(PoolError),
+}
+
+/// What [`remove_report`] removed and what it did not, file by file.
+#[derive(Debug)]
+pub struct RemoveReport {
+    /// Parts removed (unlinked, or a Device DAX's first 2 MiB zeroed).
+    pub removed: Vec<PathBuf>,
+    /// Parts that did not exist (only with `force`; without it a missing part is an error).
+    pub missing: Vec<PathBuf>,
+    /// Parts that exist and were not removed, each with why (only with `force`, or when an
+    /// unlink failed after every part was locked).
+    pub left: Vec<(PathBuf, PoolError)>,
+    /// The pool set file.
+    pub poolset_file: PoolsetFileFate,
+    /// With `force`: why the pool set file could not be read or parsed; its parts, if it names
+    /// any, are then unknown and were not removed.
+    pub unreadable: Option<PoolError>,
+}
+
+impl RemoveReport {
+    /// True when something that was to be removed is still there: a part, or the pool set
+    /// file when it was to be removed too.
+    pub fn left_something(&self) -> bool {
+        !self.left.is_empty()
+            || matches!(
+                self.poolset_file,
+                PoolsetFileFate::Left(_) | PoolsetFileFate::KeptForLeftParts
+            )
+    }
+
+    /// One line: how many parts were removed, did not exist, were left; the pool set file.
+    pub fn summary(&self) -> String {
+        let mut items = vec![format!("{} part(s) removed", self.removed.len())];
+        if !self.missing.is_empty() {
+            items.push(format!("{} part(s) did not exist", self.missing.len()));
+        }
+        if !self.left.is_empty() {
+            items.push(format!("{} part(s) NOT removed", self.left.len()));
+        }
+        items.push(
+            match &self.poolset_file {
+                PoolsetFileFate::Kept => "pool set file kept",
+                PoolsetFileFate::Removed => "pool set file removed",
+                PoolsetFileFate::Missing => "pool set file did not exist",
+                PoolsetFileFate::KeptForLeftParts => {
+                    "pool set file NOT removed (kept because parts were left)"
+                }
+                PoolsetFileFate::Left(_) => "pool set file NOT removed",
+            }
+            .to_owned(),
+        );
+        if self.unreadable.is_some() {
+            items.push("the pool set file could not be read, so its parts are unknown".to_owned());
+        }
+        items.join(", ")
+    }
+
+    /// One line per file and per problem, for logs and stderr.
+    pub fn details(&self, set_path: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (path, why) in &self.left {
+            lines.push(format!("not removed: {}: {why}", path.display()));
+        }
+        match &self.poolset_file {
+            PoolsetFileFate::Left(why) => lines.push(format!(
+                "not removed: pool set file {}: {why}",
+                set_path.display()
+            )),
+            PoolsetFileFate::KeptForLeftParts => lines.push(format!(
+                "not removed: pool set file {}: kept because parts were left, so that the pool \
+                 can be removed again",
+                set_path.display()
+            )),
+            PoolsetFileFate::Removed => {
+                lines.push(format!("removed: pool set file {}", set_path.display()));
+            }
+            PoolsetFileFate::Missing => lines.push(format!(
+                "did not exist: pool set file {}",
+                set_path.display()
+            )),
+            PoolsetFileFate::Kept => {}
+        }
+        if let Some(why) = &self.unreadable {
+            lines.push(format!(
+                "unknown parts: {why}; any part files it names were not removed"
+            ));
+        }
+        for path in &self.removed {
+            lines.push(format!("removed: {}", path.display()));
+        }
+        for path in &self.missing {
+            lines.push(format!("did not exist: {}", path.display()));
+        }
+        lines
+    }
+}
+
 /// Removes the pool described by the pool set file `name` (rpmemd's
 /// `--remove`, PMDK's `rpmemd_db_pool_remove`): every part file is locked
 /// (a pool in use is `Busy`) and unlinked; a Device DAX part gets its
@@ -752,8 +863,11 @@ fn removal_targets(
 ///
 /// Without `force`, nothing is removed unless every part can be locked
 /// first, and the pool set file is only removed when every part was. With
-/// `force`, every error is ignored and whatever can be removed is; an
-/// invalid name is still an error.
+/// `force`, errors do not stop the removal: whatever can be removed is, and
+/// missing files are fine; an invalid name is still an error. Either way,
+/// anything that was to be removed and is still there (a part in use, a
+/// failed unlink, the pool set file) makes this an error: the first
+/// failure (see [`remove_report`] for the whole account).
 pub fn remove(dir: &PoolsetDir, name: &str, opts: RemoveOptions) -> Result<(), PoolError> {
     remove_with(dir, name, opts, &PoolOptions::from_env())
 }
@@ -765,16 +879,56 @@ pub fn remove_with(
     opts: RemoveOptions,
     popts: &PoolOptions,
 ) -> Result<(), PoolError> {
+    let report = remove_report(dir, name, opts, popts)?;
+    let mut failures: Vec<PoolError> = report.left.into_iter().map(|(_, e)| e).collect();
+    if let PoolsetFileFate::Left(e) = report.poolset_file {
+        failures.push(e);
+    }
+    failure_summary(name, failures)
+}
+
+/// Removes the pool as [`remove`] does and tells what was and was not removed.
+///
+/// `Err` means nothing was removed: an invalid name, or, without `force`, a
+/// pool set file that cannot be read or a part that cannot be opened or
+/// locked. `Ok` may still have left files behind
+/// ([`RemoveReport::left_something`]): with `force`, parts that could not be
+/// locked (in use) or opened; with or without it, failed unlinks. The pool set
+/// file is kept whenever a part was left.
+pub fn remove_report(
+    dir: &PoolsetDir,
+    name: &str,
+    opts: RemoveOptions,
+    popts: &PoolOptions,
+) -> Result<RemoveReport, PoolError> {
     super::path::check_name(name)?;
-    let targets = read_set(dir, name).and_then(|(set_path, bytes)| {
-        let set = parse(&set_path, &bytes)?;
-        removal_targets(&set_path, &set, &popts.sysfs)
-    });
+    let mut report = RemoveReport {
+        removed: Vec::new(),
+        missing: Vec::new(),
+        left: Vec::new(),
+        poolset_file: PoolsetFileFate::Kept,
+        unreadable: None,
+    };
+    let mut set_missing = false;
+    let targets = match read_set(dir, name) {
+        Ok((set_path, bytes)) => {
+            parse(&set_path, &bytes).and_then(|set| removal_targets(&set_path, &set, &popts.sysfs))
+        }
+        Err(e) => {
+            set_missing = e.status() == super::error::status::NOEXIST;
+            Err(e)
+        }
+    };
     let targets = match targets {
         Ok(t) => t,
         Err(e) if !opts.force => return Err(e),
         Err(e @ PoolError::BadName { .. }) => return Err(e),
-        Err(_) => Vec::new(),
+        Err(e) => {
+            if !set_missing {
+                report.unreadable = Some(e);
+            }
+            Vec::new()
+        }
     };
 
     // Phase 1: open and lock every part.
@@ -783,9 +937,16 @@ pub fn remove_with(
         let opened = fs::OpenOptions::new()
             .read(true)
             .write(t.devdax.is_some())
-            .open(&t.path)
-            .map_err(|e| PoolError::io("open", &t.path, e))
-            .and_then(|file| parts::lock(&file, i, &t.path).map(|()| file));
+            .open(&t.path);
+        let opened = match opened {
+            Err(e) if opts.force && e.kind() == std::io::ErrorKind::NotFound => {
+                report.missing.push(t.path);
+                continue;
+            }
+            other => other
+                .map_err(|e| PoolError::io("open", &t.path, e))
+                .and_then(|file| parts::lock(&file, i, &t.path).map(|()| file)),
+        };
         match opened {
             Ok(file) => locked.push((
                 PartFile {
@@ -799,32 +960,37 @@ pub fn remove_with(
                 t.size,
             )),
             Err(e) if !opts.force => return Err(e),
-            Err(_) => {}
+            Err(e) => report.left.push((t.path, e)),
         }
     }
 
     // Phase 2: remove them.
-    let mut failures = Vec::new();
     for (f, size) in &locked {
         let r = match f.devdax {
             Some(_) => header::zero_devdax(f, *size, popts.flush, &popts.sysfs),
             None => fs::remove_file(&f.path).map_err(|e| PoolError::io("unlink", &f.path, e)),
         };
-        if let Err(e) = r {
-            failures.push(e);
+        match r {
+            Ok(()) => report.removed.push(f.path.clone()),
+            Err(e) => report.left.push((f.path.clone(), e)),
         }
     }
     drop(locked);
 
-    if opts.remove_poolset_file && (opts.force || failures.is_empty()) {
-        if let Err(e) = dir.unlink(name) {
-            failures.push(e);
-        }
+    if opts.remove_poolset_file {
+        report.poolset_file = if !report.left.is_empty() {
+            PoolsetFileFate::KeptForLeftParts
+        } else {
+            match dir.unlink(name) {
+                Ok(()) => PoolsetFileFate::Removed,
+                Err(e) if opts.force && e.status() == super::error::status::NOEXIST => {
+                    PoolsetFileFate::Missing
+                }
+                Err(e) => PoolsetFileFate::Left(e),
+            }
+        };
     }
-    if opts.force {
-        return Ok(());
-    }
-    failure_summary(name, failures)
+    Ok(report)
 }
 
 impl FlushOps for &Pool {

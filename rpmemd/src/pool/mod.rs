@@ -33,7 +33,10 @@ mod path;
 mod pmem;
 
 pub use error::{status, status_from_errno, NameProblem, PoolError};
-pub use handle::{remove, remove_with, Pool, PoolOptions, RemoveOptions, MAX_POOLSET_FILE};
+pub use handle::{
+    remove, remove_report, remove_with, Pool, PoolOptions, PoolsetFileFate, RemoveOptions,
+    RemoveReport, MAX_POOLSET_FILE,
+};
 pub use header::DEVICE_DAX_ZERO_LEN;
 pub use parts::{part_file_name, HDR_SIZE, MIN_PART, MIN_POOL, PART_MODE, PMEM_EXT};
 pub use path::{check_name, PoolsetDir, Strategy, MAX_COMPONENT_LEN, MAX_NAME_LEN, MAX_SYMLINKS};
