@@ -924,7 +924,7 @@ fn missing_pool_and_missing_programs() {
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
-        "demo", "create", "info", "remove", "put", "get", "bench", "poolset",
+        "demo", "create", "info", "remove", "set-attr", "put", "get", "bench", "poolset",
     ] {
         let out = rpmem(&[sub, "--help"], &[]);
         let text = ok(&out);
@@ -1768,5 +1768,89 @@ fn bench_text_explains_its_ratios_and_its_storage() {
             &[],
         ));
         assert!(!text.contains("NOTE"), "{text}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// set-attr and --version on subcommands
+
+#[test]
+fn set_attr_changes_only_what_is_given() {
+    let t = Target::new();
+    t.poolset("a.set", 4 << 20, false);
+    ok(&t.run(&[
+        "create",
+        "localhost",
+        "a.set",
+        "--size",
+        "4M",
+        "--signature",
+        "BEFORE",
+        "--uuid",
+        "10112233-4455-6677-8899-aabbccddeeff",
+    ]));
+    let info = |t: &Target| -> Value {
+        serde_json::from_str(&ok(&t.run(&["info", "localhost", "a.set", "--json"]))).expect("JSON")
+    };
+    let before = info(&t);
+    let out: Value = serde_json::from_str(&ok(&t.run(&[
+        "set-attr",
+        "localhost",
+        "a.set",
+        "--signature",
+        "AFTER",
+        "--major",
+        "9",
+        "--json",
+    ])))
+    .expect("JSON");
+    let after = info(&t);
+    assert_eq!(out["attributes"], after["attributes"]);
+    assert_eq!(out["before"], before["attributes"]);
+    let mut want = before["attributes"].clone();
+    want["signature"] = "AFTER".into();
+    want["major"] = 9.into();
+    assert_eq!(after["attributes"], want);
+
+    let text = ok(&t.run(&[
+        "set-attr",
+        "localhost",
+        "a.set",
+        "--user-flags",
+        "0102030405060708090a0b0c0d0e0f10",
+    ]));
+    assert!(
+        text.contains("user flags          0102030405060708090a0b0c0d0e0f10"),
+        "{text}"
+    );
+    // Nothing to change: a usage error; a pool without headers: refused.
+    fails(
+        &t.run(&["set-attr", "localhost", "a.set"]),
+        EXIT_USAGE,
+        "at least one attribute",
+    );
+    t.poolset("n.set", 4 << 20, true);
+    ok(&t.run(&[
+        "create",
+        "localhost",
+        "n.set",
+        "--size",
+        "4M",
+        "--no-headers",
+    ]));
+    fails(
+        &t.run(&["set-attr", "localhost", "n.set", "--major", "2"]),
+        EXIT_FAILED,
+        "no header",
+    );
+}
+
+#[test]
+fn subcommands_print_the_version() {
+    for sub in [
+        "demo", "create", "info", "remove", "set-attr", "put", "get", "bench", "poolset",
+    ] {
+        let text = ok(&rpmem(&[sub, "--version"], &[]));
+        assert!(text.starts_with(&format!("rpmem-{sub} ")), "{sub}: {text}");
     }
 }

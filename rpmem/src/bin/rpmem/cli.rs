@@ -15,7 +15,14 @@ use crate::values;
 /// that host over ssh, or directly on this host in local mode
 /// (`--launch local` or RPMEM_LAUNCH=local). Start with `rpmem demo`.
 #[derive(Debug, Parser)]
-#[command(name = "rpmem", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "rpmem",
+    version,
+    propagate_version = true,
+    about,
+    long_about,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
@@ -43,6 +50,11 @@ pub enum Command {
     Info(InfoArgs),
     /// Remove a pool's part files on the target (and with --pool-set its pool set file).
     Remove(RemoveArgs),
+    /// Change attributes stored in a pool's header; the others stay as they are.
+    ///
+    /// Opens the pool, writes the stored attributes with the options given
+    /// replaced, opens the pool again and prints what it now holds.
+    SetAttr(SetAttrArgs),
     /// Replicate a local file into a pool.
     Put(PutArgs),
     /// Read bytes of a pool into a local file.
@@ -336,6 +348,77 @@ pub struct InfoArgs {
     pub json: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+/// `rpmem set-attr`: each attribute given replaces the stored one.
+#[derive(Debug, Args)]
+pub struct SetAttrArgs {
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// Pool signature, at most 8 ASCII characters
+    #[arg(long, value_name = "TEXT", value_parser = values::parse_signature)]
+    pub signature: Option<[u8; 8]>,
+    /// Major version of the pool format
+    #[arg(long, value_name = "N", value_parser = values::parse_u32)]
+    pub major: Option<u32>,
+    /// Compatible feature flags (decimal or 0x hex)
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub compat: Option<u32>,
+    /// Incompatible feature flags
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub incompat: Option<u32>,
+    /// Read-only compatible feature flags
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub ro_compat: Option<u32>,
+    /// Uuid of the pool set
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub poolset_uuid: Option<[u8; 16]>,
+    /// Uuid of the pool's first part
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub uuid: Option<[u8; 16]>,
+    /// Uuid of the next replica
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub next_uuid: Option<[u8; 16]>,
+    /// Uuid of the previous replica
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub prev_uuid: Option<[u8; 16]>,
+    /// User flags, 32 hexadecimal digits
+    #[arg(long, value_name = "HEX", value_parser = values::parse_user_flags)]
+    pub user_flags: Option<[u8; 16]>,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+impl SetAttrArgs {
+    /// `stored` with the attributes given replaced; `None` when none is
+    /// given.
+    pub fn apply(&self, stored: &rpmem::PoolAttr) -> Option<rpmem::PoolAttr> {
+        let any = self.signature.is_some()
+            || self.major.is_some()
+            || self.compat.is_some()
+            || self.incompat.is_some()
+            || self.ro_compat.is_some()
+            || self.poolset_uuid.is_some()
+            || self.uuid.is_some()
+            || self.next_uuid.is_some()
+            || self.prev_uuid.is_some()
+            || self.user_flags.is_some();
+        any.then(|| rpmem::PoolAttr {
+            signature: self.signature.unwrap_or(stored.signature),
+            major: self.major.unwrap_or(stored.major),
+            compat_features: self.compat.unwrap_or(stored.compat_features),
+            incompat_features: self.incompat.unwrap_or(stored.incompat_features),
+            ro_compat_features: self.ro_compat.unwrap_or(stored.ro_compat_features),
+            poolset_uuid: self.poolset_uuid.unwrap_or(stored.poolset_uuid),
+            uuid: self.uuid.unwrap_or(stored.uuid),
+            next_uuid: self.next_uuid.unwrap_or(stored.next_uuid),
+            prev_uuid: self.prev_uuid.unwrap_or(stored.prev_uuid),
+            user_flags: self.user_flags.unwrap_or(stored.user_flags),
+        })
+    }
 }
 
 /// `rpmem remove`.

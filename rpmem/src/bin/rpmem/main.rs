@@ -39,6 +39,7 @@ mod local;
 mod out;
 mod pool_cmds;
 mod poolset_cmd;
+mod set_attr_cmd;
 mod transfer;
 mod values;
 
@@ -84,6 +85,7 @@ fn conn_of(c: &Command) -> Option<&cli::ConnArgs> {
         Command::Create(a) => Some(&a.conn),
         Command::Info(a) => Some(&a.conn),
         Command::Remove(a) => Some(&a.conn),
+        Command::SetAttr(a) => Some(&a.conn),
         Command::Put(a) => Some(&a.conn),
         Command::Get(a) => Some(&a.conn),
         Command::Bench(a) => Some(&a.conn),
@@ -97,6 +99,7 @@ fn subcommand_name(c: &Command) -> &'static str {
         Command::Create(_) => "create",
         Command::Info(_) => "info",
         Command::Remove(_) => "remove",
+        Command::SetAttr(_) => "set-attr",
         Command::Put(_) => "put",
         Command::Get(_) => "get",
         Command::Bench(_) => "bench",
@@ -110,6 +113,7 @@ fn run(c: &Command) -> CliResult<u8> {
         Command::Create(a) => pool_cmds::create(a).map(|()| EXIT_OK),
         Command::Info(a) => pool_cmds::info(a).map(|()| EXIT_OK),
         Command::Remove(a) => pool_cmds::remove(a).map(|()| EXIT_OK),
+        Command::SetAttr(a) => set_attr_cmd::set_attr(a).map(|()| EXIT_OK),
         Command::Put(a) => transfer::put(a).map(|()| EXIT_OK),
         Command::Get(a) => transfer::get(a).map(|()| EXIT_OK),
         Command::Bench(a) => bench_cmd::bench(a).map(|()| EXIT_OK),

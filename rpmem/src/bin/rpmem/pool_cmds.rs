@@ -100,7 +100,7 @@ pub fn attr_lines(a: &PoolAttr) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn print_lines(lines: &[(&str, String)]) {
+pub fn print_lines(lines: &[(&str, String)]) {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
         say!("  {k:<width$}  {v}");
@@ -183,7 +183,8 @@ pub fn create(args: &CreateArgs) -> CliResult {
         "closing pool set {set:?} on {target} after creating it"
     )))?;
     if headers {
-        let stored = stored_attributes(target, set, &opts)?;
+        let done = format!("created pool set {set:?} on {target}");
+        let stored = stored_attributes(target, set, &opts, &done)?;
         json["attributes"] = attr_json(&stored);
         lines.truncate(lines.len().saturating_sub(attr_lines(&stored).len()));
         lines.extend(attr_lines(&stored));
@@ -201,11 +202,14 @@ pub fn create(args: &CreateArgs) -> CliResult {
 }
 
 /// The attributes stored in the pool, read back by opening it.
-fn stored_attributes(target: &str, set: &str, opts: &rpmem::Options) -> CliResult<PoolAttr> {
-    let what = format!(
-        "created pool set {set:?} on {target}, but cannot open it again to read the attributes \
-         it stored"
-    );
+/// `done` says what happened before, for messages.
+pub fn stored_attributes(
+    target: &str,
+    set: &str,
+    opts: &rpmem::Options,
+    done: &str,
+) -> CliResult<PoolAttr> {
+    let what = format!("{done}, but cannot open it again to read the attributes it stored");
     let region = region(
         crate::transfer::MIN_OPEN,
         "the size to read the attributes with",
