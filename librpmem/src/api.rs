@@ -616,3 +616,77 @@ pub extern "C" fn rpmem_check_version(
 pub extern "C" fn rpmem_errormsg() -> *const c_char {
     errmsg::ptr()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpmem_core::wire::oob::{MsgType, Status};
+
+    fn refused(status: Status) -> Failure {
+        Failure::from(Error::Refused {
+            host: "node".to_owned(),
+            request: MsgType::Open,
+            pool_set: "p.set".to_owned(),
+            status,
+            message: "rpmemd: words".to_owned(),
+        })
+    }
+
+    /// rpmemd's statuses become PMDK's errno values (`rpmem_util.c`).
+    #[test]
+    fn refusals_map_to_pmdks_errno_values() {
+        let table = [
+            (Status::BadProto, libc::EPROTONOSUPPORT),
+            (Status::BadName, libc::EINVAL),
+            (Status::BadSize, libc::EFBIG),
+            (Status::BadNlanes, libc::EINVAL),
+            (Status::BadProvider, libc::EINVAL),
+            (Status::Fatal, libc::EREMOTEIO),
+            (Status::FatalConn, libc::ECONNABORTED),
+            (Status::Busy, libc::EBUSY),
+            (Status::Exists, libc::EEXIST),
+            (Status::ProvNoSup, libc::EMEDIUMTYPE),
+            (Status::NoExist, libc::ENOENT),
+            (Status::NoAccess, libc::EACCES),
+            (Status::PoolCfg, libc::EINVAL),
+        ];
+        for (status, errno) in table {
+            let f = refused(status);
+            assert_eq!(f.errno, errno, "{status}");
+            assert!(f.message.contains("p.set") && f.message.ends_with("rpmemd: words"));
+        }
+    }
+
+    #[test]
+    fn a_panic_fails_the_call_with_eio_and_says_so() {
+        let r = entry("rpmem_test", -1, || -> Result<c_int, Failure> {
+            panic!("boom")
+        });
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EIO)
+        );
+        let m = errmsg::text();
+        assert!(
+            m.starts_with("rpmem_test: internal error") && m.contains("boom"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn errno_is_set_for_argument_failures_and_left_alone_on_success() {
+        errmsg::set_errno(0);
+        let r = entry("rpmem_test", -1, || Err(Failure::inval("bad")));
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        assert_eq!(errmsg::text(), "rpmem_test: bad");
+        errmsg::set_errno(7);
+        assert_eq!(entry("rpmem_test", -1, || Ok(0)), 0);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(7));
+        assert_eq!(errmsg::text(), "rpmem_test: bad");
+    }
+}
