@@ -1854,3 +1854,108 @@ fn subcommands_print_the_version() {
         assert!(text.starts_with(&format!("rpmem-{sub} ")), "{sub}: {text}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// --json on put, get and demo; --quiet and --verbose
+
+#[test]
+fn put_get_and_demo_print_json() {
+    let t = Target::new();
+    t.poolset("j.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "j.set", "--size", "4M", "--quiet"]));
+    let data = pattern(5000, 6);
+    let input = t.path("in.bin");
+    fs::write(&input, &data).expect("write");
+    let input = input.to_str().expect("UTF-8");
+    let text = ok(&t.run(&["put", "localhost", "j.set", input, "--json"]));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["length"], 5000);
+    assert_eq!(v["offset"], 4096);
+    assert_eq!(v["file"], input);
+    assert_eq!(v["pool_set"], "j.set");
+    assert!(v["seconds"].as_f64().expect("seconds") >= 0.0);
+    let out = t.path("out.bin");
+    let out = out.to_str().expect("UTF-8");
+    let v: Value = serde_json::from_str(&ok(&t.run(&[
+        "get",
+        "localhost",
+        "j.set",
+        out,
+        "--length",
+        "5000",
+        "--json",
+    ])))
+    .expect("JSON");
+    assert_eq!(v["length"], 5000);
+    assert_eq!(v["file"], out);
+    assert_eq!(fs::read(out).expect("out"), data);
+    // Not when the data goes to standard output.
+    fails(
+        &t.run(&["get", "localhost", "j.set", "-", "--length", "1", "--json"]),
+        EXIT_USAGE,
+        "--json",
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let text = ok(&rpmem(
+        &[
+            "demo",
+            "--json",
+            "--dir",
+            scratch.path().to_str().expect("UTF-8"),
+            "--mib",
+            "1",
+            "--lanes",
+            "2",
+        ],
+        &[],
+    ));
+    assert_eq!(text.lines().count(), 1, "only the JSON object: {text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["verification"], "passed");
+    for key in [
+        "persist_64_p50_us",
+        "persist_1m_mib_s_1_lane",
+        "persist_1m_mib_s_all_lanes",
+        "read_mib_s_all_lanes",
+    ] {
+        assert!(v[key].as_f64().expect(key) > 0.0, "{key}: {v}");
+    }
+    assert_eq!(fs::read_dir(scratch.path()).expect("read_dir").count(), 0);
+}
+
+#[test]
+fn quiet_and_verbose() {
+    let t = Target::new();
+    t.poolset("q.set", 4 << 20, false);
+    // --quiet: nothing on stdout or stderr, the status tells.
+    let out = t.run(&["create", "localhost", "q.set", "--size", "4M", "--quiet"]);
+    ok(&out);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out), "");
+    let out = t.run(&["-q", "info", "localhost", "q.set"]);
+    ok(&out);
+    assert_eq!(stdout(&out), "");
+    // ... but errors and --json objects still print.
+    fails(
+        &t.run(&["info", "localhost", "nope.set", "-q"]),
+        EXIT_FAILED,
+        "RPMEM_ERR_NOEXIST",
+    );
+    let text = ok(&t.run(&["info", "localhost", "q.set", "-q", "--json"]));
+    assert!(text.starts_with('{'), "{text}");
+    // --verbose: how rpmemd is started, on stderr.
+    let out = t.run(&["info", "localhost", "q.set", "--verbose"]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("rpmemd is started on this host as:"),
+        "{}",
+        stderr(&out)
+    );
+    fails(
+        &t.run(&["info", "localhost", "q.set", "-q", "-v"]),
+        EXIT_USAGE,
+        "--quiet",
+    );
+}

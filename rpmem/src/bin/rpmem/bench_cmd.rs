@@ -164,13 +164,17 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         lt.write_poolset("bench.set", part, false)?;
         let region = region(part, "the benchmark's pool size")?;
         let attr = pool_cmds::attributes(&crate::cli::AttrArgs::default())?;
+        let local_opts = lt.options(&opts);
+        if crate::out::verbose() {
+            crate::cli::describe_launch(&local_opts);
+        }
         let pool = RemotePool::create(
             LOCAL_TARGET,
             "bench.set",
             region,
             a.lanes,
             attr.as_ref(),
-            &lt.options(&opts),
+            &local_opts,
         )
         .map_err(CliError::rpmem(
             "cannot create the benchmark's pool on the local rpmemd",
@@ -215,7 +219,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     let report = outcome?;
     closed?;
     if a.json {
-        say!(
+        emit!(
             "{}",
             json!({
                 "results": report.results,

@@ -24,6 +24,13 @@ use crate::values;
     max_term_width = 100
 )]
 pub struct Cli {
+    /// Print nothing but errors, --json objects and the data of `get -`:
+    /// the exit status tells the result
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also say on stderr how rpmemd is started and what the library logs
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -106,6 +113,14 @@ impl ConnArgs {
     /// rpmemd this tool finds (see [`crate::local::find_rpmemd`]), and the
     /// ssh options, which local mode does not use, are refused.
     pub fn options(&self) -> CliResult<rpmem::Options> {
+        let opts = self.resolved()?;
+        if crate::out::verbose() {
+            describe_launch(&opts);
+        }
+        Ok(opts)
+    }
+
+    fn resolved(&self) -> CliResult<rpmem::Options> {
         let opts = self.merged()?;
         if opts.launch() != rpmem::Launch::Local {
             return Ok(opts);
@@ -213,6 +228,22 @@ impl ConnArgs {
     }
 }
 
+/// `--verbose`: how each session starts rpmemd.
+pub fn describe_launch(opts: &rpmem::Options) {
+    let commands = opts.commands().commands().join(" | ");
+    match opts.launch() {
+        rpmem::Launch::Local => tell!("rpmem: rpmemd is started on this host as: {commands}"),
+        rpmem::Launch::Ssh => tell!(
+            "rpmem: rpmemd is started over ssh ({} -T -oBatchMode=yes{}) as: {commands}",
+            opts.ssh(),
+            opts.ssh_args()
+                .iter()
+                .map(|a| format!(" {a}"))
+                .collect::<String>()
+        ),
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
@@ -272,6 +303,10 @@ pub struct DemoArgs {
     /// Megabytes replicated by the large transfers
     #[arg(long, value_name = "MIB", default_value = "12", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub mib: u32,
+    /// Instead of explaining each step, print one JSON object with the
+    /// figures at the end (after verification passed)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Pool attributes for `create`.
@@ -446,6 +481,10 @@ pub struct TransferArgs {
     /// transfers of 4 MiB and more)
     #[arg(long)]
     pub no_progress: bool,
+    /// When done, print one JSON object describing the transfer (not with
+    /// get to standard output)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rpmem put`.

@@ -172,6 +172,10 @@ fn first_mismatch(bytes: &[u8], base: u64, seed: u64, at: u64, len: u64) -> Opti
 pub fn demo(a: &DemoArgs) -> CliResult {
     // Contradictory settings fail before anything is printed or started.
     let opts = bench_options(&ConnArgs::default(), Some("demo"))?;
+    if a.json {
+        // The narration is replaced by one JSON object at the end.
+        crate::out::set_quiet(true);
+    }
     let mut started = Instant::now();
     let large = u64::from(a.mib) << 20;
     let pool_size = LARGE_AT + large;
@@ -259,6 +263,7 @@ pub fn demo(a: &DemoArgs) -> CliResult {
         crate::pool_cmds::method_words(pool.persist_method())
     ));
     let lanes = pool.nlanes();
+    let method = pool.persist_method().name();
 
     // 3. Small persists.
     step(
@@ -288,8 +293,10 @@ pub fn demo(a: &DemoArgs) -> CliResult {
     detail(&format!(
         "latency of one persist: median {p50:.1} µs, 99th percentile {p99:.1} µs"
     ));
+    let mut tcp_rtt = None;
     if let Ok(rtt) = rpmem::bench::ping_pong(IpAddr::V4(Ipv4Addr::LOCALHOST), true, 2000) {
         let raw = rpmem::bench::percentile(&rtt, 0.5) as f64 / 1000.0;
+        tcp_rtt = Some(raw);
         detail(&format!(
             "for scale: a bare TCP round trip (64 bytes there, 8 back) takes {raw:.1} µs here"
         ));
@@ -397,6 +404,11 @@ pub fn demo(a: &DemoArgs) -> CliResult {
         )));
     }
     let dir = lt.path().to_path_buf();
+    let (rpmemd_path, found) = {
+        let (p, f) = lt.rpmemd();
+        (p.display().to_string(), f)
+    };
+    let on_tmpfs = lt.on_tmpfs();
     lt.close()?;
     detail(&format!(
         "rpmemd removed the pool file and the pool set file; the scratch directory {} is gone.",
@@ -408,5 +420,28 @@ pub fn demo(a: &DemoArgs) -> CliResult {
         started.elapsed().as_secs_f64()
     );
     say!("lists the commands that work with a real remote host (create, info, put, get, ...).");
+    if a.json {
+        let mib = |bytes: u64, d: Duration| rpmem::bench::mib_per_s(bytes, d);
+        emit!(
+            "{}",
+            serde_json::json!({
+                "verification": "passed",
+                "rpmemd": rpmemd_path,
+                "rpmemd_found": found.describe(),
+                "scratch_dir": dir.display().to_string(),
+                "on_tmpfs": on_tmpfs,
+                "persist_method": method,
+                "lanes": lanes,
+                "mib": a.mib,
+                "persist_64_p50_us": p50,
+                "persist_64_p99_us": p99,
+                "tcp_rtt_p50_us": tcp_rtt,
+                "persist_1m_mib_s_1_lane": mib(large * PASSES, one),
+                "persist_1m_mib_s_all_lanes": mib(large * PASSES, all),
+                "read_mib_s_all_lanes": mib(large, took),
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+    }
     Ok(())
 }

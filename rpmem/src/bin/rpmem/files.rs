@@ -281,6 +281,12 @@ impl Sink {
         Ok(())
     }
 
+    /// True when the bytes go to this process's standard output.
+    pub fn is_stdout(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        matches!(self, Sink::Fd { file, .. } if file.as_raw_fd() == 1)
+    }
+
     /// What is written, for messages.
     pub fn name(&self) -> String {
         match self {

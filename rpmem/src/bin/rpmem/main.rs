@@ -5,14 +5,25 @@
 //! measures the data path beside raw-TCP baselines; `poolset` checks a pool
 //! set file. See `docs/rpmem-cli.md`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// `println!` that never panics: a failed write (a full disk, a closed
-/// pipe) is remembered by [`out::failed`] and makes the tool fail at the
-/// end (see [`out::check`]).
+/// `println!` for the tool's text, silent under `--quiet`, that never
+/// panics: a failed write (a full disk, a closed pipe) is remembered by
+/// [`out::failed`] and makes the tool fail at the end (see [`out::check`]).
 macro_rules! say {
+    ($($arg:tt)*) => {{
+        if !$crate::out::quiet() {
+            emit!($($arg)*);
+        }
+    }};
+}
+
+/// [`say!`] for what the user asked for explicitly (a `--json` object):
+/// printed under `--quiet` too.
+macro_rules! emit {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
@@ -21,12 +32,15 @@ macro_rules! say {
     }};
 }
 
-/// `eprintln!` that never panics: when stderr itself cannot be written
-/// there is nowhere left to report it (the exit status still tells).
+/// `eprintln!` for notes, silent under `--quiet`, that never panics: when
+/// stderr itself cannot be written there is nowhere left to report it (the
+/// exit status still tells).
 macro_rules! tell {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        if !$crate::out::quiet() {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), $($arg)*);
+        }
     }};
 }
 
@@ -55,13 +69,20 @@ fn main() -> ExitCode {
             let printed = e.print().and_then(|()| out::flush());
             if let Err(pe) = printed {
                 if !e.use_stderr() {
-                    tell!("rpmem: cannot write to standard output: {pe}");
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "rpmem: cannot write to standard output: {pe}"
+                    );
                     return ExitCode::from(error::EXIT_LOCAL);
                 }
             }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    out::set_quiet(cli.quiet);
+    if cli.verbose {
+        out::set_verbose();
+    }
     let name = subcommand_name(&cli.command);
     let result = run(&cli.command).and_then(|code| out::check().map(|()| code));
     match result {
@@ -73,7 +94,8 @@ fn main() -> ExitCode {
                 // chose local mode with the option.
                 text = text.replace("(RPMEM_LAUNCH=local)", "(--launch local)");
             }
-            tell!("rpmem {name}: {text}");
+            // Errors are printed under --quiet too.
+            let _ = writeln!(std::io::stderr(), "rpmem {name}: {text}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -4,6 +4,7 @@
 //! exit status 3 and a message on stderr instead of exiting 0.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{CliError, CliResult};
@@ -39,4 +40,57 @@ pub fn check() -> CliResult {
         Some(e) => Err(CliError::io("cannot write to standard output")(e)),
         None => Ok(()),
     }
+}
+
+/// `--quiet`: no text but errors, `--json` objects and `get -`'s data.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Sets `--quiet`.
+pub fn set_quiet(on: bool) {
+    QUIET.store(on, Ordering::Relaxed);
+}
+
+/// True under `--quiet`.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// `--verbose`: what is started, and the library's log messages, on stderr.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// True under `--verbose`.
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+/// Sets `--verbose` and sends the library's log messages (debug and
+/// above) to stderr.
+pub fn set_verbose() {
+    VERBOSE.store(true, Ordering::Relaxed);
+    if log::set_logger(&StderrLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+}
+
+/// The `--verbose` logger: one line per message on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Debug
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let text = r.args().to_string();
+            let text = text.strip_prefix("rpmem: ").unwrap_or(&text);
+            let _ = writeln!(
+                io::stderr(),
+                "rpmem: [{}] {text}",
+                r.level().as_str().to_lowercase(),
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }

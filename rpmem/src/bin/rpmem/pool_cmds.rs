@@ -190,7 +190,7 @@ pub fn create(args: &CreateArgs) -> CliResult {
         lines.extend(attr_lines(&stored));
     }
     if args.json {
-        say!("{json}");
+        emit!("{json}");
     } else {
         say!(
             "created pool set {set:?} on {target}: {} ({size} bytes)",
@@ -232,7 +232,7 @@ pub fn info(args: &InfoArgs) -> CliResult {
         )),
     )?;
     if args.json {
-        say!("{}", pool_json(&pool, "size_opened"));
+        emit!("{}", pool_json(&pool, "size_opened"));
     } else {
         say!("pool set {set:?} on {target}");
         let mut lines = vec![(

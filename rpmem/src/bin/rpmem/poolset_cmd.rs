@@ -113,7 +113,7 @@ pub fn poolset(args: &PoolsetArgs) -> CliResult<u8> {
     let bytes = match std::fs::read(&args.file) {
         Ok(b) => b,
         Err(e) if args.json => {
-            say!(
+            emit!(
                 "{}",
                 json!({"ok": false, "line": null, "error": format!("cannot read {name}: {e}")})
             );
@@ -125,7 +125,7 @@ pub fn poolset(args: &PoolsetArgs) -> CliResult<u8> {
     let result = match parsed {
         Ok(set) => {
             if args.json {
-                say!("{}", set_json(&set));
+                emit!("{}", set_json(&set));
             } else {
                 print_set(&name, &set);
             }
@@ -133,7 +133,7 @@ pub fn poolset(args: &PoolsetArgs) -> CliResult<u8> {
         }
         Err(e) => {
             if args.json {
-                say!(
+                emit!(
                     "{}",
                     json!({"ok": false, "line": e.line, "error": e.kind.to_string()})
                 );

@@ -45,7 +45,7 @@ pub fn set_attr(args: &SetAttrArgs) -> CliResult {
     let done = format!("stored new attributes in pool set {set:?} on {target}");
     let now = stored_attributes(target, set, &opts, &done)?;
     if args.json {
-        say!(
+        emit!(
             "{}",
             json!({
                 "target": target,

@@ -26,7 +26,11 @@ pub const HEADER_END: u64 = 4096;
 /// A progress bar on stderr when it is a terminal and the transfer is
 /// long; hidden otherwise.
 pub fn progress(total: u64, what: &str, t: &TransferArgs) -> ProgressBar {
-    if t.no_progress || total < PROGRESS_MIN || !std::io::stderr().is_terminal() {
+    if t.no_progress
+        || crate::out::quiet()
+        || total < PROGRESS_MIN
+        || !std::io::stderr().is_terminal()
+    {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -159,6 +163,7 @@ pub fn put(args: &PutArgs) -> CliResult {
         size,
     )?;
     let offset = data_offset(args.offset, &pool);
+    let lanes_used = args.transfer.lanes.min(pool.nlanes()).max(1);
     if pool.has_headers() && offset < HEADER_END && len > 0 {
         let _ = pool.close();
         return Err(CliError::Usage(format!(
@@ -192,6 +197,7 @@ pub fn put(args: &PutArgs) -> CliResult {
     let shown = !bar.is_hidden();
     bar.finish_and_clear();
     result?;
+    let elapsed = started.elapsed();
     if shown {
         finish(
             len,
@@ -205,7 +211,36 @@ pub fn put(args: &PutArgs) -> CliResult {
     pool.close().map_err(CliError::rpmem(format!(
         "closing pool set {:?} on {}",
         args.pool.pool_set, args.pool.target
-    )))
+    )))?;
+    if args.transfer.json {
+        emit!(
+            "{}",
+            transfer_json(&args.pool, &name, offset, len, lanes_used, elapsed)
+        );
+    }
+    Ok(())
+}
+
+/// The `--json` object of `put` and `get`.
+fn transfer_json(
+    pool: &crate::cli::PoolArgs,
+    file: &str,
+    offset: u64,
+    len: u64,
+    lanes: u32,
+    elapsed: Duration,
+) -> serde_json::Value {
+    let secs = elapsed.as_secs_f64();
+    serde_json::json!({
+        "target": pool.target,
+        "pool_set": pool.pool_set,
+        "file": file,
+        "offset": offset,
+        "length": len,
+        "lanes": lanes,
+        "seconds": secs,
+        "mib_s": if secs > 0.0 { Some(len as f64 / secs / f64::from(1u32 << 20)) } else { None },
+    })
 }
 
 /// Most chunks `get` reads at once before writing them out in order.
@@ -221,6 +256,11 @@ pub fn get(args: &GetArgs) -> CliResult {
     // anything is started on the target. Dropping the sink on failure
     // removes only its temporary file.
     let mut sink = Sink::prepare(&args.file)?;
+    if args.transfer.json && sink.is_stdout() {
+        return Err(CliError::Usage(
+            "--json cannot be used when get writes the data to standard output".to_owned(),
+        ));
+    }
     let pool = open(&args.pool, region, args.transfer.lanes, &opts, size)?;
     let offset = data_offset(args.offset, &pool);
     sink.start()?;
@@ -247,6 +287,7 @@ pub fn get(args: &GetArgs) -> CliResult {
     result?;
     let name = sink.name();
     sink.commit()?;
+    let elapsed = started.elapsed();
     if shown {
         finish(
             len,
@@ -260,7 +301,14 @@ pub fn get(args: &GetArgs) -> CliResult {
     pool.close().map_err(CliError::rpmem(format!(
         "closing pool set {:?} on {}",
         args.pool.pool_set, args.pool.target
-    )))
+    )))?;
+    if args.transfer.json {
+        emit!(
+            "{}",
+            transfer_json(&args.pool, &name, offset, len, lanes, elapsed)
+        );
+    }
+    Ok(())
 }
 
 /// Reads pool bytes `[at, at + buf.len())` into `buf`, 1 MiB chunks spread
