@@ -43,7 +43,24 @@ step "no_std link check" cargo build --locked --manifest-path rpmem-core/nostd-c
 step "loom models" env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test --release --locked -p rpmem -p rpmemd --test loom
 step "sim: crash check" cargo run -p sim --release --locked -- check --seeds 300
-step "sim: mutant matrix" cargo run -p sim --release --locked -- mutants
+# The seeded bugs exist only with --cfg rpmem_mutants (no Cargo.toml can switch them on), in
+# their own target dir: the simulator's mutant tests, the engine's, and the matrix.
+mutant_env=(env RUSTFLAGS="--cfg rpmem_mutants" CARGO_TARGET_DIR=target/mutants)
+mutants() {
+  "${mutant_env[@]}" cargo test --release --locked -p sim &&
+    "${mutant_env[@]}" cargo test --release --locked -p rpmem-core --test persist_engine &&
+    "${mutant_env[@]}" cargo run -p sim --release --locked -- mutants
+}
+step "sim: mutant matrix" mutants
+# What we ship carries no seeded bug: release builds of the programs and the C library, checked
+# for the hooks' marker, beside the positive control (the mutant step's sim has it).
+release_has_no_mutants() {
+  cargo build --release --locked -p rpmemd -p rpmem -p librpmem &&
+    .ci/no-mutant-hooks.sh --absent target/release/rpmemd target/release/rpmem \
+      target/release/librpmem_c.so &&
+    .ci/no-mutant-hooks.sh --present target/mutants/release/sim
+}
+step "release binaries carry no seeded bugs" release_has_no_mutants
 
 fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -1709,7 +1709,7 @@ impl WithLane for Op {
 
 // ----------------------------------------------------------------- mutants
 
-#[cfg(feature = "mutants")]
+#[cfg(rpmem_mutants)]
 mod mutants {
     use super::*;
     use rpmem_core::flush::mutants::{set, Mutant};

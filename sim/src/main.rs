@@ -126,8 +126,22 @@ fn parse_mutant_arg(s: &str) -> Result<Mutant, String> {
     })
 }
 
+/// What `sim mutants` and `--mutant` say in a build without the hooks.
+const NO_HOOKS: &str = "sim: this build has no seeded bugs: they are compiled only with \
+RUSTFLAGS=\"--cfg rpmem_mutants\" (so that no build of rpmemd or rpmem can contain them). \
+Run: RUSTFLAGS=\"--cfg rpmem_mutants\" CARGO_TARGET_DIR=target/mutants cargo run -p sim --release -- mutants";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let wants_mutant = match &cli.cmd {
+        Cmd::Mutants { .. } => true,
+        Cmd::Check { mutant, .. } => mutant.is_some(),
+        _ => false,
+    };
+    if wants_mutant && !rpmem_core::flush::mutants::COMPILED {
+        eprintln!("{NO_HOOKS}");
+        return ExitCode::from(2);
+    }
     let ok = match cli.cmd {
         Cmd::Check {
             seeds,

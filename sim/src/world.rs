@@ -65,7 +65,9 @@ pub enum Mode {
 /// Options of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RunOptions {
-    /// The seeded bug switched on for the run.
+    /// The seeded bug switched on for the run. It has an effect only in a
+    /// build with the hooks (`rpmem_core::flush::mutants::COMPILED`, i.e.
+    /// `RUSTFLAGS="--cfg rpmem_mutants"`); `sim` refuses to run one without.
     pub mutant: Mutant,
     /// Crash point selection.
     pub mode: Mode,

@@ -80,6 +80,7 @@ fn rdma_flush_is_selected_by_flush_or_rdma_flush() {
     }
 }
 
+#[cfg(rpmem_mutants)]
 #[test]
 fn violation_in_rdma_flush_configuration_names_the_flush_method_to_replay() {
     let (ok, out) = sim(&[
@@ -117,6 +118,7 @@ fn platforms_lists_the_verdicts_of_three_methods() {
     );
 }
 
+#[cfg(rpmem_mutants)]
 #[test]
 fn violation_in_allowed_configuration_exits_non_zero() {
     // With a seeded bug on, the allowed configuration shows violations.
@@ -158,6 +160,24 @@ fn replay_is_verbose_and_deterministic() {
     assert_eq!(a, b);
 }
 
+#[cfg(not(rpmem_mutants))]
+#[test]
+fn mutants_without_the_hooks_say_how_to_get_them() {
+    for args in [
+        &["mutants", "--seeds", "1"][..],
+        &["check", "--seeds", "1", "--mutant", "flush-skips-fence"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+            .args(args)
+            .output()
+            .expect("running sim");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--cfg rpmem_mutants"), "{args:?}: {err}");
+    }
+}
+
+#[cfg(rpmem_mutants)]
 #[test]
 fn mutants_reports_each_and_the_total() {
     let (ok, out) = sim(&["mutants", "--seeds", "30"]);

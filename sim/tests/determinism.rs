@@ -1,8 +1,10 @@
 //! One seed replays one run exactly.
 
+#[cfg(rpmem_mutants)]
 use rpmem_core::flush::mutants::Mutant;
 use rpmem_core::policy::Method;
 use sim::platform::{platform, Config};
+#[cfg(rpmem_mutants)]
 use sim::workload::Size;
 use sim::world::{run, RunOptions};
 
@@ -50,6 +52,7 @@ fn different_seeds_different_traces() {
     assert_eq!(hashes.len(), 20);
 }
 
+#[cfg(rpmem_mutants)]
 #[test]
 fn mutant_runs_are_reproducible_too() {
     let opts = RunOptions {

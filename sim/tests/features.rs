@@ -1,46 +1,24 @@
-//! The `mutants` feature of rpmem-core is enabled only by this crate: a
-//! build of the shipped packages alone must not compile the hooks.
+//! The seeded bugs of rpmem-core exist only in a build made with
+//! `RUSTFLAGS="--cfg rpmem_mutants"`: the `sim` binary of this very build has
+//! the hooks exactly when the cfg is set. This is also the positive control
+//! of the check that the shipped binaries carry none (`.ci/no-mutant-hooks.sh`
+//! on release builds, `tests/tests/no_mutants.rs` on the workspace build):
+//! the marker it looks for is there when the hooks are.
 
-use std::process::Command;
+use rpmem_core::flush::mutants::{COMPILED, MARKER};
 
-fn core_features_of(package: &str) -> Option<String> {
-    let cargo = option_env!("CARGO").unwrap_or("cargo");
-    let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "features",
-            "-i",
-            "rpmem-core",
-            "-p",
-            package,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+fn sim_binary_has_marker() -> bool {
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_sim")).expect("reading the sim binary");
+    bin.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
 }
 
 #[test]
-fn rpmemd_alone_never_gets_the_mutants_feature() {
-    let tree = core_features_of("rpmemd").expect("cargo tree -p rpmemd");
-    assert!(tree.contains("rpmem-core feature \"std\""), "{tree}");
-    assert!(!tree.contains("mutants"), "{tree}");
-}
-
-#[test]
-fn rpmem_alone_never_gets_the_mutants_feature() {
-    // The initiator library may not be a workspace member yet.
-    if let Some(tree) = core_features_of("rpmem") {
-        assert!(!tree.contains("mutants"), "{tree}");
-    }
-}
-
-#[test]
-fn sim_gets_it() {
-    let tree = core_features_of("sim").expect("cargo tree -p sim");
-    assert!(tree.contains("rpmem-core feature \"mutants\""), "{tree}");
+fn the_sim_binary_has_the_hooks_exactly_with_the_cfg() {
+    assert_eq!(COMPILED, cfg!(rpmem_mutants));
+    assert_eq!(
+        sim_binary_has_marker(),
+        COMPILED,
+        "the marker of the seeded-bug hooks should be in the sim binary exactly when \
+         --cfg rpmem_mutants is set (COMPILED = {COMPILED})"
+    );
 }

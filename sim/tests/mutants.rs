@@ -1,5 +1,7 @@
 //! Each seeded bug of rpmem-core (`flush::mutants`) is caught, where the
-//! model says it matters — and not where it cannot matter.
+//! model says it matters — and not where it cannot matter. The hooks exist
+//! only with `RUSTFLAGS="--cfg rpmem_mutants"` (test.sh's mutant step).
+#![cfg(rpmem_mutants)]
 
 use rpmem_core::flush::mutants::Mutant;
 use rpmem_core::policy::Method;

@@ -4,6 +4,7 @@
 //! (write-back of every line of the range, then a fence) before answering
 //! it, and inline and deep persists still go to the target CPU.
 
+#[cfg(rpmem_mutants)]
 use rpmem_core::flush::mutants::Mutant;
 use rpmem_core::policy::Method;
 use rstest::rstest;
@@ -109,6 +110,7 @@ fn relaxed_persists_are_made_durable_by_the_flush_alone(#[case] p: &str) {
 /// The NIC's FLUSH is modelled on its own, not with rpmemd's
 /// `persist_range`: the seeded flush bugs of rpmemd cannot reach a
 /// workload that never asks the target CPU to flush.
+#[cfg(rpmem_mutants)]
 #[rstest]
 #[case(Mutant::FlushSkipsFence)]
 #[case(Mutant::FlushMissesLastLine)]

@@ -28,15 +28,7 @@ pub const DATA_TIMEOUT: Duration = Duration::from_secs(20);
 pub fn rpmemd_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-        // target/<profile>/deps/<test> (or target/<profile>/<bin>) -> target/<profile>
-        let mut profile_dir = exe
-            .parent()
-            .unwrap_or_else(|| panic!("no directory above {}", exe.display()))
-            .to_path_buf();
-        if profile_dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
-            profile_dir.pop();
-        }
+        let profile_dir = profile_dir();
         let bin = profile_dir.join("rpmemd");
         if !bin.exists() {
             build_rpmemd(&profile_dir);
@@ -58,20 +50,43 @@ fn build_rpmemd(profile_dir: &Path) {
     );
 }
 
-/// An example program of the workspace (`cargo build -p <package> --example
-/// <name>`), built into this build's target directory and profile if missing.
-pub fn example_bin(package: &str, name: &str) -> PathBuf {
+/// `target/<profile>` of this build: the test executable is in its `deps`
+/// directory (or, for a program, in it).
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    let mut profile_dir = exe
+    let mut dir = exe
         .parent()
         .unwrap_or_else(|| panic!("no directory above {}", exe.display()))
         .to_path_buf();
-    if profile_dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
-        profile_dir.pop();
+    if dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
+        dir.pop();
     }
-    let bin = profile_dir.join("examples").join(name);
+    dir
+}
+
+/// An example program of the workspace (`cargo build -p <package> --example
+/// <name>`), built into this build's target directory and profile if missing.
+pub fn example_bin(package: &str, name: &str) -> PathBuf {
+    let dir = profile_dir();
+    let bin = dir.join("examples").join(name);
     if !bin.exists() {
-        cargo_build(&profile_dir, &["-p", package, "--example", name], false);
+        cargo_build(&dir, &["-p", package, "--example", name], false);
+    }
+    assert!(
+        bin.exists(),
+        "{} is missing after building it",
+        bin.display()
+    );
+    bin
+}
+
+/// A program of the workspace (`cargo build -p <package> --bin <name>`),
+/// built into this build's target directory and profile if missing.
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    let dir = profile_dir();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        cargo_build(&dir, &["-p", package, "--bin", name], false);
     }
     assert!(
         bin.exists(),

@@ -86,7 +86,7 @@ pub fn persist_range<F: FlushOps + ?Sized>(
             let end = offset.saturating_add(len);
             let mut line = first;
             while line < end {
-                #[cfg(feature = "mutants")]
+                #[cfg(rpmem_mutants)]
                 if mutants::active(mutants::Mutant::FlushMissesLastLine)
                     && line.saturating_add(CACHE_LINE) >= end
                     && line != first
@@ -99,7 +99,7 @@ pub fn persist_range<F: FlushOps + ?Sized>(
                     None => break,
                 };
             }
-            #[cfg(feature = "mutants")]
+            #[cfg(rpmem_mutants)]
             if mutants::active(mutants::Mutant::FlushSkipsFence) {
                 return Ok(());
             }
@@ -153,9 +153,9 @@ pub fn persist_range_streamed<F: FlushOps + ?Sized>(
     if len == 0 || from >= to || from & line != 0 || to & line != 0 {
         return persist_range(ops, mode, offset, len);
     }
-    #[cfg(feature = "mutants")]
+    #[cfg(rpmem_mutants)]
     let skip_fence = mutants::active(mutants::Mutant::StreamedWithoutFence);
-    #[cfg(not(feature = "mutants"))]
+    #[cfg(not(rpmem_mutants))]
     let skip_fence = false;
     match mode {
         FlushMode::Cpu => {
@@ -205,11 +205,25 @@ pub fn deep_persist_range<F: FlushOps + ?Sized>(
     }
 }
 
-#[cfg(feature = "mutants")]
 pub mod mutants {
-    //! Seeded bugs for the simulator's mutant matrix (feature `mutants`).
-    //! At most one is active at a time; the simulator sets it per run.
+    //! Seeded bugs for the simulator's mutant matrix.
+    //!
+    //! The hooks that break the engines exist only in a build made with
+    //! `RUSTFLAGS="--cfg rpmem_mutants"` ([`COMPILED`]): no `Cargo.toml` can
+    //! switch them on, so no workspace or dependency build of rpmemd or rpmem
+    //! ever contains them (a cargo feature could be unified into one). This
+    //! module's switch is always there; without the cfg, [`active`] is
+    //! always false and nothing calls it. At most one mutant is active at a
+    //! time; the simulator sets it per run. See docs/simulation.md.
     use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// Whether this build has the hooks (`--cfg rpmem_mutants`).
+    pub const COMPILED: bool = cfg!(rpmem_mutants);
+
+    /// Text that a build with the hooks carries in its binary (the hook
+    /// check keeps it there), and that a check of the shipped binaries looks
+    /// for (`.ci/no-mutant-hooks.sh`, `tests/tests/no_mutants.rs`).
+    pub const MARKER: &str = "rpmem-core: seeded-bug hooks compiled in (--cfg rpmem_mutants)";
 
     /// One deliberately broken behaviour.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -265,8 +279,13 @@ pub mod mutants {
         ACTIVE.store(m as u8, Ordering::SeqCst);
     }
 
-    /// Is `m` the active mutant?
+    /// Is `m` the active mutant? Always false without `--cfg rpmem_mutants`.
     pub fn active(m: Mutant) -> bool {
+        if !COMPILED {
+            return false;
+        }
+        // Keeps MARKER's bytes in every binary that links a hook.
+        core::hint::black_box(MARKER.as_ptr());
         m != Mutant::None && ACTIVE.load(Ordering::Relaxed) == m as u8
     }
 }

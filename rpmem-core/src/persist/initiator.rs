@@ -834,7 +834,7 @@ impl InitiatorLane {
                 if !self.apm_dirty {
                     return Progress::PhaseDone;
                 }
-                #[cfg(feature = "mutants")]
+                #[cfg(rpmem_mutants)]
                 if crate::flush::mutants::active(crate::flush::mutants::Mutant::ApmWithoutRead) {
                     self.apm_dirty = false;
                     return Progress::PhaseDone;
@@ -860,7 +860,7 @@ impl InitiatorLane {
                 let Some((r, evicted)) = next else {
                     return Progress::PhaseDone;
                 };
-                #[cfg(feature = "mutants")]
+                #[cfg(rpmem_mutants)]
                 if self.p.method == Method::RdmaFlush
                     && crate::flush::mutants::active(
                         crate::flush::mutants::Mutant::RdmaFlushWithoutFlush,
@@ -973,7 +973,7 @@ impl InitiatorLane {
     /// them. Persist messages (their CPU work is done in order) and APM's
     /// flushing READ (its bytes are thrown away) need not wait.
     fn inline_unanswered(&self) -> bool {
-        #[cfg(feature = "mutants")]
+        #[cfg(rpmem_mutants)]
         if crate::flush::mutants::active(crate::flush::mutants::Mutant::WriteOvertakesInline) {
             return false;
         }

@@ -559,7 +559,7 @@ enum Mutant {
     DeepAsPlain,
 }
 
-#[cfg(feature = "mutants")]
+#[cfg(rpmem_mutants)]
 fn mutant(m: Mutant) -> bool {
     use crate::flush::mutants::{active, Mutant as M};
     active(match m {
@@ -569,7 +569,7 @@ fn mutant(m: Mutant) -> bool {
     })
 }
 
-#[cfg(not(feature = "mutants"))]
+#[cfg(not(rpmem_mutants))]
 fn mutant(_: Mutant) -> bool {
     false
 }
