@@ -233,3 +233,64 @@ fn differing(a: &Path, b: &Path, from: usize) -> Vec<usize> {
         .filter(|&i| x.get(i..i + 8) != y.get(i..i + 8))
         .collect()
 }
+
+/// The same over real ssh (`RPMEM_LAUNCH=ssh`, the default, as with PMDK):
+/// the replica line names `<user>@127.0.0.1:<port>` of an OpenSSH server the
+/// test starts (`rpmem_e2e::sshd`); `RPMEM_SSH` is its wrapper script.
+/// `RPMEM_SKIP_SSH_TESTS=1` skips it, as the other ssh tests.
+#[test]
+fn pmempool_over_real_ssh() {
+    let Some(sshd) = rpmem_e2e::sshd::Sshd::start() else {
+        return;
+    };
+    let b = CBuild::new();
+    let env = TestEnv::new();
+    assert!(
+        Path::new(PMEMPOOL).exists(),
+        "{PMEMPOOL} is missing: install the Debian packages {PACKAGES} (.ci/install-deps)"
+    );
+    let remote = env.poolset("remote.set", &[POOL], false);
+    let local_part = env.path("local.part0");
+    let local_set = env.path("local.set");
+    fs::write(
+        &local_set,
+        format!(
+            "PMEMPOOLSET\n{POOL} {}\nREPLICA {} remote.set\n",
+            local_part.display(),
+            sshd.target()
+        ),
+    )
+    .expect("write local.set");
+    let set = local_set.to_str().expect("UTF-8 path");
+    let lib = b.lib_dir();
+    let wrapper = sshd.ssh_wrapper();
+    let vars = [
+        ("LD_LIBRARY_PATH", lib.to_str().expect("UTF-8 path")),
+        ("RPMEM_LAUNCH", "ssh"),
+        ("RPMEM_SSH", wrapper.to_str().expect("UTF-8 path")),
+    ];
+    let pmempool = Path::new(PMEMPOOL);
+    let out = common::run(
+        pmempool,
+        &["create", "--layout", "test", "obj", set],
+        &env,
+        &vars,
+    );
+    if !out.status.success() {
+        eprintln!("sshd log:\n{}", sshd.log());
+    }
+    common::assert_passed(&out, &env);
+    let out = common::run(pmempool, &["info", set], &env, &vars);
+    common::assert_passed(&out, &env);
+    let info = text(&out);
+    assert_eq!(fields(&info, "node"), [sshd.target().as_str()], "{info}");
+    same_bytes(&local_part, &remote[0], 0x2000);
+    assert!(
+        env.log().contains("ssh connection: 127.0.0.1"),
+        "rpmemd was started by sshd: {}",
+        env.log()
+    );
+    let out = common::run(pmempool, &["rm", set], &env, &vars);
+    common::assert_passed(&out, &env);
+    assert!(!remote[0].exists());
+}
