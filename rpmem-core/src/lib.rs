@@ -24,6 +24,7 @@ extern crate std;
 
 pub mod attr;
 pub mod flush;
+pub mod negotiate;
 pub mod oob;
 pub mod persist;
 pub mod policy;

@@ -32,8 +32,9 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use rpmem_core::negotiate::{self, Answer, SessionParams};
 use rpmem_core::oob::{CreateRequest, OpenRequest};
-use rpmem_core::persist::{LaneParams, Method, Placement, POOL_HDR_SIZE};
+use rpmem_core::persist::{Method, Placement};
 use rpmem_core::wire::oob::{PoolDesc, Provider, CLOSE_FLAGS_REMOVE};
 use rpmem_core::PoolAttr;
 
@@ -268,22 +269,24 @@ impl RemotePool {
             .ok_or_else(|| protocol(format!("unknown persist method {}", ibc.persist_method)))?;
         let port = u16::try_from(ibc.port)
             .map_err(|_| protocol(format!("data port {} is not a TCP port", ibc.port)))?;
-        let inline_max = u64::from(ext.max_inline).min(opts.inline_size);
-        let pool_size = region.len() as u64;
-        let min_offset = if attr.is_zero() { 0 } else { POOL_HDR_SIZE };
+        // The core's acceptance of the answer: lanes, inline size and, from
+        // the attributes (all zero: none), whether the pool has headers.
+        let params = negotiate::accept(
+            opts.inline_size,
+            region.len() as u64,
+            !attr.is_zero(),
+            &Answer {
+                nlanes: ibc.nlanes,
+                max_inline: Some(ext.max_inline),
+                announced: method,
+            },
+            method,
+        );
         let data_host = match opts.launch {
             Launch::Local if target.is_loopback() => "127.0.0.1".to_owned(),
             Launch::Local | Launch::Ssh => host.clone(),
         };
         let info = Arc::clone(session.remote().info());
-        let shape = LaneShape {
-            nlanes: ibc.nlanes,
-            method,
-            pool_size,
-            min_offset,
-            inline_max,
-            wq_size: opts.wq_size,
-        };
         if opts.transport == Transport::Verbs {
             let (lanes, method) = connect_verbs_lanes(
                 &host,
@@ -292,7 +295,7 @@ impl RemotePool {
                 opts,
                 session,
                 (&ibc, &ext),
-                &shape,
+                &params,
             )?;
             return Ok((
                 lanes.into_iter().map(LaneSlot::Ready).collect(),
@@ -304,13 +307,14 @@ impl RemotePool {
         // connection at open time shows that the data path works (the port is
         // reachable, the secret is right) before the pool is handed out.
         let mut lanes = Vec::new();
-        for lane in 0..ibc.nlanes {
-            let params = shape.params(lane, Placement::Stream);
+        for lane in 0..params.nlanes {
+            let mut lane_params = params.lane(lane, Placement::Stream);
+            lane_params.wq_size = opts.wq_size;
             let setup = LaneSetup {
                 host: host.clone(),
                 addr: (data_host.clone(), port),
                 secret: ext.secret,
-                params,
+                params: lane_params,
                 spin: opts.spin,
                 stall: opts.data_timeout,
                 connect_timeout: opts.control_timeout,
@@ -615,13 +619,18 @@ impl RemotePool {
         opts: &Options,
     ) -> Result<RemotePool, Error> {
         let host = addr.ip().to_string();
-        let pool_size = region.len() as u64;
+        let session = SessionParams {
+            nlanes,
+            pool_size: region.len() as u64,
+            headers: false,
+            inline_max: opts.inline_size,
+            method,
+            announced: method,
+        };
         let mut lanes = Vec::new();
         for lane in 0..nlanes {
-            let mut params = LaneParams::new(lane, nlanes, method, pool_size, 0, Placement::Stream);
-            params.inline_max = opts.inline_size;
+            let mut params = session.lane(lane, Placement::Stream);
             params.wq_size = opts.wq_size;
-            params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
             let setup = LaneSetup {
                 host: host.clone(),
                 addr: (host.clone(), addr.port()),
@@ -665,37 +674,6 @@ const _: () = {
     send::<Lane<'static>>();
 };
 
-/// What every lane of a pool shares in its engine parameters.
-struct LaneShape {
-    nlanes: u32,
-    method: Method,
-    pool_size: u64,
-    min_offset: u64,
-    inline_max: u64,
-    wq_size: u32,
-}
-
-impl LaneShape {
-    /// The engine parameters of lane `lane`. Both data paths let a lane
-    /// have [`MAX_SEND_WINDOW`](rpmem_core::persist::MAX_SEND_WINDOW)
-    /// persist messages in flight: the TCP server answers them in order and
-    /// needs no receive buffers, rpmemd's RDMA lane keeps that many posted.
-    fn params(&self, lane: u32, placement: Placement) -> LaneParams {
-        let mut p = LaneParams::new(
-            lane,
-            self.nlanes,
-            self.method,
-            self.pool_size,
-            self.min_offset,
-            placement,
-        );
-        p.inline_max = self.inline_max;
-        p.wq_size = self.wq_size;
-        p.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
-        p
-    }
-}
-
 /// The out-of-band provider for the chosen transport.
 fn provider(opts: &Options) -> Provider {
     match opts.transport {
@@ -717,7 +695,7 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::IbcRepr,
         &rpmem_core::wire::oob::ExtRepr,
     ),
-    shape: &LaneShape,
+    session_params: &SessionParams,
 ) -> Result<(Vec<DataLane>, Method), Error> {
     use crate::verbs_lane::{VerbsLane, VerbsSetup, READ_SLOT};
     use rpmem_core::wire::oob::ext_flags;
@@ -729,8 +707,9 @@ fn connect_verbs_lanes(
     let info = Arc::clone(session.remote().info());
     let mut shared = None;
     let mut lanes = Vec::new();
-    for lane in 0..ibc.nlanes {
-        let mut params = shape.params(lane, Placement::Rdma);
+    for lane in 0..session_params.nlanes {
+        let mut params = session_params.lane(lane, Placement::Rdma);
+        params.wq_size = opts.wq_size;
         // A READ lands in one read slot.
         params.max_op_len = READ_SLOT as u64;
         let setup = VerbsSetup {
@@ -742,7 +721,7 @@ fn connect_verbs_lanes(
             remote: rpmem_verbs::Remote {
                 addr: ibc.raddr,
                 rkey,
-                len: shape.pool_size,
+                len: session_params.pool_size,
             },
             spin: opts.spin,
             stall: opts.data_timeout,
@@ -756,7 +735,9 @@ fn connect_verbs_lanes(
             &mut shared,
         )?));
     }
-    let method = shared.as_ref().map_or(shape.method, |s| s.method());
+    let method = shared
+        .as_ref()
+        .map_or(session_params.method, |s| s.method());
     Ok((lanes, method))
 }
 
@@ -773,7 +754,7 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::IbcRepr,
         &rpmem_core::wire::oob::ExtRepr,
     ),
-    _shape: &LaneShape,
+    _params: &SessionParams,
 ) -> Result<(Vec<DataLane>, Method), Error> {
     Err(Error::InvalidArgument(format!(
         "RPMEM_PROVIDER=verbs (for {host}): this rpmem was built without the cargo feature `verbs`"

@@ -28,13 +28,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rpmem_core::attr::PoolAttr;
+use rpmem_core::negotiate::{self, Offer, SessionParams};
 use rpmem_core::oob::{Limits, OobError, ProviderSet, Server, ServerEvent};
-use rpmem_core::persist::{Target, TargetParams, POOL_HDR_SIZE};
+use rpmem_core::persist::Target;
 use rpmem_core::policy::{self, Decision, Placement, PolicyInput};
 use rpmem_core::wire::oob::{
     errno, ext_flags, CommonRepr, ExtRepr, IbcRepr, MsgType, PersistMethod, Provider, Status,
 };
-use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, SECRET_LEN};
+use rpmem_core::wire::tcp::SECRET_LEN;
 
 use crate::config::Config;
 use crate::exit;
@@ -43,15 +44,9 @@ use crate::pool::{Pool, PoolError, PoolOptions, PoolsetDir};
 use crate::transport::tcp::{self, TcpConfig, TcpServer};
 use crate::transport::PoolMemory;
 
-/// Most lanes a request may ask for; a request for more is refused with
-/// `RPMEM_ERR_BADNLANES` (libpmemobj asks for 1024).
-pub const MAX_NLANES: u32 = 1024;
-/// Largest inline persist buffer a request may ask for (`RPMEM_ERR_FATAL`
-/// above, as PMDK fails allocating an unreasonable one).
-pub const MAX_BUFF_SIZE: u64 = 1 << 20;
-/// Memory all lanes of a session may hold for inline persist messages
-/// together; it bounds the lanes granted for large buffers.
-pub const INLINE_BUDGET: u64 = 256 << 20;
+// The limits a request is checked against and the grant come from the core
+// (`rpmem_core::negotiate`), so that rpmem and the simulator use the same ones.
+pub use rpmem_core::negotiate::{INLINE_BUDGET, MAX_BUFF_SIZE, MAX_NLANES};
 /// Environment variable with `SSH_CONNECTION`'s
 /// `client_ip client_port server_ip server_port`.
 pub const SSH_CONNECTION_ENV: &str = "SSH_CONNECTION";
@@ -64,44 +59,25 @@ const READ_CHUNK: usize = 64 * 1024;
 /// providers are answered `RPMEM_ERR_PROVNOSUP`).
 pub fn limits() -> Limits {
     Limits {
-        max_nlanes: MAX_NLANES,
-        max_buff_size: MAX_BUFF_SIZE,
         providers: ProviderSet {
             libfabric_verbs: false,
             libfabric_sockets: false,
             tcp: true,
             verbs: cfg!(feature = "verbs"),
         },
+        ..Limits::DEFAULT
     }
 }
 
-/// The inline buffer granted for a requested `buff_size`: the request, or
-/// PMDK's default 8192 when it asks for 0, and at least 8 bytes (one atomic
-/// word). The request is bounded by [`MAX_BUFF_SIZE`] before this is used.
-pub fn inline_max(buff_size: u64) -> u64 {
-    if buff_size == 0 {
-        rpmem_core::persist::DEFAULT_INLINE_MAX
-    } else {
-        buff_size.clamp(8, MAX_BUFF_SIZE)
+/// What rpmemd grants: the core's [`Offer`] with `nthreads` (one worker
+/// thread per lane when set) and, over RDMA, one posted receive buffer per
+/// message in flight on each lane.
+pub fn offer(nthreads: usize, rdma: bool) -> Offer {
+    let base = if rdma { Offer::RDMA } else { Offer::DEFAULT };
+    Offer {
+        nthreads: u32::try_from(nthreads).unwrap_or(u32::MAX),
+        ..base
     }
-}
-
-/// The lanes granted: the request, at most [`MAX_NLANES`], at most
-/// `nthreads` when that is set (one worker thread per lane), and at most as
-/// many lane buffers of `inline_max` bytes as fit in [`INLINE_BUDGET`];
-/// always at least 1.
-pub fn grant_lanes(requested: u32, nthreads: usize, inline_max: u64) -> u32 {
-    let mut cap = MAX_NLANES;
-    if nthreads > 0 {
-        cap = cap.min(u32::try_from(nthreads).unwrap_or(u32::MAX));
-    }
-    let per_lane = inline_max
-        .saturating_add(rpmem_core::wire::persist::HEADER_LEN as u64)
-        .saturating_add(FRAME_HEADER_LEN as u64)
-        .max(1);
-    let by_budget = u32::try_from(INLINE_BUDGET / per_lane).unwrap_or(u32::MAX);
-    cap = cap.min(by_budget);
-    requested.min(cap).max(1)
 }
 
 /// Why the listening address cannot be found.
@@ -699,16 +675,15 @@ impl Session<'_> {
             Placement::Stream
         };
         let decision = choose_method(settings, pool, placement)?;
-        let inline = inline_max(common.buff_size);
-        // A verbs lane keeps one receive buffer per message in flight
-        // posted (registered memory), a TCP lane one buffer: the budget
-        // bounds what all lanes hold together.
-        let per_lane = if verbs {
-            inline.saturating_mul(u64::from(rpmem_core::persist::MAX_SEND_WINDOW))
-        } else {
-            inline
-        };
-        let nlanes = grant_lanes(common.nlanes, settings.nthreads, per_lane);
+        // A verbs lane keeps one receive buffer per message in flight posted
+        // (registered memory), a TCP lane one buffer: the budget bounds what
+        // all lanes hold together.
+        let grant = negotiate::grant(
+            common.nlanes,
+            common.buff_size,
+            &offer(settings.nthreads, verbs),
+        );
+        let (nlanes, inline) = (grant.nlanes, grant.inline_max);
         if nlanes < common.nlanes {
             log::info!(
                 "granting {nlanes} of the {} lanes asked for (nthreads {}, inline buffer {inline} bytes)",
@@ -716,20 +691,13 @@ impl Session<'_> {
                 settings.nthreads
             );
         }
-        let min_offset = if pool.options().no_hdrs {
-            0
-        } else {
-            POOL_HDR_SIZE
-        };
-        let target = Target::new(TargetParams {
-            nlanes,
-            pool_size: common.pool_size,
-            min_offset,
-            inline_max: inline,
-            flush_mode: decision.flush,
-            method: decision.method,
-        })
-        .map_err(|e| {
+        let params = SessionParams::granted(
+            grant,
+            common.pool_size,
+            !pool.options().no_hdrs,
+            decision.method,
+        );
+        let target = Target::new(params.target(decision.flush)).map_err(|e| {
             Failure::logged(
                 Status::BadSize,
                 format_args!(
@@ -1165,19 +1133,22 @@ mod tests {
     }
 
     #[rstest]
-    #[case(4, 0, 8192, 4)]
-    #[case(0, 0, 8192, 1)]
-    #[case(2000, 0, 8192, MAX_NLANES)]
-    #[case(64, 8, 8192, 8)]
-    #[case(1024, 0, 1 << 20, 255)]
-    #[case(u32::MAX, 1 << 40, 1 << 20, 255)]
+    #[case(4, 0, 8192, false, 4)]
+    #[case(0, 0, 8192, false, 1)]
+    #[case(2000, 0, 8192, false, MAX_NLANES)]
+    #[case(64, 8, 8192, false, 8)]
+    #[case(1024, 0, 1 << 20, false, 255)]
+    #[case(u32::MAX, 1 << 40, 1 << 20, false, 255)]
+    #[case(1024, 0, 1 << 20, true, 15)]
     fn lanes_granted_are_bounded(
         #[case] requested: u32,
         #[case] nthreads: usize,
         #[case] inline: u64,
+        #[case] rdma: bool,
         #[case] expected: u32,
     ) {
-        assert_eq!(grant_lanes(requested, nthreads, inline), expected);
+        let g = negotiate::grant(requested, inline, &offer(nthreads, rdma));
+        assert_eq!(g.nlanes, expected);
     }
 
     #[rstest]
@@ -1186,7 +1157,10 @@ mod tests {
     #[case(8192, 8192)]
     #[case(u64::MAX, MAX_BUFF_SIZE)]
     fn inline_buffer(#[case] asked: u64, #[case] granted: u64) {
-        assert_eq!(inline_max(asked), granted);
+        assert_eq!(
+            negotiate::grant(1, asked, &offer(0, false)).inline_max,
+            granted
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! lanes with [`policy::initiator_method`] of the two (its simulated device
 //! can always post FLUSH, and the user never turns it off).
 
+use rpmem_core::negotiate::{self, Answer, Offer, SessionParams};
 use rpmem_core::oob::{Client, ClientEvent, CreateRequest, Limits, OobError, Server, ServerEvent};
 use rpmem_core::policy::{self, Method};
 use rpmem_core::wire::oob::{
@@ -24,6 +25,9 @@ pub struct ClientAsk {
     pub nlanes: u32,
     /// Inline buffer size wanted (`buff_size`).
     pub buff_size: u64,
+    /// The pool has headers (what the attributes tell the client and the
+    /// pool set the target).
+    pub headers: bool,
 }
 
 /// What the simulated rpmemd offers.
@@ -48,19 +52,9 @@ pub struct TargetOffer {
     pub secret: [u8; 32],
 }
 
-/// What both sides agreed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Session {
-    /// Lanes of the connection.
-    pub nlanes: u32,
-    /// Persistency method the initiator's lanes run with.
-    pub method: Method,
-    /// Method the target announced in `persist_method` (what the target
-    /// knows; differs from `method` when the initiator chose RDMA FLUSH).
-    pub announced: Method,
-    /// Most data bytes an inline persist carries.
-    pub inline_max: u64,
-}
+/// What both sides agreed on: the core's session parameters, from which the
+/// simulated target and lanes derive theirs as rpmemd and rpmem do.
+pub type Session = SessionParams;
 
 /// The handshake failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -155,10 +149,20 @@ pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, Handshake
         }
     };
 
-    let granted = common.nlanes.min(offer.max_nlanes).max(1);
-    let max_inline = u32::try_from(common.buff_size)
-        .unwrap_or(u32::MAX)
-        .min(offer.max_inline);
+    // rpmemd's grant over RDMA, within this target's drawn limits.
+    let grant = negotiate::grant(
+        common.nlanes,
+        common.buff_size,
+        &Offer {
+            max_nlanes: offer.max_nlanes,
+            max_inline: u64::from(offer.max_inline),
+            ..Offer::RDMA
+        },
+    );
+    let (granted, max_inline) = (
+        grant.nlanes,
+        u32::try_from(grant.inline_max).unwrap_or(u32::MAX),
+    );
     let mut flags = 0;
     if offer.pmem {
         flags |= ext_flags::PMEM;
@@ -204,15 +208,17 @@ pub fn create(ask: &ClientAsk, offer: &TargetOffer) -> Result<Session, Handshake
         .ext
         .is_some_and(|e| e.flags & ext_flags::RDMA_FLUSH != 0);
     let method = policy::initiator_method(announced, flush_offered, true, true);
-    let inline_max = resp.ext.map_or(ask.buff_size, |e| {
-        u64::from(e.max_inline).min(ask.buff_size)
-    });
-    Ok(Session {
-        nlanes: resp.ibc.nlanes,
+    Ok(negotiate::accept(
+        ask.buff_size,
+        ask.pool_size,
+        ask.headers,
+        &Answer {
+            nlanes: resp.ibc.nlanes,
+            max_inline: resp.ext.map(|e| e.max_inline),
+            announced,
+        },
         method,
-        announced,
-        inline_max,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -238,12 +244,15 @@ mod tests {
             pool_size: 1 << 20,
             nlanes: 4,
             buff_size: 8192,
+            headers: true,
         };
         let s = create(&ask, &offer(Method::Apm, 2)).unwrap();
         assert_eq!(
             s,
             Session {
                 nlanes: 2,
+                pool_size: 1 << 20,
+                headers: true,
                 method: Method::Apm,
                 announced: Method::Apm,
                 inline_max: 4096
@@ -259,6 +268,7 @@ mod tests {
             pool_size: 1 << 20,
             nlanes: 1,
             buff_size: 64,
+            headers: true,
         };
         let mut o = offer(Method::Gpspm, 1);
         o.secret = [0; 32];
@@ -282,6 +292,7 @@ mod tests {
             pool_size: 1 << 20,
             nlanes: 2,
             buff_size: 256,
+            headers: false,
         };
         let mut o = offer(announced, 4);
         o.rdma_flush = flag;
@@ -290,6 +301,8 @@ mod tests {
             s,
             Session {
                 nlanes: 2,
+                pool_size: 1 << 20,
+                headers: false,
                 method: expect,
                 announced,
                 inline_max: 256
@@ -303,6 +316,7 @@ mod tests {
             pool_size: 1 << 20,
             nlanes: 1,
             buff_size: 64,
+            headers: true,
         };
         let mut o = offer(Method::RdmaFlush, 1);
         o.rdma_flush = true;

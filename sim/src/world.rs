@@ -38,8 +38,8 @@ use std::sync::RwLock;
 use rpmem_core::flush::mutants::{self, Mutant};
 use rpmem_core::flush::FlushOps;
 use rpmem_core::persist::{
-    CallError, CallKind, Completion, InitiatorLane, LaneError, LaneParams, Op, Placement, Target,
-    TargetError, TargetParams, TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
+    CallError, CallKind, Completion, InitiatorLane, LaneError, Op, Placement, Target, TargetError,
+    TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
 };
 
 use crate::checker::Checker;
@@ -115,8 +115,9 @@ pub struct Params {
     pub size: Size,
     /// Pool size (a multiple of 4096).
     pub pool_size: u64,
-    /// First writable offset (the pool header is below).
-    pub min_offset: u64,
+    /// The pool has headers (its first 4096 bytes cannot be written): the
+    /// session's `min_offset` follows from it, as on both real sides.
+    pub headers: bool,
     /// What the client asks in CREATE.
     pub ask: ClientAsk,
     /// Lanes the target grants at most.
@@ -343,11 +344,12 @@ pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
     Params {
         size,
         pool_size: PAGE * (1 + pages),
-        min_offset: PAGE,
+        headers: true,
         ask: ClientAsk {
             pool_size: PAGE * (1 + pages),
             nlanes,
             buff_size,
+            headers: true,
         },
         target_max_lanes,
         target_max_inline,
@@ -398,6 +400,8 @@ struct TargetLane {
 
 struct World {
     params: Params,
+    /// Lowest writable offset of the session (from its `headers`).
+    min_offset: u64,
     mode: Mode,
     verbose: bool,
     self_check: bool,
@@ -523,12 +527,17 @@ impl World {
                     &mut wl_rng,
                     params.size,
                     session.nlanes,
-                    params.min_offset,
+                    session.min_offset(),
                     params.pool_size,
                 );
                 // Whole cache lines in some inline persists, for the
                 // target's non-temporal stores (streamed in 3 seeds of 4).
-                w.line_align_some(&mut align_rng, (1, 3), params.min_offset, params.pool_size);
+                w.line_align_some(
+                    &mut align_rng,
+                    (1, 3),
+                    session.min_offset(),
+                    params.pool_size,
+                );
                 w
             }
         };
@@ -590,31 +599,16 @@ impl World {
             },
             m => m,
         };
-        let target = Target::new(TargetParams {
-            nlanes: session.nlanes,
-            pool_size: params.pool_size,
-            min_offset: params.min_offset,
-            inline_max: session.inline_max,
-            flush_mode: config.flush,
-            // The target knows what it announced, not what the initiator
-            // chose (it executes every valid message whatever the method).
-            method: session.announced,
-        })
-        .map_err(|e| SimError::Setup(format!("target: {e}")))?;
+        // The target knows what it announced, not what the initiator chose
+        // (it executes every valid message whatever the method).
+        let target = Target::new(session.target(config.flush))
+            .map_err(|e| SimError::Setup(format!("target: {e}")))?;
         let mut mem = Memory::new(config.platform, params.pool_size)
             .map_err(|e| SimError::Setup(format!("memory: {e}")))?;
         mem.set_streaming(params.stream_inline);
         let mut lanes = Vec::new();
         for l in 0..session.nlanes {
-            let mut p = LaneParams::new(
-                l,
-                session.nlanes,
-                session.method,
-                params.pool_size,
-                params.min_offset,
-                Placement::Rdma,
-            );
-            p.inline_max = session.inline_max;
+            let mut p = session.lane(l, Placement::Rdma);
             p.wq_size = params.wq_size;
             p.send_window = params.send_window;
             p.max_op_len = params.max_op_len;
@@ -636,6 +630,7 @@ impl World {
         }
         let n = lanes.len();
         Ok(World {
+            min_offset: session.min_offset(),
             mode,
             verbose: opts.verbose,
             self_check: opts.self_check,
@@ -992,7 +987,7 @@ impl World {
                 // writable part of the pool, never empty.
                 let end = offset.checked_add(len);
                 let inside = len > 0
-                    && offset >= self.params.min_offset
+                    && offset >= self.min_offset
                     && end.is_some_and(|e| e <= self.params.pool_size);
                 inside.then(Vec::new)
             }

@@ -67,8 +67,8 @@ impl Limits {
     /// 1024 lanes (libpmemobj's lane count), 1 MiB inline buffers, every
     /// provider.
     pub const DEFAULT: Limits = Limits {
-        max_nlanes: 1024,
-        max_buff_size: 1 << 20,
+        max_nlanes: crate::negotiate::MAX_NLANES,
+        max_buff_size: crate::negotiate::MAX_BUFF_SIZE,
         providers: ProviderSet::ALL,
     };
 }
