@@ -116,7 +116,7 @@ fn fails(o: &Output, want: i32, words: &str) -> String {
 
 fn upstream_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/pmdk-1.12.1/tests/util_poolset_parse")
+        .join("../tests/vectors/pmdk-1.12.1/tests/util_poolset_parse")
 }
 
 /// `key=value` out of a space-separated line.
