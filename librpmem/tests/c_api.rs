@@ -101,3 +101,15 @@ fn dlopen_dlsym_create_persist_close_dlclose_twice_and_exit() {
     let bytes = TestEnv::file_bytes(&parts[0], 4096, 65536);
     assert!(bytes.iter().all(|&b| b == 0x22));
 }
+
+#[test]
+fn calls_on_different_lanes_run_at_the_same_time() {
+    let b = CBuild::new();
+    let exe = b.compile("lanes.c", true, &[]);
+    let env = TestEnv::new();
+    env.poolset("l.set", &[POOL], true);
+    let size = POOL.to_string();
+    let out = run(&exe, &["l.set", &size], &env, &[]);
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    assert_passed(&out, &env);
+}

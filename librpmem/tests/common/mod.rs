@@ -27,10 +27,12 @@ pub fn profile_dir() -> PathBuf {
     dir
 }
 
-/// The shared object cargo built for this test run.
+/// The shared object cargo built for this test run: `deps/librpmem_c.so`.
+/// (`cargo test` rebuilds the library there but does not copy it up to
+/// `target/<profile>/`, which may hold an older `cargo build`'s.)
 pub fn built_so() -> PathBuf {
     let dir = profile_dir();
-    for p in [dir.join("librpmem_c.so"), dir.join("deps/librpmem_c.so")] {
+    for p in [dir.join("deps/librpmem_c.so"), dir.join("librpmem_c.so")] {
         if p.exists() {
             return p;
         }
