@@ -294,3 +294,57 @@ fn pmempool_over_real_ssh() {
     common::assert_passed(&out, &env);
     assert!(!remote[0].exists());
 }
+
+/// `pmempool sync` rebuilds a lost replica from the other: the local one
+/// from the remote (libpmempool reads it with `rpmem_open` + `rpmem_read`),
+/// then the remote one from the local (`rpmem_create` + `rpmem_persist`);
+/// libpmemobj finds its root object in the rebuilt pool.
+#[test]
+fn pmempool_sync_rebuilds_the_local_and_the_remote_replica() {
+    let b = CBuild::new();
+    let env = TestEnv::new();
+    let (local_set, local_part, remote_part) = layout(&env);
+    let set = local_set.to_str().expect("UTF-8 path");
+    let pmempool = Path::new(PMEMPOOL);
+    let out = pmdk(
+        pmempool,
+        &["create", "--layout", "test", "obj", set],
+        &env,
+        &b,
+    );
+    common::assert_passed(&out, &env);
+    let exe = b.compile("pmemobj.c", false, &["-lpmemobj"]);
+    let out = pmdk(&exe, &[set, "5"], &env, &b);
+    common::assert_passed(&out, &env);
+
+    // The local replica is lost: rebuilt from the remote one.
+    fs::remove_file(&local_part).expect("remove the local part");
+    let out = pmdk(pmempool, &["sync", "-v", set], &env, &b);
+    common::assert_passed(&out, &env);
+    assert!(text(&out).contains("synchronized"), "{}", text(&out));
+    let out = pmdk(&exe, &[set, "5", "check"], &env, &b);
+    common::assert_passed(&out, &env);
+    same_bytes(&local_part, &remote_part, 0x2000);
+
+    // The remote replica is lost: rebuilt from the local one.
+    fs::remove_file(&remote_part).expect("remove the remote part");
+    let out = pmdk(pmempool, &["sync", set], &env, &b);
+    common::assert_passed(&out, &env);
+    assert!(remote_part.exists(), "rpmemd created the part again");
+    same_bytes(&local_part, &remote_part, 0x2000);
+    let out = Command::new(pmempool)
+        .arg("info")
+        .arg(&remote_part)
+        .output()
+        .expect("pmempool info");
+    let part = text(&out);
+    assert!(out.status.success(), "{part}");
+    assert_eq!(
+        fields(&part, "Signature"),
+        ["PMEMOBJ [part file]"],
+        "{part}"
+    );
+    assert!(fields(&part, "Checksum")[0].ends_with("[OK]"), "{part}");
+    let out = pmdk(&exe, &[set, "5", "check"], &env, &b);
+    common::assert_passed(&out, &env);
+}

@@ -4,12 +4,14 @@
  * root object of 1 MiB and persists it (libpmemobj replicates it with
  * rpmem_persist), closes, opens again and checks the bytes.
  *
- * usage: pmemobj <pool set> <seed>
+ * usage: pmemobj <pool set> <seed> [check]
  * prints: root <offset> <size>
+ * With "check" it only opens the pool and checks the root object's bytes.
  */
 #include <libpmemobj.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define ROOT_SIZE (1 << 20)
 
@@ -22,12 +24,15 @@ byte_at(size_t i, unsigned seed)
 int
 main(int argc, char *argv[])
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: pmemobj <pool set> <seed>\n");
+	if (argc != 3 && !(argc == 4 && strcmp(argv[3], "check") == 0)) {
+		fprintf(stderr, "usage: pmemobj <pool set> <seed> [check]\n");
 		return 1;
 	}
 	unsigned seed = (unsigned)atoi(argv[2]);
-	PMEMobjpool *pop = pmemobj_open(argv[1], "test");
+	PMEMobjpool *pop;
+	if (argc == 4)
+		goto check;
+	pop = pmemobj_open(argv[1], "test");
 	if (!pop) {
 		fprintf(stderr, "pmemobj_open: %s\n", pmemobj_errormsg());
 		return 1;
@@ -44,6 +49,7 @@ main(int argc, char *argv[])
 	printf("root %llu %d\n", (unsigned long long)root.off, ROOT_SIZE);
 	pmemobj_close(pop);
 
+check:
 	pop = pmemobj_open(argv[1], "test");
 	if (!pop) {
 		fprintf(stderr, "pmemobj_open again: %s\n",
