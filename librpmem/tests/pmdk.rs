@@ -348,3 +348,52 @@ fn pmempool_sync_rebuilds_the_local_and_the_remote_replica() {
     let out = pmdk(&exe, &[set, "5", "check"], &env, &b);
     common::assert_passed(&out, &env);
 }
+
+/// `RPMEM_CMD="a|b"`: PMDK's round robin over the replicas of one pool set.
+/// Two remote replicas, each on its own rpmemd (own configuration and pool
+/// set directory): the first replica's session takes the first command, the
+/// second the second, in `pmempool create` and again in `pmempool info`.
+#[test]
+fn rpmem_cmd_round_robin_gives_each_replica_its_own_rpmemd() {
+    let b = CBuild::new();
+    let one = TestEnv::new();
+    let two = TestEnv::new();
+    assert!(
+        Path::new(PMEMPOOL).exists(),
+        "{PMEMPOOL} is missing: install the Debian packages {PACKAGES} (.ci/install-deps)"
+    );
+    let r1 = one.poolset("r1.set", &[POOL], false);
+    let r2 = two.poolset("r2.set", &[POOL], false);
+    let local_part = one.path("local.part0");
+    let local_set = one.path("local.set");
+    fs::write(
+        &local_set,
+        format!(
+            "PMEMPOOLSET\n{POOL} {}\nREPLICA localhost r1.set\nREPLICA localhost r2.set\n",
+            local_part.display()
+        ),
+    )
+    .expect("write local.set");
+    let set = local_set.to_str().expect("UTF-8 path");
+    let lib = b.lib_dir();
+    let cmds = format!("{}|{}", one.command(), two.command());
+    let vars = [
+        ("LD_LIBRARY_PATH", lib.to_str().expect("UTF-8 path")),
+        ("RPMEM_CMD", cmds.as_str()),
+    ];
+    let pmempool = Path::new(PMEMPOOL);
+    for args in [
+        &["create", "--layout", "test", "obj", set][..],
+        &["info", set],
+    ] {
+        let out = common::run(pmempool, args, &one, &vars);
+        if !out.status.success() {
+            eprintln!("second rpmemd's log:\n{}", two.log());
+        }
+        common::assert_passed(&out, &one);
+    }
+    assert!(r1[0].exists() && r2[0].exists());
+    same_bytes(&local_part, &r1[0], 0x2000);
+    same_bytes(&local_part, &r2[0], 0x2000);
+    assert!(!one.log().contains("r2.set") && !two.log().contains("r1.set"));
+}
