@@ -991,3 +991,39 @@ fn flush_ops_run_on_the_mapping(#[case] mode: FlushMode) {
     // Pool offset 3 MiB is part 1 offset 1 MiB + its 4 KiB header.
     assert_eq!(fs::read(env.part("f1")).unwrap()[MIB as usize + 4096], 0xa5);
 }
+
+/// Pools mapped by several threads at once keep their own bytes: mapping a
+/// part over the pool's reservation used to try `MAP_SYNC | MAP_FIXED`
+/// first, which ext4 and xfs refuse only after the reserved range was
+/// unmapped, so another thread's header mapping could land in the hole and
+/// be mapped over (its header then read as the other pool's zeros).
+#[test]
+fn pools_mapped_by_concurrent_threads_keep_their_headers() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 150;
+    let env = Env::new();
+    for t in 0..THREADS {
+        let mut body = String::new();
+        for p in 0..3 {
+            body.push_str(&format!("2M @/t{t}p{p}\n"));
+        }
+        env.set(&format!("t{t}.set"), &body);
+        drop(create(&env, &format!("t{t}.set"), Some(&attr(0))).unwrap());
+    }
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let env = &env;
+            s.spawn(move || {
+                let name = format!("t{t}.set");
+                for round in 0..ROUNDS {
+                    let mut pool = open(env, &name)
+                        .unwrap_or_else(|e| panic!("thread {t} round {round}: open: {e}"));
+                    let mut a = attr(0);
+                    a.major = u32::try_from(round).unwrap_or(0);
+                    pool.set_attr(Some(&a))
+                        .unwrap_or_else(|e| panic!("thread {t} round {round}: set_attr: {e}"));
+                }
+            });
+        }
+    });
+}

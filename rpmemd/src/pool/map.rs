@@ -187,6 +187,13 @@ impl Drop for Mapping {
 
 /// `mmap(addr, len, RW, MAP_SHARED_VALIDATE | MAP_SYNC | extra, fd, off)`,
 /// falling back to `MAP_SHARED | extra` when `MAP_SYNC` is refused.
+///
+/// With `MAP_FIXED` the `MAP_SYNC` question is first asked with a mapping
+/// at an address of the kernel's choice, which is unmapped at once: a
+/// `MAP_FIXED` mmap that fails may already have unmapped the range it was
+/// to replace (ext4 and xfs refuse `MAP_SYNC` on a non-DAX file only in
+/// their `mmap` method, after the old range is gone), and another thread's
+/// mmap could land in that hole before the fallback maps over it.
 fn mmap_file(
     addr: *mut libc::c_void,
     len: usize,
@@ -195,6 +202,24 @@ fn mmap_file(
     off: libc::off_t,
 ) -> io::Result<(*mut libc::c_void, bool)> {
     let prot = libc::PROT_READ | libc::PROT_WRITE;
+    if extra & libc::MAP_FIXED != 0 {
+        let (probe, sync) = mmap_file(std::ptr::null_mut(), len, 0, fd, off)?;
+        // SAFETY: `probe` was just mapped by this function, `len` bytes,
+        // and nothing else knows of it.
+        unsafe { libc::munmap(probe, len) };
+        let flags = if sync {
+            libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC
+        } else {
+            libc::MAP_SHARED
+        };
+        // SAFETY: `addr..addr + len` lies inside a reservation owned by the
+        // caller (checked by `map_fixed`), which this replaces.
+        let p = unsafe { libc::mmap(addr, len, prot, flags | extra, fd.as_raw_fd(), off) };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok((p, sync));
+    }
     // SAFETY: with `extra == 0` the kernel chooses a fresh address; with
     // MAP_FIXED, `addr..addr + len` lies inside a reservation owned by the
     // caller (checked by `map_fixed`), which this replaces.
