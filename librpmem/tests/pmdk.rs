@@ -397,3 +397,45 @@ fn rpmem_cmd_round_robin_gives_each_replica_its_own_rpmemd() {
     same_bytes(&local_part, &r2[0], 0x2000);
     assert!(!one.log().contains("r2.set") && !two.log().contains("r1.set"));
 }
+
+/// libpmemobj from 8 threads at once (its lanes become concurrent
+/// `rpmem_persist` calls on several of ours); then the local replica is
+/// deleted and rebuilt from the remote one with `pmempool sync`, and every
+/// object the threads allocated is there with its bytes.
+#[test]
+fn libpmemobj_from_eight_threads_then_the_pool_rebuilt_from_the_replica() {
+    let b = CBuild::new();
+    let env = TestEnv::new();
+    let (local_set, local_part, _remote_part) = layout(&env);
+    let set = local_set.to_str().expect("UTF-8 path");
+    let pmempool = Path::new(PMEMPOOL);
+    let out = pmdk(
+        pmempool,
+        &["create", "--layout", "test", "obj", set],
+        &env,
+        &b,
+    );
+    common::assert_passed(&out, &env);
+    let exe = b.compile("pmemobj_mt.c", false, &["-lpmemobj"]);
+    let out = pmdk(&exe, &[set, "write"], &env, &b);
+    common::assert_passed(&out, &env);
+    assert_eq!(text(&out), "320 objects ok\n");
+    fs::remove_file(&local_part).expect("remove the local part");
+    let out = pmdk(pmempool, &["sync", set], &env, &b);
+    common::assert_passed(&out, &env);
+    let out = pmdk(&exe, &[set, "check"], &env, &b);
+    common::assert_passed(&out, &env);
+    assert_eq!(text(&out), "320 objects ok\n");
+    // rpmemd logs "lane N connected" per lane used; only the 8-thread run
+    // uses more than lane 0.
+    let log = env.log();
+    let beyond_0 = log
+        .lines()
+        .filter_map(|l| l.split_once("lane ")?.1.strip_suffix(" connected"))
+        .filter(|n| *n != "0")
+        .count();
+    assert!(
+        beyond_0 >= 1,
+        "libpmemobj's threads used several lanes:\n{log}"
+    );
+}
