@@ -113,3 +113,15 @@ fn calls_on_different_lanes_run_at_the_same_time() {
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     assert_passed(&out, &env);
 }
+
+#[test]
+fn environment_is_read_per_call_and_maps_pmdks_provider_switches() {
+    let b = CBuild::new();
+    let exe = b.compile("env.c", true, &[]);
+    let env = TestEnv::new();
+    env.poolset("e.set", &[POOL], true);
+    let size = POOL.to_string();
+    let out = run(&exe, &["e.set", &size], &env, &[]);
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    assert_passed(&out, &env);
+}
