@@ -75,6 +75,8 @@ pub enum NameProblem {
     TooManySymlinks,
     /// A component is too long or the name holds too many components.
     TooLong,
+    /// The name ends like a SET_ATTR intent record (`.rpmemd-set-attr`).
+    Reserved,
 }
 
 impl NameProblem {
@@ -90,6 +92,9 @@ impl NameProblem {
             NameProblem::SymlinkEscapes => "a symbolic link points outside the pool set directory",
             NameProblem::TooManySymlinks => "too many levels of symbolic links",
             NameProblem::TooLong => "the name or one of its components is too long",
+            NameProblem::Reserved => {
+                "names ending in '.rpmemd-set-attr' are reserved for rpmemd's SET_ATTR intent records"
+            }
         }
     }
 }
@@ -327,6 +332,15 @@ pub enum PoolError {
         /// The error.
         source: io::Error,
     },
+    /// A SET_ATTR intent record left by an interrupted SET_ATTR does not
+    /// fit the pool: rpmemd neither applies nor discards it.
+    #[error("the SET_ATTR intent record {path:?} does not fit the pool: {reason}; it was left as it is (remove it by hand if the pool was re-created or changed since)")]
+    Intent {
+        /// The record.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
     /// Several things failed while removing a pool; the first is kept.
     #[error("removing pool set {name:?}: {first} (and {more} more failure(s))")]
     Remove {
@@ -375,7 +389,8 @@ impl PoolError {
             | PoolError::Attributes { .. }
             | PoolError::SingleHdrMismatch { .. }
             | PoolError::Header { .. }
-            | PoolError::Headers { .. } => Status::PoolCfg,
+            | PoolError::Headers { .. }
+            | PoolError::Intent { .. } => Status::PoolCfg,
             PoolError::RequestTooBig { .. } => Status::BadSize,
             PoolError::PartExists { .. } => Status::Exists,
             PoolError::Busy { .. } => Status::Busy,

@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +14,13 @@ use rpmem_core::flush::cpu::FlushInstr;
 use rpmem_core::flush::{FlushError, FlushOps};
 use rpmem_core::pool_hdr::{
     attr_for_create, check_parts, from_attr, to_attr, PartLinks, PoolHdrRepr, POOL_FEAT_SINGLEHDR,
+    POOL_HDR_SIZE,
 };
 use rpmem_core::poolset::{Options, PoolSet};
 
 use super::error::PoolError;
 use super::header;
+use super::intent::{fnv1a64, Entry, IntentFile, Record, Recovery, SetAttrCrash};
 use super::map::Mapping;
 use super::parts::{self, PartFile, PartPlan, Plan, Purpose, Slot, MIN_PART, MIN_POOL};
 use super::path::PoolsetDir;
@@ -92,6 +95,8 @@ pub struct Pool {
     cache_persistent: bool,
     flush: FlushInstr,
     sysfs: PathBuf,
+    intent: IntentFile,
+    recovery: Option<Recovery>,
 }
 
 /// Reads the pool set file `name` from `dir`.
@@ -269,11 +274,12 @@ impl Pool {
             }
         }
         let (slots, len) = check_sizes(&plan)?;
+        let intent = dir.intent_file(name)?;
 
         let mut files: Vec<PartFile> = Vec::with_capacity(plan.parts.len());
-        match Self::create_parts(&plan, &slots, len, attr, opts, &mut files) {
+        match Self::create_parts(&plan, &slots, len, attr, opts, &intent, &mut files) {
             Ok((map, syncs, attr)) => Ok(Self::assemble(
-                name, plan, map, files, slots, syncs, attr, opts,
+                name, plan, map, files, slots, syncs, attr, opts, intent, None,
             )),
             Err(e) => {
                 discard(files, opts);
@@ -283,12 +289,14 @@ impl Pool {
     }
 
     /// The fallible middle of create: files, mapping, headers.
+    #[allow(clippy::too_many_arguments)]
     fn create_parts(
         plan: &Plan,
         slots: &[Slot],
         len: u64,
         attr: Option<&PoolAttr>,
         opts: &PoolOptions,
+        intent: &IntentFile,
         files: &mut Vec<PartFile>,
     ) -> Result<(Mapping, Vec<bool>, PoolAttr), PoolError> {
         for (i, p) in plan.parts.iter().enumerate() {
@@ -312,6 +320,15 @@ impl Pool {
             }
         }
         let (map, syncs) = map_parts(files, slots, len, plan)?;
+        // Every part is new or was zero: a SET_ATTR intent record under this
+        // name belongs to a pool that is gone, and must not be applied to
+        // this one.
+        if intent.remove()? {
+            log::warn!(
+                "removed the SET_ATTR intent record {} of a former pool of this name",
+                intent.path().display()
+            );
+        }
         let attr = match attr {
             None => PoolAttr::ZERO,
             Some(a) => {
@@ -368,6 +385,11 @@ impl Pool {
             files.push(parts::open_existing(i, p, &opts.sysfs)?);
         }
         let nhdrs = plan.nhdrs();
+        // Every part is locked: complete (or discard) an interrupted
+        // SET_ATTR before the headers are looked at.
+        let intent = dir.intent_file(name)?;
+        let hdr_files = files.get(..nhdrs).unwrap_or(&files[..]);
+        let recovery = intent.recover(hdr_files, opts.flush, &opts.sysfs)?;
         let mut hdrs: Vec<PoolHdrRepr> = Vec::with_capacity(nhdrs);
         for f in files.iter().take(nhdrs) {
             let bytes = header::read(f)?;
@@ -389,7 +411,7 @@ impl Pool {
         };
         let (map, syncs) = map_parts(&files, &slots, len, &plan)?;
         Ok(Self::assemble(
-            name, plan, map, files, slots, syncs, attr, opts,
+            name, plan, map, files, slots, syncs, attr, opts, intent, recovery,
         ))
     }
 
@@ -403,6 +425,8 @@ impl Pool {
         syncs: Vec<bool>,
         attr: PoolAttr,
         opts: &PoolOptions,
+        intent: IntentFile,
+        recovery: Option<Recovery>,
     ) -> Pool {
         let nhdrs = plan.nhdrs();
         let parts: Vec<MappedPart> = files
@@ -440,7 +464,20 @@ impl Pool {
             cache_persistent,
             flush: opts.flush,
             sysfs: opts.sysfs.clone(),
+            intent,
+            recovery,
         }
+    }
+
+    /// What opening the pool did with a SET_ATTR intent record it found
+    /// (`None`: there was none).
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// Where this pool's SET_ATTR intent record is written.
+    pub fn intent_record_path(&self) -> &Path {
+        self.intent.path()
     }
 
     /// The pool set name the pool was opened by.
@@ -545,6 +582,28 @@ impl Pool {
     /// durable before the next. `None` is only valid for a pool without
     /// headers (and does nothing); attributes for such a pool are refused.
     pub fn set_attr(&mut self, attr: Option<&PoolAttr>) -> Result<(), PoolError> {
+        self.set_attr_until(attr, None)
+    }
+
+    /// For crash tests only: [`Pool::set_attr`] that stops at `crash` as if
+    /// the process died there (the caller then drops the pool, which
+    /// unmaps it and releases its locks, as the kernel does for a dead
+    /// process). Not reachable from the protocol, the command line or the
+    /// environment.
+    #[doc(hidden)]
+    pub fn set_attr_crash_test(
+        &mut self,
+        attr: &PoolAttr,
+        crash: SetAttrCrash,
+    ) -> Result<(), PoolError> {
+        self.set_attr_until(Some(attr), Some(crash))
+    }
+
+    fn set_attr_until(
+        &mut self,
+        attr: Option<&PoolAttr>,
+        crash: Option<SetAttrCrash>,
+    ) -> Result<(), PoolError> {
         let n = self.nhdrs;
         let attr =
             match (attr, n) {
@@ -562,7 +621,9 @@ impl Pool {
                 }
                 (Some(a), _) => a,
             };
-        let mut first = None;
+        // 1. Every part's new header, computed before anything is written.
+        let mut olds = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(n);
         for (i, p) in self.parts.iter().enumerate().take(n) {
             let f = &p.file;
             let bytes = header::read(f)?;
@@ -572,13 +633,84 @@ impl Pool {
                 source,
             })?;
             hdr.apply_set_attr(attr, i, n);
-            header::write(f, &hdr.to_bytes(), self.flush, &self.sysfs)?;
-            if first.is_none() {
-                first = Some(hdr);
+            entries.push(Entry {
+                path: f.path.as_os_str().as_bytes().to_vec(),
+                old_fingerprint: fnv1a64(&bytes),
+                new_header: Box::new(hdr.to_bytes()),
+            });
+            olds.push(bytes);
+        }
+        let new_attr = entries
+            .first()
+            .and_then(|e| PoolHdrRepr::parse_bytes(&e.new_header[..]).ok())
+            .map(|h| to_attr(&h));
+        let record = Record { entries }.encode();
+
+        // 2. The intent record, durable (file and directory) before any
+        // header changes.
+        match crash {
+            Some(SetAttrCrash::BeforeRecord) => return Ok(()),
+            Some(SetAttrCrash::TornRecord(k)) => {
+                return self.intent.write(record.get(..k).unwrap_or(&record), false);
+            }
+            Some(SetAttrCrash::HoledRecord) => {
+                // 512 bytes from the start of part 0's new header (which
+                // holds the signature, the features and the uuids).
+                let mut holed = record.clone();
+                let at = 24
+                    + 4
+                    + self
+                        .parts
+                        .first()
+                        .map_or(0, |p| p.file.path.as_os_str().len())
+                    + 8;
+                let end = (at + 512).min(holed.len());
+                if let Some(hole) = holed.get_mut(at..end) {
+                    hole.fill(0);
+                }
+                return self.intent.write(&holed, false);
+            }
+            _ => {}
+        }
+        self.intent.write(&record, true)?;
+        if crash == Some(SetAttrCrash::RecordDurable) {
+            return Ok(());
+        }
+        let Ok(Record { entries }) = Record::decode(&record) else {
+            return Err(PoolError::Intent {
+                path: self.intent.path().to_path_buf(),
+                reason: "the record just written does not decode".to_owned(),
+            });
+        };
+
+        // 3. Each header, durable before the next.
+        for (i, (p, e)) in self.parts.iter().zip(&entries).enumerate() {
+            let f = &p.file;
+            if crash == Some(SetAttrCrash::TornHeader(i)) {
+                let mut torn = olds.get(i).copied().unwrap_or([0; POOL_HDR_SIZE]);
+                torn[..POOL_HDR_SIZE / 2].copy_from_slice(&e.new_header[..POOL_HDR_SIZE / 2]);
+                return header::write(f, &torn, self.flush, &self.sysfs);
+            }
+            if let Err(err) = header::write(f, &e.new_header, self.flush, &self.sysfs) {
+                log::error!(
+                    "SET_ATTR stopped at part {i} of {n}: {err}; the intent record {} stays, \
+                     and opening the pool again completes the rewrite",
+                    self.intent.path().display()
+                );
+                return Err(err);
+            }
+            if crash == Some(SetAttrCrash::AfterHeader(i)) {
+                return Ok(());
             }
         }
-        if let Some(h) = first {
-            self.attr = to_attr(&h);
+        if let Some(a) = new_attr {
+            self.attr = a;
+        }
+
+        // 4. The record goes. If it cannot, the new headers stand anyway:
+        // opening the pool finds them all new and removes the record then.
+        if let Err(e) = self.intent.remove() {
+            log::warn!("SET_ATTR is complete, but its intent record stays: {e}");
         }
         Ok(())
     }
@@ -600,10 +732,16 @@ impl Pool {
             name,
             flush,
             sysfs,
+            intent,
             ..
         } = self;
         drop(map);
         let mut failures = Vec::new();
+        // A record left by a SET_ATTR whose removal failed belongs to the
+        // pool that goes now.
+        if let Err(e) = intent.remove() {
+            failures.push(e);
+        }
         for p in &parts {
             let r = match p.file.devdax {
                 Some(_) => header::zero_devdax(&p.file, p.size, flush, &sysfs),
@@ -976,6 +1114,17 @@ pub fn remove_report(
         }
     }
     drop(locked);
+
+    // A SET_ATTR intent record of the removed pool goes with it (it would
+    // otherwise outlive the pool set file); a failure only warns, the pool
+    // itself is gone.
+    if report.left.is_empty() {
+        match dir.intent_file(name).and_then(|i| i.remove()) {
+            Ok(true) => log::info!("removed the SET_ATTR intent record of '{name}'"),
+            Ok(false) => {}
+            Err(e) => log::warn!("removing the SET_ATTR intent record of '{name}' failed: {e}"),
+        }
+    }
 
     if opts.remove_poolset_file {
         report.poolset_file = if !report.left.is_empty() {

@@ -27,6 +27,7 @@
 mod error;
 mod handle;
 mod header;
+mod intent;
 mod map;
 mod parts;
 mod path;
@@ -38,6 +39,9 @@ pub use handle::{
     RemoveReport, MAX_POOLSET_FILE,
 };
 pub use header::DEVICE_DAX_ZERO_LEN;
+#[doc(hidden)]
+pub use intent::SetAttrCrash;
+pub use intent::{Recovery, SUFFIX as INTENT_SUFFIX};
 pub use parts::{part_file_name, HDR_SIZE, MIN_PART, MIN_POOL, PART_MODE, PMEM_EXT};
 pub use path::{check_name, PoolsetDir, Strategy, MAX_COMPONENT_LEN, MAX_NAME_LEN, MAX_SYMLINKS};
 pub use pmem::{parse_force, region_deep_flush, PMEM_IS_PMEM_FORCE, SYSFS};

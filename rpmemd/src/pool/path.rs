@@ -85,6 +85,9 @@ pub fn check_name(name: &str) -> Result<Vec<&str>, PoolError> {
         if c.len() > MAX_COMPONENT_LEN {
             return Err(bad(c, NameProblem::TooLong));
         }
+        if c.ends_with(super::intent::SUFFIX) {
+            return Err(bad(c, NameProblem::Reserved));
+        }
         if !c.is_empty() && c != "." {
             out.push(c);
         }
@@ -184,6 +187,32 @@ impl PoolsetDir {
                 PoolError::io("unlink", self.display(name), source)
             }
         })
+    }
+
+    /// The SET_ATTR intent record of the pool set file `name`: in the
+    /// directory holding it (resolved beneath the pool set directory, and
+    /// held open), named after it with [`super::intent::SUFFIX`].
+    pub(super) fn intent_file(&self, name: &str) -> Result<super::intent::IntentFile, PoolError> {
+        let comps = check_name(name)?;
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(PoolError::BadName {
+                name: name.to_owned(),
+                component: name.to_owned(),
+                problem: NameProblem::Empty,
+            });
+        };
+        let dir = if parents.is_empty() {
+            self.fd
+                .try_clone()
+                .map_err(|e| PoolError::io("dup", &self.path, e))?
+        } else {
+            self.resolve(
+                name,
+                parents,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )?
+        };
+        super::intent::IntentFile::new(dir, last, self.display(name))
     }
 
     /// Resolves the checked components `comps` of `name` beneath the
@@ -344,7 +373,7 @@ fn cstring(s: &str) -> io::Result<CString> {
 }
 
 /// `openat(dir, path, flags, mode)`; `dir == None` means `AT_FDCWD`.
-fn sys_openat(
+pub(super) fn sys_openat(
     dir: Option<BorrowedFd<'_>>,
     path: &CStr,
     flags: i32,
@@ -435,8 +464,16 @@ fn sys_readlinkat(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<String> {
     String::from_utf8(buf).map_err(|_| io::Error::from_raw_os_error(libc::EILSEQ))
 }
 
+/// `fsync` of the directory `dir` (an `O_PATH` descriptor is reopened
+/// readable first: `fsync` needs a real open file).
+pub(super) fn sys_fsync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    let dot = c".";
+    let fd = sys_openat(Some(dir), dot, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    File::from(fd).sync_all()
+}
+
 /// `unlinkat(dir, path, 0)`.
-fn sys_unlinkat(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+pub(super) fn sys_unlinkat(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
     // SAFETY: `path` is NUL-terminated; `dir` is borrowed for the call.
     let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), path.as_ptr(), 0) };
     if ret != 0 {
