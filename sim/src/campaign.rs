@@ -57,8 +57,10 @@ pub struct ConfigResult {
     pub steps: u64,
     /// Crash points examined.
     pub crash_points: u64,
-    /// Crash images covered.
-    pub crash_states: u64,
+    /// Post-crash word values judged.
+    pub values_judged: u64,
+    /// The most words in flight at one crash point, over all runs.
+    pub max_in_flight: u64,
     /// Crash points with a broken promise.
     pub violating_points: u64,
     /// Seeds with a broken promise.
@@ -78,7 +80,8 @@ impl ConfigResult {
             seeds: 0,
             steps: 0,
             crash_points: 0,
-            crash_states: 0,
+            values_judged: 0,
+            max_in_flight: 0,
             violating_points: 0,
             violating_seeds: 0,
             first_violation: None,
@@ -91,7 +94,8 @@ impl ConfigResult {
         self.seeds = self.seeds.saturating_add(1);
         self.steps = self.steps.saturating_add(r.steps);
         self.crash_points = self.crash_points.saturating_add(r.crash_points);
-        self.crash_states = self.crash_states.saturating_add(r.crash_states);
+        self.values_judged = self.values_judged.saturating_add(r.values_judged);
+        self.max_in_flight = self.max_in_flight.max(r.max_in_flight);
         self.violating_points = self.violating_points.saturating_add(r.violating_points);
         self.calls.0 = self.calls.0.saturating_add(r.calls_ok);
         self.calls.1 = self.calls.1.saturating_add(r.calls_failed);
@@ -128,8 +132,13 @@ impl ConfigResult {
             Verdict::ForbiddenLossExpected | Verdict::ForbiddenSafeInModel => "forbidden",
         };
         let mut s = format!(
-            "{} {} seeds {:>4}  crash points {:>8}  crash states {:>10}  ",
-            self.config, verdict, self.seeds, self.crash_points, self.crash_states
+            "{} {} seeds {:>4}  crash points {:>8}  values judged {:>9}  in flight <= {:>3}  ",
+            self.config,
+            verdict,
+            self.seeds,
+            self.crash_points,
+            self.values_judged,
+            self.max_in_flight
         );
         match self.config.verdict {
             Verdict::Allowed => s.push_str(&format!("violations {}", self.violating_points)),
@@ -162,11 +171,19 @@ pub struct CheckSummary {
 }
 
 impl CheckSummary {
-    /// Crash images covered in total.
-    pub fn crash_states(&self) -> u64 {
+    /// Crash points, values judged, and the most words in flight at one
+    /// point, over the allowed (`true`) or the forbidden configurations.
+    pub fn totals(&self, allowed: bool) -> (u64, u64, u64) {
         self.results
             .iter()
-            .fold(0u64, |a, r| a.saturating_add(r.crash_states))
+            .filter(|r| r.config.allowed() == allowed)
+            .fold((0u64, 0u64, 0u64), |(p, v, m), r| {
+                (
+                    p.saturating_add(r.crash_points),
+                    v.saturating_add(r.values_judged),
+                    m.max(r.max_in_flight),
+                )
+            })
     }
 
     /// Crash points with a broken promise in allowed configurations.
@@ -192,12 +209,23 @@ impl CheckSummary {
 
     /// The last line of the report.
     pub fn final_line(&self) -> String {
-        format!(
-            "explored {} crash states, {} violations in allowed configurations, {} forbidden configurations with loss found",
-            self.crash_states(),
-            self.allowed_violations(),
+        let (ap, av, am) = self.totals(true);
+        let (fp, fv, fm) = self.totals(false);
+        let nallowed = self.results.iter().filter(|r| r.config.allowed()).count();
+        let nforbidden = self.results.len().saturating_sub(nallowed);
+        let allowed = format!(
+            "allowed configurations: {ap} crash points, {av} post-crash values judged, at most {am} words in flight, {} violations",
+            self.allowed_violations()
+        );
+        let forbidden = format!(
+            "forbidden: {fp} crash points, {fv} values judged, at most {fm} in flight, loss found in {} of {nforbidden}",
             self.forbidden_with_loss()
-        )
+        );
+        match (nallowed, nforbidden) {
+            (_, 0) => allowed,
+            (0, _) => forbidden,
+            _ => format!("{allowed}; {forbidden}"),
+        }
     }
 }
 

@@ -45,6 +45,7 @@ pub struct CrashTracker {
     words: BTreeMap<u64, WordState>,
     bad: BTreeSet<u64>,
     multi: BTreeMap<u64, usize>,
+    judged: u64,
 }
 
 impl CrashTracker {
@@ -57,6 +58,9 @@ impl CrashTracker {
     pub fn update(&mut self, mem: &Memory, checker: &Checker, changed: &BTreeSet<u64>) {
         for &w in changed {
             let cands = mem.crash_candidates(w);
+            self.judged = self
+                .judged
+                .saturating_add(u64::try_from(cands.len()).unwrap_or(u64::MAX));
             let bad = cands.iter().find_map(|c| {
                 checker.check_word(w, &c.value).map(|problem| Finding {
                     word: w,
@@ -100,6 +104,12 @@ impl CrashTracker {
         self.bad
             .iter()
             .filter_map(|w| self.words.get(w).and_then(|s| s.bad.as_ref()))
+    }
+
+    /// Candidate values judged so far (each changed word's candidates, at
+    /// every crash point where it changed).
+    pub fn judged(&self) -> u64 {
+        self.judged
     }
 
     /// Words with more than one candidate (data in flight).

@@ -281,8 +281,14 @@ fn replay_seed(seed: u64, opts: &CheckOptions) -> bool {
             println!("{line}");
         }
         println!(
-            "steps {}, calls ok {} failed {}, crash points {}, crash states {}, violating crash points {}",
-            r.steps, r.calls_ok, r.calls_failed, r.crash_points, r.crash_states, r.violating_points
+            "steps {}, calls ok {} failed {}, crash points {}, values judged {}, at most {} words in flight, violating crash points {}",
+            r.steps,
+            r.calls_ok,
+            r.calls_failed,
+            r.crash_points,
+            r.values_judged,
+            r.max_in_flight,
+            r.violating_points
         );
         println!("memory: {:?}", r.mem);
         if let Some(v) = &r.first_violation {

@@ -43,7 +43,7 @@ use rpmem_core::persist::{
 };
 
 use crate::checker::Checker;
-use crate::crash::{CrashTracker, Finding, IMAGE_COUNT_CAP};
+use crate::crash::{CrashTracker, Finding};
 use crate::handshake::{self, ClientAsk, HandshakeError, Session, TargetOffer};
 use crate::memory::{MemStats, Memory, LINE, PAGE, WORD};
 use crate::platform::Config;
@@ -231,8 +231,13 @@ pub struct RunReport {
     pub steps: u64,
     /// Crash points examined.
     pub crash_points: u64,
-    /// Crash images covered (capped per point at [`IMAGE_COUNT_CAP`]).
-    pub crash_states: u64,
+    /// Post-crash word values judged: every candidate value of every word
+    /// whose candidates or promises changed since the previous crash point
+    /// (the verdicts of the other words carry over: see `crash.rs`).
+    pub values_judged: u64,
+    /// The most words in flight (with more than one possible post-crash
+    /// value) at one crash point.
+    pub max_in_flight: u64,
     /// Crash points at which some image breaks a promise.
     pub violating_points: u64,
     /// The first of them.
@@ -425,7 +430,7 @@ struct World {
     calls_ok: u64,
     calls_failed: u64,
     crash_points: u64,
-    crash_states: u64,
+    max_in_flight: u64,
     violating_points: u64,
     first_violation: Option<Violation>,
     lost_fired: bool,
@@ -477,7 +482,8 @@ impl World {
             workload: Workload { lanes: Vec::new() },
             steps: 0,
             crash_points: 0,
-            crash_states: 0,
+            values_judged: 0,
+            max_in_flight: 0,
             violating_points: 0,
             first_violation: None,
             errors: Vec::new(),
@@ -572,7 +578,8 @@ impl World {
 
         report.steps = world.step;
         report.crash_points = world.crash_points;
-        report.crash_states = world.crash_states;
+        report.values_judged = world.tracker.judged();
+        report.max_in_flight = world.max_in_flight;
         report.violating_points = world.violating_points;
         report.first_violation = world.first_violation;
         report.errors = world.errors;
@@ -653,7 +660,7 @@ impl World {
             calls_ok: 0,
             calls_failed: 0,
             crash_points: 0,
-            crash_states: 0,
+            max_in_flight: 0,
             violating_points: 0,
             first_violation: None,
             lost_fired: false,
@@ -713,9 +720,9 @@ impl World {
             }
         }
         self.crash_points = self.crash_points.saturating_add(1);
-        self.crash_states = self
-            .crash_states
-            .saturating_add(self.tracker.image_count(IMAGE_COUNT_CAP));
+        self.max_in_flight = self
+            .max_in_flight
+            .max(u64::try_from(self.tracker.in_flight_words()).unwrap_or(u64::MAX));
         if self.tracker.violated() {
             self.violating_points = self.violating_points.saturating_add(1);
             if let Some(f) = self.tracker.first_finding().cloned() {

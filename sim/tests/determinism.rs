@@ -19,8 +19,8 @@ fn same_seed_same_trace() {
         let b = run(seed, cfg(), &RunOptions::default());
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert_eq!(
-            (a.steps, a.crash_points, a.crash_states, a.calls_ok),
-            (b.steps, b.crash_points, b.crash_states, b.calls_ok)
+            (a.steps, a.crash_points, a.values_judged, a.calls_ok),
+            (b.steps, b.crash_points, b.values_judged, b.calls_ok)
         );
         assert_eq!(a.workload, b.workload);
     }
