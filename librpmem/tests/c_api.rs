@@ -125,3 +125,12 @@ fn environment_is_read_per_call_and_maps_pmdks_provider_switches() {
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     assert_passed(&out, &env);
 }
+
+#[test]
+fn the_header_works_from_cxx() {
+    let b = CBuild::new();
+    let exe = b.compile_with("c++", "cxx.cc", &["-std=c++11"]);
+    let env = TestEnv::new();
+    let out = run(&exe, &[], &env, &[]);
+    assert_passed(&out, &env);
+}

@@ -89,9 +89,20 @@ impl CBuild {
     /// linked with `-lrpmem` (found in `lib_dir`, also the run path) unless
     /// `link` is false, with warnings as errors.
     pub fn compile(&self, source: &str, link: bool, extra: &[&str]) -> PathBuf {
-        let exe = self.dir.path().join(source.trim_end_matches(".c"));
-        let mut cmd = Command::new("cc");
-        cmd.args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+        self.build("cc", source, link, &[&["-std=gnu11"], extra].concat())
+    }
+
+    /// Compiles `tests/c/<source>` with `compiler` (e.g. `c++`), linked
+    /// with `-lrpmem`.
+    pub fn compile_with(&self, compiler: &str, source: &str, extra: &[&str]) -> PathBuf {
+        self.build(compiler, source, true, extra)
+    }
+
+    fn build(&self, compiler: &str, source: &str, link: bool, extra: &[&str]) -> PathBuf {
+        let stem = source.split('.').next().unwrap_or(source);
+        let exe = self.dir.path().join(stem);
+        let mut cmd = Command::new(compiler);
+        cmd.args(["-Wall", "-Wextra", "-Werror", "-g", "-o"])
             .arg(&exe)
             .arg("-I")
             .arg(include_dir())
@@ -105,7 +116,7 @@ impl CBuild {
         cmd.args(extra).arg("-lpthread");
         let out = cmd
             .output()
-            .unwrap_or_else(|e| panic!("cannot run cc (install build-essential): {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {compiler} (install build-essential): {e}"));
         assert!(
             out.status.success(),
             "compiling {source} failed ({}):\n{}{}",
