@@ -1,7 +1,7 @@
 //! rpmemd command line.
 //!
 //! The options of the rpmemd manual, PMDK's undocumented `-s/--pool-set` and `-t/--nthreads`,
-//! and our `--dump-config` and `--check-config`. `--help` and `--version` are handled by rpmemd itself (not clap) so
+//! and our `--dump-config`, `--check-config` and `-l/--list`. `--help` and `--version` are handled by rpmemd itself (not clap) so
 //! that their text is PMDK's and goes to stdout only when asked for.
 
 use std::ffi::OsString;
@@ -21,6 +21,7 @@ Options:
   -r, --remove <poolset>        remove pool described by given poolset file
   -f, --force                   ignore errors when removing a pool
   -s, --pool-set                with --remove: remove the pool set file too
+  -l, --list                    list the pool set files of the pool set directory
   -t, --nthreads <num>          number of processing threads (0: automatic)
   -h, --help                    display help message and exit
   -V, --version                 display target daemon version and exit
@@ -89,6 +90,11 @@ pub struct Cli {
     /// `poolset-dir`) instead of serving a session.
     #[arg(short = 'r', long, value_name = "poolset", allow_hyphen_values = true)]
     pub remove: Option<String>,
+
+    /// `-l/--list`: list the pool set files of `poolset-dir` instead of serving a session
+    /// (our extension).
+    #[arg(short = 'l', long, conflicts_with_all = ["remove", "force", "pool_set"])]
+    pub list: bool,
 
     /// `-f/--force`: ignore errors when removing a pool.
     #[arg(short = 'f', long, requires = "remove")]
@@ -161,6 +167,8 @@ pub enum Request {
     DumpConfig,
     /// Check the configuration as a session would use it, report, and exit.
     CheckConfig,
+    /// List the pool set files of `poolset-dir`.
+    List,
     /// Remove a pool.
     Remove(RemoveRequest),
     /// Serve one librpmem session on stdin/stdout.
@@ -177,7 +185,8 @@ impl Cli {
         Cli::try_parse_from(args)
     }
 
-    /// What to do, in priority order: help, version, check-config, dump-config, remove, session.
+    /// What to do, in priority order: help, version, check-config, dump-config, list, remove,
+    /// session (`--list` and `--remove` exclude each other).
     pub fn request(&self) -> Request {
         if self.help {
             Request::Help
@@ -187,6 +196,8 @@ impl Cli {
             Request::CheckConfig
         } else if self.dump_config {
             Request::DumpConfig
+        } else if self.list {
+            Request::List
         } else if let Some(poolset) = &self.remove {
             Request::Remove(RemoveRequest {
                 poolset: poolset.clone(),
@@ -284,6 +295,9 @@ mod tests {
     #[case::check(&["--dump-config", "--check-config", "-r", "x"], Request::CheckConfig)]
     #[case::remove(&["--remove", "x", "--force"],
         Request::Remove(RemoveRequest { poolset: "x".into(), force: true, pool_set: false }))]
+    #[case::list(&["-l", "--log-level", "debug"], Request::List)]
+    #[case::list_long(&["--list"], Request::List)]
+    #[case::dump_over_list(&["--list", "--dump-config"], Request::DumpConfig)]
     #[case::session(&["--log-level", "debug"], Request::Session)]
     fn requests(#[case] args: &[&str], #[case] expected: Request) {
         assert_eq!(parse(args).ok().map(|c| c.request()), Some(expected));
@@ -303,6 +317,10 @@ mod tests {
     #[case::force_alone(&["-f"])]
     #[case::pool_set_alone(&["--pool-set"])]
     #[case::config_without_path(&["-c"])]
+    #[case::list_and_remove(&["--list", "-r", "x"])]
+    #[case::list_with_force(&["--list", "-f"])]
+    #[case::list_with_value(&["--list=x"])]
+    #[case::list_with_pool_set(&["-l", "-s"])]
     fn usage_errors(#[case] args: &[&str]) {
         assert!(parse(args).is_err());
     }
@@ -350,6 +368,7 @@ mod tests {
             "-r, --remove <poolset>",
             "-f, --force",
             "-s, --pool-set",
+            "-l, --list",
             "-t, --nthreads <num>",
             "-h, --help",
             "-V, --version",

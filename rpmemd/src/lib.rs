@@ -8,6 +8,7 @@
 //!   server), with the persistency method choice;
 //! * [`transport`]: the data path (TCP lanes);
 //! * [`remove`]: `rpmemd --remove`;
+//! * [`list`]: `rpmemd --list`;
 //! * [`check`]: `rpmemd --check-config`;
 //! * [`sync`]: the synchronisation facade (std, or loom under `cfg(loom)`).
 
@@ -15,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod list;
 pub mod logging;
 pub mod pool;
 pub mod remove;

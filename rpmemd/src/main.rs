@@ -1,9 +1,9 @@
 //! rpmemd — the target process of rpmem, started over ssh by librpmem.
 //!
 //! Start-up: parse the command line, read the configuration, set up logging, then either
-//! remove a pool (`-r`) or serve one session on stdin/stdout. Nothing but protocol bytes goes to
-//! stdout, except the output of `--help`, `--version`, `--dump-config` and `--check-config`,
-//! which exit at once.
+//! list the pool set files (`-l`), remove a pool (`-r`) or serve one session on stdin/stdout.
+//! Nothing but protocol bytes goes to stdout, except the output of `--help`, `--version`,
+//! `--dump-config`, `--check-config` and `--list`, which exit at once.
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -14,7 +14,7 @@ use rpmemd::cli::{self, Cli, Request};
 use rpmemd::config::{self, Config, ConfigError};
 use rpmemd::exit::Status;
 use rpmemd::logging::{self, LoggingError, NOTICE_TARGET};
-use rpmemd::{check, remove, session};
+use rpmemd::{check, list, remove, session};
 
 fn main() -> ExitCode {
     run(std::env::args_os()).into()
@@ -38,7 +38,11 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
     match request {
         Request::Help => return print_stdout(&cli::help_text()),
         Request::Version => return print_stdout(&cli::version_text()),
-        Request::DumpConfig | Request::CheckConfig | Request::Remove(_) | Request::Session => {}
+        Request::DumpConfig
+        | Request::CheckConfig
+        | Request::List
+        | Request::Remove(_)
+        | Request::Session => {}
     }
 
     // Every request loads the configuration the same way (`--check-config` relies on it).
@@ -59,6 +63,7 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
     if request == Request::CheckConfig {
         return check::run(&loaded, syslog_socket.as_deref());
     }
+    let poolset_dir_origin = loaded.origins.poolset_dir;
     let config = loaded.config;
     if request == Request::DumpConfig {
         return print_stdout(&config.dump());
@@ -75,6 +80,7 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Status {
     log_startup(&config);
 
     match request {
+        Request::List => list::run(&config, &poolset_dir_origin),
         Request::Remove(remove) => remove::run(&config, &remove),
         // Help, version, dump-config and check-config returned above.
         Request::Session

@@ -1,0 +1,589 @@
+//! `rpmemd --list` (our extension, PMDK's rpmemd has no such mode): lists the pool set files
+//! of `poolset-dir`, by the names a client passes, with whether each one parses and its pool
+//! size or its parse error.
+//!
+//! The directory is walked from a descriptor, one directory at a time relative to its parent
+//! and opened with `O_NOFOLLOW`, so the walk never leaves `poolset-dir`: symbolic links to
+//! directories are not descended into, and a symbolic link to a file is resolved with the
+//! rules of a session ([`PoolsetDir::open_file`]: a link that leads out of the directory is
+//! refused, so it is not listed). The walk is bounded ([`MAX_DEPTH`], [`MAX_ENTRIES`],
+//! [`MAX_SETS`], [`MAX_OUTPUT`]); when a bound stops it, or a subdirectory cannot be read, the
+//! output says that the list is incomplete and why.
+//!
+//! # Output (stdout), one record per line, fields separated by a tab
+//!
+//! ```text
+//! rpmemd-list  1  <poolset-dir>
+//! set  <name>  ok  <pool size in bytes | auto>  <replicas>  <options: - | SINGLEHDR | NOHDRS | SINGLEHDR,NOHDRS>
+//! set  <name>  invalid  <line | ->  <error>
+//! incomplete  <reason>
+//! end  <number of set lines>
+//! ```
+//!
+//! Names, the directory and texts are escaped with [`escape`]: no tab, line end or other
+//! control character is ever written raw. The rpmem library (`rpmem::list_pool_sets`) parses
+//! this format strictly.
+
+use std::ffi::{CStr, CString};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rpmem_core::poolset::{Options, PoolSet, SIGNATURE};
+
+use crate::config::{Config, Origin};
+use crate::exit;
+use crate::pool::{check_name, PoolError, PoolsetDir, MAX_POOLSET_FILE};
+
+/// The first field of the first line.
+pub const FORMAT: &str = "rpmemd-list";
+/// The format version (the second field of the first line).
+pub const FORMAT_VERSION: u32 = 1;
+/// Deepest directory searched, counted from `poolset-dir` (its own entries are depth 0).
+pub const MAX_DEPTH: usize = 16;
+/// Most directory entries examined in the whole walk.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most pool set files listed.
+pub const MAX_SETS: usize = 10_000;
+/// Most bytes of output; the rpmem library accepts at most 1 MiB.
+pub const MAX_OUTPUT: usize = 960 * 1024;
+/// Longest error text of one entry (longer ones are cut, with `...`).
+const MAX_ERROR_TEXT: usize = 512;
+
+/// One pool set file found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its path relative to `poolset-dir`, as bytes (names need not be UTF-8).
+    pub name: Vec<u8>,
+    /// Whether it parses.
+    pub status: EntryStatus,
+}
+
+/// What the parser says of a pool set file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryStatus {
+    /// It parses.
+    Valid {
+        /// The pool size; `None` when it depends on an `AUTO` part (a Device DAX).
+        pool_size: Option<u64>,
+        /// Number of replicas.
+        replicas: usize,
+        /// Its `OPTION`s.
+        options: Options,
+    },
+    /// It does not parse, or a client cannot name or read it.
+    Invalid {
+        /// The line of the error, when the parser found one.
+        line: Option<u32>,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+/// The result of a walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The pool set files found, sorted by name.
+    pub entries: Vec<Entry>,
+    /// Why the list may miss pool set files (bounds reached, unreadable directories).
+    pub incomplete: Vec<String>,
+}
+
+/// Why nothing could be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// `poolset-dir` cannot be opened or read.
+    #[error("poolset-dir {} cannot be {what}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// `opened` or `read`.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Opening it as a session would failed.
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+}
+
+/// Escapes `bytes` for one field of the output: `\\`, `\t`, `\n`, `\r`, other ASCII control
+/// characters and bytes that are not UTF-8 as `\xHH`, and Unicode control and invisible
+/// formatting characters (C1 controls, bidirectional overrides, zero-width characters) as
+/// `\u{HHHH}`. Everything else stays as it is.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c if needs_unicode_escape(c) => {
+                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// Characters a terminal would act on or hide: controls, bidirectional and invisible
+/// formatting characters, line and paragraph separators.
+fn needs_unicode_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x061c
+                | 0x180e
+                | 0x200b..=0x200f
+                | 0x2028..=0x202e
+                | 0x2060..=0x206f
+                | 0xfeff
+                | 0xfff9..=0xfffb
+        )
+}
+
+/// Lists the pool set files of `poolset_dir`.
+pub fn list(poolset_dir: &Path) -> Result<Listing, ListError> {
+    let sets = PoolsetDir::open(poolset_dir)?;
+    let root = open_dir(None, poolset_dir.as_os_str().as_bytes(), false).map_err(|source| {
+        ListError::Dir {
+            path: poolset_dir.to_path_buf(),
+            what: "opened",
+            source,
+        }
+    })?;
+    let mut walk = Walk {
+        sets: &sets,
+        listing: Listing::default(),
+        budget: MAX_ENTRIES,
+        exhausted: false,
+        stopped: false,
+    };
+    let root_entries = walk.read_dir(&root).map_err(|source| ListError::Dir {
+        path: poolset_dir.to_path_buf(),
+        what: "read",
+        source,
+    })?;
+    walk.directory(&root, &[], 0, root_entries);
+    walk.listing
+        .entries
+        .sort_by(|a, b| a.name.as_slice().cmp(b.name.as_slice()));
+    Ok(walk.listing)
+}
+
+/// The state of one walk.
+struct Walk<'a> {
+    sets: &'a PoolsetDir,
+    listing: Listing,
+    /// Directory entries that may still be read.
+    budget: usize,
+    /// [`MAX_ENTRIES`] entries were read (and it was noted).
+    exhausted: bool,
+    /// A bound was reached: nothing more is listed.
+    stopped: bool,
+}
+
+impl Walk<'_> {
+    /// Looks at the `entries` of directory `dir` (`prefix` relative to `poolset-dir`, empty
+    /// for the directory itself), at `depth`.
+    fn directory(&mut self, dir: &OwnedFd, prefix: &[u8], depth: usize, entries: Vec<Vec<u8>>) {
+        for name in entries {
+            if self.stopped {
+                return;
+            }
+            let rel = join(prefix, &name);
+            let Ok(c) = CString::new(name.as_slice()) else {
+                continue;
+            };
+            let Ok(st) = fstatat_nofollow(dir.as_fd(), &c) else {
+                // Removed meanwhile.
+                continue;
+            };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => self.subdirectory(dir, &c, &rel, depth),
+                libc::S_IFREG => self.regular_file(dir, &c, rel),
+                libc::S_IFLNK => self.symlink(rel),
+                _ => {}
+            }
+        }
+    }
+
+    fn subdirectory(&mut self, parent: &OwnedFd, name: &CStr, rel: &[u8], depth: usize) {
+        if depth.saturating_add(1) > MAX_DEPTH {
+            self.note(format!(
+                "directories more than {MAX_DEPTH} levels below poolset-dir were not searched \
+                 (e.g. {})",
+                escape(rel)
+            ));
+            return;
+        }
+        let opened = open_dir(Some(parent.as_fd()), name.to_bytes(), true)
+            .and_then(|fd| self.read_dir(&fd).map(|entries| (fd, entries)));
+        match opened {
+            Ok((fd, entries)) => self.directory(&fd, rel, depth.saturating_add(1), entries),
+            Err(e) => self.note(format!("directory {} cannot be read: {e}", escape(rel))),
+        }
+    }
+
+    fn regular_file(&mut self, parent: &OwnedFd, name: &CStr, rel: Vec<u8>) {
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let Ok(fd) = openat(Some(parent.as_fd()), name, flags) else {
+            // Unreadable files are not pool set files a session could read either.
+            return;
+        };
+        self.file(std::fs::File::from(fd), rel);
+    }
+
+    /// A symbolic link is listed when it leads, inside `poolset-dir`, to a regular file that is
+    /// a pool set file: a session resolves it the same way.
+    fn symlink(&mut self, rel: Vec<u8>) {
+        let Ok(name) = std::str::from_utf8(&rel) else {
+            return;
+        };
+        let Ok(file) = self.sets.open_file(name) else {
+            return;
+        };
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => self.file(file, rel),
+            _ => {}
+        }
+    }
+
+    /// Lists `file` (`rel`) if it is a pool set file.
+    fn file(&mut self, file: std::fs::File, rel: Vec<u8>) {
+        let mut bytes = Vec::new();
+        let mut head = (&file).take(SIGNATURE.len() as u64);
+        if head.read_to_end(&mut bytes).is_err() || bytes != SIGNATURE.as_bytes() {
+            return;
+        }
+        let status = match (&file)
+            .take(MAX_POOLSET_FILE.saturating_add(1))
+            .read_to_end(&mut bytes)
+        {
+            Err(e) => invalid(None, format!("cannot be read: {e}")),
+            Ok(_) if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_POOLSET_FILE => {
+                invalid(None, "the pool set file is larger than 1 MiB".to_owned())
+            }
+            Ok(_) => match PoolSet::parse(&bytes) {
+                Ok(set) => EntryStatus::Valid {
+                    pool_size: set.pool_size(),
+                    replicas: set.nreplicas(),
+                    options: set.options(),
+                },
+                Err(e) => invalid(Some(e.line), e.kind.to_string()),
+            },
+        };
+        let status = match nameable(&rel) {
+            Ok(()) => status,
+            Err(why) => invalid(None, why),
+        };
+        if self.listing.entries.len() >= MAX_SETS {
+            self.stop(format!("stopped after {MAX_SETS} pool set files"));
+            return;
+        }
+        self.listing.entries.push(Entry { name: rel, status });
+    }
+
+    /// The names in `dir`, sorted; counts them against [`MAX_ENTRIES`] and stops the walk
+    /// when they reach it (the names read so far are still looked at).
+    fn read_dir(&mut self, dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+        let (names, more) = read_dir(dir, self.budget)?;
+        self.budget = self.budget.saturating_sub(names.len());
+        if more && !self.exhausted {
+            // What was read is still looked at, but no more entries are read.
+            self.exhausted = true;
+            self.note(format!(
+                "stopped after reading {MAX_ENTRIES} directory entries"
+            ));
+        }
+        Ok(names)
+    }
+
+    fn note(&mut self, text: String) {
+        log::warn!("listing pool sets: {text}");
+        self.listing.incomplete.push(text);
+    }
+
+    fn stop(&mut self, text: String) {
+        self.stopped = true;
+        self.note(text);
+    }
+}
+
+/// Whether a client can name `rel`: UTF-8 and accepted by the session's name rules.
+fn nameable(rel: &[u8]) -> Result<(), String> {
+    let name = std::str::from_utf8(rel)
+        .map_err(|_| "the name is not UTF-8: a client cannot name this file".to_owned())?;
+    check_name(name)
+        .map(|_| ())
+        .map_err(|e| format!("a client cannot use this name: {e}"))
+}
+
+fn invalid(line: Option<u32>, error: String) -> EntryStatus {
+    EntryStatus::Invalid { line, error }
+}
+
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut rel = prefix.to_vec();
+    if !rel.is_empty() {
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name);
+    rel
+}
+
+/// The options as the output writes them.
+fn options_text(o: Options) -> &'static str {
+    match (o.single_hdr, o.no_hdrs) {
+        (false, false) => "-",
+        (true, false) => "SINGLEHDR",
+        (false, true) => "NOHDRS",
+        (true, true) => "SINGLEHDR,NOHDRS",
+    }
+}
+
+/// Cuts `text` to [`MAX_ERROR_TEXT`] characters.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_TEXT) {
+        Some((i, _)) => format!("{}...", text.get(..i).unwrap_or(text)),
+        None => text.to_owned(),
+    }
+}
+
+/// The output for `listing` of `poolset_dir`, at most [`MAX_OUTPUT`] bytes plus the last
+/// records (an `incomplete` line and the `end` line).
+pub fn render(poolset_dir: &Path, listing: &Listing) -> String {
+    let mut out = format!(
+        "{FORMAT}\t{FORMAT_VERSION}\t{}\n",
+        escape(poolset_dir.as_os_str().as_bytes())
+    );
+    let mut sets = 0usize;
+    let mut incomplete = listing.incomplete.clone();
+    for entry in &listing.entries {
+        let mut line = format!("set\t{}\t", escape(&entry.name));
+        match &entry.status {
+            EntryStatus::Valid {
+                pool_size,
+                replicas,
+                options,
+            } => {
+                let size = pool_size.map_or_else(|| "auto".to_owned(), |s| s.to_string());
+                let _ = writeln!(line, "ok\t{size}\t{replicas}\t{}", options_text(*options));
+            }
+            EntryStatus::Invalid { line: at, error } => {
+                let at = at.map_or_else(|| "-".to_owned(), |l| l.to_string());
+                let _ = writeln!(line, "invalid\t{at}\t{}", escape(bounded(error).as_bytes()));
+            }
+        }
+        if out.len().saturating_add(line.len()) > MAX_OUTPUT {
+            incomplete.push(format!(
+                "stopped after {sets} pool set files: the list reached {} KiB",
+                MAX_OUTPUT / 1024
+            ));
+            break;
+        }
+        out.push_str(&line);
+        sets = sets.saturating_add(1);
+    }
+    for text in &incomplete {
+        let _ = writeln!(out, "incomplete\t{}", escape(bounded(text).as_bytes()));
+    }
+    let _ = writeln!(out, "end\t{sets}");
+    out
+}
+
+/// Runs `--list` for this process: lists `poolset-dir` on stdout and gives the exit status.
+pub fn run(config: &Config, origin: &Origin) -> exit::Status {
+    let dir = &config.poolset_dir;
+    log::info!("listing the pool sets of '{}'", dir.display());
+    let listing = match list(dir) {
+        Ok(listing) => listing,
+        Err(e) => {
+            let message = format!(
+                "cannot list the pool sets: {e} (poolset-dir is set by {origin}; \
+                 rpmemd --check-config checks the configuration)"
+            );
+            log::error!("{message}");
+            if !crate::logging::logs_to_stderr() {
+                let _ = writeln!(io::stderr(), "{}: {message}", crate::logging::IDENT);
+            }
+            return exit::Status::Failure;
+        }
+    };
+    let text = render(dir, &listing);
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {
+            log::info!(
+                "listed {} pool set file(s) of '{}'",
+                listing.entries.len(),
+                dir.display()
+            );
+            exit::Status::Success
+        }
+        Err(e) => {
+            log::error!("cannot write the list to stdout: {e}");
+            exit::Status::Failure
+        }
+    }
+}
+
+/// Opens the directory `path` (relative to `dir`, or as given with `None`) for reading its
+/// entries; `nofollow`: refuse a symbolic link.
+fn open_dir(dir: Option<BorrowedFd<'_>>, path: &[u8], nofollow: bool) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    openat(dir, &c, flags)
+}
+
+/// `openat(dir, path, flags | O_CLOEXEC)`; `dir == None` means `AT_FDCWD`.
+fn openat(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `path` is NUL-terminated and outlives the call; `dirfd` is AT_FDCWD or a
+    // descriptor borrowed for the call.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dir, path, AT_SYMLINK_NOFOLLOW)`.
+fn fstatat_nofollow(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated, `st` is writable memory of the right size, `dir` is
+    // borrowed for the call.
+    let ret = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat returned 0, so it filled the whole struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// The names in directory `dir` (without `.` and `..`), sorted, at most `limit` of them, and
+/// whether there were more.
+fn read_dir(dir: &OwnedFd, limit: usize) -> io::Result<(Vec<Vec<u8>>, bool)> {
+    // `closedir` closes the descriptor it was given: give it a duplicate.
+    let dup = dir.try_clone()?;
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(dup);
+    // SAFETY: `raw` is an open directory descriptor we own; on success `fdopendir` takes it.
+    let dirp = unsafe { libc::fdopendir(raw) };
+    if dirp.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: `fdopendir` failed, so `raw` is still ours to close.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        return Err(e);
+    }
+    let mut names = Vec::new();
+    let mut more = false;
+    let result = loop {
+        // SAFETY: resetting this thread's errno, to tell the end of the directory from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `dirp` is a live directory stream.
+        let ent = unsafe { libc::readdir(dirp) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break match e.raw_os_error() {
+                Some(0) | None => Ok(()),
+                Some(_) => Err(e),
+            };
+        }
+        // SAFETY: `ent` points to a valid dirent until the next readdir on `dirp`; `d_name` is
+        // NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            if names.len() >= limit {
+                more = true;
+                break Ok(());
+            }
+            names.push(name.to_vec());
+        }
+    };
+    // SAFETY: `dirp` is live and not used after this.
+    unsafe { libc::closedir(dirp) };
+    result?;
+    names.sort();
+    Ok((names, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_plain_names_and_escapes_the_rest() {
+        assert_eq!(escape(b"pools/db.set"), "pools/db.set");
+        assert_eq!(escape("café ü.set".as_bytes()), "café ü.set");
+        assert_eq!(escape(b"a\tb\nc\rd\\e"), "a\\tb\\nc\\rd\\\\e");
+        assert_eq!(escape(b"\x1b[31mred\x7f"), "\\x1b[31mred\\x7f");
+        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
+        assert_eq!(
+            escape("\u{202e}txt.set\u{85}".as_bytes()),
+            "\\u{202e}txt.set\\u{0085}"
+        );
+    }
+
+    #[test]
+    fn options_are_named() {
+        let o = |single_hdr, no_hdrs| Options {
+            single_hdr,
+            no_hdrs,
+        };
+        assert_eq!(options_text(o(false, false)), "-");
+        assert_eq!(options_text(o(true, true)), "SINGLEHDR,NOHDRS");
+    }
+
+    #[test]
+    fn long_errors_are_cut() {
+        let long = "x".repeat(MAX_ERROR_TEXT + 10);
+        assert_eq!(bounded(&long).len(), MAX_ERROR_TEXT + 3);
+        assert_eq!(bounded("short"), "short");
+    }
+
+    #[test]
+    fn render_bounds_its_output() {
+        let entry = Entry {
+            name: vec![b'n'; 200],
+            status: invalid(Some(1), "e".repeat(300)),
+        };
+        let listing = Listing {
+            entries: vec![entry; 10_000],
+            incomplete: Vec::new(),
+        };
+        let out = render(Path::new("/d"), &listing);
+        assert!(out.len() <= MAX_OUTPUT + 1024, "{}", out.len());
+        assert!(out.contains("\nincomplete\tstopped after "));
+        assert!(out.ends_with('\n'));
+        let last = out.lines().last().unwrap_or_default();
+        let sets = out.lines().filter(|l| l.starts_with("set\t")).count();
+        assert_eq!(last, format!("end\t{sets}"));
+    }
+}
