@@ -134,3 +134,16 @@ fn the_header_works_from_cxx() {
     let out = run(&exe, &[], &env, &[]);
     assert_passed(&out, &env);
 }
+
+#[test]
+fn exiting_without_close_is_clean_and_the_pool_opens_again() {
+    let b = CBuild::new();
+    let exe = b.compile("noclose.c", true, &[]);
+    let env = TestEnv::new();
+    env.poolset("n.set", &[POOL], false);
+    let size = POOL.to_string();
+    let out = run(&exe, &["n.set", &size, "create"], &env, &[]);
+    assert_passed(&out, &env);
+    let out = run(&exe, &["n.set", &size, "open"], &env, &[]);
+    assert_passed(&out, &env);
+}
