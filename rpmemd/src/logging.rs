@@ -18,7 +18,18 @@
 //! | `debug`  | `log::debug!` and `log::trace!`   | `LOG_DEBUG`     |
 //!
 //! The configured level is honoured for every destination, syslog included.
+//!
+//! # Hostile text
+//!
+//! Text a client controls (pool set names, descriptors, anything a peer sent) goes into a
+//! message through [`escape`], which writes control characters, the Unicode characters that
+//! move or hide text (line and paragraph separators, bidirectional controls) and backslashes
+//! as escapes. As a second line of defence every message is passed through [`sanitize`] before
+//! it reaches the log file or syslog, so that no message can hold a line end or a terminal
+//! escape sequence, whatever its source: one record is one line.
 
+
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
@@ -48,6 +59,80 @@ macro_rules! notice {
     };
 }
 pub(crate) use notice;
+
+/// Whether `c` must not reach a log as it is: a control character (C0, DEL, C1), or a Unicode
+/// character that breaks a line or reorders or hides text (line and paragraph separators,
+/// bidirectional controls, the byte order mark).
+pub fn is_hostile_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+fn write_escaped_char(f: &mut impl fmt::Write, c: char) -> fmt::Result {
+    match c {
+        '\n' => f.write_str("\\n"),
+        '\r' => f.write_str("\\r"),
+        '\t' => f.write_str("\\t"),
+        '\0' => f.write_str("\\0"),
+        c if u32::from(c) < 0x100 => write!(f, "\\x{:02x}", u32::from(c)),
+        c => write!(f, "\\u{{{:x}}}", u32::from(c)),
+    }
+}
+
+/// Client-controlled text for a log message (see [`escape`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        for c in self.0.chars() {
+            if c == '\\' {
+                f.write_str("\\\\")?;
+            } else if is_hostile_char(c) {
+                write_escaped_char(f, c)?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Wraps text a client controls for a log message: `\n`, `\r`, `\t`, `\0`, other control
+/// characters as `\xNN`, the characters of [`is_hostile_char`] above U+00FF as `\u{NNNN}`, and
+/// `\` as `\\`, so the message stays one line, cannot drive a terminal, and reads back
+/// unambiguously. Printable text (non-ASCII letters included) is kept.
+pub fn escape(text: &str) -> Escaped<'_> {
+    Escaped(text)
+}
+
+/// A formatted message made safe for one log line: every [`is_hostile_char`] is escaped as
+/// [`escape`] does; with `keep_newlines`, line ends and tabs stay (for rpmemd's own multi-line
+/// errors on stderr before the configuration is read, which show a configuration file line). Backslashes are kept: text a client controls is
+/// escaped at its source with [`escape`].
+pub fn sanitize(message: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let bad = |c: char| is_hostile_char(c) && !(keep_newlines && matches!(c, '\n' | '\t'));
+    if !message.chars().any(bad) {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len() + 16);
+    for c in message.chars() {
+        if bad(c) {
+            let _ = write_escaped_char(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// The rpmemd level of a `log` record.
 pub fn rpmemd_level(metadata: &log::Metadata<'_>) -> LogLevel {
@@ -260,6 +345,8 @@ enum Sink {
 struct State {
     level: LogLevel,
     sink: Sink,
+    /// [`configure`] ran: from then on line ends are escaped on stderr too.
+    configured: bool,
 }
 
 /// The process-wide logger.
@@ -271,6 +358,7 @@ static LOGGER: RpmemdLogger = RpmemdLogger {
     state: Mutex::new(State {
         level: LogLevel::Err,
         sink: Sink::Stderr,
+        configured: false,
     }),
 };
 
@@ -291,18 +379,26 @@ impl log::Log for RpmemdLogger {
         if level > state.level {
             return;
         }
+        let message = record.args().to_string();
+        let keep_newlines = !state.configured;
         // A failure to log cannot itself be logged anywhere useful: it is dropped.
         match &mut state.sink {
             Sink::Stderr => {
+                let message = sanitize(&message, keep_newlines);
                 let _ = io::stderr()
                     .lock()
-                    .write_all(stderr_line(level, record.args()).as_bytes());
+                    .write_all(stderr_line(level, &format_args!("{message}")).as_bytes());
             }
             Sink::File(file) => {
-                let line = file_line(SystemTime::now(), std::process::id(), level, record.args());
+                let line = file_line(
+                    SystemTime::now(),
+                    std::process::id(),
+                    level,
+                    &format_args!("{message}"),
+                );
                 let _ = file.write_all(line.as_bytes());
             }
-            Sink::Syslog(sink) => sink.send(level, &record.args().to_string()),
+            Sink::Syslog(sink) => sink.send(level, &sanitize(&message, false)),
         }
     }
 
@@ -321,14 +417,20 @@ pub fn stderr_line(level: LogLevel, message: &fmt::Arguments<'_>) -> String {
     }
 }
 
-/// A message as written to the log file: `<UTC time> rpmemd[<pid>]: <level>: <message>`.
+/// A message as written to the log file: `<UTC time> rpmemd[<pid>]: <level>: <message>`, on
+/// one line ([`sanitize`]).
 pub fn file_line(
     time: SystemTime,
     pid: u32,
     level: LogLevel,
     message: &fmt::Arguments<'_>,
 ) -> String {
-    format!("{} {IDENT}[{pid}]: {level}: {message}\n", format_utc(time))
+    let message = message.to_string();
+    format!(
+        "{} {IDENT}[{pid}]: {level}: {}\n",
+        format_utc(time),
+        sanitize(&message, false)
+    )
 }
 
 /// Formats a time as `YYYY-MM-DDThh:mm:ss.mmmZ` (UTC); times before 1970 show as the epoch.
@@ -439,6 +541,7 @@ pub fn configure(level: LogLevel, destination: &Destination) -> Result<(), Loggi
         let mut state = LOGGER.lock();
         state.level = level;
         state.sink = sink;
+        state.configured = true;
     }
     log::set_max_level(max_level_filter(level));
     if let (Some(mode), Destination::File(path)) = (loose_mode, destination) {
@@ -521,6 +624,32 @@ mod tests {
         assert_eq!(format_utc(time), "1970-01-01T00:00:01.500Z");
         let before = UNIX_EPOCH - Duration::from_secs(10);
         assert_eq!(format_utc(before), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[rstest]
+    #[case("plain name.set", "plain name.set")]
+    #[case("a\nb", "a\\nb")]
+    #[case("cr\r tab\t nul\0", "cr\\r tab\\t nul\\0")]
+    #[case("\u{1b}[31mred", "\\x1b[31mred")]
+    #[case("del\u{7f} c1\u{85}", "del\\x7f c1\\x85")]
+    #[case("bidi\u{202e}txt \u{2028}", "bidi\\u{202e}txt \\u{2028}")]
+    #[case("back\\slash", "back\\\\slash")]
+    #[case("żółw ünïcödé 日本", "żółw ünïcödé 日本")]
+    fn escape_makes_one_safe_line(#[case] input: &str, #[case] expected: &str) {
+        let out = escape(input).to_string();
+        assert_eq!(out, expected);
+        assert!(!out.chars().any(is_hostile_char));
+    }
+
+    #[test]
+    fn sanitize_escapes_what_escape_missed() {
+        assert_eq!(sanitize("x\ny\u{1b}", false), "x\\ny\\x1b");
+        assert_eq!(sanitize("x\ny\t\u{1b}", true), "x\ny\t\\x1b");
+        assert!(matches!(sanitize("a \\ b", false), Cow::Borrowed("a \\ b")));
+        assert_eq!(
+            file_line(UNIX_EPOCH, 1, LogLevel::Err, &format_args!("a\nb")),
+            "1970-01-01T00:00:00.000Z rpmemd[1]: err: a\\nb\n"
+        );
     }
 
     #[test]

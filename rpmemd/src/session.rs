@@ -39,7 +39,7 @@ use rpmem_core::wire::tcp::SECRET_LEN;
 
 use crate::config::Config;
 use crate::exit;
-use crate::logging::notice;
+use crate::logging::{self, notice};
 use crate::pool::{Pool, PoolError, PoolOptions, PoolsetDir};
 use crate::transport::tcp::{self, TcpConfig, TcpServer};
 use crate::transport::PoolMemory;
@@ -311,9 +311,9 @@ impl Active {
         }
         let Active { pool, name, .. } = self;
         if remove {
-            notice!("removing '{name}'");
+            notice!("removing '{}'", logging::escape(&name));
             pool.close_and_remove()?;
-            log::info!("removed '{name}'");
+            log::info!("removed '{}'", logging::escape(&name));
             Ok(())
         } else {
             pool.close()?;
@@ -543,7 +543,10 @@ impl Session<'_> {
 
     fn log_request(kind: &str, common: &CommonRepr, name: Option<&str>) {
         notice!("{kind} request:");
-        notice!("    pool descriptor: '{}'", name.unwrap_or("(not UTF-8)"));
+        notice!(
+            "    pool descriptor: '{}'",
+            logging::escape(name.unwrap_or("(not UTF-8)"))
+        );
         notice!("    pool size: {}", common.pool_size);
         notice!("    nlanes: {}", common.nlanes);
         notice!("    provider: {}", common.provider);
@@ -864,7 +867,7 @@ impl Session<'_> {
                     log::warn!(
                         "CLOSE asks to remove '{}', but this session opened it rather than \
                          created it: not removing it (as PMDK's rpmemd)",
-                        active.name
+                        logging::escape(&active.name)
                     );
                 }
                 notice!("closing pool");

@@ -854,3 +854,120 @@ fn pool_attribute_headings_come_with_their_fields(#[case] level: &str, #[case] h
     assert!(content.contains("notice: create request:"), "{content}");
     assert!(content.contains("notice: open request:"), "{content}");
 }
+
+// ------------------------------------------------ hostile text
+
+/// A pool set name that tries to forge a log line (a newline, a whole log line after it) and
+/// to colour a terminal (an escape sequence).
+const FORGING_NAME: &str =
+    "evil\n2026-01-01T00:00:00.000Z rpmemd[1]: err: forged line\u{1b}[31mred\u{202e}.set";
+/// [`FORGING_NAME`] as rpmemd must log it.
+const FORGING_NAME_ESCAPED: &str =
+    "evil\\n2026-01-01T00:00:00.000Z rpmemd[1]: err: forged line\\x1b[31mred\\u{202e}.set";
+
+/// The bytes a client sends on stdin for one OPEN of `name` (the client machine is fed the
+/// start-up status word first, as if rpmemd had sent it).
+fn open_request_bytes(name: &str) -> Vec<u8> {
+    use rpmem_core::oob::{ClientEvent, OpenRequest};
+    use rpmem_core::wire::oob::{PoolDesc, Provider};
+    let mut client = rpmem_core::oob::Client::new();
+    let (_, event) = client
+        .handle_input(&[0, 0, 0, 0])
+        .unwrap_or_else(|e| panic!("client machine: {e}"));
+    assert_eq!(event, Some(ClientEvent::Ready));
+    let open = OpenRequest {
+        pool_size: ATTR_POOL_SIZE,
+        nlanes: 1,
+        provider: Provider::TCP,
+        buff_size: 8192,
+        pool_desc: PoolDesc::from_text(name).unwrap_or_else(|e| panic!("{e}")),
+    };
+    client
+        .send_open(&open)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a session whose stdin holds one OPEN of [`FORGING_NAME`] (refused: no such pool set).
+fn forging_session(scratch: &Scratch) -> Command {
+    let request = scratch.path("open-request.bin");
+    assert!(fs::write(&request, open_request_bytes(FORGING_NAME)).is_ok());
+    let stdin = fs::File::open(&request).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = scratch.command(&[]);
+    cmd.stdin(Stdio::from(stdin));
+    cmd
+}
+
+/// Control characters, and the Unicode ones that move or hide text.
+fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'))
+}
+
+#[test]
+fn a_pool_set_name_cannot_forge_a_log_file_line() {
+    let scratch = Scratch::new();
+    let log = scratch.path("rpmemd.log");
+    scratch.config(&format!(
+        "use-syslog = no\nlog-file = {}\nlog-level = debug\n",
+        log.display()
+    ));
+    let output = forging_session(&scratch)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    // The refused OPEN is answered and the session ends by the protocol.
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let content = fs::read_to_string(&log).unwrap_or_default();
+    // Every line is one of rpmemd's, with this run's pid; none was forged.
+    let pid = output_pid(&content);
+    assert!(!pid.is_empty() && pid != "1", "{content}");
+    for line in content.lines() {
+        assert!(is_file_line(line), "not a log line: {line:?}\n{content}");
+        assert!(line.contains(&format!(" rpmemd[{pid}]: ")), "{line:?}");
+        assert!(!has_control(line), "control character in {line:?}");
+    }
+    // The descriptor is logged on exactly one line, escaped.
+    let descriptor: Vec<&str> = content
+        .lines()
+        .filter(|l| l.contains("pool descriptor:"))
+        .collect();
+    assert_eq!(
+        descriptor,
+        [format!(
+            "{}notice:     pool descriptor: '{FORGING_NAME_ESCAPED}'",
+            descriptor
+                .first()
+                .and_then(|l| l.split_once("notice: "))
+                .map_or("", |(head, _)| head)
+        )],
+        "{content}"
+    );
+    // The client's stderr gets the refusal on one line too.
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(!has_control(stderr.trim_end_matches('\n')), "{stderr:?}");
+}
+
+#[test]
+fn a_pool_set_name_cannot_forge_a_syslog_message() {
+    let scratch = Scratch::new();
+    let server = SyslogServer::bind(scratch.path("log.sock"));
+    scratch.config("use-syslog = yes\nlog-level = debug\n");
+    let (output, messages) = server.collect(forging_session(&scratch));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!messages.is_empty());
+    for m in &messages {
+        assert!(!has_control(m), "control character in syslog message {m:?}");
+    }
+    let descriptor: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.contains("pool descriptor:"))
+        .collect();
+    assert_eq!(descriptor.len(), 1, "{messages:#?}");
+    assert!(
+        descriptor
+            .iter()
+            .all(|m| m.ends_with(&format!("pool descriptor: '{FORGING_NAME_ESCAPED}'"))),
+        "{messages:#?}"
+    );
+}
