@@ -27,7 +27,14 @@
 //! as escapes. As a second line of defence every message is passed through [`sanitize`] before
 //! it reaches the log file or syslog, so that no message can hold a line end or a terminal
 //! escape sequence, whatever its source: one record is one line.
-
+//!
+//! # Floods
+//!
+//! Messages that a peer can cause at will without a valid session (refused lane connections)
+//! go through a [`RateLimit`]: the first few of each kind per interval are logged, the rest
+//! are counted and summed up in one line, `N more <kind> suppressed in the last T s`, when the
+//! interval is over or the data path stops. A legitimate session's data path never touches a
+//! limit (and never reads the clock for one).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -35,8 +42,9 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use syslog::LogFormat;
 
@@ -132,6 +140,95 @@ pub fn sanitize(message: &str, keep_newlines: bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// A rate limit for one kind of message a peer can cause at will (refused connections): the
+/// first `burst` occurrences of each `interval` are logged, the others counted; the count is
+/// logged in one line, `N more <kind> suppressed in the last T s`, by the first occurrence after
+/// the interval, by [`RateLimit::flush_expired`], or by [`RateLimit::flush`].
+///
+/// Only the refusal paths use it: the clock is read when an occurrence is counted, never on
+/// the data path of a legitimate session.
+#[derive(Debug)]
+pub struct RateLimit {
+    kind: &'static str,
+    burst: u32,
+    interval: Duration,
+    /// Occurrences suppressed and not yet summed up (read without the lock).
+    pending: AtomicU64,
+    window: Mutex<Option<(Instant, u32)>>,
+}
+
+impl RateLimit {
+    /// A limit for messages about `kind` (plural, e.g. `"lane connections refused"`).
+    pub const fn new(kind: &'static str, burst: u32, interval: Duration) -> RateLimit {
+        RateLimit {
+            kind,
+            burst,
+            interval,
+            pending: AtomicU64::new(0),
+            window: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<(Instant, u32)>> {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one occurrence; true when it is to be logged.
+    pub fn admit(&self) -> bool {
+        let now = Instant::now();
+        let mut window = self.lock();
+        match &mut *window {
+            Some((start, logged)) if now.saturating_duration_since(*start) < self.interval => {
+                if *logged < self.burst {
+                    *logged += 1;
+                    true
+                } else {
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            }
+            _ => {
+                self.summarise(window.map(|(start, _)| start), now);
+                *window = Some((now, 1));
+                true
+            }
+        }
+    }
+
+    fn summarise(&self, start: Option<Instant>, now: Instant) {
+        let n = self.pending.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            let secs = start.map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
+            log::warn!("{n} more {} suppressed in the last {secs:.1} s", self.kind);
+        }
+    }
+
+    /// Logs the summary of the current interval if it is over and something was suppressed.
+    /// Reads the clock only when something was.
+    pub fn flush_expired(&self) {
+        if self.pending.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut window = self.lock();
+        if let Some((start, _)) = *window {
+            if now.saturating_duration_since(start) >= self.interval {
+                self.summarise(Some(start), now);
+                *window = None;
+            }
+        }
+    }
+
+    /// Logs the summary of whatever was suppressed, now (the data path stops).
+    pub fn flush(&self) {
+        if self.pending.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let window = self.lock();
+        self.summarise(window.map(|(start, _)| start), Instant::now());
+    }
 }
 
 /// The rpmemd level of a `log` record.
@@ -650,6 +747,22 @@ mod tests {
             file_line(UNIX_EPOCH, 1, LogLevel::Err, &format_args!("a\nb")),
             "1970-01-01T00:00:00.000Z rpmemd[1]: err: a\\nb\n"
         );
+    }
+
+    #[test]
+    fn rate_limit_logs_a_burst_then_counts() {
+        let limit = RateLimit::new("things", 3, Duration::from_secs(3600));
+        let admitted = (0..10).filter(|_| limit.admit()).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(limit.pending.load(Ordering::Relaxed), 7);
+        // Not expired yet: nothing summed up.
+        limit.flush_expired();
+        assert_eq!(limit.pending.load(Ordering::Relaxed), 7);
+        limit.flush();
+        assert_eq!(limit.pending.load(Ordering::Relaxed), 0);
+        let short = RateLimit::new("things", 1, Duration::ZERO);
+        // A zero interval: every occurrence starts a new interval and is logged.
+        assert!((0..5).all(|_| short.admit()));
     }
 
     #[test]

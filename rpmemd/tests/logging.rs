@@ -855,7 +855,7 @@ fn pool_attribute_headings_come_with_their_fields(#[case] level: &str, #[case] h
     assert!(content.contains("notice: open request:"), "{content}");
 }
 
-// ------------------------------------------------ hostile text
+// ------------------------------------------------ hostile text and floods
 
 /// A pool set name that tries to forge a log line (a newline, a whole log line after it) and
 /// to colour a terminal (an escape sequence).
@@ -969,5 +969,103 @@ fn a_pool_set_name_cannot_forge_a_syslog_message() {
             .iter()
             .all(|m| m.ends_with(&format!("pool descriptor: '{FORGING_NAME_ESCAPED}'"))),
         "{messages:#?}"
+    );
+}
+
+/// How many wrong-secret connections the flood test makes.
+const FLOOD: usize = 300;
+
+#[test]
+fn a_flood_of_wrong_secret_connections_gives_a_bounded_log() {
+    use rpmem_core::oob::{ClientEvent, CreateRequest};
+    use rpmem_core::persist::StreamClient;
+    use rpmem_core::wire::oob::{PoolDesc, Provider};
+    use rpmem_core::wire::tcp::HELLO_ACK_LEN;
+    use std::io::{Read, Write};
+
+    let scratch = Scratch::new();
+    let log = scratch.path("rpmemd.log");
+    scratch.config(&format!(
+        "use-syslog = no\nlog-file = {}\nlog-level = info\n",
+        log.display()
+    ));
+    let part = scratch.path("flood.part");
+    let set = format!("PMEMPOOLSET\n{ATTR_POOL_SIZE} {}\n", part.display());
+    assert!(fs::write(scratch.path("flood.set"), set).is_ok());
+    let mut s = OobSession::start(&scratch);
+    let create = CreateRequest {
+        pool_size: ATTR_POOL_SIZE,
+        nlanes: 1,
+        provider: Provider::TCP,
+        buff_size: 8192,
+        attr: heading_attr(),
+        pool_desc: PoolDesc::from_text("flood.set").unwrap_or_else(|e| panic!("{e}")),
+    };
+    let bytes = s.client.send_create(&create).map(<[u8]>::to_vec);
+    let port = match s.send(&bytes.unwrap_or_else(|e| panic!("{e}"))) {
+        ClientEvent::Created(r) => u16::try_from(r.ibc.port).unwrap_or(0),
+        other => panic!("{other:?}"),
+    };
+    let before = fs::read_to_string(&log).unwrap_or_default().len();
+    let hello = StreamClient::new(0).hello(&[0x5a; 32]);
+    let started = Instant::now();
+    for i in 0..FLOOD {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        assert!(c.set_read_timeout(Some(Duration::from_secs(30))).is_ok());
+        assert!(c.write_all(&hello).is_ok());
+        let mut ack = [0u8; HELLO_ACK_LEN];
+        // The answer is "denied", then the connection closes.
+        assert!(c.read_exact(&mut ack).is_ok(), "connection {i}: no answer");
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    }
+    let elapsed = started.elapsed();
+    let bytes = s.client.send_close(0).map(<[u8]>::to_vec);
+    let event = s.send(&bytes.unwrap_or_else(|e| panic!("{e}")));
+    assert!(matches!(event, ClientEvent::Closed), "{event:?}");
+    s.finish();
+
+    let content = fs::read_to_string(&log).unwrap_or_default();
+    let flood_log = content.get(before..).unwrap_or_default();
+    let refusals: Vec<&str> = flood_log
+        .lines()
+        .filter(|l| l.contains("refused: wrong session secret"))
+        .collect();
+    let summaries: Vec<&str> = flood_log
+        .lines()
+        .filter(|l| {
+            l.contains("more lane connections with a wrong session secret suppressed in the last")
+        })
+        .collect();
+    let suppressed: usize = summaries
+        .iter()
+        .filter_map(|l| l.split_once("warn: "))
+        .filter_map(|(_, m)| m.split_once(' '))
+        .filter_map(|(n, _)| n.parse::<usize>().ok())
+        .sum();
+    // Every refusal is either logged or counted in a summary, the first one logged.
+    assert_eq!(refusals.len() + suppressed, FLOOD, "{flood_log}");
+    assert!(
+        !summaries.is_empty(),
+        "no suppression summary:\n{flood_log}"
+    );
+    // A few lines per 10-second window, not one or two per connection.
+    let windows = usize::try_from(elapsed.as_secs() / 10).unwrap_or(usize::MAX) + 1;
+    assert!(
+        refusals.len() <= 5 * windows && summaries.len() <= windows + 1,
+        "{} refusal lines and {} summaries in {elapsed:?}:\n{flood_log}",
+        refusals.len(),
+        summaries.len()
+    );
+    let total = flood_log.lines().count();
+    assert!(
+        total < 40,
+        "{total} log lines for {FLOOD} refused connections:\n{flood_log}"
+    );
+    assert!(
+        flood_log.len() < 8192,
+        "{} bytes of log for {FLOOD} refused connections",
+        flood_log.len()
     );
 }

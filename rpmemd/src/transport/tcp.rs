@@ -74,6 +74,7 @@ use rpmem_core::wire::persist::RESP_LEN;
 use rpmem_core::wire::tcp::{HelloAckRepr, FRAME_HEADER_LEN, HELLO_LEN, SECRET_LEN};
 
 use super::{Connection, LaneRegistry, PoolMemory, Refusal, WorkerGuard};
+use crate::logging::RateLimit;
 use crate::sync::thread::{Builder, JoinHandle};
 use crate::sync::Arc;
 
@@ -101,6 +102,51 @@ const WORKER_STACK: usize = 256 * 1024;
 const ANSWER_LEN: usize = FRAME_HEADER_LEN + RESP_LEN;
 /// Most answers a lane holds back to send them in one `send`.
 pub const MAX_HELD_ANSWERS: usize = 16;
+/// Refused connections of one kind logged per [`REFUSAL_LOG_INTERVAL`]; the
+/// others are counted and summed up in one line.
+pub const REFUSAL_LOG_BURST: u32 = 5;
+/// The interval of [`REFUSAL_LOG_BURST`].
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limits of the messages that peers without a lane (no valid hello:
+/// anyone who can reach the port) cause: a flood of them must not flood
+/// the log. Lanes of the session never touch them.
+#[derive(Debug)]
+struct RefusalLog {
+    /// Hellos with a wrong session secret.
+    bad_secret: RateLimit,
+    /// Any other connection that did not become a lane (bad hello, bad
+    /// lane or version, timeout, a lane connected twice, too many waiting).
+    refused: RateLimit,
+    /// `accept` failures.
+    accept_failed: RateLimit,
+}
+
+impl RefusalLog {
+    fn new() -> RefusalLog {
+        RefusalLog {
+            bad_secret: RateLimit::new(
+                "lane connections with a wrong session secret",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+            refused: RateLimit::new(
+                "other refused lane connections",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+            accept_failed: RateLimit::new(
+                "failed accepts of lane connections",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+        }
+    }
+
+    fn all(&self) -> [&RateLimit; 3] {
+        [&self.bad_secret, &self.refused, &self.accept_failed]
+    }
+}
 
 /// How the TCP data path runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +239,7 @@ struct Shared {
     /// `TcpConfig::hold_answers`.
     hold_answers: bool,
     hello_timeout: Duration,
+    refusals: Arc<RefusalLog>,
 }
 
 impl fmt::Debug for Shared {
@@ -212,6 +259,7 @@ pub struct TcpServer {
     registry: Arc<LaneRegistry<TcpStream>>,
     wake: Option<UnixStream>,
     accept: Option<JoinHandle<()>>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl TcpServer {
@@ -237,7 +285,9 @@ impl TcpServer {
         let stream = target.params().flush_mode == FlushMode::Cpu
             && config.stream_stores
             && PoolMemory::can_stream();
+        let refusals = Arc::new(RefusalLog::new());
         let shared = Arc::new(Shared {
+            refusals: Arc::clone(&refusals),
             stream_stores: stream,
             hold_answers: config.hold_answers,
             target,
@@ -256,6 +306,7 @@ impl TcpServer {
             registry,
             wake: Some(wake),
             accept: Some(accept),
+            refusals,
         })
     }
 
@@ -288,6 +339,10 @@ impl TcpServer {
             }
         }
         self.registry.wait_idle();
+        // What was suppressed is summed up before the session goes on.
+        for limit in self.refusals.all() {
+            limit.flush();
+        }
         open
     }
 }
@@ -322,6 +377,11 @@ fn accept_loop(
         if registry.is_stopping() || fds[1].revents != 0 {
             return;
         }
+        // Sum up refusals suppressed in an interval that is over (reads
+        // the clock only when there are some).
+        for limit in shared.refusals.all() {
+            limit.flush_expired();
+        }
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -336,7 +396,9 @@ fn accept_loop(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::warn!("accepting a lane connection failed: {e}");
+                    if shared.refusals.accept_failed.admit() {
+                        log::warn!("accepting a lane connection failed: {e}");
+                    }
                     // EMFILE and friends: give the system a moment.
                     std::thread::sleep(Duration::from_millis(20));
                     break;
@@ -359,7 +421,9 @@ fn on_connection(
     let guard = match LaneRegistry::admit(registry, Arc::clone(&conn)) {
         Ok(guard) => guard,
         Err(refusal) => {
-            log::warn!("refusing a connection from {peer}: {refusal}");
+            if shared.refusals.refused.admit() {
+                log::warn!("refusing a connection from {peer}: {refusal}");
+            }
             conn.shut_down();
             return;
         }
@@ -443,7 +507,17 @@ fn worker(guard: WorkerGuard<TcpStream>, conn: Arc<TcpStream>, shared: &Shared, 
         }
         (_, Some(l)) => log::warn!("lane {l} ({peer}) {end}"),
         (_, None) if stopping => log::debug!("connection from {peer} {end}"),
-        (_, None) => log::warn!("connection from {peer} {end}"),
+        // Anyone who reaches the port can cause these: rate-limited.
+        (LaneEnd::Protocol(ServerError::Hello(HelloReject::BadSecret)), None) => {
+            if shared.refusals.bad_secret.admit() {
+                log::warn!("connection from {peer} refused: wrong session secret ({end})");
+            }
+        }
+        (_, None) => {
+            if shared.refusals.refused.admit() {
+                log::warn!("connection from {peer} {end}");
+            }
+        }
     }
     conn.shut_down();
     drop(conn);
@@ -477,9 +551,6 @@ fn serve(
             if let ServerError::Hello(reject) = &e {
                 if let Some(reply) = reject.reply() {
                     let _ = io.send_all(&reply);
-                }
-                if matches!(reject, HelloReject::BadSecret) {
-                    log::warn!("a lane connection gave a wrong session secret");
                 }
             }
             return e.into();
