@@ -70,6 +70,7 @@ mod driver;
 mod error;
 mod lane;
 mod launch;
+mod list;
 mod oob;
 mod options;
 mod pool;
@@ -88,6 +89,7 @@ mod tests;
 pub struct ReadmeDoctests;
 
 pub use error::Error;
+pub use list::{list_pool_sets, PoolSetEntry, PoolSetList, PoolSetStatus, MAX_LIST_OUTPUT};
 pub use options::{
     CommandRotation, Launch, Options, OptionsBuilder, Transport, DEFAULT_CMD,
     DEFAULT_CONTROL_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_INLINE_SIZE, DEFAULT_SPIN, DEFAULT_SSH,

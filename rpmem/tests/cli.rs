@@ -924,7 +924,7 @@ fn missing_pool_and_missing_programs() {
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
-        "demo", "create", "info", "remove", "set-attr", "put", "get", "bench", "poolset",
+        "demo", "create", "info", "remove", "list", "set-attr", "put", "get", "bench", "poolset",
     ] {
         let out = rpmem(&[sub, "--help"], &[]);
         let text = ok(&out);
@@ -1300,6 +1300,8 @@ fn a_full_stdout_fails_every_subcommand() {
         &["get", "localhost", "f.set", "/dev/stdout", "--length", "10"],
         &["poolset", set],
         &["poolset", "--json", set],
+        &["list", "localhost"],
+        &["list", "localhost", "--json"],
         &["demo", "--dir", dir, "--mib", "1", "--lanes", "1"],
         &[
             "bench", "--local", "--dir", dir, "--sizes", "64", "--mode", "persist", "--ops", "10",
@@ -1848,7 +1850,7 @@ fn set_attr_changes_only_what_is_given() {
 #[test]
 fn subcommands_print_the_version() {
     for sub in [
-        "demo", "create", "info", "remove", "set-attr", "put", "get", "bench", "poolset",
+        "demo", "create", "info", "remove", "list", "set-attr", "put", "get", "bench", "poolset",
     ] {
         let text = ok(&rpmem(&[sub, "--version"], &[]));
         assert!(text.starts_with(&format!("rpmem-{sub} ")), "{sub}: {text}");
@@ -1958,4 +1960,194 @@ fn quiet_and_verbose() {
         EXIT_USAGE,
         "--quiet",
     );
+}
+
+// ---------------------------------------------------------------------------
+// rpmem list: the pool set files a target offers (rpmemd --list) (issue 18)
+
+#[test]
+fn list_shows_the_pool_sets_a_target_offers() {
+    use std::os::unix::fs::symlink;
+    let t = Target::new();
+    let sets = t.path("sets");
+    t.poolset("top.set", 4 << 20, false);
+    fs::create_dir_all(sets.join("team/db")).expect("mkdir");
+    let part = t.path("nested.part0");
+    fs::write(
+        sets.join("team/db/nested.set"),
+        format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
+    )
+    .expect("nested set");
+    fs::write(sets.join("team/broken.set"), "PMEMPOOLSET\n4X /p\n").expect("bad set");
+    fs::write(sets.join("README"), "not a pool set\n").expect("readme");
+    fs::write(sets.join("new\nline.set"), "PMEMPOOLSET\n4M /p\n").expect("newline set");
+    fs::write(t.path("outside.set"), "PMEMPOOLSET\n4M /p\n").expect("outside");
+    symlink("../outside.set", sets.join("escape.set")).expect("symlink");
+
+    // Text for people: every name a client can pass, with its size or error.
+    let text = ok(&t.run(&["list", "localhost"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("pool set files in rpmemd's poolset-dir")
+            && lines[0].contains(sets.to_str().expect("UTF-8"))
+            && lines[0].ends_with("on localhost:"),
+        "{text}"
+    );
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        row("top.set").contains("4 MiB (4194304 bytes), 1 replica"),
+        "{text}"
+    );
+    assert!(row("team/db/nested.set").contains("8 MiB (8388608 bytes), 1 replica, OPTION NOHDRS"));
+    assert!(row("team/broken.set").contains("INVALID: line 2: incorrect format of size"));
+    assert!(row("new\\nline.set").contains("4 MiB"), "{text}");
+    assert!(
+        !text.contains("README") && !text.contains("escape.set"),
+        "{text}"
+    );
+    assert!(text.ends_with("4 pool set file(s), 1 invalid\n"), "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
+
+    // --json: one object, names exact and escaped.
+    let text = ok(&t.run(&["list", "localhost", "--json"]));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["target"], "localhost");
+    assert_eq!(v["poolset_dir"], sets.to_str().expect("UTF-8"));
+    assert_eq!(v["complete"], true);
+    let names: Vec<&str> = v["pool_sets"]
+        .as_array()
+        .expect("pool_sets")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "new\nline.set",
+            "team/broken.set",
+            "team/db/nested.set",
+            "top.set"
+        ]
+    );
+    let sets_json = &v["pool_sets"];
+    assert_eq!(sets_json[0]["name_escaped"], "new\\nline.set");
+    assert_eq!(sets_json[1]["valid"], false);
+    assert_eq!(sets_json[1]["line"], 2);
+    assert_eq!(sets_json[1]["error"], "incorrect format of size");
+    assert_eq!(sets_json[2]["valid"], true);
+    assert_eq!(sets_json[2]["pool_size"], 8 << 20);
+    assert_eq!(sets_json[2]["replicas"], 1);
+    assert_eq!(sets_json[2]["options"], serde_json::json!(["NOHDRS"]));
+
+    // A name listed can be used: create the nested pool by it.
+    ok(&t.run(&[
+        "create",
+        "localhost",
+        "team/db/nested.set",
+        "--size",
+        "8M",
+        "--no-headers",
+    ]));
+    assert!(part.exists());
+}
+
+#[test]
+fn list_of_an_empty_or_missing_poolset_dir() {
+    let t = Target::new();
+    let text = ok(&t.run(&["list", "localhost"]));
+    assert!(
+        text.starts_with("no pool set files in rpmemd's poolset-dir"),
+        "{text}"
+    );
+    let v: Value =
+        serde_json::from_str(&ok(&t.run(&["list", "localhost", "--json"]))).expect("JSON");
+    assert_eq!(v["pool_sets"], serde_json::json!([]));
+
+    fs::remove_dir(t.path("sets")).expect("rmdir");
+    for json in [false, true] {
+        let mut args = vec!["list", "localhost"];
+        if json {
+            args.push("--json");
+        }
+        let out = t.run(&args);
+        let err = fails(
+            &out,
+            EXIT_FAILED,
+            "rpmem list: cannot list the pool set files on localhost",
+        );
+        assert!(
+            err.contains("cannot open the pool set directory")
+                && err.contains(t.path("sets").to_str().expect("UTF-8"))
+                && err.contains("No such file or directory"),
+            "{err}"
+        );
+        assert_eq!(stdout(&out), "", "nothing claims a list");
+    }
+}
+
+/// A shell script as the rpmemd command: it ignores `--list` and prints `output`.
+fn fake_rpmemd(t: &Target, name: &str, output: &str) -> String {
+    let script = t.path(name);
+    fs::write(&script, format!("#!/bin/sh\n{output}\n")).expect("script");
+    format!("/bin/sh {}", script.display())
+}
+
+#[test]
+fn list_reads_rpmemd_strictly() {
+    let t = Target::new();
+    let cases = [
+        (
+            "bad_field.sh",
+            r"printf 'rpmemd-list\t1\t/d\nset\ta.set\tok\tlots\t1\t-\nend\t1\n'",
+            "line 2 (set\\ta.set\\tok\\tlots\\t1\\t-): invalid pool size \"lots\"",
+        ),
+        (
+            "no_end.sh",
+            r"printf 'rpmemd-list\t1\t/d\nset\ta.set\tok\t4096\t1\t-\n'",
+            "no end record",
+        ),
+        (
+            "raw_escape.sh",
+            r"printf 'rpmemd-list\t1\t/d\nset\ta\033[2J.set\tok\t4096\t1\t-\nend\t1\n'",
+            "line 2 (set\\ta\\x1b[2J.set",
+        ),
+        (
+            "huge.sh",
+            "head -c 2000000 /dev/zero",
+            "longer than 1024 KiB",
+        ),
+    ];
+    for (name, script, want) in cases {
+        let cmd = fake_rpmemd(&t, name, script);
+        let out = rpmem(
+            &["list", "localhost", "--launch", "local", "--cmd", &cmd],
+            &[],
+        );
+        let err = fails(
+            &out,
+            EXIT_CONNECTION,
+            "protocol error from rpmemd on localhost",
+        );
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!err.contains('\x1b'), "{name}: a raw escape reached stderr");
+        assert_eq!(stdout(&out), "", "{name}");
+    }
+    // An rpmemd without --list (an older one) is named as such.
+    let cmd = fake_rpmemd(
+        &t,
+        "old.sh",
+        "echo \"error: unexpected argument '--list' found\" >&2; exit 2",
+    );
+    let out = rpmem(
+        &["list", "localhost", "--launch", "local", "--cmd", &cmd],
+        &[],
+    );
+    fails(&out, EXIT_FAILED, "this rpmemd has no --list");
 }

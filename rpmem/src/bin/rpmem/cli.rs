@@ -57,6 +57,11 @@ pub enum Command {
     Info(InfoArgs),
     /// Remove a pool's part files on the target (and with --pool-set its pool set file).
     Remove(RemoveArgs),
+    /// List the pool set files the target offers, and whether each one parses.
+    ///
+    /// Runs `rpmemd --list` on the target: every pool set file in rpmemd's poolset-dir
+    /// (subdirectories too), by the name to pass as POOLSET, with its pool size or its error.
+    List(ListArgs),
     /// Change attributes stored in a pool's header; the others stay as they are.
     ///
     /// Opens the pool, writes the stored attributes with the options given
@@ -467,6 +472,19 @@ pub struct RemoveArgs {
     /// Remove the pool set file too
     #[arg(long = "pool-set", id = "remove_pool_set")]
     pub remove_pool_set: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `rpmem list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The target host: [USER@]HOST[:SSH_PORT] (see `rpmem create --help`)
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub target: String,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

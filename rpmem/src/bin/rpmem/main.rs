@@ -1,7 +1,8 @@
 //! `rpmem`: the command-line tool of remote persistent memory.
 //!
 //! `rpmem demo` shows the whole thing working on this machine; `create`,
-//! `info`, `remove`, `put`, `get` work on pools on any target; `bench`
+//! `info`, `remove`, `put`, `get` work on pools on any target, `list` shows
+//! the pool set files a target offers; `bench`
 //! measures the data path beside raw-TCP baselines; `poolset` checks a pool
 //! set file. See `docs/rpmem-cli.md`.
 
@@ -49,6 +50,7 @@ mod cli;
 mod demo;
 mod error;
 mod files;
+mod list_cmd;
 mod local;
 mod out;
 mod pool_cmds;
@@ -107,6 +109,7 @@ fn conn_of(c: &Command) -> Option<&cli::ConnArgs> {
         Command::Create(a) => Some(&a.conn),
         Command::Info(a) => Some(&a.conn),
         Command::Remove(a) => Some(&a.conn),
+        Command::List(a) => Some(&a.conn),
         Command::SetAttr(a) => Some(&a.conn),
         Command::Put(a) => Some(&a.conn),
         Command::Get(a) => Some(&a.conn),
@@ -121,6 +124,7 @@ fn subcommand_name(c: &Command) -> &'static str {
         Command::Create(_) => "create",
         Command::Info(_) => "info",
         Command::Remove(_) => "remove",
+        Command::List(_) => "list",
         Command::SetAttr(_) => "set-attr",
         Command::Put(_) => "put",
         Command::Get(_) => "get",
@@ -135,6 +139,7 @@ fn run(c: &Command) -> CliResult<u8> {
         Command::Create(a) => pool_cmds::create(a).map(|()| EXIT_OK),
         Command::Info(a) => pool_cmds::info(a).map(|()| EXIT_OK),
         Command::Remove(a) => pool_cmds::remove(a).map(|()| EXIT_OK),
+        Command::List(a) => list_cmd::list(a).map(|()| EXIT_OK),
         Command::SetAttr(a) => set_attr_cmd::set_attr(a).map(|()| EXIT_OK),
         Command::Put(a) => transfer::put(a).map(|()| EXIT_OK),
         Command::Get(a) => transfer::get(a).map(|()| EXIT_OK),
