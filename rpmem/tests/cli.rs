@@ -1963,7 +1963,7 @@ fn quiet_and_verbose() {
 }
 
 // ---------------------------------------------------------------------------
-// rpmem list: the pool set files a target offers (rpmemd --list) (issue 18)
+// rpmem list: the pool set files a target offers (rpmemd --list); remove --json (issue 18)
 
 #[test]
 fn list_shows_the_pool_sets_a_target_offers() {
@@ -2150,4 +2150,61 @@ fn list_reads_rpmemd_strictly() {
         &[],
     );
     fails(&out, EXIT_FAILED, "this rpmemd has no --list");
+}
+
+#[test]
+fn remove_json_says_what_was_removed_and_never_claims_a_failure() {
+    let t = Target::new();
+    let part = t.poolset("r.set", 4 << 20, false);
+    ok(&t.run(&["create", "localhost", "r.set", "--size", "4M", "--quiet"]));
+
+    // A failed removal (the pool is open in another session: its part is locked) prints
+    // an object that does not claim success, and keeps the exit status and the message.
+    let holder = {
+        let cmd = t.cmd();
+        let opts = rpmem::Options::builder()
+            .launch(rpmem::Launch::Local)
+            .command(cmd)
+            .build();
+        let region = std::sync::Arc::new(rpmem::Region::new(8192).expect("region"));
+        rpmem::RemotePool::open("localhost", "r.set", region, 1, &opts).expect("open")
+    };
+    let out = t.run(&["remove", "localhost", "r.set", "--force", "--json"]);
+    let err = fails(&out, EXIT_FAILED, "cannot remove pool set \"r.set\"");
+    assert!(err.contains("not removed"), "{err}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["pool_set"], "r.set");
+    assert!(
+        v["error"].as_str().expect("error").contains("not removed"),
+        "{v}"
+    );
+    assert!(v.get("parts_removed").is_none() && v.get("pool_set_file_removed").is_none());
+    holder.close().expect("close");
+    assert!(part.exists(), "the part was kept");
+
+    // Success: one object saying what was removed.
+    let text = ok(&t.run(&["remove", "localhost", "r.set", "--pool-set", "--json"]));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "ok": true,
+            "target": "localhost",
+            "pool_set": "r.set",
+            "force": false,
+            "parts_removed": true,
+            "pool_set_file_removed": true,
+        })
+    );
+    assert!(!part.exists() && !t.path("sets/r.set").exists());
+
+    // A removal refused before anything was removed: "ok": false too.
+    let out = t.run(&["remove", "localhost", "r.set", "--json"]);
+    fails(&out, EXIT_FAILED, "does not exist");
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["ok"], false);
 }

@@ -472,6 +472,9 @@ pub struct RemoveArgs {
     /// Remove the pool set file too
     #[arg(long = "pool-set", id = "remove_pool_set")]
     pub remove_pool_set: bool,
+    /// Print the result as one JSON object (on failure too: "ok": false)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

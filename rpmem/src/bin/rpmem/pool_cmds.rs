@@ -252,6 +252,10 @@ pub fn info(args: &InfoArgs) -> CliResult {
 }
 
 /// `rpmem remove`.
+///
+/// With `--json`, one object: `"ok": true` and what was removed, or, when the removal
+/// failed, `"ok": false` with the error (rpmemd's account of what was and was not removed);
+/// the error also goes to stderr and the exit status is the same as without `--json`.
 pub fn remove(args: &RemoveArgs) -> CliResult {
     let opts = args.conn.options()?;
     let mut flags = 0;
@@ -262,9 +266,32 @@ pub fn remove(args: &RemoveArgs) -> CliResult {
         flags |= rpmem::REMOVE_POOL_SET;
     }
     let (target, set) = (&args.pool.target, &args.pool.pool_set);
-    rpmem::remove(target, set, flags, &opts).map_err(CliError::rpmem(format!(
+    let result = rpmem::remove(target, set, flags, &opts).map_err(CliError::rpmem(format!(
         "cannot remove pool set {set:?} on {target}"
-    )))?;
+    )));
+    if args.json {
+        let object = match &result {
+            Ok(()) => json!({
+                "ok": true,
+                "target": target,
+                "pool_set": set,
+                "force": args.force,
+                "parts_removed": true,
+                "pool_set_file_removed": args.remove_pool_set,
+            }),
+            // Nothing about what is left is claimed: rpmemd's message says it, file by file.
+            Err(e) => json!({
+                "ok": false,
+                "target": target,
+                "pool_set": set,
+                "force": args.force,
+                "error": e.to_string(),
+            }),
+        };
+        emit!("{object}");
+        return result;
+    }
+    result?;
     say!(
         "removed the pool of pool set {set:?} on {target}{}",
         if args.remove_pool_set {
