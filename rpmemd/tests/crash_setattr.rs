@@ -369,3 +369,22 @@ fn removing_the_pool_removes_its_record() {
     .unwrap_or_else(|e| panic!("remove: {e}"));
     assert!(env.sets_listing().is_empty(), "{:?}", env.sets_listing());
 }
+
+#[test]
+fn a_pool_set_name_near_name_max_has_a_record_too() {
+    let env = Env::new();
+    let name = format!("{}.set", "n".repeat(246)); // 250 bytes
+    env.poolset(&name, 2, "");
+    drop(
+        env.create(&name, &attr(1, false))
+            .unwrap_or_else(|e| panic!("create: {e}")),
+    );
+    let mut pool = env.open(&name).unwrap_or_else(|e| panic!("open: {e}"));
+    pool.set_attr_crash_test(&attr(2, false), SetAttrCrash::AfterHeader(0))
+        .unwrap_or_else(|e| panic!("set_attr: {e}"));
+    drop(pool);
+    assert_eq!(env.sets_listing().len(), 2, "{:?}", env.sets_listing());
+    let pool = env.open(&name).unwrap_or_else(|e| panic!("reopen: {e}"));
+    assert_eq!(pool.attr(), attr(2, false));
+    assert_eq!(env.sets_listing(), [name]);
+}

@@ -326,7 +326,7 @@ impl Pool {
         if intent.remove()? {
             log::warn!(
                 "removed the SET_ATTR intent record {} of a former pool of this name",
-                intent.path().display()
+                crate::logging::escape(&intent.path().to_string_lossy())
             );
         }
         let attr = match attr {
@@ -695,7 +695,7 @@ impl Pool {
                 log::error!(
                     "SET_ATTR stopped at part {i} of {n}: {err}; the intent record {} stays, \
                      and opening the pool again completes the rewrite",
-                    self.intent.path().display()
+                    crate::logging::escape(&self.intent.path().to_string_lossy())
                 );
                 return Err(err);
             }
@@ -1120,9 +1120,15 @@ pub fn remove_report(
     // itself is gone.
     if report.left.is_empty() {
         match dir.intent_file(name).and_then(|i| i.remove()) {
-            Ok(true) => log::info!("removed the SET_ATTR intent record of '{name}'"),
+            Ok(true) => log::info!(
+                "removed the SET_ATTR intent record of '{}'",
+                crate::logging::escape(name)
+            ),
             Ok(false) => {}
-            Err(e) => log::warn!("removing the SET_ATTR intent record of '{name}' failed: {e}"),
+            Err(e) => log::warn!(
+                "removing the SET_ATTR intent record of '{}' failed: {e}",
+                crate::logging::escape(name)
+            ),
         }
     }
 

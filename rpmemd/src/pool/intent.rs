@@ -43,6 +43,7 @@ use super::error::PoolError;
 use super::header;
 use super::parts::PartFile;
 use super::path::{sys_fsync_dir, sys_openat, sys_unlinkat};
+use crate::logging::escape;
 
 /// What follows the pool set file's name in the name of its intent record
 /// (`db.set` -> `db.set.rpmemd-set-attr`). Pool set names ending in it are
@@ -200,6 +201,24 @@ impl Record {
     }
 }
 
+/// The record's file name for the pool set file `file_name`: the name followed by [`SUFFIX`];
+/// when that would pass `NAME_MAX` (255 bytes), the name's first 200 bytes, a dot and the
+/// [`fnv1a64`] of the whole name in hex, then [`SUFFIX`].
+pub fn record_name(file_name: &str) -> String {
+    if file_name.len() + SUFFIX.len() <= 255 {
+        return format!("{file_name}{SUFFIX}");
+    }
+    let mut cut = 200;
+    while !file_name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}.{:016x}{SUFFIX}",
+        &file_name[..cut],
+        fnv1a64(file_name.as_bytes())
+    )
+}
+
 /// Where the intent record of one pool set name lives: the directory that
 /// holds the pool set file (resolved beneath `poolset-dir` as the pool set
 /// file is, and held open) and the record's name in it.
@@ -234,10 +253,8 @@ pub enum Recovery {
 impl IntentFile {
     /// The record of the pool set file `file_name` in directory `dir`.
     pub fn new(dir: OwnedFd, file_name: &str, display: PathBuf) -> Result<IntentFile, PoolError> {
-        let mut os = display.into_os_string();
-        os.push(SUFFIX);
-        let display = PathBuf::from(os);
-        let name = CString::new(format!("{file_name}{SUFFIX}")).map_err(|_| {
+        let display = display.with_file_name(record_name(file_name));
+        let name = CString::new(record_name(file_name)).map_err(|_| {
             PoolError::io("open", &display, io::Error::from_raw_os_error(libc::EINVAL))
         })?;
         Ok(IntentFile { dir, name, display })
@@ -346,7 +363,7 @@ impl IntentFile {
                     "discarded the incomplete SET_ATTR intent record {} ({reason}): it never \
                      became durable, so no pool header had been rewritten; the pool keeps its \
                      headers",
-                    self.display.display()
+                    escape(&self.display.to_string_lossy())
                 );
                 return Ok(Some(Recovery::Discarded { reason }));
             }
@@ -398,7 +415,7 @@ impl IntentFile {
         log::warn!(
             "completed an interrupted SET_ATTR from its intent record {}: {} of {} part \
              header(s) rewritten{}",
-            self.display.display(),
+            escape(&self.display.to_string_lossy()),
             todo.len(),
             files.len(),
             if todo.is_empty() {
@@ -516,6 +533,18 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Record::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn long_names_get_a_record_name_within_name_max() {
+        assert_eq!(record_name("db.set"), "db.set.rpmemd-set-attr");
+        let long = "ä".repeat(120); // 240 bytes
+        let r = record_name(&long);
+        assert!(
+            r.len() <= 255 && r.ends_with(SUFFIX) && r.starts_with("ää"),
+            "{r}"
+        );
+        assert_ne!(r, record_name(&format!("{long}x")));
     }
 
     #[test]
