@@ -2153,6 +2153,45 @@ fn list_reads_rpmemd_strictly() {
 }
 
 #[test]
+fn list_never_prints_rpmemd_texts_raw() {
+    let t = Target::new();
+    // Escaped control characters in the directory, a name, an error and a reason.
+    let cmd = fake_rpmemd(
+        &t,
+        "escapes.sh",
+        r"printf '%s\n' 'rpmemd-list	1	/d\x1b[2J' 'set	a\u{202e}.set	invalid	-	bad\x07\nbell' 'incomplete	dir\x1b]0;x\x07 cannot be read' 'end	1'",
+    );
+    let args = [
+        "list",
+        "localhost",
+        "--launch",
+        "local",
+        "--cmd",
+        cmd.as_str(),
+    ];
+    let out = rpmem(&args, &[]);
+    let text = ok(&out);
+    assert!(!text.contains(['\x1b', '\x07', '\u{202e}']), "{text:?}");
+    assert!(text.contains("poolset-dir \"/d\\x1b[2J\""), "{text}");
+    assert!(
+        text.contains("a\\u{202e}.set  INVALID: bad\\x07\\nbell"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the list may be incomplete: dir\\x1b]0;x\\x07 cannot be read"),
+        "{text}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let v: Value = serde_json::from_str(&ok(&rpmem(&json_args, &[]))).expect("JSON");
+    assert_eq!(v["poolset_dir"], "/d\x1b[2J");
+    assert_eq!(v["pool_sets"][0]["name"], "a\u{202e}.set");
+    assert_eq!(v["pool_sets"][0]["name_escaped"], "a\\u{202e}.set");
+    assert_eq!(v["pool_sets"][0]["error"], "bad\x07\nbell");
+    assert_eq!(v["complete"], false);
+}
+
+#[test]
 fn remove_json_says_what_was_removed_and_never_claims_a_failure() {
     let t = Target::new();
     let part = t.poolset("r.set", 4 << 20, false);

@@ -113,11 +113,11 @@ fn entry_text(e: &PoolSetEntry) -> String {
 
 fn print_list(target: &str, list: &PoolSetList) {
     // rpmemd's texts come escaped; the names are escaped again here from their bytes.
-    let dir = &list.poolset_dir;
+    let dir = printable(&list.poolset_dir);
     if list.entries.is_empty() {
-        say!("no pool set files in rpmemd's poolset-dir {dir:?} on {target}");
+        say!("no pool set files in rpmemd's poolset-dir \"{dir}\" on {target}");
     } else {
-        say!("pool set files in rpmemd's poolset-dir {dir:?} on {target}:");
+        say!("pool set files in rpmemd's poolset-dir \"{dir}\" on {target}:");
         let names: Vec<String> = list
             .entries
             .iter()
@@ -140,18 +140,46 @@ fn print_list(target: &str, list: &PoolSetList) {
     }
 }
 
-/// `text` with every character a terminal would act on or hide (controls, invisible
-/// formatting characters) shown as a Rust escape (rpmemd's texts come unescaped from the
-/// library).
+/// `text` escaped as the library escapes names ([`PoolSetEntry::display_name`]): `\\`,
+/// `\t`, `\n`, `\r`, other ASCII controls as `\xHH`, Unicode controls and invisible
+/// formatting characters as `\u{HHHH}` (rpmemd's texts come unescaped from the library).
 fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let escaped = c.escape_debug().to_string();
-            if escaped.chars().count() > 1 && !matches!(c, '\'' | '"' | '\\') {
-                escaped
-            } else {
-                c.to_string()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if c.is_control()
+                || matches!(
+                    u32::from(c),
+                    0x061c
+                        | 0x180e
+                        | 0x200b..=0x200f
+                        | 0x2028..=0x202e
+                        | 0x2060..=0x206f
+                        | 0xfeff
+                        | 0xfff9..=0xfffb
+                ) =>
+            {
+                out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
             }
-        })
-        .collect()
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(printable("plain text: ok"), "plain text: ok");
+        assert_eq!(printable("a\tb\nc\\"), "a\\tb\\nc\\\\");
+        assert_eq!(printable("\x1b[2J\u{202e}x"), "\\x1b[2J\\u{202e}x");
+    }
 }
