@@ -388,3 +388,26 @@ fn a_pool_set_name_near_name_max_has_a_record_too() {
     assert_eq!(pool.attr(), attr(2, false));
     assert_eq!(env.sets_listing(), [name]);
 }
+
+#[test]
+fn a_removal_that_leaves_parts_keeps_the_record() {
+    let env = Env::new();
+    pool_with_durable_record(&env);
+    // Another process holds part 1 (a flock of its own).
+    let holder = fs::File::open(env.part(1)).unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .try_lock()
+        .unwrap_or_else(|e| panic!("locking part 1: {e}"));
+    let report = rpmemd::pool::remove_report(
+        &env.dir,
+        "p.set",
+        rpmemd::pool::RemoveOptions {
+            force: true,
+            remove_poolset_file: false,
+        },
+        &opts(),
+    )
+    .unwrap_or_else(|e| panic!("remove: {e}"));
+    assert!(report.left_something());
+    assert_eq!(env.sets_listing(), ["p.set", "p.set.rpmemd-set-attr"]);
+}

@@ -1113,12 +1113,12 @@ pub fn remove_report(
             Err(e) => report.left.push((f.path.clone(), e)),
         }
     }
-    drop(locked);
-
     // A SET_ATTR intent record of the removed pool goes with it (it would
-    // otherwise outlive the pool set file); a failure only warns, the pool
-    // itself is gone.
-    if report.left.is_empty() {
+    // otherwise outlive the pool set file), while the parts are still
+    // locked; a failure only warns, the pool itself is gone. Not when parts
+    // were left, or are unknown (an unreadable pool set file with --force):
+    // the record may still be needed to open them.
+    if report.left.is_empty() && report.unreadable.is_none() {
         match dir.intent_file(name).and_then(|i| i.remove()) {
             Ok(true) => log::info!(
                 "removed the SET_ATTR intent record of '{}'",
@@ -1131,6 +1131,8 @@ pub fn remove_report(
             ),
         }
     }
+
+    drop(locked);
 
     if opts.remove_poolset_file {
         report.poolset_file = if !report.left.is_empty() {
