@@ -972,6 +972,31 @@ fn a_pool_set_name_cannot_forge_a_syslog_message() {
     );
 }
 
+#[test]
+fn a_pool_set_name_cannot_forge_a_line_on_the_stderr_fallback() {
+    let scratch = Scratch::new();
+    scratch.config("use-syslog = yes\nlog-level = debug\n");
+    let mut cmd = forging_session(&scratch);
+    cmd.env("RPMEMD_SYSLOG_SOCKET", scratch.path("no-such.sock"));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("cannot reach syslog"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(
+            line.starts_with("rpmemd: "),
+            "not one of rpmemd's lines: {line:?}"
+        );
+        assert!(!has_control(line), "control character in {line:?}");
+    }
+    assert!(
+        stderr.contains(&format!("pool descriptor: '{FORGING_NAME_ESCAPED}'")),
+        "{stderr}"
+    );
+}
+
 /// How many wrong-secret connections the flood test makes.
 const FLOOD: usize = 300;
 
