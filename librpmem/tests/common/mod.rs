@@ -159,3 +159,64 @@ pub fn assert_passed(out: &Output, env: &TestEnv) {
         env.log()
     );
 }
+
+/// The command [`run`] runs, not yet started: `exe` with `args`, every
+/// inherited `RPMEM_*` variable removed, the local-mode launch of `env`'s
+/// rpmemd, and `vars` (for programs a test must watch while they run).
+pub fn command(exe: &Path, args: &[&str], env: &TestEnv, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RPMEM") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RPMEM_LAUNCH", "local")
+        .env("RPMEM_CMD", env.command());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// The processes whose parent is `parent` and whose command line contains
+/// `needle` (read from `/proc`; processes that end while being read are
+/// skipped).
+pub fn children_matching(parent: u32, needle: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline: Vec<u8> = cmdline
+            .iter()
+            .map(|&c| if c == 0 { b' ' } else { c })
+            .collect();
+        if !String::from_utf8_lossy(&cmdline).contains(needle) {
+            continue;
+        }
+        // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold
+        // spaces and parentheses, so read after the last ')'.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
