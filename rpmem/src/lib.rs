@@ -75,6 +75,7 @@ mod oob;
 mod options;
 mod pool;
 mod region;
+mod replica;
 pub(crate) mod sync;
 mod target;
 #[cfg(feature = "verbs")]
