@@ -652,3 +652,31 @@ mod tests {
         assert_eq!(b.mode, [rpmem::bench::Mode::Read, rpmem::bench::Mode::Deep]);
     }
 }
+
+/// The man page and completion generator (man/docgen.rs), for the test below.
+#[cfg(test)]
+#[path = "../../../../man/docgen.rs"]
+mod docgen;
+
+/// rpmem(1) and the tool's shell completions are generated from [`Cli`] and
+/// `man/src/rpmem.1.in`; this test fails when the committed files are out of
+/// date (`REGENERATE_DOCS=1` rewrites them). See man/docgen.rs and
+/// docs/packaging.md. It is here because `Cli` lives in this binary.
+#[cfg(test)]
+mod generated_docs {
+    use super::docgen;
+    use clap::CommandFactory;
+
+    #[test]
+    fn generated_docs_are_current() {
+        let cmd = super::Cli::command();
+        let source = std::fs::read_to_string(docgen::repo_root().join("man/src/rpmem.1.in"))
+            .expect("man/src/rpmem.1.in");
+        let mut files = vec![(
+            std::path::PathBuf::from("man/man1/rpmem.1"),
+            docgen::man_page(&cmd, "RPMEM", "1", &source),
+        )];
+        files.extend(docgen::completions(&cmd));
+        docgen::check_or_write(&files);
+    }
+}

@@ -1,0 +1,29 @@
+//! rpmemd(1) and rpmemd's shell completions are generated from the clap definition
+//! (`rpmemd::cli::Cli`) and `man/src/rpmemd.1.in`; this test fails when the committed files are
+//! out of date (`REGENERATE_DOCS=1` rewrites them). See man/docgen.rs and docs/packaging.md.
+
+#[path = "../../man/docgen.rs"]
+mod docgen;
+
+use clap::CommandFactory;
+
+/// rpmemd's command as its man page and completions show it: the help texts without the
+/// backquoted option names that begin them (rpmemd prints its own `--help`, not clap's).
+fn command() -> clap::Command {
+    rpmemd::cli::Cli::command().mut_args(|arg| match arg.get_help().map(|h| h.to_string()) {
+        Some(help) => arg.help(docgen::strip_option_prefix(&help)),
+        None => arg,
+    })
+}
+
+#[test]
+fn generated_docs_are_current() {
+    let source = std::fs::read_to_string(docgen::repo_root().join("man/src/rpmemd.1.in"))
+        .expect("man/src/rpmemd.1.in");
+    let mut files = vec![(
+        std::path::PathBuf::from("man/man1/rpmemd.1"),
+        docgen::man_page(&command(), "RPMEMD", "1", &source),
+    )];
+    files.extend(docgen::completions(&command()));
+    docgen::check_or_write(&files);
+}
