@@ -33,8 +33,7 @@ const REFUSED_RELATIVE_POOLSET_DIR: [(&str, &str); 4] = [
 ];
 
 fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/vectors/pmdk-1.12.1/tests/rpmemd_config")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/pmdk-1.12.1/tests/rpmemd_config")
 }
 
 /// The home directory of this process's user in the password database.
