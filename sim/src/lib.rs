@@ -16,6 +16,11 @@
 //! [`campaign`] runs many seeds over the configuration matrix and the nine
 //! seeded bugs of `rpmem_core::flush::mutants`. `docs/simulation.md`
 //! describes the model, what it covers and what it does not.
+//!
+//! [`app`] offers the same machinery to applications: their own code,
+//! written against [`Replica`] (which `rpmem::Lane` implements too), run
+//! against the simulated pool, and their own recovery check judging every
+//! post-crash image ([`Simulation`]; `docs/crash-testing.md`).
 #![warn(missing_docs)]
 #![warn(
     clippy::unwrap_used,
@@ -33,6 +38,7 @@
     )
 )]
 
+pub mod app;
 pub mod campaign;
 pub mod checker;
 pub mod crash;
@@ -44,6 +50,7 @@ pub mod rnic;
 pub mod workload;
 pub mod world;
 
+pub use app::{Call, Replica, SimLane, Simulation};
 pub use campaign::{check, mutants, CheckOptions, CheckSummary};
 pub use platform::{Config, Platform, Verdict, PLATFORMS};
 pub use world::{run, run_with_workload, Mode, RunOptions, RunReport};
