@@ -57,10 +57,18 @@
 //!
 //! [`StreamClient`] and [`StreamServer`] turn operations into the frames of
 //! [`crate::wire::tcp`] and back, for transports where the target CPU copies
-//! received bytes into the pool.
+//! received bytes into the pool. [`StreamInitiator`] is the whole
+//! initiator side of one TCP lane (engine, framing, hello, send queue,
+//! reassembly, the completions a stream makes up): its driver only moves
+//! bytes between it and a socket. [`StreamTarget`] is the target side of
+//! one TCP lane (hello and header reassembly, `WRITE` body pieces and the
+//! cache-line arithmetic of which lines go to memory as they arrive, plans,
+//! answers and whether they may be held back).
 
 mod initiator;
 mod stream;
+mod stream_initiator;
+mod stream_target;
 mod target;
 
 pub use initiator::{
@@ -70,6 +78,10 @@ pub use stream::{
     ClientError, ClientFrame, FrameBody, HelloAccepted, HelloReject, ServerError, ServerFrame,
     ServerMsg, ServerStep, StreamClient, StreamServer,
 };
+pub use stream_initiator::{
+    Chunk, ReadSink, StreamInitiator, StreamLaneError, Transmit, MAX_QUEUED_FRAMES,
+};
+pub use stream_target::{BodyPiece, Next, StreamTarget, ANSWER_LEN};
 pub use target::{
     execute, Target, TargetConfigError, TargetError, TargetMemory, TargetParams, TargetPlan,
     TargetStep,

@@ -461,6 +461,15 @@ pub enum ServerError {
     /// The target refused the request.
     #[error("{0}")]
     Target(TargetError),
+    /// A driver handed in more bytes than the lane machine asked for (a
+    /// driver bug).
+    #[error("{got} bytes handed in where at most {due} were due")]
+    TooManyBytes {
+        /// Bytes due.
+        due: usize,
+        /// Bytes handed in.
+        got: usize,
+    },
 }
 
 /// A hello that was accepted.

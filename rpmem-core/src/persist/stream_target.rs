@@ -1,0 +1,609 @@
+//! The target's side of a whole TCP lane as one sans-IO machine:
+//! [`StreamTarget`] wraps the lane's [`StreamServer`] (hello, frame checks,
+//! plans) and owns what a driver would otherwise keep between two system
+//! calls: the hello and frame-header reassembly, the progress of a `WRITE`
+//! body and the cache-line arithmetic that decides which of its lines go to
+//! memory as they arrive (so that the flush of the lane's next `FLUSH_WRITE`
+//! may skip them), the answer of each persist message and whether it may
+//! wait to leave with the next ones.
+//!
+//! A driver is a loop of `poll → do what it says → report`:
+//!
+//! ```text
+//! loop {
+//!     match lane.poll() {
+//!         Next::Recv { len }        => lane.handle_bytes(recv(len))?,
+//!         Next::Claim { lane: l }   => lane.on_claim(registry.claim(l))?,
+//!         Next::Send { bytes, hold }=> { send(bytes, hold); lane.on_sent() }
+//!         Next::FlushHeld           => { send_held(); lane.on_sent() }
+//!         Next::SendPool { header, offset, len } => { send(header, pool[offset..]); lane.on_sent() }
+//!         Next::Body(piece)         => { recv(piece.len); store(piece); lane.on_stored()? }
+//!         Next::WriteBack { from, to } => { write_back(from, to); lane.on_written_back() }
+//!         Next::Msg { len }         => { let plan = lane.on_msg(recv(len))?;
+//!                                        lane.on_answer(execute(plan)?, more_queued)? }
+//!         Next::Closed              => break,
+//!     }
+//! }
+//! ```
+
+use heapless::Vec;
+
+use super::{ServerError, ServerStep, StreamServer, Target, TargetPlan};
+use crate::flush::CACHE_LINE;
+use crate::wire::persist::RESP_LEN;
+use crate::wire::tcp::{
+    HelloAckRepr, HelloStatus, FRAME_HEADER_LEN, HELLO_ACK_LEN, HELLO_LEN, SECRET_LEN,
+};
+
+/// Bytes of one answer to a persist message: the `RECV` frame header and the
+/// 8-byte response.
+pub const ANSWER_LEN: usize = FRAME_HEADER_LEN + RESP_LEN;
+
+/// A piece of a `WRITE` body: receive its `len` bytes, then store them at
+/// pool `offset`: `[offset, whole_from)` and `[whole_to, offset + len)` with
+/// ordinary stores, the whole cache lines `[whole_from, whole_to)` with
+/// non-temporal stores (or ordinary stores followed by a write-back of those
+/// lines, no fence). Then report [`StreamTarget::on_stored`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BodyPiece {
+    /// Pool offset of the piece's first byte (validated by the core).
+    pub offset: u64,
+    /// Bytes of the piece.
+    pub len: u64,
+    /// Start of the whole lines to stream.
+    pub whole_from: u64,
+    /// End of the whole lines to stream.
+    pub whole_to: u64,
+}
+
+impl BodyPiece {
+    /// True when nothing of the piece is to be streamed: its bytes may be
+    /// received straight into the pool.
+    pub fn is_plain(&self) -> bool {
+        self.whole_from >= self.whole_to
+    }
+}
+
+/// What the driver does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// Receive exactly `len` bytes (the hello, a frame header) and hand them
+    /// to [`StreamTarget::handle_bytes`].
+    Recv {
+        /// Bytes due.
+        len: usize,
+    },
+    /// The hello names `lane` and carries the right secret: claim the lane
+    /// (refusing a second connection for it is the driver's job: it sees
+    /// every connection), then report [`StreamTarget::on_claim`].
+    Claim {
+        /// The lane.
+        lane: u32,
+    },
+    /// Send `bytes`, then report [`StreamTarget::on_sent`]. With `hold`, the
+    /// bytes (an answer to a persist message) may wait to leave in one send
+    /// with what follows, but never past a wait for the socket nor past
+    /// [`Next::FlushHeld`].
+    Send {
+        /// What to send.
+        bytes: &'a [u8],
+        /// May be held back.
+        hold: bool,
+    },
+    /// Send every answer held back now (a `WRITE` body or a `READ_RESP`
+    /// follows, which may take long), then report
+    /// [`StreamTarget::on_sent`].
+    FlushHeld,
+    /// `READ_REQ`: send `header`, then pool `[offset, offset + len)`
+    /// (validated), then report [`StreamTarget::on_sent`].
+    SendPool {
+        /// The `READ_RESP` frame header.
+        header: [u8; FRAME_HEADER_LEN],
+        /// Pool offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Receive and store the next piece of a `WRITE` body.
+    Body(BodyPiece),
+    /// Write back (no fence) the cache lines of `[from, to)`, the body's
+    /// partial first line, now that its bytes are stored; then report
+    /// [`StreamTarget::on_written_back`].
+    WriteBack {
+        /// First line.
+        from: u64,
+        /// End of the line.
+        to: u64,
+    },
+    /// Receive a persist message of exactly `len` bytes into a buffer and
+    /// hand it to [`StreamTarget::on_msg`].
+    Msg {
+        /// Bytes due.
+        len: usize,
+    },
+    /// The connection is over (an error, or a refused hello whose answer was
+    /// sent): close it.
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum In {
+    Hello {
+        buf: [u8; HELLO_LEN],
+        have: usize,
+    },
+    Claim {
+        lane: u32,
+        ack: [u8; HELLO_ACK_LEN],
+    },
+    /// Bytes in `out` to send, then go on with `then`.
+    Send {
+        len: usize,
+        hold: bool,
+        then: After,
+    },
+    Header {
+        buf: [u8; FRAME_HEADER_LEN],
+        have: usize,
+    },
+    FlushHeld {
+        then: Pending,
+    },
+    SendPool {
+        header: [u8; FRAME_HEADER_LEN],
+        offset: u64,
+        len: u64,
+    },
+    Body(Body),
+    WriteBack(Body),
+    Msg {
+        len: usize,
+    },
+    /// A plan is being executed; its answer is due.
+    Answer,
+    Closed,
+}
+
+/// Where a send leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    Header,
+    Closed,
+}
+
+/// What a flush of held answers precedes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Body(Body),
+    SendPool {
+        header: [u8; FRAME_HEADER_LEN],
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// A `WRITE` body in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Body {
+    offset: u64,
+    end: u64,
+    /// Next byte due.
+    pos: u64,
+    /// Whole lines of the body (its first line counts when the body's
+    /// bytes of it end the line): `[lines_from, lines_to)`.
+    lines_from: u64,
+    lines_to: u64,
+    /// The body has whole lines.
+    has_lines: bool,
+}
+
+impl Body {
+    fn first(&self) -> u64 {
+        self.offset & !(CACHE_LINE - 1)
+    }
+}
+
+/// The target's side of one TCP lane (see the module documentation).
+#[derive(Debug)]
+pub struct StreamTarget {
+    server: StreamServer,
+    secret: [u8; SECRET_LEN],
+    /// Store the whole lines of WRITE bodies with non-temporal stores.
+    stream: bool,
+    /// Bytes of a streamed body piece.
+    piece: u64,
+    /// Answers may be held back.
+    hold: bool,
+    state: In,
+    /// Bytes of the send in progress.
+    out: Vec<u8, ANSWER_LEN>,
+    /// The `RECV` header of the message being executed.
+    answer_header: [u8; FRAME_HEADER_LEN],
+}
+
+impl StreamTarget {
+    /// A lane of the session served by `target`, whose hello must carry
+    /// `secret`. With `stream`, the whole cache lines of `WRITE` bodies are
+    /// handed out to be stored non-temporally in pieces of `piece` bytes
+    /// (rounded down to whole lines, at least one), and the flush of the
+    /// lane's next `FLUSH_WRITE` skips them; without, every body is one
+    /// plain piece. With `hold`, answers may wait for the next ones.
+    pub fn new(
+        target: Target,
+        secret: [u8; SECRET_LEN],
+        stream: bool,
+        piece: u64,
+        hold: bool,
+    ) -> StreamTarget {
+        StreamTarget {
+            server: StreamServer::new(target),
+            secret,
+            stream,
+            piece: (piece & !(CACHE_LINE - 1)).max(CACHE_LINE),
+            hold,
+            state: In::Hello {
+                buf: [0; HELLO_LEN],
+                have: 0,
+            },
+            out: Vec::new(),
+            answer_header: [0; FRAME_HEADER_LEN],
+        }
+    }
+
+    /// The lane, once the hello is accepted.
+    pub fn lane(&self) -> Option<u32> {
+        self.server.lane()
+    }
+
+    /// True between frames: the client may close the connection here
+    /// without losing anything.
+    pub fn between_frames(&self) -> bool {
+        matches!(self.state, In::Header { have: 0, .. })
+    }
+
+    /// What to do next.
+    pub fn poll(&self) -> Next<'_> {
+        match self.state {
+            In::Hello { have, .. } => Next::Recv {
+                len: HELLO_LEN - have,
+            },
+            In::Header { have, .. } => Next::Recv {
+                len: FRAME_HEADER_LEN - have,
+            },
+            In::Claim { lane, .. } => Next::Claim { lane },
+            In::Send { len, hold, .. } => Next::Send {
+                bytes: self.out.get(..len).unwrap_or(&[]),
+                hold,
+            },
+            In::FlushHeld { .. } => Next::FlushHeld,
+            In::SendPool {
+                header,
+                offset,
+                len,
+            } => Next::SendPool {
+                header,
+                offset,
+                len,
+            },
+            In::Body(b) => Next::Body(self.next_piece(&b)),
+            In::WriteBack(b) => Next::WriteBack {
+                from: b.first(),
+                to: b.first().saturating_add(CACHE_LINE),
+            },
+            In::Msg { len } => Next::Msg { len },
+            In::Answer | In::Closed => Next::Closed,
+        }
+    }
+
+    fn next_piece(&self, b: &Body) -> BodyPiece {
+        if !self.stream {
+            return BodyPiece {
+                offset: b.pos,
+                len: b.end - b.pos,
+                whole_from: b.end,
+                whole_to: b.end,
+            };
+        }
+        // The first piece reaches one piece past the first whole line, so
+        // that every later piece starts on a line.
+        let next = if b.pos < b.lines_from {
+            b.lines_from.saturating_add(self.piece).min(b.end)
+        } else {
+            b.pos.saturating_add(self.piece).min(b.end)
+        };
+        let whole_from = b.lines_from.clamp(b.pos, next);
+        let whole_to = b.lines_to.clamp(whole_from, next);
+        BodyPiece {
+            offset: b.pos,
+            len: next - b.pos,
+            whole_from,
+            whole_to,
+        }
+    }
+
+    /// Bytes received for [`Next::Recv`] (at most the bytes it named; a
+    /// short piece is kept until the rest arrives). An error closes the
+    /// connection; a refused hello's answer is still to be sent
+    /// ([`Next::Send`], then [`Next::Closed`]).
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        let r = self.take_bytes(bytes);
+        if r.is_err() && !matches!(self.state, In::Send { .. }) {
+            self.state = In::Closed;
+        }
+        r
+    }
+
+    fn take_bytes(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        match self.state {
+            In::Hello { mut buf, have } => {
+                let take = fill(&mut buf, have, bytes)?;
+                if have + take < HELLO_LEN {
+                    self.state = In::Hello {
+                        buf,
+                        have: have + take,
+                    };
+                    return Ok(());
+                }
+                match self.server.on_hello(&buf, &self.secret) {
+                    Ok(a) => {
+                        self.state = In::Claim {
+                            lane: a.lane,
+                            ack: a.ack,
+                        };
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let reply = match e {
+                            ServerError::Hello(r) => r.reply(),
+                            _ => None,
+                        };
+                        self.close_with(reply);
+                        Err(e)
+                    }
+                }
+            }
+            In::Header { mut buf, have } => {
+                let take = fill(&mut buf, have, bytes)?;
+                if have + take < FRAME_HEADER_LEN {
+                    self.state = In::Header {
+                        buf,
+                        have: have + take,
+                    };
+                    return Ok(());
+                }
+                let step = match self.server.on_frame_header(&buf) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.state = In::Closed;
+                        return Err(e);
+                    }
+                };
+                self.state = match step {
+                    ServerStep::ReceiveInto { offset, len } => {
+                        let body = self.body(offset, len);
+                        In::FlushHeld {
+                            then: Pending::Body(body),
+                        }
+                    }
+                    ServerStep::ReceiveMsg { len } => In::Msg { len },
+                    ServerStep::SendFrom {
+                        header,
+                        offset,
+                        len,
+                    } => In::FlushHeld {
+                        then: Pending::SendPool {
+                            header,
+                            offset,
+                            len,
+                        },
+                    },
+                };
+                Ok(())
+            }
+            _ => {
+                self.state = In::Closed;
+                Err(ServerError::Closed)
+            }
+        }
+    }
+
+    fn body(&self, offset: u64, len: u64) -> Body {
+        let line = CACHE_LINE - 1;
+        let end = offset.saturating_add(len);
+        let first = offset & !line;
+        let first_end = first.saturating_add(CACHE_LINE);
+        let lines_from = if offset == first {
+            offset
+        } else {
+            first_end.min(end)
+        };
+        Body {
+            offset,
+            end,
+            pos: offset,
+            lines_from,
+            lines_to: (end & !line).max(lines_from),
+            has_lines: offset == first || end >= first_end,
+        }
+    }
+
+    /// The hello's lane was claimed (`None`), or refused with the status to
+    /// answer, if any (then the connection closes).
+    pub fn on_claim(&mut self, refused: Option<Option<HelloStatus>>) -> Result<(), ServerError> {
+        let In::Claim { ack, .. } = self.state else {
+            self.state = In::Closed;
+            return Err(ServerError::Closed);
+        };
+        match refused {
+            None => {
+                self.out.clear();
+                let _ = self.out.extend_from_slice(&ack);
+                self.state = In::Send {
+                    len: ack.len(),
+                    hold: false,
+                    then: After::Header,
+                };
+            }
+            Some(status) => self.close_with(status.map(|s| HelloAckRepr { status: s }.to_bytes())),
+        }
+        Ok(())
+    }
+
+    fn close_with(&mut self, reply: Option<[u8; HELLO_ACK_LEN]>) {
+        match reply {
+            Some(r) => {
+                self.out.clear();
+                let _ = self.out.extend_from_slice(&r);
+                self.state = In::Send {
+                    len: r.len(),
+                    hold: false,
+                    then: After::Closed,
+                };
+            }
+            None => self.state = In::Closed,
+        }
+    }
+
+    /// What [`Next::Send`], [`Next::FlushHeld`] or [`Next::SendPool`] named
+    /// was sent (or queued to be sent, for held bytes).
+    pub fn on_sent(&mut self) {
+        self.state = match self.state {
+            In::Send { then, .. } => match then {
+                After::Header => header(),
+                After::Closed => In::Closed,
+            },
+            In::FlushHeld {
+                then: Pending::Body(b),
+            } => self.after_piece(b),
+            In::FlushHeld {
+                then:
+                    Pending::SendPool {
+                        header,
+                        offset,
+                        len,
+                    },
+            } => In::SendPool {
+                header,
+                offset,
+                len,
+            },
+            In::SendPool { .. } => header(),
+            other => other,
+        };
+    }
+
+    /// The piece [`Next::Body`] named was received and stored as it said.
+    pub fn on_stored(&mut self) -> Result<(), ServerError> {
+        let In::Body(b) = self.state else {
+            self.state = In::Closed;
+            return Err(ServerError::Closed);
+        };
+        let piece = self.next_piece(&b);
+        let b = Body {
+            pos: piece.offset.saturating_add(piece.len),
+            ..b
+        };
+        self.state = self.after_piece(b);
+        Ok(())
+    }
+
+    /// The state after `b` received up to `b.pos`.
+    fn after_piece(&mut self, b: Body) -> In {
+        if b.pos < b.end {
+            return In::Body(b);
+        }
+        if !self.stream {
+            return header();
+        }
+        if b.offset != b.first() && b.has_lines {
+            // The body's first line, partly the body's: written back now
+            // that its bytes are stored.
+            return In::WriteBack(b);
+        }
+        self.record_written_back(&b);
+        header()
+    }
+
+    /// [`Next::WriteBack`] was done.
+    pub fn on_written_back(&mut self) {
+        if let In::WriteBack(b) = self.state {
+            self.record_written_back(&b);
+            self.state = header();
+        }
+    }
+
+    /// Every line from the body's first up to `lines_to` went to memory
+    /// (streamed, or written back after its bytes were stored): the core's
+    /// plan for the lane's next FLUSH_WRITE may skip them.
+    fn record_written_back(&mut self, b: &Body) {
+        if b.has_lines && b.lines_to > b.first() {
+            self.server.on_body_written_back(b.lines_to);
+        }
+    }
+
+    /// Plan the persist message [`Next::Msg`] asked for (exactly its bytes).
+    /// Execute the plan ([`super::execute`]), then report its response with
+    /// [`on_answer`](Self::on_answer).
+    pub fn on_msg<'a>(&mut self, bytes: &'a [u8]) -> Result<TargetPlan<'a>, ServerError> {
+        if !matches!(self.state, In::Msg { .. }) {
+            self.state = In::Closed;
+            return Err(ServerError::NoMsgDue);
+        }
+        match self.server.on_msg(bytes) {
+            Ok(m) => {
+                self.answer_header = m.header;
+                self.state = In::Answer;
+                Ok(m.plan)
+            }
+            Err(e) => {
+                self.state = In::Closed;
+                Err(e)
+            }
+        }
+    }
+
+    /// The plan of the last message was executed (its data is durable) and
+    /// gives `resp`. `more_queued`: the next frame's bytes are already here,
+    /// so the answer may wait to leave with the next ones.
+    pub fn on_answer(
+        &mut self,
+        resp: [u8; RESP_LEN],
+        more_queued: bool,
+    ) -> Result<(), ServerError> {
+        if self.state != In::Answer {
+            self.state = In::Closed;
+            return Err(ServerError::Closed);
+        }
+        self.out.clear();
+        let _ = self.out.extend_from_slice(&self.answer_header);
+        let _ = self.out.extend_from_slice(&resp);
+        self.state = In::Send {
+            len: ANSWER_LEN,
+            hold: self.hold && more_queued,
+            then: After::Header,
+        };
+        Ok(())
+    }
+}
+
+fn header() -> In {
+    In::Header {
+        buf: [0; FRAME_HEADER_LEN],
+        have: 0,
+    }
+}
+
+/// Copies `src` into `buf[have..]`; more bytes than are due is an error.
+fn fill(buf: &mut [u8], have: usize, src: &[u8]) -> Result<usize, ServerError> {
+    let room = buf.get_mut(have..).unwrap_or(&mut []);
+    match room.get_mut(..src.len()) {
+        Some(d) => {
+            d.copy_from_slice(src);
+            Ok(src.len())
+        }
+        None => Err(ServerError::TooManyBytes {
+            due: room.len(),
+            got: src.len(),
+        }),
+    }
+}
