@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::driver::DriveLane;
+use crate::driver::Driven;
 use crate::error::Error;
 use crate::lane::{LaneConn, LaneSetup};
 use crate::launch::RemoteInfo;

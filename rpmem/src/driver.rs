@@ -3,31 +3,87 @@
 //! result (spin, then sleep, within the data deadline), and the errors that
 //! say what the lane was doing and what became of rpmemd.
 //!
-//! A transport ([`crate::lane::LaneConn`] for TCP, `VerbsLane` for RDMA)
-//! implements [`DriveLane`]: one round of posting and reaping
-//! ([`DriveLane::pump`]), whether anything still waits in this process
-//! ([`DriveLane::flushed`]), a bounded sleep ([`DriveLane::wait`]) and
-//! closing the connection. Its errors come from [`LaneCx`], which marks the
-//! lane broken; the driver closes the connection of a broken lane before the
-//! call returns.
+//! A transport implements [`Driven`] over the core machine that owns its
+//! lane ([`CallEngine`]: the TCP lane's `StreamInitiator`, or the
+//! `InitiatorLane` that `VerbsLane` posts from, through [`DriveLane`]): one
+//! round of moving bytes or posting and reaping ([`Driven::pump`]), whether
+//! anything still waits in this process ([`Driven::flushed`]), a bounded
+//! sleep ([`Driven::wait`]) and closing the connection. Its errors come from
+//! [`LaneCx`], which marks the lane broken; the driver closes the connection
+//! of a broken lane before the call returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rpmem_core::persist::{CallError, CallKind, InitiatorLane};
+use rpmem_core::persist::{
+    CallError, CallKind, InitiatorLane, LaneError, StreamInitiator, StreamLaneError,
+};
 
 use crate::error::Error;
 use crate::lane::ReadInto;
 use crate::launch::RemoteInfo;
 use crate::oob::STDERR_GRACE;
 
+/// The core machine of a lane, as the call loop sees it: the calls, the
+/// call in flight, and its result once there is one.
+pub(crate) trait CallEngine {
+    /// Why a call failed (the lane is broken).
+    type Fault: std::fmt::Display;
+    /// The call in flight, if any.
+    fn call_in_flight(&self) -> Option<CallKind>;
+    /// Starts `rpmem_persist`.
+    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), CallError>;
+    /// Starts `rpmem_deep_persist`.
+    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), CallError>;
+    /// Starts `rpmem_flush`.
+    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), CallError>;
+    /// Starts `rpmem_drain`.
+    fn drain(&mut self, flags: u32) -> Result<(), CallError>;
+    /// Starts `rpmem_read` (the bytes go to `ReadDest::User` offsets).
+    fn read(&mut self, offset: u64, len: u64) -> Result<(), CallError>;
+    /// The call's result, once it is complete.
+    fn poll_done(&mut self) -> Option<Result<(), Self::Fault>>;
+}
+
+macro_rules! call_engine {
+    ($t:ty, $fault:ty, $done:ident) => {
+        impl CallEngine for $t {
+            type Fault = $fault;
+            fn call_in_flight(&self) -> Option<CallKind> {
+                <$t>::call_in_flight(self)
+            }
+            fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), CallError> {
+                <$t>::persist(self, offset, len, flags)
+            }
+            fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), CallError> {
+                <$t>::deep_persist(self, offset, len)
+            }
+            fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), CallError> {
+                <$t>::flush(self, offset, len, flags)
+            }
+            fn drain(&mut self, flags: u32) -> Result<(), CallError> {
+                <$t>::drain(self, flags)
+            }
+            fn read(&mut self, offset: u64, len: u64) -> Result<(), CallError> {
+                <$t>::read(self, offset, len)
+            }
+            fn poll_done(&mut self) -> Option<Result<(), $fault>> {
+                <$t>::$done(self)
+            }
+        }
+    };
+}
+
+call_engine!(InitiatorLane, LaneError, poll_done);
+call_engine!(StreamInitiator, StreamLaneError, poll_completion);
+
 /// The state of a lane that is not about moving bytes.
 #[derive(Debug)]
-pub(crate) struct LaneCx {
+pub(crate) struct LaneCx<E = InitiatorLane> {
     /// The lane's number.
     pub(crate) index: u32,
-    /// The core's engine: what to post, when a call is done.
-    pub(crate) engine: InitiatorLane,
+    /// The core's machine: what to post or send, when a call is done.
+    pub(crate) engine: E,
     /// rpmemd (or ssh), to say what became of it.
     pub(crate) remote: Option<Arc<RemoteInfo>>,
     /// Why the lane is broken, once it is.
@@ -42,7 +98,7 @@ pub(crate) struct LaneCx {
     pub(crate) label: &'static str,
 }
 
-impl LaneCx {
+impl<E: CallEngine> LaneCx<E> {
     /// The call in flight, in words.
     pub(crate) fn what(&self) -> &'static str {
         match self.engine.call_in_flight() {
@@ -127,7 +183,8 @@ impl LaneCx {
     }
 }
 
-/// A transport's part of a lane; the calls and their loop come with it.
+/// A transport's part of a lane that posts from the core's `InitiatorLane`
+/// (RDMA); [`Driven`] comes with it.
 pub(crate) trait DriveLane {
     /// The shared state.
     fn cx(&self) -> &LaneCx;
@@ -135,6 +192,53 @@ pub(crate) trait DriveLane {
     fn cx_mut(&mut self) -> &mut LaneCx;
     /// One round: post what the engine allows, move bytes, reap
     /// completions. Returns whether anything moved.
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error>;
+    /// True when nothing of the calls so far waits in this process (a
+    /// finished flush must leave nothing behind for the next call).
+    fn flushed(&self) -> bool;
+    /// Sleeps until something may move, at most `limit`.
+    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error>;
+    /// What the lane waits for when the deadline passes, in words.
+    fn waiting_for(&self) -> &'static str;
+    /// Closes the connection (rpmemd sees the lane end).
+    fn shutdown(&self);
+}
+
+impl<T: DriveLane> Driven for T {
+    type Engine = InitiatorLane;
+    fn cx(&self) -> &LaneCx {
+        DriveLane::cx(self)
+    }
+    fn cx_mut(&mut self) -> &mut LaneCx {
+        DriveLane::cx_mut(self)
+    }
+    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        DriveLane::pump(self, into)
+    }
+    fn flushed(&self) -> bool {
+        DriveLane::flushed(self)
+    }
+    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
+        DriveLane::wait(self, into, limit)
+    }
+    fn waiting_for(&self) -> &'static str {
+        DriveLane::waiting_for(self)
+    }
+    fn shutdown(&self) {
+        DriveLane::shutdown(self)
+    }
+}
+
+/// A transport's part of a lane; the calls and their loop come with it.
+pub(crate) trait Driven {
+    /// The core machine the lane drives.
+    type Engine: CallEngine;
+    /// The shared state.
+    fn cx(&self) -> &LaneCx<Self::Engine>;
+    /// The shared state, to change.
+    fn cx_mut(&mut self) -> &mut LaneCx<Self::Engine>;
+    /// One round: move what the machine allows, feed it what arrived.
+    /// Returns whether anything moved.
     fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error>;
     /// True when nothing of the calls so far waits in this process (a
     /// finished flush must leave nothing behind for the next call).
@@ -186,7 +290,7 @@ pub(crate) trait DriveLane {
     /// that broke is closed before the error is returned.
     fn call(
         &mut self,
-        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
+        start: impl FnOnce(&mut Self::Engine) -> Result<(), CallError>,
         into: ReadInto<'_>,
     ) -> Result<(), Error> {
         let cx = self.cx_mut();

@@ -1,35 +1,33 @@
-//! One lane of the TCP data path: an `InitiatorLane` (what to post) and a
-//! `StreamClient` (how operations become frames) over one TCP connection.
+//! One lane of the TCP data path: the core's [`StreamInitiator`] (engine,
+//! framing, hello, send queue, reassembly) over one TCP connection. This
+//! file only moves bytes:
 //!
-//! The driver loop of a call:
-//!
-//! 1. take every operation the engine allows ([`InitiatorLane::poll_op`]),
-//!    frame it and queue it;
-//! 2. write queued frames with `sendmsg` (header, persist message and region
-//!    bytes in one gather list; region bytes are read by the kernel); a
-//!    completely written frame reports its completion;
-//! 3. read what the server sent: frame headers, persist responses, and
-//!    READ_RESP bodies received straight into the destination;
-//! 4. stop when the engine has the call's result.
+//! 1. write what the machine has to transmit
+//!    ([`StreamInitiator::poll_transmit`]) with `sendmsg`: frame headers and
+//!    persist messages from the machine, region bytes straight from the
+//!    region (read by the kernel), in one gather list; report how many went
+//!    out;
+//! 2. read what the server sent into a staging buffer and hand it to the
+//!    machine ([`StreamInitiator::handle_bytes`]), which puts `READ_RESP`
+//!    bytes into the read's destination through a [`ReadSink`]; a large
+//!    `READ_RESP` body is received straight into its destination
+//!    ([`StreamInitiator::read_direct`]);
+//! 3. stop when the machine has the call's result
+//!    ([`StreamInitiator::poll_completion`]).
 //!
 //! While nothing moves, the loop spins on non-blocking I/O for the spin
 //! budget, then sleeps in `poll` until the socket is ready, rpmemd's channel
 //! hangs up, or the data deadline (no progress for that long) passes.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use rpmem_core::persist::{
-    Completion, FrameBody, InitiatorLane, LaneParams, Op, OpKind, ReadDest, ServerFrame,
-    StreamClient,
-};
-use rpmem_core::wire::persist::{HEADER_LEN as MSG_HEADER_LEN, RESP_LEN};
-use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, HELLO_ACK_LEN, SECRET_LEN};
+use rpmem_core::persist::{Chunk, LaneParams, ReadDest, ReadSink, StreamInitiator};
+use rpmem_core::wire::tcp::SECRET_LEN;
 
-use crate::driver::{DriveLane, LaneCx};
+use crate::driver::{Driven, LaneCx};
 use crate::error::Error;
 use crate::launch::{poll_ms, RemoteInfo};
 use crate::oob::STDERR_GRACE;
@@ -43,6 +41,8 @@ const STAGE_LEN: usize = 64 * 1024;
 const DIRECT_MIN: usize = 4096;
 /// Most gather entries per `sendmsg`.
 const MAX_IOV: usize = 64;
+/// Bytes of the buffer the hello's answer is received into.
+const HELLO_BUF: usize = 64;
 
 /// Where the bytes of the call's READs go.
 pub(crate) enum ReadInto<'a> {
@@ -57,62 +57,6 @@ pub(crate) enum ReadInto<'a> {
     },
     /// The caller's buffer.
     User(&'a mut [u8]),
-}
-
-/// A frame being written.
-#[derive(Debug)]
-struct OutFrame {
-    header: [u8; FRAME_HEADER_LEN],
-    msg: Option<[u8; MSG_HEADER_LEN]>,
-    /// Region bytes that follow: `(offset, len)`.
-    data: Option<(u64, u64)>,
-    total: u64,
-    written: u64,
-    completes: Option<OpKind>,
-}
-
-impl OutFrame {
-    fn from_client(f: &rpmem_core::persist::ClientFrame) -> OutFrame {
-        let (msg, data) = match f.body {
-            FrameBody::Empty => (None, None),
-            FrameBody::Local { offset, len } => (None, Some((offset, len))),
-            FrameBody::Message { header, inline } => (Some(header), inline),
-        };
-        let total = (FRAME_HEADER_LEN as u64)
-            .saturating_add(msg.map_or(0, |m| m.len() as u64))
-            .saturating_add(data.map_or(0, |(_, l)| l));
-        OutFrame {
-            header: f.header,
-            msg,
-            data,
-            total,
-            written: 0,
-            completes: f.completes,
-        }
-    }
-}
-
-/// What the receiver is in the middle of.
-#[derive(Debug)]
-enum Rx {
-    /// A frame header (`have` bytes of it so far).
-    Header {
-        buf: [u8; FRAME_HEADER_LEN],
-        have: usize,
-    },
-    /// A READ_RESP body.
-    Read { dest: ReadDest, len: u64, got: u64 },
-    /// A persist response.
-    Recv { buf: [u8; RESP_LEN], have: usize },
-}
-
-impl Rx {
-    fn header() -> Rx {
-        Rx::Header {
-            buf: [0; FRAME_HEADER_LEN],
-            have: 0,
-        }
-    }
 }
 
 /// How a lane was configured.
@@ -138,15 +82,10 @@ pub(crate) struct LaneSetup {
 
 /// One connected lane.
 pub(crate) struct LaneConn {
-    cx: LaneCx,
-    stream: StreamClient,
+    cx: LaneCx<StreamInitiator>,
     sock: TcpStream,
     region: Arc<Region>,
-    out: VecDeque<OutFrame>,
-    rx: Rx,
     stage: Box<[u8]>,
-    stage_start: usize,
-    stage_end: usize,
     watch_fd: Option<RawFd>,
 }
 
@@ -154,9 +93,27 @@ impl std::fmt::Debug for LaneConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaneConn")
             .field("index", &self.cx.index)
-            .field("queued_frames", &self.out.len())
+            .field("unsent", &self.cx.engine.has_unsent())
             .field("broken", &self.cx.broken)
             .finish()
+    }
+}
+
+/// The read's destination, as the machine's [`ReadSink`].
+struct Sink<'r, 'a, 'b> {
+    region: &'r Region,
+    into: &'a mut ReadInto<'b>,
+}
+
+impl ReadSink for Sink<'_, '_, '_> {
+    fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
+        deliver(
+            self.region,
+            self.into,
+            ReadDest::User { buf_offset: at },
+            0,
+            bytes,
+        )
     }
 }
 
@@ -174,11 +131,12 @@ impl LaneConn {
             what,
             message,
         };
-        let engine = InitiatorLane::new(setup.params).map_err(|e| Error::Protocol {
-            host: setup.host.clone(),
-            during: format!("setting up lane {index}"),
-            detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
-        })?;
+        let mut machine =
+            StreamInitiator::new(setup.params, &setup.secret).map_err(|e| Error::Protocol {
+                host: setup.host.clone(),
+                during: format!("setting up lane {index}"),
+                detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
+            })?;
         let (host, port) = (&setup.addr.0, setup.addr.1);
         let what = format!("connecting to {host} port {port}");
         let addrs: Vec<_> = (host.as_str(), port)
@@ -207,36 +165,57 @@ impl LaneConn {
         let io_err = |what: &str, e: io::Error| conn_err(what.to_owned(), e.to_string());
         sock.set_nodelay(true)
             .map_err(|e| io_err("setting TCP_NODELAY", e))?;
-        let stream = StreamClient::new(index);
-        let hello = stream.hello(&setup.secret);
         let deadline = Instant::now() + setup.connect_timeout;
         sock.set_nonblocking(true)
             .map_err(|e| io_err("making the socket non-blocking", e))?;
         let fd = sock.as_raw_fd();
+        // The hello, then its answer: the machine says what to send and
+        // judges what arrives.
+        let hello: Vec<u8> = machine
+            .poll_transmit()
+            .filter_map(|c| match c {
+                Chunk::Bytes(b) => Some(b.to_vec()),
+                Chunk::Region { .. } => None,
+            })
+            .flatten()
+            .collect();
         send_exact(fd, &hello, deadline).map_err(|e| io_err("sending the hello", e))?;
-        let mut ack = [0u8; HELLO_ACK_LEN];
-        match recv_exact(fd, &mut ack, deadline) {
-            Ok(()) => {}
-            Err(e) => {
-                let words = remote
-                    .as_ref()
-                    .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
-                    .unwrap_or_default();
-                return Err(conn_err(
-                    "waiting for the answer to the hello".to_owned(),
-                    format!("{e}{words}"),
-                ));
-            }
-        }
-        stream.on_hello_ack(&ack).map_err(|e| Error::Protocol {
+        let protocol = |e: rpmem_core::persist::StreamLaneError| Error::Protocol {
             host: setup.host.clone(),
             during: format!("opening lane {index}"),
             detail: e.to_string(),
-        })?;
+        };
+        machine
+            .on_transmitted(hello.len() as u64)
+            .map_err(protocol)?;
+        let mut buf = [0u8; HELLO_BUF];
+        while !machine.is_connected() {
+            match recv_some(fd, &mut buf, deadline) {
+                Ok(n) => {
+                    let got = buf.get(..n).unwrap_or(&[]);
+                    let mut nothing = ReadInto::Nothing;
+                    let mut sink = Sink {
+                        region: &region,
+                        into: &mut nothing,
+                    };
+                    machine.handle_bytes(got, &mut sink).map_err(protocol)?;
+                }
+                Err(e) => {
+                    let words = remote
+                        .as_ref()
+                        .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
+                        .unwrap_or_default();
+                    return Err(conn_err(
+                        "waiting for the answer to the hello".to_owned(),
+                        format!("{e}{words}"),
+                    ));
+                }
+            }
+        }
         Ok(LaneConn {
             cx: LaneCx {
                 index,
-                engine,
+                engine: machine,
                 remote,
                 broken: None,
                 host: setup.host.clone(),
@@ -244,305 +223,113 @@ impl LaneConn {
                 stall: setup.stall,
                 label: "",
             },
-            stream,
             sock,
             region,
-            out: VecDeque::new(),
-            rx: Rx::header(),
             stage: vec![0u8; STAGE_LEN].into_boxed_slice(),
-            stage_start: 0,
-            stage_end: 0,
             watch_fd: setup.watch_fd,
         })
     }
 
-    /// One round of posting, writing and reading. Returns whether anything
-    /// moved.
+    /// One round of writing and reading. Returns whether anything moved.
     fn pump_io(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
-        let mut progressed = false;
-        while let Some(op) = self.cx.engine.poll_op() {
-            self.post(&op)?;
-            progressed = true;
-        }
-        if self.write_frames()? {
-            progressed = true;
-        }
-        if self.read_frames(into)? {
-            progressed = true;
-        }
-        Ok(progressed)
+        let wrote = self.write_out()?;
+        let read = self.read_in(into)?;
+        Ok(wrote || read)
     }
 
-    fn post(&mut self, op: &Op) -> Result<(), Error> {
-        match self.stream.frame(op) {
-            Ok(f) => {
-                self.out.push_back(OutFrame::from_client(&f));
-                Ok(())
-            }
-            Err(e) => Err(self.cx.fail(e.to_string())),
-        }
-    }
-
-    /// Writes queued frames; reports the completions of finished ones.
-    fn write_frames(&mut self) -> Result<bool, Error> {
+    /// Writes what the machine has to transmit until the socket takes no
+    /// more.
+    fn write_out(&mut self) -> Result<bool, Error> {
         let mut progressed = false;
-        while !self.out.is_empty() {
+        loop {
             let mut iov = IovList::new();
-            for f in &self.out {
-                if iov.len() + 3 > MAX_IOV {
+            let mut bad = None;
+            for chunk in self.cx.engine.poll_transmit() {
+                if iov.len() == MAX_IOV {
                     break;
                 }
-                if !self.frame_iov(f, &mut iov) {
-                    return Err(self.cx.fail(format!(
-                        "frame for region range {:?} lies outside the region",
-                        f.data
-                    )));
-                }
+                let (ptr, len) = match chunk {
+                    Chunk::Bytes(b) => (b.as_ptr(), b.len()),
+                    Chunk::Region { offset, len } => match self.region.raw(offset, len) {
+                        Some(p) => (p.cast_const(), usize::try_from(len).unwrap_or(usize::MAX)),
+                        None => {
+                            bad = Some((offset, len));
+                            break;
+                        }
+                    },
+                };
+                iov.push(libc::iovec {
+                    iov_base: ptr as *mut libc::c_void,
+                    iov_len: len,
+                });
+            }
+            if let Some(range) = bad {
+                return Err(self.cx.fail(format!(
+                    "frame for region range {range:?} lies outside the region"
+                )));
             }
             if iov.is_empty() {
-                break;
+                return Ok(progressed);
             }
             let n = match sendmsg(self.sock.as_raw_fd(), iov.as_slice()) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.connection_lost("sending", &e)),
             };
             if n == 0 {
-                break;
+                return Ok(progressed);
             }
             progressed = true;
-            self.advance(n as u64)?;
-        }
-        Ok(progressed)
-    }
-
-    /// Appends the gather entries of the unwritten part of `f`; false when
-    /// its region range is invalid.
-    fn frame_iov(&self, f: &OutFrame, iov: &mut IovList) -> bool {
-        let mut skip = f.written;
-        let mut push = |ptr: *const u8, len: u64, skip: &mut u64| {
-            if *skip >= len {
-                *skip -= len;
-                return;
-            }
-            let from = *skip;
-            *skip = 0;
-            let n = usize::try_from(len - from).unwrap_or(usize::MAX);
-            let Ok(from) = usize::try_from(from) else {
-                return;
-            };
-            iov.push(libc::iovec {
-                iov_base: ptr.wrapping_add(from) as *mut libc::c_void,
-                iov_len: n,
-            });
-        };
-        push(f.header.as_ptr(), FRAME_HEADER_LEN as u64, &mut skip);
-        if let Some(m) = &f.msg {
-            push(m.as_ptr(), MSG_HEADER_LEN as u64, &mut skip);
-        }
-        if let Some((offset, len)) = f.data {
-            match self.region.raw(offset, len) {
-                Some(p) => push(p, len, &mut skip),
-                None => return false,
+            if let Err(e) = self.cx.engine.on_transmitted(n as u64) {
+                return Err(self.cx.fail(e.to_string()));
             }
         }
-        true
     }
 
-    /// Accounts `n` written bytes to the queued frames in order.
-    fn advance(&mut self, mut n: u64) -> Result<(), Error> {
-        while n > 0 {
-            let Some(f) = self.out.front_mut() else {
-                break;
-            };
-            let left = f.total.saturating_sub(f.written);
-            let take = left.min(n);
-            f.written += take;
-            n -= take;
-            if f.written >= f.total {
-                let completes = f.completes;
-                self.out.pop_front();
-                if let Some(kind) = completes {
-                    let c = match kind {
-                        OpKind::Write => Completion::Write {
-                            lane: self.cx.index,
-                        },
-                        _ => Completion::Send {
-                            lane: self.cx.index,
-                        },
-                    };
-                    self.complete(c)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn complete(&mut self, c: Completion<'_>) -> Result<(), Error> {
-        match self.cx.engine.handle_completion(c) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.cx.fail(e.to_string())),
-        }
-    }
-
-    /// Reads and handles what the server sent.
-    fn read_frames(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    /// Reads what the server sent and hands it to the machine.
+    fn read_in(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
         let mut progressed = false;
         loop {
             // Large READ_RESP bodies go straight to their destination.
-            if let Rx::Read { dest, len, got } = self.rx {
-                if self.stage_start == self.stage_end && len - got >= DIRECT_MIN as u64 {
-                    match self.recv_direct(into, dest, got, len - got)? {
-                        Some(0) => break,
-                        Some(n) => {
-                            progressed = true;
-                            self.body_done(dest, len, got + n)?;
-                            continue;
+            if let Some((at, want)) = self.cx.engine.read_direct() {
+                if want >= DIRECT_MIN as u64 {
+                    if let Some(ptr) = dest_ptr(&self.region, into, at, want) {
+                        let fd = self.sock.as_raw_fd();
+                        let want = usize::try_from(want).unwrap_or(usize::MAX);
+                        let n = match recv_raw(fd, ptr, want) {
+                            Ok(0) => return Err(self.closed_by_peer()),
+                            Ok(n) => n,
+                            Err(e) if is_again(&e) => return Ok(progressed),
+                            Err(e) => return Err(self.connection_lost("receiving", &e)),
+                        };
+                        progressed = true;
+                        if let Err(e) = self.cx.engine.on_read_direct(n as u64) {
+                            return Err(self.cx.fail(e.to_string()));
                         }
-                        // Not a plain destination: the staged path checks
-                        // and reports it.
-                        None => {}
+                        continue;
                     }
+                    // Not a plain destination: the staged path checks and
+                    // reports it.
                 }
             }
-            if self.stage_start == self.stage_end {
-                self.stage_start = 0;
-                self.stage_end = 0;
-                match self.recv_stage()? {
-                    0 => break,
-                    _ => progressed = true,
-                }
+            let fd = self.sock.as_raw_fd();
+            let (ptr, cap) = (self.stage.as_mut_ptr(), self.stage.len());
+            let n = match recv_raw(fd, ptr, cap) {
+                Ok(0) => return Err(self.closed_by_peer()),
+                Ok(n) => n.min(cap),
+                Err(e) if is_again(&e) => return Ok(progressed),
+                Err(e) => return Err(self.connection_lost("receiving", &e)),
+            };
+            progressed = true;
+            let got = self.stage.get(..n).unwrap_or(&[]);
+            let mut sink = Sink {
+                region: &self.region,
+                into,
+            };
+            if let Err(e) = self.cx.engine.handle_bytes(got, &mut sink) {
+                return Err(self.cx.fail(e.to_string()));
             }
-            self.consume_stage(into)?;
-        }
-        Ok(progressed)
-    }
-
-    /// Handles staged bytes.
-    fn consume_stage(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
-        while self.stage_start < self.stage_end {
-            let avail = self.stage_end - self.stage_start;
-            let from = self.stage_start;
-            match std::mem::replace(&mut self.rx, Rx::header()) {
-                Rx::Header { mut buf, have } => {
-                    let take = (FRAME_HEADER_LEN - have).min(avail);
-                    copy_from(&mut buf, have, &self.stage, from, take);
-                    self.stage_start += take;
-                    if have + take == FRAME_HEADER_LEN {
-                        self.on_header(&buf)?;
-                    } else {
-                        self.rx = Rx::Header {
-                            buf,
-                            have: have + take,
-                        };
-                    }
-                }
-                Rx::Recv { mut buf, have } => {
-                    let take = (RESP_LEN - have).min(avail);
-                    copy_from(&mut buf, have, &self.stage, from, take);
-                    self.stage_start += take;
-                    if have + take == RESP_LEN {
-                        self.complete(Completion::Recv {
-                            lane: self.cx.index,
-                            bytes: &buf,
-                        })?;
-                    } else {
-                        self.rx = Rx::Recv {
-                            buf,
-                            have: have + take,
-                        };
-                    }
-                }
-                Rx::Read { dest, len, got } => {
-                    let take = usize::try_from(len - got).unwrap_or(usize::MAX).min(avail);
-                    let src = self.stage.get(from..from + take).unwrap_or(&[]);
-                    if !deliver(&self.region, into, dest, got, src) {
-                        return Err(self.cx.fail(format!(
-                            "READ_RESP of {len} bytes does not fit the destination of the read"
-                        )));
-                    }
-                    self.stage_start += take;
-                    self.body_done(dest, len, got + take as u64)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_header(&mut self, header: &[u8; FRAME_HEADER_LEN]) -> Result<(), Error> {
-        match self.stream.on_server_header(header) {
-            Ok(ServerFrame::Recv) => {
-                self.rx = Rx::Recv {
-                    buf: [0; RESP_LEN],
-                    have: 0,
-                };
-                Ok(())
-            }
-            Ok(ServerFrame::ReadResp { len, dest, .. }) => {
-                self.rx = Rx::Read { dest, len, got: 0 };
-                // A zero-length body is complete at once.
-                if len == 0 {
-                    self.rx = Rx::header();
-                    self.complete(Completion::Read {
-                        lane: self.cx.index,
-                    })?;
-                }
-                Ok(())
-            }
-            Err(e) => Err(self.cx.fail(e.to_string())),
-        }
-    }
-
-    /// Records `got` bytes of a READ_RESP body; completes it when whole.
-    fn body_done(&mut self, dest: ReadDest, len: u64, got: u64) -> Result<(), Error> {
-        if got >= len {
-            self.rx = Rx::header();
-            self.complete(Completion::Read {
-                lane: self.cx.index,
-            })
-        } else {
-            self.rx = Rx::Read { dest, len, got };
-            Ok(())
-        }
-    }
-
-    /// Receives into the staging buffer; 0 when nothing is there now.
-    fn recv_stage(&mut self) -> Result<usize, Error> {
-        let fd = self.sock.as_raw_fd();
-        let (ptr, cap) = (self.stage.as_mut_ptr(), self.stage.len());
-        match recv_raw(fd, ptr, cap) {
-            Ok(0) => Err(self.closed_by_peer()),
-            Ok(n) => {
-                self.stage_end = n.min(cap);
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(self.connection_lost("receiving", &e)),
-        }
-    }
-
-    /// Receives up to `want` body bytes straight into the destination;
-    /// `None` when the destination is not a plain buffer range.
-    fn recv_direct(
-        &mut self,
-        into: &mut ReadInto<'_>,
-        dest: ReadDest,
-        got: u64,
-        want: u64,
-    ) -> Result<Option<u64>, Error> {
-        let Some(ptr) = dest_ptr(&self.region, into, dest, got, want) else {
-            return Ok(None);
-        };
-        let fd = self.sock.as_raw_fd();
-        let want = usize::try_from(want).unwrap_or(usize::MAX);
-        match recv_raw(fd, ptr, want) {
-            Ok(0) => Err(self.closed_by_peer()),
-            Ok(n) => Ok(Some(n as u64)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
-            Err(e) => Err(self.connection_lost("receiving", &e)),
         }
     }
 
@@ -550,7 +337,7 @@ impl LaneConn {
     /// `limit` passes.
     fn wait_io(&mut self, limit: Duration) -> Result<(), Error> {
         let mut events = libc::POLLIN;
-        if !self.out.is_empty() {
+        if self.cx.engine.has_unsent() {
             events |= libc::POLLOUT;
         }
         let mut fds = [
@@ -603,12 +390,14 @@ impl LaneConn {
     }
 }
 
-impl DriveLane for LaneConn {
-    fn cx(&self) -> &LaneCx {
+impl Driven for LaneConn {
+    type Engine = StreamInitiator;
+
+    fn cx(&self) -> &LaneCx<StreamInitiator> {
         &self.cx
     }
 
-    fn cx_mut(&mut self) -> &mut LaneCx {
+    fn cx_mut(&mut self) -> &mut LaneCx<StreamInitiator> {
         &mut self.cx
     }
 
@@ -616,8 +405,9 @@ impl DriveLane for LaneConn {
         self.pump_io(into)
     }
 
+    /// The machine's result already waits for every frame of the call.
     fn flushed(&self) -> bool {
-        self.out.is_empty()
+        true
     }
 
     fn wait(&mut self, _into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
@@ -625,10 +415,10 @@ impl DriveLane for LaneConn {
     }
 
     fn waiting_for(&self) -> &'static str {
-        if self.out.is_empty() {
-            "waiting for rpmemd's answer"
-        } else {
+        if self.cx.engine.has_unsent() {
             "sending data"
+        } else {
+            "waiting for rpmemd's answer"
         }
     }
 
@@ -640,30 +430,20 @@ impl DriveLane for LaneConn {
 
 impl Drop for LaneConn {
     fn drop(&mut self) {
-        DriveLane::shutdown(self);
+        Driven::shutdown(self);
     }
 }
 
-/// Copies `take` bytes of `src[from..]` into `dst[at..]` (ranges checked).
-fn copy_from(dst: &mut [u8], at: usize, src: &[u8], from: usize, take: usize) {
-    if let (Some(d), Some(s)) = (dst.get_mut(at..at + take), src.get(from..from + take)) {
-        d.copy_from_slice(s);
-    }
+fn is_again(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
-/// The destination address of `want` bytes at buffer offset `buf_offset +
-/// got` of a READ, when it lies inside the destination.
-fn dest_ptr(
-    region: &Region,
-    into: &mut ReadInto<'_>,
-    dest: ReadDest,
-    got: u64,
-    want: u64,
-) -> Option<*mut u8> {
-    let ReadDest::User { buf_offset } = dest else {
-        return None;
-    };
-    let at = buf_offset.checked_add(got)?;
+/// The address of `want` bytes at offset `at` of a read's destination,
+/// when they lie inside it.
+fn dest_ptr(region: &Region, into: &mut ReadInto<'_>, at: u64, want: u64) -> Option<*mut u8> {
     let end = at.checked_add(want)?;
     match into {
         ReadInto::Nothing => None,
@@ -829,19 +609,17 @@ fn send_exact(fd: RawFd, bytes: &[u8], deadline: Instant) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives exactly `buf.len()` bytes before `deadline`.
-fn recv_exact(fd: RawFd, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let rest = buf.get_mut(done..).unwrap_or(&mut []);
-        match recv_raw(fd, rest.as_mut_ptr(), rest.len()) {
+/// Receives at least one byte into `buf` before `deadline`.
+fn recv_some(fd: RawFd, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        match recv_raw(fd, buf.as_mut_ptr(), buf.len()) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "rpmemd closed the connection (a wrong session secret, or rpmemd went away)",
                 ))
             }
-            Ok(n) => done += n,
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !crate::launch::poll_one(fd, libc::POLLIN, deadline)? {
@@ -851,5 +629,4 @@ fn recv_exact(fd: RawFd, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }

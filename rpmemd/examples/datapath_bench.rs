@@ -13,10 +13,11 @@
 //!   chosen by the core's policy (pmem forced by default, as with
 //!   `PMEM_IS_PMEM_FORCE=1`; `--msync` for a page-cache pool), and rpmemd's
 //!   [`TcpServer`] with its lane workers;
-//! * the initiator: one thread per lane driving the core's `InitiatorLane`
-//!   and `StreamClient` the way the `rpmem` library does (non-blocking
+//! * the initiator: one thread per lane driving the core's lane machine
+//!   `StreamInitiator` the way the `rpmem` library does (non-blocking
 //!   `sendmsg`/`recv`, spin for the spin budget yielding between polls, then
-//!   `poll`); `--pace-gbps` paces WRITE bodies like a network link would;
+//!   `poll`); `--pace-gbps` paces the region bytes it sends (WRITE bodies and
+//!   inline data) like a network link would;
 //! * `busy-pingpong`: a TCP ping-pong where both sides busy-poll a
 //!   non-blocking socket (`size` bytes out, 8 bytes back);
 //! * `busy-stream` / `raw-stream`: a one-way TCP stream of `--stream-mib`
@@ -57,12 +58,10 @@ use clap::Parser;
 use rpmem_core::flush::cpu::FlushInstr;
 use rpmem_core::flush::CACHE_LINE;
 use rpmem_core::persist::{
-    Completion, FrameBody, InitiatorLane, LaneParams, OpKind, Placement, ServerFrame, StreamClient,
-    Target, TargetParams, PERSIST_RELAXED,
+    Chunk, LaneParams, Placement, ReadSink, StreamInitiator, Target, TargetParams, PERSIST_RELAXED,
 };
 use rpmem_core::policy::{self, PolicyInput};
-use rpmem_core::wire::persist::RESP_LEN;
-use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, HELLO_ACK_LEN, SECRET_LEN};
+use rpmem_core::wire::tcp::SECRET_LEN;
 use rpmemd::pool::{Pool, PoolOptions, PoolsetDir};
 use rpmemd::transport::tcp::{TcpConfig, TcpServer};
 use rpmemd::transport::PoolMemory;
@@ -106,8 +105,8 @@ struct Args {
     /// The client spins without yielding (the library yields).
     #[arg(long)]
     client_no_yield: bool,
-    /// Pace the client's WRITE bodies to this many Gbit/s (0: as fast as
-    /// loopback goes), to stand in for a real network link: on loopback the
+    /// Pace the region bytes the client sends (WRITE bodies, inline data)
+    /// to this many Gbit/s (0: as fast as loopback goes), to stand in for a real network link: on loopback the
     /// whole body is queued before rpmemd's worker reads it, so the worker
     /// never waits for data mid-body.
     #[arg(long, default_value_t = 0.0)]
@@ -1018,15 +1017,26 @@ impl Bench {
     }
 }
 
-/// One lane of the initiator, driven like the `rpmem` library drives it.
+/// One lane of the initiator: the core's lane machine (`StreamInitiator`)
+/// driven like the `rpmem` library drives it (non-blocking `sendmsg` of what
+/// it transmits, `recv` into a buffer it handles, spin then `poll`).
 struct ClientLane {
     sock: TcpStream,
-    sc: StreamClient,
-    engine: InitiatorLane,
+    machine: StreamInitiator,
     local: Vec<u8>,
     waiter: Waiter,
-    /// Nanoseconds per byte of WRITE body (0: no pacing).
+    /// Nanoseconds per byte of region data sent (0: no pacing).
     pace_ns_per_byte: f64,
+    rx: Vec<u8>,
+}
+
+/// A bench lane reads nothing back: any READ_RESP byte is refused.
+struct NoReads;
+
+impl ReadSink for NoReads {
+    fn put(&mut self, _at: u64, _bytes: &[u8]) -> bool {
+        false
+    }
 }
 
 impl ClientLane {
@@ -1041,13 +1051,7 @@ impl ClientLane {
     ) -> ClientLane {
         let sock = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
         sock.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
-        let sc = StreamClient::new(lane);
-        let fd = sock.as_raw_fd();
-        send_all(fd, &sc.hello(secret), Waiter::BUSY).unwrap_or_else(|e| panic!("{e}"));
-        let mut ack = [0u8; HELLO_ACK_LEN];
-        recv_all(fd, &mut ack, waiter).unwrap_or_else(|e| panic!("hello: {e}"));
-        sc.on_hello_ack(&ack).unwrap_or_else(|e| panic!("{e}"));
-        let params = LaneParams::new(
+        let mut params = LaneParams::new(
             lane,
             nlanes,
             rpmem_core::persist::Method::Gpspm,
@@ -1055,15 +1059,13 @@ impl ClientLane {
             0,
             Placement::Stream,
         );
-        let mut params = params;
         // As the `rpmem` library sets up its lanes.
         params.inline_max = INLINE_MAX;
         params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
-        let engine = InitiatorLane::new(params).unwrap_or_else(|e| panic!("{e}"));
-        ClientLane {
+        let machine = StreamInitiator::new(params, secret).unwrap_or_else(|e| panic!("{e}"));
+        let mut l = ClientLane {
             sock,
-            sc,
-            engine,
+            machine,
             local: vec![0u8; usize::try_from(pool_size).unwrap_or(0)],
             waiter,
             pace_ns_per_byte: if pace_gbps > 0.0 {
@@ -1071,7 +1073,15 @@ impl ClientLane {
             } else {
                 0.0
             },
+            rx: vec![0u8; 64 * 1024],
+        };
+        let mut since = None;
+        while !l.machine.is_connected() {
+            if !l.exchange() {
+                l.waiter.idle(l.sock.as_raw_fd(), libc::POLLIN, &mut since);
+            }
         }
+        l
     }
 
     /// Changes the local bytes about to be persisted (as an application
@@ -1084,81 +1094,77 @@ impl ClientLane {
     }
 
     fn persist(&mut self, off: u64, len: u64, flags: u32) {
-        self.engine
+        self.machine
             .persist(off, len, flags)
             .unwrap_or_else(|e| panic!("{e}"));
         self.complete();
     }
 
     fn complete(&mut self) {
-        let lane = self.sc.lane();
-        let fd = self.sock.as_raw_fd();
+        let lane = self.machine.lane();
+        let mut since = None;
         loop {
-            while let Some(op) = self.engine.poll_op() {
-                let frame = self.sc.frame(&op).unwrap_or_else(|e| panic!("{e}"));
-                self.write_frame(&frame.header, &frame.body);
-                match frame.completes {
-                    Some(OpKind::Write) => self
-                        .engine
-                        .handle_completion(Completion::Write { lane })
-                        .unwrap_or_else(|e| panic!("{e}")),
-                    Some(OpKind::Send) => self
-                        .engine
-                        .handle_completion(Completion::Send { lane })
-                        .unwrap_or_else(|e| panic!("{e}")),
-                    _ => {}
-                }
-            }
-            if let Some(result) = self.engine.poll_done() {
+            let moved = self.exchange();
+            if let Some(result) = self.machine.poll_completion() {
                 result.unwrap_or_else(|e| panic!("lane {lane}: {e}"));
                 return;
             }
-            let mut header = [0u8; FRAME_HEADER_LEN];
-            recv_all(fd, &mut header, self.waiter).unwrap_or_else(|e| panic!("{e}"));
-            match self
-                .sc
-                .on_server_header(&header)
-                .unwrap_or_else(|e| panic!("{e}"))
-            {
-                ServerFrame::Recv => {
-                    let mut resp = [0u8; RESP_LEN];
-                    recv_all(fd, &mut resp, self.waiter).unwrap_or_else(|e| panic!("{e}"));
-                    self.engine
-                        .handle_completion(Completion::Recv { lane, bytes: &resp })
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-                ServerFrame::ReadResp { .. } => panic!("no READ was asked for"),
+            if moved {
+                since = None;
+            } else {
+                let events = if self.machine.has_unsent() {
+                    libc::POLLIN | libc::POLLOUT
+                } else {
+                    libc::POLLIN
+                };
+                self.waiter.idle(self.sock.as_raw_fd(), events, &mut since);
             }
         }
     }
 
-    fn write_frame(&mut self, header: &[u8; FRAME_HEADER_LEN], body: &FrameBody) {
-        let range = |off: u64, len: u64| -> (*const u8, usize) {
-            let (o, l) = (off as usize, len as usize);
-            (self.local[o..o + l].as_ptr(), l)
-        };
-        let mut parts: Vec<(*const u8, usize)> = vec![(header.as_ptr(), header.len())];
-        let msg;
-        match *body {
-            FrameBody::Empty => {}
-            FrameBody::Local { offset, len } if self.pace_ns_per_byte > 0.0 => {
-                let fd = self.sock.as_raw_fd();
-                send_parts(fd, &mut parts, self.waiter).unwrap_or_else(|e| panic!("{e}"));
-                let (p, l) = range(offset, len);
-                self.paced(p, l);
-                return;
-            }
-            FrameBody::Local { offset, len } => parts.push(range(offset, len)),
-            FrameBody::Message { header, inline } => {
-                msg = header;
-                parts.push((msg.as_ptr(), msg.len()));
-                if let Some((o, l)) = inline {
-                    parts.push(range(o, l));
+    /// One non-blocking round of writing and reading; whether bytes moved.
+    fn exchange(&mut self) -> bool {
+        let fd = self.sock.as_raw_fd();
+        let mut parts = [(std::ptr::null::<u8>(), 0usize); 8];
+        let mut count = 0;
+        let mut region = None;
+        for c in self.machine.poll_transmit().take(parts.len()) {
+            let part = match c {
+                Chunk::Bytes(b) => (b.as_ptr(), b.len()),
+                Chunk::Region { offset, len } => {
+                    let (o, l) = (offset as usize, len as usize);
+                    region.get_or_insert(count);
+                    (self.local[o..o + l].as_ptr(), l)
                 }
-            }
+            };
+            parts[count] = part;
+            count += 1;
         }
-        send_parts(self.sock.as_raw_fd(), &mut parts, self.waiter)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let sent = match region {
+            // Paced: what precedes the region bytes, then those bytes at
+            // the link's pace.
+            Some(at) if self.pace_ns_per_byte > 0.0 => {
+                let head = &mut parts[..at];
+                let n: usize = head.iter().map(|p| p.1).sum();
+                send_parts(fd, head, self.waiter).unwrap_or_else(|e| panic!("{e}"));
+                let (p, l) = parts[at];
+                self.paced(p, l);
+                n + l
+            }
+            _ => sendmsg_some(fd, &parts[..count]).unwrap_or_else(|e| panic!("{e}")),
+        };
+        if sent > 0 {
+            self.machine
+                .on_transmitted(sent as u64)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let got = recv_some(fd, &mut self.rx).unwrap_or_else(|e| panic!("{e}"));
+        if got > 0 {
+            self.machine
+                .handle_bytes(&self.rx[..got], &mut NoReads)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        sent > 0 || got > 0
     }
 }
 

@@ -1,6 +1,6 @@
 //! rpmemd sessions through the built binary: the out-of-band protocol on its stdin/stdout
-//! (driven by the core's `oob::Client`), the TCP data path (driven by the core's
-//! `InitiatorLane` and `StreamClient`), the part files on disk, refusals of hostile requests
+//! (driven by the core's `oob::Client`), the TCP data path (driven by the core's lane
+//! machine `StreamInitiator`), the part files on disk, refusals of hostile requests
 //! and connections, PMDK's captured requests, and the ways a session ends.
 //!
 //! Every wait has a timeout: a hung rpmemd fails the test instead of hanging it.
@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use rpmem_core::attr::PoolAttr;
 use rpmem_core::oob::{Client, ClientEvent, CreateRequest, OpenRequest};
 use rpmem_core::persist::{
-    Completion, FrameBody, InitiatorLane, LaneParams, Method, Op, OpKind, Placement, ReadDest,
-    ServerFrame, StreamClient, FLUSH_RELAXED, PERSIST_RELAXED,
+    Chunk, LaneParams, Method, Placement, ReadSink, StreamClient, StreamInitiator, FLUSH_RELAXED,
+    PERSIST_RELAXED,
 };
 use rpmem_core::wire::oob::{
     common_field, create_field, ext_flags, hdr_field, ExtRepr, MsgType, PersistMethod, PoolDesc,
     Provider, Response, Status, CLOSE_FLAGS_REMOVE,
 };
 use rpmem_core::wire::tcp::{
-    FrameKind, FrameRepr, HelloAck, HelloAckRepr, HelloStatus, FRAME_HEADER_LEN, HELLO_ACK_LEN,
+    FrameKind, FrameRepr, HelloAck, HelloAckRepr, HelloStatus, HELLO_ACK_LEN,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpmemd");
@@ -348,13 +348,28 @@ fn failed(event: ClientEvent) -> Status {
     }
 }
 
-/// One lane: a TCP connection driven by the core's initiator engine and stream client,
-/// replicating the local region `local`.
+/// One lane: a TCP connection driven by the core's lane machine
+/// (`StreamInitiator`), replicating the local region the calls name.
 struct Lane {
     stream: TcpStream,
-    sc: StreamClient,
-    engine: InitiatorLane,
+    machine: StreamInitiator,
     read_buf: Vec<u8>,
+}
+
+/// The read destination of a test lane.
+struct ReadBuf<'a>(&'a mut Vec<u8>);
+
+impl ReadSink for ReadBuf<'_> {
+    fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        match self.0.get_mut(at..at.saturating_add(bytes.len())) {
+            Some(d) => {
+                d.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn tcp_connect(port: u16) -> TcpStream {
@@ -405,12 +420,6 @@ fn is_closed(stream: &mut TcpStream) -> bool {
 
 impl Lane {
     fn connect(port: u16, lane: u32, nlanes: u32, secret: &[u8; 32], min_offset: u64) -> Lane {
-        let mut stream = tcp_connect(port);
-        let sc = StreamClient::new(lane);
-        assert_eq!(
-            hello_exchange(&mut stream, &sc.hello(secret)),
-            Some(HelloStatus::Ok)
-        );
         let mut params = LaneParams::new(
             lane,
             nlanes,
@@ -420,127 +429,93 @@ impl Lane {
             Placement::Stream,
         );
         params.inline_max = 8192;
-        let engine = InitiatorLane::new(params).unwrap_or_else(|e| panic!("{e}"));
-        Lane {
-            stream,
-            sc,
-            engine,
+        let machine = StreamInitiator::new(params, secret).unwrap_or_else(|e| panic!("{e}"));
+        let mut l = Lane {
+            stream: tcp_connect(port),
+            machine,
             read_buf: Vec::new(),
+        };
+        while !l.machine.is_connected() {
+            l.exchange(&[]);
         }
+        l
+    }
+
+    /// Writes what the machine transmits, then (if it still waits) reads
+    /// what arrived and hands it over.
+    fn exchange(&mut self, local: &[u8]) {
+        let lane = self.machine.lane();
+        let mut wire = Vec::new();
+        for c in self.machine.poll_transmit() {
+            match c {
+                Chunk::Bytes(b) => wire.extend_from_slice(b),
+                Chunk::Region { offset, len } => {
+                    let (o, l) = (offset as usize, len as usize);
+                    wire.extend_from_slice(&local[o..o + l]);
+                }
+            }
+        }
+        if !wire.is_empty() {
+            self.stream
+                .write_all(&wire)
+                .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+            self.machine
+                .on_transmitted(wire.len() as u64)
+                .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+            return;
+        }
+        let mut buf = [0u8; 64 * 1024];
+        let n = self
+            .stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("lane {lane}: reading: {e}"));
+        assert!(n > 0, "lane {lane}: rpmemd closed the connection");
+        self.machine
+            .handle_bytes(&buf[..n], &mut ReadBuf(&mut self.read_buf))
+            .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
     }
 
     /// Drives the call just started until it completes.
     fn complete(&mut self, local: &[u8]) {
-        let lane = self.sc.lane();
+        let lane = self.machine.lane();
         loop {
-            while let Some(op) = self.engine.poll_op() {
-                self.post(&op, local);
-            }
-            if let Some(result) = self.engine.poll_done() {
+            if let Some(result) = self.machine.poll_completion() {
                 result.unwrap_or_else(|e| panic!("lane {lane}: {e}"));
                 return;
             }
-            let mut header = [0u8; FRAME_HEADER_LEN];
-            self.stream
-                .read_exact(&mut header)
-                .unwrap_or_else(|e| panic!("lane {lane}: reading a frame: {e}"));
-            match self
-                .sc
-                .on_server_header(&header)
-                .unwrap_or_else(|e| panic!("{e}"))
-            {
-                ServerFrame::ReadResp { len, dest, .. } => {
-                    let mut data = vec![0u8; usize::try_from(len).unwrap_or(0)];
-                    self.stream
-                        .read_exact(&mut data)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    if let ReadDest::User { buf_offset } = dest {
-                        let at = usize::try_from(buf_offset).unwrap_or(0);
-                        if self.read_buf.len() < at + data.len() {
-                            self.read_buf.resize(at + data.len(), 0);
-                        }
-                        self.read_buf[at..at + data.len()].copy_from_slice(&data);
-                    }
-                    self.engine
-                        .handle_completion(Completion::Read { lane })
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-                ServerFrame::Recv => {
-                    let mut resp = [0u8; 8];
-                    self.stream
-                        .read_exact(&mut resp)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    self.engine
-                        .handle_completion(Completion::Recv { lane, bytes: &resp })
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-            }
-        }
-    }
-
-    fn post(&mut self, op: &Op, local: &[u8]) {
-        let lane = self.sc.lane();
-        let frame = self.sc.frame(op).unwrap_or_else(|e| panic!("{e}"));
-        let mut wire = frame.header.to_vec();
-        let range = |off: u64, len: u64| {
-            let (o, l) = (off as usize, len as usize);
-            &local[o..o + l]
-        };
-        match frame.body {
-            FrameBody::Empty => {}
-            FrameBody::Local { offset, len } => wire.extend_from_slice(range(offset, len)),
-            FrameBody::Message { header, inline } => {
-                wire.extend_from_slice(&header);
-                if let Some((o, l)) = inline {
-                    wire.extend_from_slice(range(o, l));
-                }
-            }
-        }
-        self.stream
-            .write_all(&wire)
-            .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
-        match frame.completes {
-            Some(OpKind::Write) => self
-                .engine
-                .handle_completion(Completion::Write { lane })
-                .unwrap_or_else(|e| panic!("{e}")),
-            Some(OpKind::Send) => self
-                .engine
-                .handle_completion(Completion::Send { lane })
-                .unwrap_or_else(|e| panic!("{e}")),
-            _ => {}
+            self.exchange(local);
         }
     }
 
     fn persist(&mut self, local: &[u8], offset: u64, len: u64, flags: u32) {
-        self.engine
+        self.machine
             .persist(offset, len, flags)
             .unwrap_or_else(|e| panic!("{e}"));
         self.complete(local);
     }
 
     fn deep_persist(&mut self, local: &[u8], offset: u64, len: u64) {
-        self.engine
+        self.machine
             .deep_persist(offset, len)
             .unwrap_or_else(|e| panic!("{e}"));
         self.complete(local);
     }
 
     fn flush(&mut self, local: &[u8], offset: u64, len: u64, flags: u32) {
-        self.engine
+        self.machine
             .flush(offset, len, flags)
             .unwrap_or_else(|e| panic!("{e}"));
         self.complete(local);
     }
 
     fn drain(&mut self, local: &[u8]) {
-        self.engine.drain(0).unwrap_or_else(|e| panic!("{e}"));
+        self.machine.drain(0).unwrap_or_else(|e| panic!("{e}"));
         self.complete(local);
     }
 
     fn read(&mut self, offset: u64, len: u64) -> Vec<u8> {
-        self.read_buf.clear();
-        self.engine
+        self.read_buf = vec![0; len as usize];
+        self.machine
             .read(offset, len)
             .unwrap_or_else(|e| panic!("{e}"));
         self.complete(&[]);
