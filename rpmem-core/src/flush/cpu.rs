@@ -11,6 +11,9 @@
 //! `is_x86_feature_detected!("clwb")` does not compile, so detection reads
 //! CPUID directly and the instructions are emitted with `asm!`.
 //!
+//! Also the 64-byte line stores ([`store_line`]: cached `movdqa` or
+//! non-temporal `movntdq`) that rpmemd stores received data with.
+//!
 //! This is the one place in `rpmem-core` with `unsafe` code.
 #![allow(unsafe_code)]
 
@@ -208,6 +211,80 @@ impl FlushInstr {
     }
 }
 
+/// How [`store_line`] stores a 64-byte line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LineStore {
+    /// Ordinary 16-byte aligned stores (`movdqa`): the line stays in the
+    /// cache and needs a write-back to become durable.
+    Cached,
+    /// Non-temporal 16-byte stores (`movntdq`): the line goes towards
+    /// memory without being kept in the cache and needs only the fence
+    /// (`sfence`) that every persist ends with.
+    NonTemporal,
+}
+
+/// Whether [`store_line`] exists on this CPU architecture (x86_64: SSE2,
+/// which every x86_64 CPU has).
+pub const CAN_STORE_LINES: bool = cfg!(target_arch = "x86_64");
+
+/// Stores the 64 bytes of `line` at `dst` with four 16-byte stores of the
+/// kind `how` says, each of which writes its two aligned 8-byte words at
+/// once (8-byte failure atomicity). Returns false and stores nothing where
+/// [`CAN_STORE_LINES`] is false or `dst` is not 16-byte aligned.
+///
+/// The stores happen inside the `asm!` block, the way the kernel's writes
+/// by `recv` do: the caller holds no Rust reference to the destination.
+///
+/// # Safety
+///
+/// `[dst, dst + 64)` must be valid for writes and stay mapped for the call;
+/// other threads may access it concurrently only through atomic accesses,
+/// these stores, or from outside the program.
+#[inline]
+pub unsafe fn store_line(dst: *mut u8, line: &[u8; 64], how: LineStore) -> bool {
+    if !CAN_STORE_LINES || !(dst as usize).is_multiple_of(16) {
+        return false;
+    }
+    /// Four unaligned 16-byte loads from `line`, four 16-byte stores of
+    /// instruction `$store` to `dst`.
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! store_64 {
+        ($store:literal) => {
+            core::arch::asm!(
+                "movdqu {a}, [{s}]",
+                "movdqu {b}, [{s} + 16]",
+                "movdqu {c}, [{s} + 32]",
+                "movdqu {d}, [{s} + 48]",
+                concat!($store, " [{t}], {a}"),
+                concat!($store, " [{t} + 16], {b}"),
+                concat!($store, " [{t} + 32], {c}"),
+                concat!($store, " [{t} + 48], {d}"),
+                s = in(reg) line.as_ptr(),
+                t = in(reg) dst,
+                a = out(xmm_reg) _,
+                b = out(xmm_reg) _,
+                c = out(xmm_reg) _,
+                d = out(xmm_reg) _,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    match how {
+        // SAFETY: the caller guarantees `[dst, dst + 64)` writable and
+        // mapped; `dst` is 16-byte aligned (checked above), as `movdqa`
+        // needs; `line` is 64 readable bytes (unaligned loads); the xmm
+        // registers used are declared clobbered, no stack or flags touched.
+        LineStore::Cached => unsafe { store_64!("movdqa") },
+        // SAFETY: as for `Cached`; `movntdq` needs the same 16-byte
+        // alignment, checked above.
+        LineStore::NonTemporal => unsafe { store_64!("movntdq") },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (line, how);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +340,38 @@ mod tests {
         for (i, b) in buf.iter().enumerate() {
             assert_eq!(*b, i as u8);
         }
+    }
+
+    /// Both kinds of line store write exactly their 64 bytes at every
+    /// 16-byte aligned place of a buffer, and refuse unaligned ones.
+    #[test]
+    fn line_stores_write_exactly_their_line() {
+        #[repr(C, align(64))]
+        struct Buf([u8; 256]);
+        let line: [u8; 64] = core::array::from_fn(|i| i as u8 + 1);
+        for how in [LineStore::Cached, LineStore::NonTemporal] {
+            for at in [0usize, 16, 48, 64, 128, 192, 1, 8, 100] {
+                let mut buf = Buf([0; 256]);
+                let dst = buf.0.as_mut_ptr().wrapping_add(at);
+                // SAFETY: `[dst, dst + 64)` lies in `buf`, borrowed by
+                // nothing else during the call.
+                let stored = unsafe { store_line(dst, &line, how) };
+                fence_for_test();
+                let aligned = at % 16 == 0;
+                assert_eq!(stored, CAN_STORE_LINES && aligned, "{how:?} at {at}");
+                if stored {
+                    assert_eq!(&buf.0[at..at + 64], &line[..]);
+                    assert!(buf.0[..at].iter().all(|&b| b == 0));
+                    assert!(buf.0[at + 64..].iter().all(|&b| b == 0));
+                } else {
+                    assert!(buf.0.iter().all(|&b| b == 0));
+                }
+            }
+        }
+    }
+
+    /// Orders the non-temporal stores before the test reads them back.
+    fn fence_for_test() {
+        FlushInstr::detect().fence();
     }
 }

@@ -21,7 +21,7 @@ pub mod verbs;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
-use rpmem_core::flush::cpu::FlushInstr;
+use rpmem_core::flush::cpu::{store_line, FlushInstr, LineStore, CAN_STORE_LINES};
 use rpmem_core::flush::{FlushError, FlushOps, CACHE_LINE};
 use rpmem_core::persist::TargetMemory;
 use rpmem_core::wire::tcp::HelloStatus;
@@ -160,7 +160,7 @@ impl PoolMemory {
     /// Whether [`store_lines_streaming`](Self::store_lines_streaming) works
     /// here (x86_64: `movntdq`, SSE2, which every x86_64 CPU has).
     pub const fn can_stream() -> bool {
-        cfg!(target_arch = "x86_64")
+        CAN_STORE_LINES
     }
 
     /// Stores `data` at `offset` with non-temporal stores, whole cache lines
@@ -186,37 +186,18 @@ impl PoolMemory {
         if !(dst as usize).is_multiple_of(16) {
             return false;
         }
-        #[cfg(target_arch = "x86_64")]
         for (i, line) in data.chunks_exact(CACHE_LINE as usize).enumerate() {
             let to = dst.wrapping_add(i.wrapping_mul(CACHE_LINE as usize));
+            let Ok(line) = <&[u8; 64]>::try_from(line) else {
+                return false;
+            };
             // SAFETY: `[to, to + 64)` lies in the mapping (`range` checked
-            // the whole run; `to` is 16-byte aligned, checked above, as
-            // `movntdq` needs), which stays mapped while
-            // `self` exists; `line` is 64 readable bytes. The stores happen
-            // inside the asm block, like the kernel's writes by `recv`: no
-            // Rust reference to the pool exists.
-            unsafe {
-                core::arch::asm!(
-                    "movdqu {a}, [{s}]",
-                    "movdqu {b}, [{s} + 16]",
-                    "movdqu {c}, [{s} + 32]",
-                    "movdqu {d}, [{s} + 48]",
-                    "movntdq [{t}], {a}",
-                    "movntdq [{t} + 16], {b}",
-                    "movntdq [{t} + 32], {c}",
-                    "movntdq [{t} + 48], {d}",
-                    s = in(reg) line.as_ptr(),
-                    t = in(reg) to,
-                    a = out(xmm_reg) _,
-                    b = out(xmm_reg) _,
-                    c = out(xmm_reg) _,
-                    d = out(xmm_reg) _,
-                    options(nostack, preserves_flags),
-                );
-            }
+            // the whole run), which stays mapped while `self` exists; no
+            // Rust reference to the pool exists (the stores happen inside
+            // the core's asm block). `to` is 16-byte aligned (checked
+            // above), so the store cannot be refused half way.
+            unsafe { store_line(to, line, LineStore::NonTemporal) };
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = dst;
         true
     }
 
@@ -361,52 +342,20 @@ unsafe fn copy_words(dst: *mut u8, src: &[u8], bulk: Bulk) -> (usize, usize) {
         i += 8;
     }
     let bulk_from = i;
-    #[cfg(target_arch = "x86_64")]
-    if at(i) % align == 0 {
-        while let Some(block) = src.get(i..i.wrapping_add(64)) {
-            let to = dst.wrapping_add(i);
-            // SAFETY: `[to, to + 64)` lies in the caller's range and `to` is
-            // 16-byte aligned (checked above), as `movdqa` and `movntdq`
-            // need; `block` is 64 readable bytes (unaligned loads). The
-            // stores happen inside the asm block: no Rust reference to the
-            // destination exists.
-            unsafe {
-                match bulk {
-                    Bulk::Cached => core::arch::asm!(
-                        "movdqu {a}, [{s}]",
-                        "movdqu {b}, [{s} + 16]",
-                        "movdqu {c}, [{s} + 32]",
-                        "movdqu {d}, [{s} + 48]",
-                        "movdqa [{t}], {a}",
-                        "movdqa [{t} + 16], {b}",
-                        "movdqa [{t} + 32], {c}",
-                        "movdqa [{t} + 48], {d}",
-                        s = in(reg) block.as_ptr(),
-                        t = in(reg) to,
-                        a = out(xmm_reg) _,
-                        b = out(xmm_reg) _,
-                        c = out(xmm_reg) _,
-                        d = out(xmm_reg) _,
-                        options(nostack, preserves_flags),
-                    ),
-                    Bulk::Streaming => core::arch::asm!(
-                        "movdqu {a}, [{s}]",
-                        "movdqu {b}, [{s} + 16]",
-                        "movdqu {c}, [{s} + 32]",
-                        "movdqu {d}, [{s} + 48]",
-                        "movntdq [{t}], {a}",
-                        "movntdq [{t} + 16], {b}",
-                        "movntdq [{t} + 32], {c}",
-                        "movntdq [{t} + 48], {d}",
-                        s = in(reg) block.as_ptr(),
-                        t = in(reg) to,
-                        a = out(xmm_reg) _,
-                        b = out(xmm_reg) _,
-                        c = out(xmm_reg) _,
-                        d = out(xmm_reg) _,
-                        options(nostack, preserves_flags),
-                    ),
-                }
+    let how = match bulk {
+        Bulk::Cached => LineStore::Cached,
+        Bulk::Streaming => LineStore::NonTemporal,
+    };
+    if CAN_STORE_LINES && at(i) % align == 0 {
+        while let Some(block) = src
+            .get(i..i.wrapping_add(64))
+            .and_then(|b| <&[u8; 64]>::try_from(b).ok())
+        {
+            // SAFETY: `[dst + i, dst + i + 64)` lies in the caller's range;
+            // it is 16-byte aligned (checked above), so the core's store
+            // writes the whole line.
+            if !unsafe { store_line(dst.wrapping_add(i), block, how) } {
+                break;
             }
             i += 64;
         }
