@@ -78,3 +78,43 @@ fn plain_persists_are_caught_on_devdax_wpq_only() {
         }
     }
 }
+
+#[allow(dead_code)]
+#[path = "../examples/two_slot.rs"]
+mod two_slot;
+
+#[test]
+fn the_two_slot_update_survives_every_crash_in_every_allowed_configuration() {
+    let report = two_slot::simulation(false, 1..16).run();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.runs, 15 * allowed().len() as u64);
+}
+
+#[test]
+fn the_in_place_update_is_caught_as_a_torn_record() {
+    let report = two_slot::simulation(true, 1..6).run();
+    let f = report.failure.expect("caught");
+    assert!(f.reason.contains("its slot holds"), "{f}");
+    // Torn between two versions: the crash is inside the in-place persist
+    // of a later version, after an earlier one was published.
+    assert!(
+        matches!(
+            f.in_flight,
+            Some(sim::app::Call::Persist {
+                len: two_slot::SLOT,
+                ..
+            })
+        ),
+        "{f}"
+    );
+    assert!(
+        f.history.iter().any(|c| matches!(
+            c,
+            sim::app::Call::DeepPersist {
+                offset: 4096,
+                len: 8
+            }
+        )),
+        "{f}"
+    );
+}
