@@ -361,10 +361,14 @@ fn rm_of_a_pool_set_with_a_remote_replica() {
         "{}",
         errtext(&out)
     );
-    // FIXME(rpmemd): PMDK's rpmemd exits with the errno of the failure,
-    // which rpmem_remove makes its errno (ENOENT here, "No such file or
-    // directory"); ours exits 1 and pmempool says "Operation not
-    // permitted". See docs/librpmem.md.
+    // rpmemd exits with the errno of the failure, as PMDK's does, and
+    // rpmem_remove makes it its errno: pmempool says why.
+    assert!(
+        errtext(&out)
+            .contains("cannot remove 'remote.set' on 'localhost': No such file or directory"),
+        "{}",
+        errtext(&out)
+    );
     assert!(!p.local_part.exists(), "the local part was removed");
     let log = p.env.log();
     let missing = p.remote_part.display().to_string();

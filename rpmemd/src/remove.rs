@@ -4,9 +4,10 @@
 //! As PMDK's rpmemd, nothing is written to stdout in this mode (the captured
 //! PMDK sessions show no byte, and PMDK's librpmem takes any byte there for a
 //! protocol error): the result is the exit status, 0 when everything that was
-//! to be removed is gone, 1 otherwise. What was and was not removed is logged;
-//! when something was not removed it is also written to stderr, file by file,
-//! so that the client can show it.
+//! to be removed is gone, otherwise the errno of the first failure (PMDK's
+//! rule: librpmem makes it `rpmem_remove`'s errno). What was and was not
+//! removed is logged; when something was not removed it is also written to
+//! stderr, file by file, so that the client can show it.
 
 use std::io::Write;
 
@@ -33,6 +34,26 @@ pub fn remove(
         },
         options,
     )
+}
+
+/// The exit status of a failed removal: the errno behind `e` (the system
+/// call's, or the one librpmem gives its rpmemd status), as PMDK's rpmemd;
+/// `EBUSY` for a part in use (its `flock` says `EWOULDBLOCK`).
+fn failed(e: &PoolError) -> exit::Status {
+    if e.rpmem_status() == rpmem_core::wire::oob::Status::Busy {
+        return exit::Status::RemoveFailed(libc::EBUSY as u8);
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut errno = None;
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            errno = io.raw_os_error();
+            break;
+        }
+        cause = c.source();
+    }
+    let errno = errno.unwrap_or_else(|| i32::try_from(e.rpmem_status().errno()).unwrap_or(1));
+    exit::Status::RemoveFailed(u8::try_from(errno).ok().filter(|&n| n > 0).unwrap_or(1))
 }
 
 /// Writes `line` to stderr unless the log already goes there.
@@ -64,7 +85,7 @@ pub fn run(config: &Config, request: &RemoveRequest) -> exit::Status {
             );
             log::error!("{message}");
             tell_client(&message);
-            return exit::Status::Failure;
+            return failed(&e);
         }
     };
     let set_path = config.poolset_dir.join(&request.poolset);
@@ -86,7 +107,15 @@ pub fn run(config: &Config, request: &RemoveRequest) -> exit::Status {
             log::error!("    {line}");
             tell_client(line);
         }
-        return exit::Status::Failure;
+        let first = report
+            .left
+            .first()
+            .map(|(_, e)| e)
+            .or(match &report.poolset_file {
+                pool::PoolsetFileFate::Left(e) => Some(e),
+                _ => None,
+            });
+        return first.map_or(exit::Status::Failure, failed);
     }
     notice!("removed '{}': {summary}", request.poolset);
     for line in &details {

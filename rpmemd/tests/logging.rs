@@ -500,8 +500,9 @@ fn invalid_spin_budget_is_logged_as_a_warning() {
     assert_eq!(file_levels(&content), levels_up_to("warn"), "{content}");
 }
 
+// A failed removal exits with its errno (ENOENT: the pool set file does not exist), as PMDK's.
 #[rstest]
-#[case::refused(&["-r", "pool.set", "-s"], 1, &[
+#[case::refused(&["-r", "pool.set", "-s"], libc::ENOENT, &[
     "info: removing 'pool.set' with its pool set file\n",
     "err: removing 'pool.set' failed: ",
 ])]
@@ -551,7 +552,7 @@ fn remove_request_is_logged(
 #[case::relative_poolset_dir(&["--poolset-dir", "relative"], 3, &EINVAL_WORD)]
 #[case::log_file_cannot_be_opened(&["--log-file", "/nonexistent/dir/x.log"], 4, &ENOENT_WORD)]
 #[case::session_without_request(&[], 1, &NO_REQUEST_STDOUT)]
-#[case::remove_failure(&["-r", "x.set"], 1, &[])]
+#[case::remove_failure(&["-r", "x.set"], libc::ENOENT, &[])]
 #[case::remove_with_config_failure(&["-r", "x.set", "-c", "/nonexistent/x.conf"], 3, &[])]
 #[case::dump_config_failure(&["--dump-config", "-c", "/nonexistent/x.conf"], 3, &[])]
 fn stdout_holds_only_status_words_on_every_failure_path(

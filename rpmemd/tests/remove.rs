@@ -136,7 +136,7 @@ fn remove_without_force_fails_on_a_missing_part_and_removes_nothing() {
     let parts = env.create("c.set");
     assert!(fs::remove_file(&parts[1]).is_ok());
     let out = env.remove(&["-r", "c.set", "-s"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::ENOENT));
     assert!(out.stdout.is_empty());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("removing 'c.set' failed"), "{stderr}");
@@ -192,7 +192,12 @@ fn remove_with_force_of_a_pool_in_use_fails_and_lists_what_was_left() {
     let dir = PoolsetDir::open(env.sets()).unwrap_or_else(|e| panic!("{e}"));
     let held = Pool::open(&dir, "f.set").unwrap_or_else(|e| panic!("{e}"));
     let out = env.remove(&["-r", "f.set", "-f", "-s"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(libc::EBUSY),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "{:?}", text(&out.stdout));
     let stderr = text(&out.stderr);
     let set_file = env.sets().join("f.set");
@@ -236,7 +241,7 @@ fn remove_with_force_says_what_was_and_was_not_removed() {
     let locked = fs::File::open(&parts[1]).unwrap_or_else(|e| panic!("{e}"));
     assert!(locked.try_lock().is_ok());
     let out = env.remove(&["-r", "g.set", "-f"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::EBUSY));
     assert!(out.stdout.is_empty());
     let stderr = text(&out.stderr);
     assert!(
@@ -259,7 +264,7 @@ fn remove_with_force_says_what_was_and_was_not_removed() {
 fn remove_of_a_missing_pool_set() {
     let (env, _serial) = Env::new();
     let out = env.remove(&["-r", "nope.set"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::ENOENT));
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("nope.set"));
     // --force ignores pool errors...
@@ -267,7 +272,7 @@ fn remove_of_a_missing_pool_set() {
     assert_eq!(out.status.code(), Some(0));
     // ...but not unsafe names.
     let out = env.remove(&["-r", "../escape.set", "-f"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::EINVAL));
     assert!(out.stdout.is_empty());
 }
 
@@ -278,7 +283,7 @@ fn remove_of_a_pool_in_use_is_refused() {
     let dir = PoolsetDir::open(env.sets()).unwrap_or_else(|e| panic!("{e}"));
     let held = Pool::open(&dir, "e.set").unwrap_or_else(|e| panic!("{e}"));
     let out = env.remove(&["-r", "e.set"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::EBUSY));
     assert!(all_exist(&parts), "a busy pool is not touched");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is in use by another process"), "{stderr}");
