@@ -37,16 +37,18 @@
 //! ```
 //!
 //! How a run goes (one seed in one configuration): the CREATE handshake
-//! through rpmem-core's out-of-band machines, one lane
-//! ([`rpmem_core::persist::InitiatorLane`]), one queue pair ([`Qp`]), the
-//! target ([`Target`]) and its memory ([`Memory`]), exactly as
-//! [`crate::world`] runs them for the built-in check. Your workload runs on
-//! the calling thread; each [`Replica`] call it makes is started on the
-//! engine and then executed **step by step to completion** (transmit,
+//! through rpmem-core's out-of-band machines, one lane per
+//! [`Simulation::lanes`] ([`rpmem_core::persist::InitiatorLane`], each with
+//! its queue pair [`Qp`]), the target ([`Target`]) and its memory
+//! ([`Memory`]), as [`crate::world`] runs them for the built-in check. Your
+//! workload runs on the calling thread; each [`Replica`] call it makes (on
+//! the [`SimLane`], lane 0, or on [`SimLane::lane`]) is started on its
+//! lane's engine and then executed **step by step to completion** (transmit,
 //! place, deliver, target copy/flush/respond, complete, reap, evictions and
 //! drains, in an order the seed decides), with a crash point before every
-//! step and after the last one. When the workload returns, what is still in
-//! flight (an undrained flush) runs to the end, crash points included.
+//! step and after the last one; what other lanes left in flight (a flush
+//! not yet drained) moves on in the same steps. When the workload returns,
+//! what is still in flight runs to the end, crash points included.
 //!
 //! At a crash point every aligned 8-byte word of the pool holds one of its
 //! crash candidates ([`Memory::crash_candidates`]: the media value, an
@@ -59,14 +61,15 @@
 //! A point where neither the memory's candidates nor the history changed
 //! since the previous one is not judged again (its images were).
 //!
-//! Limits of this slice: one lane per run; the workload runs between
-//! calls, never during one (so what the simulator interleaves is the
-//! network, the target and the memory, not your threads); no connection
+//! Limits of this slice: calls run one at a time, each to its end, and the
+//! workload runs between calls, never during one (what the simulator
+//! interleaves is the network, the target and the memory, not your
+//! threads: two lanes' calls never overlap); no connection
 //! loss is injected; the image given to `recover` has zeros in the pool
 //! header page (rpmemd keeps the real header there). See
 //! `docs/crash-testing.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::error::Error as StdError;
 use std::fmt;
 use std::ops::Range;
@@ -75,6 +78,7 @@ pub use rpmem_replica::{Replica, FLUSH_RELAXED, PERSIST_RELAXED};
 
 use rpmem_core::persist::{
     CallError, Completion, InitiatorLane, LaneError, Op, Placement, ReadDest, Target, TargetError,
+    TargetStep,
 };
 
 use crate::handshake::{self, Session, TargetOffer};
@@ -91,6 +95,8 @@ pub const DEFAULT_POOL_SIZE: u64 = 4 * PAGE;
 pub const DEFAULT_MAX_IMAGES: u64 = 1024;
 /// Default bound on the steps of one run.
 pub const DEFAULT_MAX_STEPS: u64 = 1_000_000;
+/// Lanes a simulated pool has at most.
+pub const MAX_LANES: u32 = 4;
 /// Words listed at most in a failure's difference.
 pub const MAX_DIFF_WORDS: usize = 32;
 
@@ -257,6 +263,14 @@ pub enum SimCallError {
         /// The engine's error.
         error: LaneError,
     },
+    /// The pool has no such lane ([`Simulation::lanes`]).
+    #[error("lane {lane} does not exist: the pool has {nlanes} lane(s)")]
+    NoSuchLane {
+        /// The lane asked for.
+        lane: u32,
+        /// Lanes of the pool.
+        nlanes: u32,
+    },
     /// The simulation stops the workload: a crash image was rejected, or
     /// the run hit a limit or a simulator error. Propagate it (`?`).
     #[error("the simulation stopped this run")]
@@ -277,8 +291,10 @@ pub struct Failure {
     /// The calls that returned success before the crash, oldest first (what
     /// `recover` was given).
     pub history: Vec<Call>,
-    /// The call in flight at the crash, if any.
-    pub in_flight: Option<Call>,
+    /// The lane of each call of `history`.
+    pub history_lanes: Vec<u32>,
+    /// The lane and call in flight at the crash, if any.
+    pub in_flight: Option<(u32, Call)>,
     /// Images of the crash point (the product of the candidate counts,
     /// saturating).
     pub images_at_point: u64,
@@ -322,7 +338,7 @@ impl fmt::Display for Failure {
             self.seed.saturating_add(1)
         )?;
         match &self.in_flight {
-            Some(c) => writeln!(f, "  crash after step {}, during {c}", self.step)?,
+            Some((l, c)) => writeln!(f, "  crash after step {}, during lane {l}: {c}", self.step)?,
             None => writeln!(f, "  crash after step {}, between calls", self.step)?,
         }
         writeln!(
@@ -341,7 +357,10 @@ impl fmt::Display for Failure {
             writeln!(f, "    (none)")?;
         }
         for (i, c) in self.history.iter().enumerate() {
-            writeln!(f, "    {:>3}. {c}", i.saturating_add(1))?;
+            match self.history_lanes.get(i) {
+                Some(l) => writeln!(f, "    {:>3}. lane {l}: {c}", i.saturating_add(1))?,
+                None => writeln!(f, "    {:>3}. {c}", i.saturating_add(1))?,
+            }
         }
         writeln!(
             f,
@@ -492,6 +511,7 @@ pub struct Simulation<'a> {
     max_images: u64,
     max_steps: u64,
     verbose: bool,
+    lanes: u32,
 }
 
 impl fmt::Debug for Simulation<'_> {
@@ -524,7 +544,17 @@ impl<'a> Simulation<'a> {
             max_images: DEFAULT_MAX_IMAGES,
             max_steps: DEFAULT_MAX_STEPS,
             verbose: false,
+            lanes: 1,
         }
+    }
+
+    /// Lanes of the simulated pool (1 to [`MAX_LANES`]; default 1). The
+    /// workload gets lane 0 as the [`SimLane`] itself and the others from
+    /// [`SimLane::lane`]. Calls still run one at a time, each to its end;
+    /// what a lane left in flight moves on while other lanes' calls run.
+    pub fn lanes(mut self, n: u32) -> Self {
+        self.lanes = n;
+        self
     }
 
     /// The configurations to run (method x platform; see
@@ -683,18 +713,36 @@ fn set_word(buf: &mut [u8], w: u64, v: &Word) {
 
 #[derive(Clone, Copy, Debug)]
 enum Action {
-    Transmit,
-    Execute,
-    Complete,
-    Reap,
-    Target,
+    Transmit(usize),
+    Execute(usize),
+    Complete(usize),
+    Reap(usize),
+    Target(usize),
     Evict,
     Drain,
 }
 
-/// The simulated pool as your workload sees it: one lane, implementing
-/// [`Replica`]. Every call runs to completion inside the simulator, with a
-/// crash point at every step.
+/// One lane's engine, queue pair and target-side queue.
+#[derive(Debug)]
+struct LaneState {
+    engine: InitiatorLane,
+    qp: Qp,
+    rx: VecDeque<Vec<u8>>,
+    /// The message the target is executing, its next step, what streamed.
+    cur_msg: Option<(Vec<u8>, usize, (u64, u64))>,
+    done: Option<Result<(), LaneError>>,
+    /// The call in flight and the bytes it sends (as the region held them).
+    in_flight: Option<(Call, Vec<u8>)>,
+    /// Flushes of this lane that returned, not yet drained.
+    unacked_flushes: Vec<(u64, Vec<u8>)>,
+    read_buf: Vec<u8>,
+}
+
+/// The simulated pool as your workload sees it. It implements [`Replica`]
+/// as lane 0; [`SimLane::lane`] gives the other lanes
+/// ([`Simulation::lanes`]). Every call runs to completion inside the
+/// simulator, with a crash point at every step, while what other lanes
+/// still have in flight progresses too.
 pub struct SimLane<'s> {
     seed: u64,
     config: Config,
@@ -704,16 +752,10 @@ pub struct SimLane<'s> {
     max_images: u64,
     max_steps: u64,
     verbose: bool,
-    engine: InitiatorLane,
     target: Target,
     mem: Memory,
-    qp: Qp,
-    rx: std::collections::VecDeque<Vec<u8>>,
-    /// The message the target is executing, its next step, what streamed.
-    cur_msg: Option<(Vec<u8>, usize, (u64, u64))>,
+    lanes: Vec<LaneState>,
     local: Vec<u8>,
-    read_buf: Vec<u8>,
-    done: Option<Result<(), LaneError>>,
     sched: Rng,
     bg: Rng,
     sample: Rng,
@@ -727,9 +769,8 @@ pub struct SimLane<'s> {
     judged_history: Option<usize>,
     // History and the acknowledged state.
     history: Vec<Call>,
-    in_flight: Option<(Call, Vec<u8>)>,
+    history_lanes: Vec<u32>,
     acked: Vec<u8>,
-    unacked_flushes: Vec<(u64, Vec<u8>)>,
     // Results.
     crash_points: u64,
     exhaustive_points: u64,
@@ -752,6 +793,10 @@ impl fmt::Debug for SimLane<'_> {
     }
 }
 
+fn lane_no(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
 impl<'s> SimLane<'s> {
     fn new(seed: u64, config: Config, sim: &'s Simulation<'s>) -> Result<SimLane<'s>, String> {
         if !sim.pool_size.is_multiple_of(PAGE)
@@ -764,12 +809,20 @@ impl<'s> SimLane<'s> {
                 if sim.headers { 2 * PAGE } else { PAGE }
             ));
         }
+        if !(1..=MAX_LANES).contains(&sim.lanes) {
+            return Err(format!(
+                "{} lanes asked: the simulator runs 1 to {MAX_LANES}",
+                sim.lanes
+            ));
+        }
         let mut params = draw_params(seed, Some(Size::Small));
         params.pool_size = sim.pool_size;
         params.headers = sim.headers;
         params.ask.pool_size = sim.pool_size;
         params.ask.headers = sim.headers;
-        params.ask.nlanes = 1;
+        params.ask.nlanes = sim.lanes;
+        // The workload needs its lanes: the target grants them.
+        params.target_max_lanes = sim.lanes;
         params.conn_loss = None;
         let mut root = Rng::new(seed);
         let _params_stream = root.fork(1);
@@ -799,18 +852,37 @@ impl<'s> SimLane<'s> {
                 session.method, session.announced, config.method
             ));
         }
+        if session.nlanes != sim.lanes {
+            return Err(format!(
+                "{} lanes asked, {} granted",
+                sim.lanes, session.nlanes
+            ));
+        }
         let target =
             Target::new(session.target(config.flush)).map_err(|e| format!("target: {e}"))?;
         let mut mem =
             Memory::new(config.platform, params.pool_size).map_err(|e| format!("memory: {e}"))?;
         mem.set_streaming(params.stream_inline);
-        let mut p = session.lane(0, Placement::Rdma);
-        p.wq_size = params.wq_size;
-        p.send_window = params.send_window;
-        p.max_op_len = params.max_op_len;
-        let engine = InitiatorLane::new(p).map_err(|e| format!("lane 0: {e}"))?;
+        let mut lanes = Vec::new();
+        for l in 0..session.nlanes {
+            let mut p = session.lane(l, Placement::Rdma);
+            p.wq_size = params.wq_size;
+            p.send_window = params.send_window;
+            p.max_op_len = params.max_op_len;
+            let engine = InitiatorLane::new(p).map_err(|e| format!("lane {l}: {e}"))?;
+            lanes.push(LaneState {
+                engine,
+                qp: Qp::new(),
+                rx: VecDeque::new(),
+                cur_msg: None,
+                done: None,
+                in_flight: None,
+                unacked_flushes: Vec::new(),
+                read_buf: Vec::new(),
+            });
+        }
         let size = idx(params.pool_size);
-        let mut lane = SimLane {
+        let mut sl = SimLane {
             seed,
             config,
             session,
@@ -818,15 +890,10 @@ impl<'s> SimLane<'s> {
             max_images: sim.max_images,
             max_steps: sim.max_steps,
             verbose: sim.verbose,
-            engine,
             target,
             mem,
-            qp: Qp::new(),
-            rx: std::collections::VecDeque::new(),
-            cur_msg: None,
+            lanes,
             local: vec![0; size],
-            read_buf: Vec::new(),
-            done: None,
             sched,
             bg,
             sample,
@@ -838,9 +905,8 @@ impl<'s> SimLane<'s> {
             multi: BTreeMap::new(),
             judged_history: None,
             history: Vec::new(),
-            in_flight: None,
+            history_lanes: Vec::new(),
             acked: vec![0; size],
-            unacked_flushes: Vec::new(),
             crash_points: 0,
             exhaustive_points: 0,
             sampled_points: 0,
@@ -851,21 +917,22 @@ impl<'s> SimLane<'s> {
             stopped: false,
             params,
         };
-        lane.note(format!(
-            "session: {} (announced {}), inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
+        sl.note(format!(
+            "session: {} lane(s), {} (announced {}), inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
+            session.nlanes,
             session.method,
             session.announced,
             session.inline_max,
-            lane.params.wq_size,
-            lane.params.send_window,
-            lane.params.max_op_len,
-            if lane.params.stream_inline {
+            sl.params.wq_size,
+            sl.params.send_window,
+            sl.params.max_op_len,
+            if sl.params.stream_inline {
                 ", inline copies streamed"
             } else {
                 ""
             }
         ));
-        Ok(lane)
+        Ok(sl)
     }
 
     /// The run's seed (seed your workload's own randomness from it, so that
@@ -879,9 +946,30 @@ impl<'s> SimLane<'s> {
         self.config
     }
 
-    /// What the handshake agreed (method, inline size, ...).
+    /// What the handshake agreed (method, lanes, inline size, ...).
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Lanes of the pool ([`Simulation::lanes`]).
+    pub fn nlanes(&self) -> u32 {
+        lane_no(self.lanes.len())
+    }
+
+    /// Lane `index` as a [`Replica`] (lane 0 is also `self`). Its calls
+    /// run to completion like lane 0's; what another lane left in flight
+    /// (a flush not yet drained) keeps moving meanwhile.
+    pub fn lane(&mut self, index: u32) -> Result<OtherLane<'_, 's>, SimCallError> {
+        if usize::try_from(index).map_or(true, |i| i >= self.lanes.len()) {
+            return Err(SimCallError::NoSuchLane {
+                lane: index,
+                nlanes: self.nlanes(),
+            });
+        }
+        Ok(OtherLane {
+            sim: self,
+            lane: index,
+        })
     }
 
     /// Steps executed so far.
@@ -926,9 +1014,51 @@ impl<'s> SimLane<'s> {
 
     // ----- calls -----
 
-    /// Start `call` on the engine and run the simulation until it returns.
+    fn write_local(&mut self, l: usize, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
+        if self.stopped {
+            return Err(SimCallError::Stopped);
+        }
+        let r = self.local_range(offset, data.len() as u64)?;
+        if let Some(dst) = self.local.get_mut(r) {
+            dst.copy_from_slice(data);
+        }
+        let call = Call::Write {
+            offset,
+            data: data.to_vec(),
+        };
+        self.note(format!("lane {l}: call {call}"));
+        self.history.push(call);
+        self.history_lanes.push(lane_no(l));
+        Ok(())
+    }
+
+    fn read_local_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        let r = self.local_range(offset, buf.len() as u64)?;
+        if let Some(src) = self.local.get(r) {
+            buf.copy_from_slice(src);
+        }
+        Ok(())
+    }
+
+    fn read_remote(&mut self, l: usize, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        let len = buf.len() as u64;
+        if let Some(lane) = self.lanes.get_mut(l) {
+            lane.read_buf = vec![0; buf.len()];
+        }
+        self.call(l, Call::Read { offset, len }, |e| e.read(offset, len))?;
+        if let Some(src) = self.lanes.get(l).map(|lane| &lane.read_buf) {
+            if src.len() == buf.len() {
+                buf.copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+
+    /// Start `call` on lane `l`'s engine and run the simulation until it
+    /// returns.
     fn call(
         &mut self,
+        l: usize,
         call: Call,
         start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
     ) -> Result<(), SimCallError> {
@@ -936,40 +1066,46 @@ impl<'s> SimLane<'s> {
             return Err(SimCallError::Stopped);
         }
         let snapshot = match call.sent() {
-            Some((o, l)) => self
+            Some((o, len)) => self
                 .local
-                .get(self.local_range(o, l).unwrap_or(0..0))
+                .get(self.local_range(o, len).unwrap_or(0..0))
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        if let Err(error) = start(&mut self.engine) {
-            self.note(format!("call {call} refused: {error}"));
+        let Some(lane) = self.lanes.get_mut(l) else {
+            return Err(SimCallError::NoSuchLane {
+                lane: lane_no(l),
+                nlanes: self.nlanes(),
+            });
+        };
+        if let Err(error) = start(&mut lane.engine) {
+            self.note(format!("lane {l}: call {call} refused: {error}"));
             return Err(SimCallError::Rejected {
                 call: call.to_string(),
                 error,
             });
         }
-        self.note(format!("call {call}"));
-        self.in_flight = Some((call, snapshot));
-        self.settle();
+        lane.in_flight = Some((call.clone(), snapshot));
+        self.note(format!("lane {l}: call {call}"));
+        self.settle(l);
         self.step = self.step.saturating_add(1);
         loop {
             self.crash_point();
             if self.stopped {
                 return Err(SimCallError::Stopped);
             }
-            if let Some(result) = self.done.take() {
-                return self.finish(result);
+            if let Some(result) = self.lanes.get_mut(l).and_then(|lane| lane.done.take()) {
+                return self.finish(l, result);
             }
             if !self.advance() {
-                let what = match &self.in_flight {
-                    Some((c, _)) => format!(
-                        "{c} never returned ({} operations outstanding, expects a completion: {})",
-                        self.engine.outstanding(),
-                        self.engine.expects_completion()
+                let what = match self.lanes.get(l) {
+                    Some(lane) => format!(
+                        "lane {l}: {call} never returned ({} operations outstanding, expects a completion: {})",
+                        lane.engine.outstanding(),
+                        lane.engine.expects_completion()
                     ),
-                    None => "a call never returned".to_string(),
+                    None => format!("lane {l}: {call} never returned"),
                 };
                 self.error(what);
                 return Err(SimCallError::Stopped);
@@ -977,22 +1113,24 @@ impl<'s> SimLane<'s> {
         }
     }
 
-    fn finish(&mut self, result: Result<(), LaneError>) -> Result<(), SimCallError> {
-        let Some((call, snapshot)) = self.in_flight.take() else {
-            self.error("a result without a call in flight".to_string());
+    fn finish(&mut self, l: usize, result: Result<(), LaneError>) -> Result<(), SimCallError> {
+        let Some((call, snapshot)) = self.lanes.get_mut(l).and_then(|lane| lane.in_flight.take())
+        else {
+            self.error(format!("lane {l}: a result without a call in flight"));
             return Err(SimCallError::Stopped);
         };
         match result {
             Ok(()) => {
-                self.note(format!("{call} returns success"));
-                self.acknowledge(&call, snapshot);
+                self.note(format!("lane {l}: {call} returns success"));
+                self.acknowledge(l, &call, snapshot);
                 self.history.push(call);
+                self.history_lanes.push(lane_no(l));
                 Ok(())
             }
             Err(error) => {
-                self.note(format!("{call} fails: {error}"));
+                self.note(format!("lane {l}: {call} fails: {error}"));
                 self.error(format!(
-                    "{call} failed although no fault was injected: {error}"
+                    "lane {l}: {call} failed although no fault was injected: {error}"
                 ));
                 Err(SimCallError::Failed {
                     call: call.to_string(),
@@ -1005,10 +1143,13 @@ impl<'s> SimLane<'s> {
     /// Update the acknowledged state (for the difference in a failure
     /// report) as the built-in checker's promises go: where plain persists
     /// are durable, a persist, deep persist or drain acknowledges every
-    /// earlier flush of the lane and its own range; elsewhere only a deep
+    /// earlier flush of its lane and its own range; elsewhere only a deep
     /// persist acknowledges, its own range.
-    fn acknowledge(&mut self, call: &Call, snapshot: Vec<u8>) {
+    fn acknowledge(&mut self, l: usize, call: &Call, snapshot: Vec<u8>) {
         let plain = self.config.platform.plain_persist_durable();
+        let Some(lane) = self.lanes.get_mut(l) else {
+            return;
+        };
         let apply = |acked: &mut Vec<u8>, offset: u64, data: &[u8]| {
             let end = offset.saturating_add(data.len() as u64);
             if let Some(dst) = acked.get_mut(idx(offset)..idx(end)) {
@@ -1016,15 +1157,15 @@ impl<'s> SimLane<'s> {
             }
         };
         match call {
-            Call::Flush { offset, .. } => self.unacked_flushes.push((*offset, snapshot)),
+            Call::Flush { offset, .. } => lane.unacked_flushes.push((*offset, snapshot)),
             Call::Persist { offset, .. } | Call::DeepPersist { offset, .. } if plain => {
-                for (o, d) in std::mem::take(&mut self.unacked_flushes) {
+                for (o, d) in std::mem::take(&mut lane.unacked_flushes) {
                     apply(&mut self.acked, o, &d);
                 }
                 apply(&mut self.acked, *offset, &snapshot);
             }
             Call::Drain { .. } if plain => {
-                for (o, d) in std::mem::take(&mut self.unacked_flushes) {
+                for (o, d) in std::mem::take(&mut lane.unacked_flushes) {
                     apply(&mut self.acked, o, &d);
                 }
             }
@@ -1065,22 +1206,25 @@ impl<'s> SimLane<'s> {
 
     fn enabled(&self) -> Vec<(Action, u64)> {
         let w = &self.params.weights;
-        let k = |n: usize| w.kind.get(n).copied().unwrap_or(1);
         let mut out = Vec::new();
-        if self.qp.can_transmit() {
-            out.push((Action::Transmit, k(1)));
-        }
-        if self.qp.can_execute() {
-            out.push((Action::Execute, k(2)));
-        }
-        if self.qp.can_complete() {
-            out.push((Action::Complete, k(3)));
-        }
-        if self.qp.can_reap() {
-            out.push((Action::Reap, k(4)));
-        }
-        if self.cur_msg.is_some() || !self.rx.is_empty() {
-            out.push((Action::Target, k(5)));
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let f = w.lane.get(i).copied().unwrap_or(1);
+            let k = |n: usize| w.kind.get(n).copied().unwrap_or(1).saturating_mul(f);
+            if lane.qp.can_transmit() {
+                out.push((Action::Transmit(i), k(1)));
+            }
+            if lane.qp.can_execute() {
+                out.push((Action::Execute(i), k(2)));
+            }
+            if lane.qp.can_complete() {
+                out.push((Action::Complete(i), k(3)));
+            }
+            if lane.qp.can_reap() {
+                out.push((Action::Reap(i), k(4)));
+            }
+            if lane.cur_msg.is_some() || !lane.rx.is_empty() {
+                out.push((Action::Target(i), k(5)));
+            }
         }
         if w.evict > 0 && !self.mem.dirty_lines().is_empty() {
             out.push((Action::Evict, w.evict));
@@ -1093,18 +1237,21 @@ impl<'s> SimLane<'s> {
 
     fn apply(&mut self, a: Action) {
         match a {
-            Action::Transmit => {
-                let id = self.qp.transmit();
-                self.note(format!("op #{} reaches the remote NIC", id.unwrap_or(0)));
+            Action::Transmit(l) => {
+                let id = self.lanes.get_mut(l).and_then(|lane| lane.qp.transmit());
+                self.note(format!(
+                    "lane {l}: op #{} reaches the remote NIC",
+                    id.unwrap_or(0)
+                ));
             }
-            Action::Execute => self.execute(),
-            Action::Complete => {
-                if let Some(e) = self.qp.complete() {
-                    self.note(format!("op #{} {} completes", e.id, e.op.kind()));
+            Action::Execute(l) => self.execute(l),
+            Action::Complete(l) => {
+                if let Some(e) = self.lanes.get_mut(l).and_then(|lane| lane.qp.complete()) {
+                    self.note(format!("lane {l}: op #{} {} completes", e.id, e.op.kind()));
                 }
             }
-            Action::Reap => self.reap(),
-            Action::Target => self.target_step(),
+            Action::Reap(l) => self.reap(l),
+            Action::Target(l) => self.target_step(l),
             Action::Evict => {
                 if let Some(line) = self.mem.evict_random(&mut self.bg) {
                     self.note(format!("cache line {line} evicted"));
@@ -1118,20 +1265,29 @@ impl<'s> SimLane<'s> {
         }
     }
 
-    /// Post everything the engine can post, then collect its result.
-    fn settle(&mut self) {
+    /// Post everything lane `l`'s engine can post, then collect its result.
+    fn settle(&mut self, l: usize) {
         for _ in 0..100_000 {
-            let Some(op) = self.engine.poll_op() else {
+            let Some(op) = self.lanes.get_mut(l).and_then(|lane| lane.engine.poll_op()) else {
                 break;
             };
-            self.post(op);
+            self.post(l, op);
         }
-        if let Some(r) = self.engine.poll_done() {
-            self.done = Some(r);
+        if let Some(lane) = self.lanes.get_mut(l) {
+            if let Some(r) = lane.engine.poll_done() {
+                lane.done = Some(r);
+            }
         }
     }
 
-    fn post(&mut self, op: Op) {
+    fn post(&mut self, l: usize, op: Op) {
+        if usize::try_from(op.lane()).ok() != Some(l) {
+            self.error(format!(
+                "lane {l}: the engine posted {op:?} for lane {}",
+                op.lane()
+            ));
+            return;
+        }
         let local = |off: u64, len: u64| -> Option<Vec<u8>> {
             self.local
                 .get(idx(off)..idx(off.saturating_add(len)))
@@ -1161,59 +1317,70 @@ impl<'s> SimLane<'s> {
         };
         let Some(payload) = payload else {
             self.error(format!(
-                "the engine posted {op:?} outside the local region (or the writable pool)"
+                "lane {l}: the engine posted {op:?} outside the local region (or the writable pool)"
             ));
             return;
         };
-        let id = self.qp.post(op, payload);
-        self.note(format!("post op #{id} {op:?}"));
+        let id = self
+            .lanes
+            .get_mut(l)
+            .map_or(0, |lane| lane.qp.post(op, payload));
+        self.note(format!("lane {l}: post op #{id} {op:?}"));
     }
 
-    fn reap(&mut self) {
-        let Some(cqe) = self.qp.reap() else {
+    fn reap(&mut self, l: usize) {
+        let Some(lane) = self.lanes.get_mut(l) else {
             return;
         };
+        let Some(cqe) = lane.qp.reap() else {
+            return;
+        };
+        let n = lane_no(l);
         let r = match cqe {
-            Cqe::Write => self.engine.handle_completion(Completion::Write { lane: 0 }),
-            Cqe::Read => self.engine.handle_completion(Completion::Read { lane: 0 }),
-            Cqe::Send => self.engine.handle_completion(Completion::Send { lane: 0 }),
-            Cqe::Flush => self.engine.handle_completion(Completion::Flush { lane: 0 }),
-            Cqe::Recv(bytes) => self.engine.handle_completion(Completion::Recv {
-                lane: 0,
+            Cqe::Write => lane.engine.handle_completion(Completion::Write { lane: n }),
+            Cqe::Read => lane.engine.handle_completion(Completion::Read { lane: n }),
+            Cqe::Send => lane.engine.handle_completion(Completion::Send { lane: n }),
+            Cqe::Flush => lane.engine.handle_completion(Completion::Flush { lane: n }),
+            Cqe::Recv(bytes) => lane.engine.handle_completion(Completion::Recv {
+                lane: n,
                 bytes: &bytes,
             }),
-            Cqe::Failed(op) => self.engine.handle_completion(Completion::Failed {
-                lane: 0,
+            Cqe::Failed(op) => lane.engine.handle_completion(Completion::Failed {
+                lane: n,
                 op,
                 status: CONN_RESET,
             }),
         };
-        self.note(format!("reap {cqe:?}"));
+        let idle = lane.in_flight.is_none();
+        self.note(format!("lane {l}: reap {cqe:?}"));
         if let Err(error) = r {
-            if self.in_flight.is_none() {
-                self.error(format!("the lane broke while idle: {error}"));
+            if idle {
+                self.error(format!("lane {l} broke while idle: {error}"));
             }
         }
-        self.settle();
+        self.settle(l);
     }
 
-    fn refuse(&mut self, what: &str, error: TargetError) {
-        self.error(format!("the target refused {what}: {error}"));
-        self.qp.break_connection();
+    fn refuse(&mut self, l: usize, what: &str, error: TargetError) {
+        self.error(format!("lane {l}: the target refused {what}: {error}"));
+        if let Some(lane) = self.lanes.get_mut(l) {
+            lane.qp.break_connection();
+        }
     }
 
-    fn execute(&mut self) {
-        let Some(inbound) = self.qp.pop_inbound() else {
+    fn execute(&mut self, l: usize) {
+        let n = lane_no(l);
+        let Some(inbound) = self.lanes.get_mut(l).and_then(|lane| lane.qp.pop_inbound()) else {
             return;
         };
         match inbound {
             Inbound::Write { offset, data } => {
                 let len = data.len() as u64;
-                if let Err(e) = self.target.check_write(0, offset, len) {
-                    return self.refuse("a WRITE", e);
+                if let Err(e) = self.target.check_write(n, offset, len) {
+                    return self.refuse(l, "a WRITE", e);
                 }
                 self.mem.nic_write(offset, &data);
-                self.note(format!("WRITE [{offset}, +{len}) placed"));
+                self.note(format!("lane {l}: WRITE [{offset}, +{len}) placed"));
             }
             Inbound::Read {
                 sq_id,
@@ -1221,61 +1388,96 @@ impl<'s> SimLane<'s> {
                 len,
                 dest,
             } => {
-                if let Err(e) = self.target.check_read(0, offset, len) {
-                    return self.refuse("a READ", e);
+                if let Err(e) = self.target.check_read(n, offset, len) {
+                    return self.refuse(l, "a READ", e);
                 }
                 let data = self.mem.read(offset, len);
-                if let ReadDest::User { buf_offset } = dest {
-                    let end = buf_offset.saturating_add(len);
-                    if let Some(dst) = self.read_buf.get_mut(idx(buf_offset)..idx(end)) {
-                        dst.copy_from_slice(&data);
-                    }
-                }
                 self.hash = fnv(self.hash, &data);
-                self.qp.mark_executed(sq_id);
-                self.note(format!("READ [{offset}, +{len}) answered"));
+                if let Some(lane) = self.lanes.get_mut(l) {
+                    if let ReadDest::User { buf_offset } = dest {
+                        let end = buf_offset.saturating_add(len);
+                        if let Some(dst) = lane.read_buf.get_mut(idx(buf_offset)..idx(end)) {
+                            dst.copy_from_slice(&data);
+                        }
+                    }
+                    lane.qp.mark_executed(sq_id);
+                }
+                self.note(format!("lane {l}: READ [{offset}, +{len}) answered"));
             }
             Inbound::Flush { sq_id, offset, len } => {
                 nic_flush(&mut self.mem, offset, len);
-                self.qp.mark_executed(sq_id);
-                self.note(format!("FLUSH [{offset}, +{len}) executed, answered"));
+                if let Some(lane) = self.lanes.get_mut(l) {
+                    lane.qp.mark_executed(sq_id);
+                }
+                self.note(format!(
+                    "lane {l}: FLUSH [{offset}, +{len}) executed, answered"
+                ));
             }
             Inbound::Send { bytes } => {
-                let n = bytes.len();
-                self.rx.push_back(bytes);
-                self.note(format!("SEND of {n} bytes delivered to the target"));
+                let len = bytes.len();
+                if let Some(lane) = self.lanes.get_mut(l) {
+                    lane.rx.push_back(bytes);
+                }
+                self.note(format!(
+                    "lane {l}: SEND of {len} bytes delivered to the target"
+                ));
             }
         }
     }
 
-    fn target_step(&mut self) {
-        if self.cur_msg.is_none() {
-            self.cur_msg = self.rx.pop_front().map(|b| (b, 0, (0, 0)));
-        }
-        let Some((bytes, i, mut streamed)) = self.cur_msg.take() else {
+    fn target_step(&mut self, l: usize) {
+        let Some(lane) = self.lanes.get_mut(l) else {
             return;
         };
-        let (nsteps, outcome) = {
+        if lane.cur_msg.is_none() {
+            lane.cur_msg = lane.rx.pop_front().map(|b| (b, 0, (0, 0)));
+        }
+        let Some((bytes, i, mut streamed)) = lane.cur_msg.take() else {
+            return;
+        };
+        let (nsteps, what, outcome) = {
             let plan = match self.target.handle_persist_msg(&bytes) {
                 Ok(p) => p,
-                Err(e) => return self.refuse("a persist message", e),
+                Err(e) => return self.refuse(l, "a persist message", e),
             };
             let nsteps = plan.steps().len();
-            if i >= nsteps {
+            let Some(step) = plan.steps().get(i) else {
                 return;
-            }
-            (nsteps, plan.execute_step(i, &mut self.mem, &mut streamed))
+            };
+            let what = match step {
+                TargetStep::CopyInline { offset, data } => {
+                    format!("copy {} bytes to {offset}", data.len())
+                }
+                TargetStep::Flush { mode, offset, len } => {
+                    format!("flush ({mode:?}) [{offset}, +{len})")
+                }
+                TargetStep::DeepFlush { mode, offset, len } => {
+                    format!("deep flush ({mode:?}) [{offset}, +{len})")
+                }
+                TargetStep::Respond(_) => "respond".to_string(),
+            };
+            (
+                nsteps,
+                format!("{}: {what}", plan.msg().mode.name()),
+                plan.execute_step(i, &mut self.mem, &mut streamed),
+            )
         };
         match outcome {
-            Ok(Some(resp)) => self.qp.push_recv(resp),
+            Ok(Some(resp)) => {
+                if let Some(lane) = self.lanes.get_mut(l) {
+                    lane.qp.push_recv(resp);
+                }
+            }
             Ok(None) => {}
             Err(e) => self.error(format!("simulated flush failed (cannot happen): {e}")),
         }
         let next = i.saturating_add(1);
         if next < nsteps {
-            self.cur_msg = Some((bytes, next, streamed));
+            if let Some(lane) = self.lanes.get_mut(l) {
+                lane.cur_msg = Some((bytes, next, streamed));
+            }
         }
-        self.note(format!("target: message step {i} of {nsteps}"));
+        self.note(format!("lane {l}: target {what}"));
     }
 
     // ----- crash points -----
@@ -1397,7 +1599,12 @@ impl<'s> SimLane<'s> {
             step: self.step,
             reason,
             history: self.history.clone(),
-            in_flight: self.in_flight.as_ref().map(|(c, _)| c.clone()),
+            history_lanes: self.history_lanes.clone(),
+            in_flight: self
+                .lanes
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| l.in_flight.as_ref().map(|(c, _)| (lane_no(i), c.clone()))),
             images_at_point: product,
             exhaustive,
             image_index: index,
@@ -1409,6 +1616,57 @@ impl<'s> SimLane<'s> {
     }
 }
 
+/// Lane `lane` of a [`SimLane`] ([`SimLane::lane`]), as a [`Replica`].
+pub struct OtherLane<'a, 's> {
+    sim: &'a mut SimLane<'s>,
+    lane: u32,
+}
+
+impl fmt::Debug for OtherLane<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtherLane")
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimLane<'_> {
+    fn persist_on(
+        &mut self,
+        l: usize,
+        offset: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<(), SimCallError> {
+        self.call(l, Call::Persist { offset, len, flags }, |e| {
+            e.persist(offset, len, flags)
+        })
+    }
+
+    fn deep_persist_on(&mut self, l: usize, offset: u64, len: u64) -> Result<(), SimCallError> {
+        self.call(l, Call::DeepPersist { offset, len }, |e| {
+            e.deep_persist(offset, len)
+        })
+    }
+
+    fn flush_on(
+        &mut self,
+        l: usize,
+        offset: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<(), SimCallError> {
+        self.call(l, Call::Flush { offset, len, flags }, |e| {
+            e.flush(offset, len, flags)
+        })
+    }
+
+    fn drain_on(&mut self, l: usize, flags: u32) -> Result<(), SimCallError> {
+        self.call(l, Call::Drain { flags }, |e| e.drain(flags))
+    }
+}
+
+/// Lane 0.
 impl Replica for SimLane<'_> {
     type Error = SimCallError;
 
@@ -1420,60 +1678,75 @@ impl Replica for SimLane<'_> {
         self.session.min_offset()
     }
 
-    /// Copies into the local region: no step, no crash point (nothing
-    /// reaches the pool until a persist or flush covers it).
+    /// Copies into the local region (one region for all lanes, as rpmem's):
+    /// no step, no crash point (nothing reaches the pool until a persist or
+    /// flush covers it).
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
-        if self.stopped {
-            return Err(SimCallError::Stopped);
-        }
-        let r = self.local_range(offset, data.len() as u64)?;
-        if let Some(dst) = self.local.get_mut(r) {
-            dst.copy_from_slice(data);
-        }
-        let call = Call::Write {
-            offset,
-            data: data.to_vec(),
-        };
-        self.note(format!("call {call}"));
-        self.history.push(call);
-        Ok(())
+        self.write_local(0, offset, data)
     }
 
     fn read_local(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        let r = self.local_range(offset, buf.len() as u64)?;
-        if let Some(src) = self.local.get(r) {
-            buf.copy_from_slice(src);
-        }
-        Ok(())
+        self.read_local_at(offset, buf)
     }
 
     fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.call(Call::Persist { offset, len, flags }, |e| {
-            e.persist(offset, len, flags)
-        })
+        self.persist_on(0, offset, len, flags)
     }
 
     fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), SimCallError> {
-        self.call(Call::DeepPersist { offset, len }, |e| {
-            e.deep_persist(offset, len)
-        })
+        self.deep_persist_on(0, offset, len)
     }
 
     fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.call(Call::Flush { offset, len, flags }, |e| {
-            e.flush(offset, len, flags)
-        })
+        self.flush_on(0, offset, len, flags)
     }
 
     fn drain(&mut self, flags: u32) -> Result<(), SimCallError> {
-        self.call(Call::Drain { flags }, |e| e.drain(flags))
+        self.drain_on(0, flags)
     }
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        let len = buf.len() as u64;
-        self.read_buf = vec![0; buf.len()];
-        self.call(Call::Read { offset, len }, |e| e.read(offset, len))?;
-        buf.copy_from_slice(&self.read_buf);
-        Ok(())
+        self.read_remote(0, offset, buf)
+    }
+}
+
+impl Replica for OtherLane<'_, '_> {
+    type Error = SimCallError;
+
+    fn size(&self) -> u64 {
+        self.sim.size()
+    }
+
+    fn data_start(&self) -> u64 {
+        self.sim.data_start()
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
+        self.sim.write_local(idx(self.lane.into()), offset, data)
+    }
+
+    fn read_local(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        self.sim.read_local_at(offset, buf)
+    }
+
+    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
+        self.sim
+            .persist_on(idx(self.lane.into()), offset, len, flags)
+    }
+
+    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), SimCallError> {
+        self.sim.deep_persist_on(idx(self.lane.into()), offset, len)
+    }
+
+    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
+        self.sim.flush_on(idx(self.lane.into()), offset, len, flags)
+    }
+
+    fn drain(&mut self, flags: u32) -> Result<(), SimCallError> {
+        self.sim.drain_on(idx(self.lane.into()), flags)
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        self.sim.read_remote(idx(self.lane.into()), offset, buf)
     }
 }

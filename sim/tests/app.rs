@@ -301,3 +301,56 @@ fn runs_are_deterministic_from_the_seed() {
         "only {varied} configurations vary with the seed"
     );
 }
+
+/// Two lanes: a flush drained on its own lane before the other lane
+/// publishes passes; the lanes are checked.
+#[test]
+fn two_lanes_with_a_drain_pass_and_lane_numbers_are_checked() {
+    let workload = |r: &mut SimLane<'_>| -> Res {
+        assert_eq!(r.nlanes(), 2);
+        assert!(matches!(
+            r.lane(2),
+            Err(SimCallError::NoSuchLane { lane: 2, nlanes: 2 })
+        ));
+        let base = r.data_start();
+        for n in 0..3u64 {
+            r.write(base + 64 + n * 16, &[n as u8 + 1; 16])?;
+            r.flush(base + 64 + n * 16, 16, sim::app::FLUSH_RELAXED)?;
+            r.drain(0)?;
+            let mut l1 = r.lane(1)?;
+            l1.write(base, &(n + 1).to_le_bytes())?;
+            l1.persist(base, 8, 0)?;
+        }
+        Ok(())
+    };
+    let recover = |image: &[u8], _: &[Call]| -> Result<(), String> {
+        let count = u64::from_le_bytes(word(image, 4096));
+        for n in 0..count {
+            let at = 4096 + 64 + 16 * n as usize;
+            if image[at..at + 16] != [n as u8 + 1; 16] {
+                return Err(format!("count {count}, entry {n} missing"));
+            }
+        }
+        Ok(())
+    };
+    let configs = allowed()
+        .into_iter()
+        .filter(|c| c.platform.plain_persist_durable())
+        .collect();
+    let report = Simulation::new(workload, recover)
+        .lanes(2)
+        .configs(configs)
+        .seeds(1..11)
+        .run();
+    assert!(report.passed(), "{report}");
+    for n in [0, 5] {
+        let report = Simulation::new(
+            |_: &mut SimLane<'_>| -> Res { Ok(()) },
+            |_: &[u8], _: &[Call]| Ok(()),
+        )
+        .lanes(n)
+        .seeds(1..2)
+        .run();
+        assert_eq!(report.errors.len(), 1, "{n}: {report}");
+    }
+}

@@ -100,10 +100,13 @@ fn the_in_place_update_is_caught_as_a_torn_record() {
     assert!(
         matches!(
             f.in_flight,
-            Some(sim::app::Call::Persist {
-                len: two_slot::SLOT,
-                ..
-            })
+            Some((
+                0,
+                sim::app::Call::Persist {
+                    len: two_slot::SLOT,
+                    ..
+                }
+            ))
         ),
         "{f}"
     );
@@ -117,4 +120,25 @@ fn the_in_place_update_is_caught_as_a_torn_record() {
         )),
         "{f}"
     );
+}
+
+#[test]
+fn a_relaxed_flush_never_drained_on_another_lane_is_caught_everywhere() {
+    for config in allowed() {
+        let report = log_bug::simulation("undrained", 1..4, vec![config])
+            .unwrap()
+            .run();
+        let f = report
+            .failure
+            .unwrap_or_else(|| panic!("not caught in {}", sim::app::config_name(&config)));
+        assert!(f.reason.contains("not intact"), "{f}");
+        // The record's flush is on lane 0, the tail's calls on lane 1.
+        let flush = f
+            .history
+            .iter()
+            .position(|c| matches!(c, sim::app::Call::Flush { .. }))
+            .expect("the record's flush returned");
+        assert_eq!(f.history_lanes.get(flush), Some(&0), "{f}");
+        assert!(f.to_string().contains("lane 1: "), "{f}");
+    }
 }
