@@ -59,7 +59,9 @@
 //! the seed (the all-old and all-new images first; *sampled*). The
 //! [`Report`] counts both kinds; a [`Failure`] says which kind its point was.
 //! A point where neither the memory's candidates nor the history changed
-//! since the previous one is not judged again (its images were).
+//! since the previous one is not judged again (its images were). A panic
+//! in `recover` rejects the image (`recover panicked: ..`); a panic in the
+//! workload is a run error ([`RunError`]).
 //!
 //! Limits of this slice: calls run one at a time, each to its end, and the
 //! workload runs between calls, never during one (what the simulator
@@ -73,6 +75,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::error::Error as StdError;
 use std::fmt;
 use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use rpmem_replica::{Replica, FLUSH_RELAXED, PERSIST_RELAXED};
 
@@ -658,9 +661,19 @@ impl<'a> Simulation<'a> {
         };
         lane.crash_point();
         if !lane.stopped {
-            if let Err(e) = (self.workload)(&mut lane) {
-                if !lane.stopped {
-                    lane.error(format!("the workload returned an error: {e}"));
+            let workload = &self.workload;
+            let outcome = catch_unwind(AssertUnwindSafe(|| workload(&mut lane)));
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    if !lane.stopped {
+                        lane.error(format!("the workload returned an error: {e}"));
+                    }
+                }
+                Err(p) => {
+                    // The run's state is whatever the panic left: no quiesce.
+                    let text = panic_text(&*p);
+                    lane.error(format!("the workload panicked: {text}"));
                 }
             }
         }
@@ -691,6 +704,14 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(FNV_PRIME);
     }
     h
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
 }
 
 fn idx(v: u64) -> usize {
@@ -1534,7 +1555,10 @@ impl<'s> SimLane<'s> {
                 }
             }
             self.images = self.images.saturating_add(1);
-            let verdict = (self.recover)(&self.img, &self.history);
+            let recover = self.recover;
+            let (img, history) = (&self.img, &self.history);
+            let verdict = catch_unwind(AssertUnwindSafe(|| recover(img, history)))
+                .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))));
             if let Err(reason) = verdict {
                 self.fail(reason, &words, &pick, product, exhaustive, n);
             }

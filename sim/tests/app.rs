@@ -354,3 +354,37 @@ fn two_lanes_with_a_drain_pass_and_lane_numbers_are_checked() {
         assert_eq!(report.errors.len(), 1, "{n}: {report}");
     }
 }
+
+/// Recovery code that panics on an image rejects it (reported with its seed
+/// and history, like an `Err`); a workload that panics is a run error. The
+/// campaign itself does not panic.
+#[test]
+fn panics_in_user_code_are_reported_not_propagated() {
+    let workload = |r: &mut SimLane<'_>| -> Res {
+        let base = r.data_start();
+        r.write(base, &1000u64.to_le_bytes())?;
+        r.persist(base, 8, 0)?;
+        Ok(())
+    };
+    // Trusts the stored length blindly: an out-of-bounds slice.
+    let recover = |image: &[u8], _: &[Call]| -> Result<(), String> {
+        let n = u64::from_le_bytes(word(image, 4096)) as usize;
+        let _ = &image[4096..4096 + n * 1000];
+        Ok(())
+    };
+    let report = Simulation::new(workload, recover).seeds(1..2).run();
+    let f = report.failure.expect("the panic is a rejection");
+    assert!(f.reason.starts_with("recover panicked: "), "{f}");
+    assert!(
+        f.history.iter().any(|c| matches!(c, Call::Write { .. })),
+        "{f}"
+    );
+    let report = Simulation::new(
+        |_: &mut SimLane<'_>| -> Res { panic!("workload bug") },
+        |_: &[u8], _: &[Call]| Ok(()),
+    )
+    .seeds(1..2)
+    .run();
+    assert_eq!(report.errors.len(), 1, "{report}");
+    assert!(report.errors[0].what.contains("workload bug"), "{report}");
+}
