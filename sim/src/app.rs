@@ -90,7 +90,7 @@ use crate::platform::{method_label, Config};
 use crate::rng::Rng;
 use crate::rnic::{Cqe, Inbound, Qp, CONN_RESET};
 use crate::workload::Size;
-use crate::world::{draw_params, nic_flush, Params};
+use crate::world::{draw_params, nic_flush, Params, MUTANT_LOCK};
 
 /// Default pool size: the header page and three data pages.
 pub const DEFAULT_POOL_SIZE: u64 = 4 * PAGE;
@@ -635,8 +635,12 @@ impl<'a> Simulation<'a> {
     }
 
     /// Run one seed in one configuration (a replay: the same seed gives
-    /// the same run, the same failure and the same trace hash).
+    /// the same run, the same failure and the same trace hash). The engines
+    /// run without seeded bugs: the run shares the simulator's mutant lock
+    /// with other runs without one, so a mutant run of [`crate::world`] in
+    /// another thread waits for it.
     pub fn run_one(&self, seed: u64, config: Config) -> RunReport {
+        let _no_mutant = MUTANT_LOCK.read().unwrap_or_else(|e| e.into_inner());
         let mut report = RunReport {
             seed,
             config,

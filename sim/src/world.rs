@@ -265,9 +265,10 @@ impl RunReport {
     }
 }
 
-/// Guards the process-wide mutant switch: runs without a mutant share it,
-/// a run with a mutant holds it alone (and switches the mutant off again).
-static MUTANT_LOCK: RwLock<()> = RwLock::new(());
+/// Guards the process-wide mutant switch: runs without a mutant share it
+/// (also [`crate::app`]'s runs), a run with a mutant holds it alone (and
+/// switches the mutant off again).
+pub(crate) static MUTANT_LOCK: RwLock<()> = RwLock::new(());
 
 /// Switches the mutant off again when dropped.
 struct MutantReset;
