@@ -5,6 +5,8 @@
 #                        the RDMA tests and benchmark in the rxe VM rig)
 #   FUZZ_SECONDS=0 ./test.sh   skip the fuzzing step
 #   RXE=0 ./test.sh      skip the rxe VM rig (it needs root and QEMU; see docs/rxe-rig.md)
+#   PACKAGES=0 ./test.sh skip building, installing and purging the Debian packages (needs
+#                        root; see docs/packaging.md)
 #
 # Installs the Debian packages it needs when run as root.
 set -euo pipefail
@@ -12,6 +14,7 @@ cd "$(dirname "$0")"
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 RXE=${RXE:-1}
+PACKAGES=${PACKAGES:-1}
 results=()
 failed=0
 
@@ -61,6 +64,13 @@ release_has_no_mutants() {
     .ci/no-mutant-hooks.sh --present target/mutants/release/sim
 }
 step "release binaries carry no seeded bugs" release_has_no_mutants
+# The Debian packages from that release build (docs/packaging.md): man pages render, cargo-deb
+# builds rpmemd, rpmem-tools, librpmem1 and librpmem-dev, lintian passes, dpkg -i, the
+# installed files work (C program via pkg-config, pmempool with a remote replica), dpkg -r
+# keeps only the edited conffile and --purge leaves nothing. Needs root; PACKAGES=0 skips it.
+if [ "$PACKAGES" != 0 ]; then
+  step "Debian packages: build, lintian, install, use, purge" tests/packages/check.sh
+fi
 
 fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then

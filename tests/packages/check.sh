@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The Debian packages, built, linted, installed and used as installed (docs/packaging.md):
+#
+#   1. every man page in man/ renders without a warning (man --warnings);
+#   2. packaging/build-debs.sh builds rpmemd, rpmem-tools, librpmem1 and librpmem-dev (it
+#      reuses the release build of test.sh's step "release binaries carry no seeded bugs");
+#   3. lintian on each package: its output is in the log, any error or warning fails;
+#   4. dpkg -i, then against the installed files only (a clean environment: PATH of system
+#      directories, no LD_LIBRARY_PATH, no build tree): rpmemd --version, the shipped
+#      rpmemd.conf changes no default, man -w, the completions, pkg-config, a C program built
+#      with `cc $(pkg-config --cflags --libs librpmem)` that creates, persists, reopens and
+#      reads a pool in local mode, and Debian's pmempool creating an obj pool with a remote
+#      replica (REPLICA localhost remote.set) through the installed library and rpmemd;
+#   5. dpkg -r of rpmemd keeps only the conffile, as the administrator edited it; --purge
+#      removes it; purging the others leaves none of their files and no librpmem in the
+#      dynamic loader's cache.
+#
+# Needs root (it installs into /usr and purges again; the packages are purged on any exit),
+# cargo-deb (installed with `cargo install cargo-deb --locked` when missing), and the Debian
+# packages lintian, man-db, dpkg-dev, pkg-config, build-essential and pmdk-tools
+# (.ci/install-deps).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+root=$PWD
+target=${CARGO_TARGET_DIR:-$root/target}
+out=$target/debian
+triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+libdir=/usr/lib/$triplet
+packages=(rpmemd rpmem-tools librpmem1 librpmem-dev)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "check.sh: needs root (it installs the packages with dpkg -i and purges them)" >&2
+	exit 1
+fi
+
+say() { echo "--- $*"; }
+die() { echo "check.sh: FAILED: $*" >&2; exit 1; }
+
+# 1. The man pages of the tree. `.so` links resolve relative to man/.
+say "man pages render without warnings"
+for page in man/man?/*.[0-9]; do
+	warnings=$(cd man && MANWIDTH=80 man --warnings -l "${page#man/}" 2>&1 >/dev/null)
+	[ -z "$warnings" ] || die "$page: $warnings"
+done
+
+# 2. Build.
+if ! cargo deb --version >/dev/null 2>&1; then
+	say "installing cargo-deb"
+	cargo install cargo-deb --locked --quiet
+fi
+say "packaging/build-debs.sh"
+rm -rf "$out"
+packaging/build-debs.sh "$out"
+debs=()
+for p in "${packages[@]}"; do
+	f=$(ls "$out/${p}"_*_*.deb) || die "no package $p in $out"
+	debs+=("$f")
+done
+
+# 3. lintian. initial-upload-closes-no-bugs: these packages are not uploaded to Debian, so
+# there is no ITP bug for their first changelog entry to close (docs/packaging.md).
+say "lintian"
+lintian --pedantic --info --suppress-tags initial-upload-closes-no-bugs \
+	--fail-on error,warning "${debs[@]}" || die "lintian reported errors or warnings"
+echo "lintian: no errors, no warnings (pedantic tags and info shown above, if any)"
+
+# 4. Install, then use what is installed.
+scratch=$(mktemp -d /tmp/rpmem-packages.XXXXXX)
+chmod 0755 "$scratch"
+purge_all() {
+	local installed=()
+	for p in "${packages[@]}"; do
+		if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv "not-installed"; then
+			installed+=("$p")
+		fi
+	done
+	[ ${#installed[@]} -eq 0 ] || dpkg --purge "${installed[@]}" >/dev/null
+}
+cleanup() { purge_all || true; rm -rf "$scratch"; }
+trap cleanup EXIT
+
+say "dpkg -i"
+dpkg -i "${debs[@]}"
+verify=$(dpkg --verify "${packages[@]}")
+[ -z "$verify" ] || die "dpkg --verify: $verify"
+
+# A clean environment: system directories only, no LD_LIBRARY_PATH, nothing of the tree.
+home=$scratch/home
+mkdir -p "$home"
+sys() {
+	env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$home" \
+		LANG=C.UTF-8 "$@"
+}
+
+say "the installed programs"
+[ "$(sys sh -c 'command -v rpmemd')" = /usr/bin/rpmemd ] || die "rpmemd is not /usr/bin/rpmemd"
+[ "$(sys sh -c 'command -v rpmem')" = /usr/bin/rpmem ] || die "rpmem is not /usr/bin/rpmem"
+version=$(dpkg-query -W -f='${Version}' rpmemd)
+sys rpmemd --version | tee "$scratch/v"
+grep -qx "rpmemd version ${version%-*}" "$scratch/v" || die "rpmemd --version: $(cat "$scratch/v")"
+sys rpmem --version
+
+say "/etc/rpmemd/rpmemd.conf is a conffile and changes no default"
+dpkg-query -W -f='${Conffiles}\n' rpmemd | grep -q " /etc/rpmemd/rpmemd.conf " ||
+	die "/etc/rpmemd/rpmemd.conf is not a conffile of rpmemd"
+sys rpmemd --dump-config > "$scratch/with-conf"
+sys env RPMEMD_GLOBAL_CONFIG="$scratch/none" rpmemd --dump-config > "$scratch/defaults"
+diff -u "$scratch/defaults" "$scratch/with-conf" ||
+	die "the installed rpmemd.conf changes the built-in defaults"
+
+say "man pages"
+for page in rpmemd rpmem librpmem rpmem_create rpmem_open rpmem_persist rpmem_read poolset; do
+	path=$(sys man -w "$page") || die "man -w $page"
+	echo "$page: $path"
+	case $path in
+	/usr/share/man/*) ;;
+	*) die "man -w $page: $path is not an installed page" ;;
+	esac
+	zcat "$path" | grep -q "rpmem-rs" || die "$path is not our page"
+	warnings=$(sys env MANWIDTH=80 man --warnings "$page" 2>&1 >/dev/null)
+	[ -z "$warnings" ] || die "man $page: $warnings"
+done
+
+say "PMDK's rpmemd(1) and poolset(5) are diverted aside, not overwritten"
+dpkg-divert --list rpmemd
+restored=()
+for f in /usr/share/man/man1/rpmemd.1.gz:rpmemd-pmdk.1.gz /usr/share/man/man5/poolset.5.gz:poolset-pmdk.5.gz; do
+	[ "$(dpkg-divert --listpackage "${f%%:*}")" = rpmemd ] || die "${f%%:*} is not diverted by rpmemd"
+	aside=$(dirname "${f%%:*}")/${f##*:}
+	[ ! -e "$aside" ] || restored+=("${f%%:*}")
+done
+
+say "shell completions"
+sys bash -c 'source /usr/share/bash-completion/completions/rpmem &&
+	source /usr/share/bash-completion/completions/rpmemd && complete -p rpmem rpmemd'
+for f in /usr/share/zsh/vendor-completions/_rpmem /usr/share/zsh/vendor-completions/_rpmemd \
+	/usr/share/fish/vendor_completions.d/rpmem.fish \
+	/usr/share/fish/vendor_completions.d/rpmemd.fish; do
+	[ -s "$f" ] || die "$f is missing"
+done
+
+say "the dynamic loader finds the installed library"
+first=$(ldconfig -p | awk '$1 == "librpmem.so.1" { print $NF; exit }')
+# (/lib is /usr/lib on Debian 12: compare the files the names resolve to.)
+ours=$(readlink -f "$libdir/librpmem.so.1")
+[ "$ours" = "$libdir/librpmem.so.1.0.0" ] || die "$libdir/librpmem.so.1 resolves to $ours"
+[ -n "$first" ] && [ "$(readlink -f "$first")" = "$ours" ] ||
+	die "ldconfig resolves librpmem.so.1 to '$first', not the installed $ours"
+[ "$(readlink "$libdir/librpmem.so.1")" = librpmem.so.1.0.0 ] || die "soname link"
+[ "$(readlink "$libdir/librpmem.so")" = librpmem.so.1 ] || die "development link"
+
+say "pkg-config and a C program"
+flags=$(sys pkg-config --cflags --libs librpmem)
+echo "pkg-config --cflags --libs librpmem: $flags"
+# shellcheck disable=SC2086 # the flags are words
+sys cc -Wall -Werror -o "$scratch/persist" tests/packages/persist.c $flags
+loaded=$(sys ldd "$scratch/persist" | awk '$1 == "librpmem.so.1" { print $3 }')
+echo "the program loads librpmem.so.1 from $loaded"
+[ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$ours" ] ||
+	die "the program does not load the installed $ours"
+
+# rpmemd's configuration and pool set directory for local mode.
+pools=$scratch/pools
+mkdir -p "$pools"
+cat > "$scratch/rpmemd.conf" <<CONF
+poolset-dir = $pools
+log-file = $scratch/rpmemd.log
+use-syslog = no
+log-level = info
+CONF
+printf 'PMEMPOOLSET\n8M %s/c.part0\n' "$pools" > "$pools/c.set"
+local_mode=(RPMEM_LAUNCH=local "RPMEM_CMD=/usr/bin/rpmemd -c $scratch/rpmemd.conf")
+sys env "${local_mode[@]}" "$scratch/persist" c.set ||
+	die "the C program failed; rpmemd's log: $(cat "$scratch/rpmemd.log" 2>/dev/null)"
+
+say "pmempool create: an obj pool with a remote replica through the installed librpmem"
+printf 'PMEMPOOLSET\n16M %s/remote.part0\n' "$pools" > "$pools/remote.set"
+printf 'PMEMPOOLSET\n16M %s/local.part0\nREPLICA localhost remote.set\n' "$scratch" \
+	> "$scratch/local.set"
+sys env "${local_mode[@]}" pmempool create --layout pkgtest obj "$scratch/local.set" ||
+	die "pmempool create; rpmemd's log: $(cat "$scratch/rpmemd.log" 2>/dev/null)"
+[ -s "$pools/remote.part0" ] || die "rpmemd did not create the replica's part"
+sys env "${local_mode[@]}" pmempool info "$scratch/local.set" > "$scratch/info"
+grep -q "Replica 1 - remote" "$scratch/info" || die "pmempool info: $(cat "$scratch/info")"
+sys env "${local_mode[@]}" pmempool rm "$scratch/local.set"
+[ ! -e "$pools/remote.part0" ] || die "pmempool rm left the replica's part"
+
+# 5. Remove and purge.
+for p in "${packages[@]}"; do
+	dpkg-query -L "$p" > "$scratch/files.$p"
+done
+gone() { # the files and links of package $1 other than the conffile $2 no longer exist
+	local path owners
+	while read -r path; do
+		[ "$path" = "${2:-}" ] && continue
+		# A page that rpmemd diverted is back under its name, owned by its Debian package.
+		owners=$(dpkg-query -S "$path" 2>/dev/null | grep -v '^diversion' |
+			sed 's/: .*//; s/:[a-z0-9]*$//' | tr ', ' '\n\n' | grep -vx -e "$1" -e '' || true)
+		[ -n "$owners" ] && continue
+		if [ -L "$path" ] || { [ -e "$path" ] && [ ! -d "$path" ]; }; then
+			die "$path of $1 is still there"
+		fi
+	done < "$scratch/files.$1"
+}
+
+say "dpkg -r rpmemd keeps the administrator's conffile, --purge removes it"
+conf=/etc/rpmemd/rpmemd.conf
+echo "log-level = notice # edited by the administrator" >> "$conf"
+dpkg -r rpmemd
+gone rpmemd "$conf"
+grep -q "edited by the administrator" "$conf" || die "dpkg -r lost the edited $conf"
+[ "$(ls -A /etc/rpmemd)" = rpmemd.conf ] || die "/etc/rpmemd holds more than rpmemd.conf"
+[ "$(dpkg-query -W -f='${Status}' rpmemd)" = "deinstall ok config-files" ] ||
+	die "rpmemd is not in the config-files state after dpkg -r"
+dpkg --purge rpmemd
+[ ! -e /etc/rpmemd ] || die "dpkg --purge left /etc/rpmemd"
+gone rpmemd
+
+# The pages of Debian's PMDK packages have their names back.
+for f in /usr/share/man/man1/rpmemd.1.gz /usr/share/man/man5/poolset.5.gz; do
+	[ -z "$(dpkg-divert --listpackage "$f")" ] || die "$f is still diverted"
+done
+for f in "${restored[@]}"; do
+	[ -e "$f" ] || die "$f did not get its name back"
+	echo "$f: $(dpkg-query -S "$f")"
+done
+
+say "dpkg --purge of the others leaves nothing"
+dpkg --purge rpmem-tools librpmem-dev librpmem1
+for p in rpmem-tools librpmem-dev librpmem1; do
+	gone "$p"
+	[ ! -e "/usr/share/doc/$p" ] || die "/usr/share/doc/$p is still there"
+done
+if ldconfig -p | grep -q "librpmem.so.1 "; then
+	die "the dynamic loader's cache still lists librpmem.so.1: $(ldconfig -p | grep librpmem)"
+fi
+echo "check.sh: the packages build, pass lintian, install, work and purge cleanly"
