@@ -1,6 +1,6 @@
 //! The whole client (session, lanes, region, errors) against an in-process
 //! rpmemd built from the core's machines: `oob::Server` on a socket pair
-//! and one `StreamServer` per TCP lane over shared memory.
+//! and the core's `StreamTarget` per TCP lane over shared memory.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use rpmem_core::flush::{FlushError, FlushMode, FlushOps};
 use rpmem_core::oob::{Limits, Server, ServerEvent};
 use rpmem_core::persist::{
-    execute, Method, ServerStep, StreamServer, Target as CoreTarget, TargetMemory, TargetParams,
+    execute, Method, Next, StreamTarget, Target as CoreTarget, TargetMemory, TargetParams,
 };
 use rpmem_core::wire::oob::{ExtRepr, IbcRepr, PersistMethod, Status};
-use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, HELLO_LEN};
 use rpmem_core::PoolAttr;
 
 use crate::launch::Remote;
@@ -236,6 +235,8 @@ fn read_exact_or_eof(s: &mut TcpStream, buf: &mut [u8]) -> bool {
     s.read_exact(buf).is_ok()
 }
 
+/// One lane of the fake rpmemd: the core's `StreamTarget` driven with
+/// blocking I/O (bodies received whole, nothing streamed or held).
 fn serve_lane(
     mut conn: TcpStream,
     target: CoreTarget,
@@ -244,63 +245,36 @@ fn serve_lane(
     fault: Fault,
     frames: Arc<AtomicUsize>,
 ) {
-    let mut server = StreamServer::new(target);
-    let mut hello = [0u8; HELLO_LEN];
-    if !read_exact_or_eof(&mut conn, &mut hello) {
-        return;
-    }
-    match server.on_hello(&hello, &secret) {
-        Ok(acc) => conn.write_all(&acc.ack).unwrap(),
-        Err(_) => return,
-    }
+    let mut lane = StreamTarget::new(target, secret, false, 0, false);
     loop {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        if !read_exact_or_eof(&mut conn, &mut header) {
-            return;
-        }
-        let n = frames.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Fault::DropAfterFrames(limit) = fault {
-            if n > limit {
-                return;
-            }
-        }
-        let step = match server.on_frame_header(&header) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
-        match step {
-            ServerStep::ReceiveInto { offset, len } => {
-                let mut data = vec![0u8; len as usize];
-                if !read_exact_or_eof(&mut conn, &mut data) {
+        match lane.poll() {
+            Next::Recv { len } => {
+                let mut buf = vec![0u8; len];
+                if !read_exact_or_eof(&mut conn, &mut buf) {
                     return;
                 }
-                let mut m = mem.0.lock().unwrap();
-                m[offset as usize..(offset + len) as usize].copy_from_slice(&data);
-            }
-            ServerStep::ReceiveMsg { len } => {
-                let mut data = vec![0u8; len];
-                if !read_exact_or_eof(&mut conn, &mut data) {
-                    return;
+                if lane.lane().is_some() {
+                    let n = frames.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Fault::DropAfterFrames(limit) = fault {
+                        if n > limit {
+                            return;
+                        }
+                    }
                 }
-                let msg = match server.on_msg(&data) {
-                    Ok(m) => m,
-                    Err(_) => return,
-                };
-                let resp = {
-                    let mut m = mem.0.lock().unwrap();
-                    execute(&msg.plan, &mut MemView(&mut m)).unwrap().unwrap()
-                };
-                if fault == Fault::Stall || fault == Fault::ExitAfterOpen {
-                    thread::sleep(Duration::from_secs(60));
-                    return;
-                }
-                let mut out = msg.header.to_vec();
-                out.extend_from_slice(&resp);
-                if conn.write_all(&out).is_err() {
+                // A refused hello gets no answer here: the connection closes.
+                if lane.handle_bytes(&buf).is_err() {
                     return;
                 }
             }
-            ServerStep::SendFrom {
+            Next::Claim { .. } => lane.on_claim(None).unwrap(),
+            Next::Send { bytes, .. } => {
+                if conn.write_all(bytes).is_err() {
+                    return;
+                }
+                lane.on_sent();
+            }
+            Next::FlushHeld => lane.on_sent(),
+            Next::SendPool {
                 header,
                 offset,
                 len,
@@ -312,7 +286,37 @@ fn serve_lane(
                 if conn.write_all(&out).is_err() {
                     return;
                 }
+                lane.on_sent();
             }
+            Next::Body(piece) => {
+                let mut data = vec![0u8; piece.len as usize];
+                if !read_exact_or_eof(&mut conn, &mut data) {
+                    return;
+                }
+                let at = piece.offset as usize;
+                mem.0.lock().unwrap()[at..at + data.len()].copy_from_slice(&data);
+                lane.on_stored().unwrap();
+            }
+            Next::WriteBack { .. } => lane.on_written_back(),
+            Next::Msg { len } => {
+                let mut data = vec![0u8; len];
+                if !read_exact_or_eof(&mut conn, &mut data) {
+                    return;
+                }
+                let Ok(plan) = lane.on_msg(&data) else {
+                    return;
+                };
+                let resp = {
+                    let mut m = mem.0.lock().unwrap();
+                    execute(&plan, &mut MemView(&mut m)).unwrap().unwrap()
+                };
+                if fault == Fault::Stall || fault == Fault::ExitAfterOpen {
+                    thread::sleep(Duration::from_secs(60));
+                    return;
+                }
+                lane.on_answer(resp, false).unwrap();
+            }
+            Next::Closed => return,
         }
     }
 }

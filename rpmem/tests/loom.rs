@@ -29,9 +29,8 @@ use loom::sync::Arc;
 use loom::thread::JoinHandle;
 use rpmem::{Error, Method, Options, Region, RemotePool};
 use rpmem_core::flush::{FlushError, FlushMode, FlushOps};
-use rpmem_core::persist::{execute, ServerStep, StreamServer, Target, TargetMemory, TargetParams};
-use rpmem_core::wire::persist::RESP_LEN;
-use rpmem_core::wire::tcp::{FRAME_HEADER_LEN, HELLO_LEN, SECRET_LEN};
+use rpmem_core::persist::{execute, Next, StreamTarget, Target, TargetMemory, TargetParams};
+use rpmem_core::wire::tcp::SECRET_LEN;
 
 /// Preemption bound unless `LOOM_MAX_PREEMPTIONS` sets one: none. These
 /// models have few loom operations, so loom explores every interleaving of
@@ -168,7 +167,7 @@ struct FakeRpmemd {
 
 impl FakeRpmemd {
     /// Listens on loopback and serves [`NLANES`] connections with the core's
-    /// `StreamServer` and `Target`.
+    /// `StreamTarget`.
     fn start(death: Death) -> FakeRpmemd {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
@@ -281,74 +280,58 @@ fn wait_for_close(sock: &mut TcpStream) -> bool {
     }
 }
 
-/// The frame loop; returns whether the connection ended because the
-/// initiator closed it (not because this server crashed or failed).
+/// The core's `StreamTarget` driven with blocking I/O (bodies received
+/// whole, nothing streamed or held); returns whether the connection ended
+/// because the initiator closed it (not because this server crashed or
+/// failed).
 fn serve_frames(
     sock: &mut TcpStream,
     s: &Served,
     target: Target,
     secret: &[u8; SECRET_LEN],
 ) -> bool {
-    let mut server = StreamServer::new(target);
-    let mut hello = [0u8; HELLO_LEN];
-    if !read_full(sock, &mut hello) {
-        return false;
-    }
-    let Ok(accepted) = server.on_hello(&hello, secret) else {
-        return false;
-    };
-    if sock.write_all(&accepted.ack).is_err() {
-        return false;
-    }
+    let mut lane = StreamTarget::new(target, *secret, false, 0, false);
     let mut msg = Vec::new();
     loop {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        match sock.read(&mut header[..1]) {
-            Ok(0) => return !s.is_dead() || s.death == Death::Hang,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-        if !read_full(sock, &mut header[1..]) {
-            return false;
-        }
-        if s.is_dead() {
-            return s.death == Death::Hang && wait_for_close(sock);
-        }
-        let Ok(step) = server.on_frame_header(&header) else {
-            return false;
-        };
-        match step {
-            ServerStep::ReceiveInto { offset, len } => {
-                let mut body = vec![0u8; len as usize];
-                if !read_full(sock, &mut body) {
+        match lane.poll() {
+            Next::Recv { len } if lane.lane().is_none() => {
+                let mut hello = vec![0u8; len];
+                if !read_full(sock, &mut hello) || lane.handle_bytes(&hello).is_err() {
                     return false;
                 }
-                Memory(s).copy_in(offset, &body);
             }
-            ServerStep::ReceiveMsg { len } => {
-                msg.resize(len, 0);
-                if !read_full(sock, &mut msg) {
+            Next::Recv { len } => {
+                // A frame header: end of stream before it is the initiator
+                // closing the lane.
+                let mut header = vec![0u8; len];
+                match sock.read(&mut header[..1]) {
+                    Ok(0) => return !s.is_dead() || s.death == Death::Hang,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+                if !read_full(sock, &mut header[1..]) {
                     return false;
                 }
-                let Ok(planned) = server.on_msg(&msg) else {
-                    return false;
-                };
-                if planned.plan.msg().offset == KILL_AT || s.is_dead() {
-                    s.die();
+                if s.is_dead() {
                     return s.death == Death::Hang && wait_for_close(sock);
                 }
-                let Ok(resp) = execute(&planned.plan, &mut Memory(s)) else {
-                    return false;
-                };
-                let resp = resp.unwrap_or_else(|| planned.plan.response());
-                let mut out = [0u8; FRAME_HEADER_LEN + RESP_LEN];
-                out[..FRAME_HEADER_LEN].copy_from_slice(&planned.header);
-                out[FRAME_HEADER_LEN..].copy_from_slice(&resp);
-                if sock.write_all(&out).is_err() {
+                if lane.handle_bytes(&header).is_err() {
                     return false;
                 }
             }
-            ServerStep::SendFrom {
+            Next::Claim { .. } => {
+                if lane.on_claim(None).is_err() {
+                    return false;
+                }
+            }
+            Next::Send { bytes, .. } => {
+                if sock.write_all(bytes).is_err() {
+                    return false;
+                }
+                lane.on_sent();
+            }
+            Next::FlushHeld => lane.on_sent(),
+            Next::SendPool {
                 header,
                 offset,
                 len,
@@ -357,7 +340,40 @@ fn serve_frames(
                 if sock.write_all(&header).is_err() || sock.write_all(&body).is_err() {
                     return false;
                 }
+                lane.on_sent();
             }
+            Next::Body(piece) => {
+                let mut body = vec![0u8; piece.len as usize];
+                if !read_full(sock, &mut body) {
+                    return false;
+                }
+                Memory(s).copy_in(piece.offset, &body);
+                if lane.on_stored().is_err() {
+                    return false;
+                }
+            }
+            Next::WriteBack { .. } => lane.on_written_back(),
+            Next::Msg { len } => {
+                msg.resize(len, 0);
+                if !read_full(sock, &mut msg) {
+                    return false;
+                }
+                let Ok(plan) = lane.on_msg(&msg) else {
+                    return false;
+                };
+                if plan.msg().offset == KILL_AT || s.is_dead() {
+                    s.die();
+                    return s.death == Death::Hang && wait_for_close(sock);
+                }
+                let Ok(resp) = execute(&plan, &mut Memory(s)) else {
+                    return false;
+                };
+                let resp = resp.unwrap_or_else(|| plan.response());
+                if lane.on_answer(resp, false).is_err() {
+                    return false;
+                }
+            }
+            Next::Closed => return false,
         }
     }
 }

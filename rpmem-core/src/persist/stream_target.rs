@@ -543,7 +543,8 @@ impl StreamTarget {
 
     /// Plan the persist message [`Next::Msg`] asked for (exactly its bytes).
     /// Execute the plan ([`super::execute`]), then report its response with
-    /// [`on_answer`](Self::on_answer).
+    /// [`on_answer`](Self::on_answer); until then [`poll`](Self::poll) has
+    /// nothing to say ([`Next::Closed`]: no other step may run meanwhile).
     pub fn on_msg<'a>(&mut self, bytes: &'a [u8]) -> Result<TargetPlan<'a>, ServerError> {
         if !matches!(self.state, In::Msg { .. }) {
             self.state = In::Closed;
