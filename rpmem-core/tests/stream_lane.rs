@@ -153,7 +153,7 @@ impl Server {
                     // A refused hello still sends its answer (next round).
                     let _ = self.lane.handle_bytes(&b);
                 }
-                Next::Claim { .. } => self.lane.on_claim(None).unwrap(),
+                Next::Claim { .. } => self.lane.on_claim(Ok(())).unwrap(),
                 Next::Send { bytes, .. } => {
                     self.output.extend(bytes);
                     self.lane.on_sent();

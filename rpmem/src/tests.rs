@@ -266,7 +266,7 @@ fn serve_lane(
                     return;
                 }
             }
-            Next::Claim { .. } => lane.on_claim(None).unwrap(),
+            Next::Claim { .. } => lane.on_claim(Ok(())).unwrap(),
             Next::Send { bytes, .. } => {
                 if conn.write_all(bytes).is_err() {
                     return;

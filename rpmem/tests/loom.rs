@@ -320,7 +320,7 @@ fn serve_frames(
                 }
             }
             Next::Claim { .. } => {
-                if lane.on_claim(None).is_err() {
+                if lane.on_claim(Ok(())).is_err() {
                     return false;
                 }
             }

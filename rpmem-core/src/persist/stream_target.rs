@@ -13,7 +13,7 @@
 //! loop {
 //!     match lane.poll() {
 //!         Next::Recv { len }        => lane.handle_bytes(recv(len))?,
-//!         Next::Claim { lane: l }   => lane.on_claim(registry.claim(l))?,
+//!         Next::Claim { lane: l }   => lane.on_claim(registry.claim(l))?, // Err: the refusal's status
 //!         Next::Send { bytes, hold }=> { send(bytes, hold); lane.on_sent() }
 //!         Next::FlushHeld           => { send_held(); lane.on_sent() }
 //!         Next::SendPool { header, offset, len } => { send(header, pool[offset..]); lane.on_sent() }
@@ -427,15 +427,19 @@ impl StreamTarget {
         }
     }
 
-    /// The hello's lane was claimed (`None`), or refused with the status to
-    /// answer, if any (then the connection closes).
-    pub fn on_claim(&mut self, refused: Option<Option<HelloStatus>>) -> Result<(), ServerError> {
+    /// The hello's lane was claimed (`Ok`), or refused with the status to
+    /// answer, if any (`Err`; then the answer is sent and the connection
+    /// closes).
+    pub fn on_claim(
+        &mut self,
+        claimed: Result<(), Option<HelloStatus>>,
+    ) -> Result<(), ServerError> {
         let In::Claim { ack, .. } = self.state else {
             self.state = In::Closed;
             return Err(ServerError::Closed);
         };
-        match refused {
-            None => {
+        match claimed {
+            Ok(()) => {
                 self.out.clear();
                 let _ = self.out.extend_from_slice(&ack);
                 self.state = In::Send {
@@ -444,7 +448,7 @@ impl StreamTarget {
                     then: After::Header,
                 };
             }
-            Some(status) => self.close_with(status.map(|s| HelloAckRepr { status: s }.to_bytes())),
+            Err(status) => self.close_with(status.map(|s| HelloAckRepr { status: s }.to_bytes())),
         }
         Ok(())
     }
@@ -606,5 +610,283 @@ fn fill(buf: &mut [u8], have: usize, src: &[u8]) -> Result<usize, ServerError> {
             due: room.len(),
             got: src.len(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flush::FlushMode;
+    use crate::persist::{Method, PersistMode, PersistMsgRepr, TargetParams};
+    use crate::wire::tcp::{FrameKind, FrameRepr, HelloRepr, VERSION};
+    use proptest::prelude::*;
+    use std::vec::Vec as StdVec;
+
+    const SECRET: [u8; SECRET_LEN] = [3; SECRET_LEN];
+    const POOL: u64 = 1 << 20;
+
+    fn lane(stream: bool, hold: bool) -> StreamTarget {
+        let target = Target::new(TargetParams {
+            nlanes: 2,
+            pool_size: POOL,
+            min_offset: 0,
+            inline_max: 4096,
+            flush_mode: FlushMode::Cpu,
+            method: Method::Gpspm,
+        })
+        .unwrap();
+        StreamTarget::new(target, SECRET, stream, 4096, hold)
+    }
+
+    fn hello(lane: u32, secret: [u8; SECRET_LEN]) -> [u8; HELLO_LEN] {
+        HelloRepr {
+            version: VERSION,
+            lane,
+            secret,
+        }
+        .to_bytes()
+    }
+
+    fn frame(kind: FrameKind, offset: u64, len: u64) -> [u8; FRAME_HEADER_LEN] {
+        FrameRepr {
+            kind,
+            lane: 1,
+            req_id: 9,
+            offset,
+            len,
+        }
+        .to_bytes()
+    }
+
+    fn connected(stream: bool, hold: bool) -> StreamTarget {
+        let mut l = lane(stream, hold);
+        assert_eq!(l.poll(), Next::Recv { len: HELLO_LEN });
+        // In two pieces: the rest is asked for.
+        let h = hello(1, SECRET);
+        l.handle_bytes(&h[..10]).unwrap();
+        assert_eq!(
+            l.poll(),
+            Next::Recv {
+                len: HELLO_LEN - 10
+            }
+        );
+        l.handle_bytes(&h[10..]).unwrap();
+        assert_eq!(l.poll(), Next::Claim { lane: 1 });
+        l.on_claim(Ok(())).unwrap();
+        assert!(
+            matches!(l.poll(), Next::Send { hold: false, bytes } if bytes.len() == HELLO_ACK_LEN)
+        );
+        l.on_sent();
+        assert!(l.between_frames());
+        assert_eq!(l.lane(), Some(1));
+        l
+    }
+
+    #[test]
+    fn a_refused_claim_answers_and_closes() {
+        let mut l = lane(true, true);
+        l.handle_bytes(&hello(0, SECRET)).unwrap();
+        l.on_claim(Err(Some(HelloStatus::BadLane))).unwrap();
+        let Next::Send { bytes, .. } = l.poll() else {
+            panic!("{:?}", l.poll());
+        };
+        assert_eq!(
+            bytes,
+            HelloAckRepr {
+                status: HelloStatus::BadLane
+            }
+            .to_bytes()
+        );
+        l.on_sent();
+        assert_eq!(l.poll(), Next::Closed);
+        // A refusal without an answer closes at once.
+        let mut l = lane(true, true);
+        l.handle_bytes(&hello(0, SECRET)).unwrap();
+        l.on_claim(Err(None)).unwrap();
+        assert_eq!(l.poll(), Next::Closed);
+    }
+
+    #[test]
+    fn a_wrong_secret_is_answered_then_closed() {
+        let mut l = lane(true, true);
+        assert!(l.handle_bytes(&hello(0, [4; SECRET_LEN])).is_err());
+        assert!(matches!(l.poll(), Next::Send { .. }));
+        l.on_sent();
+        assert_eq!(l.poll(), Next::Closed);
+        assert!(l.handle_bytes(&[0; 8]).is_err());
+    }
+
+    #[test]
+    fn answers_may_be_held_only_while_more_is_queued_and_go_before_a_read() {
+        let mut l = connected(false, true);
+        let msg = PersistMsgRepr {
+            mode: PersistMode::FlushWrite,
+            completion: false,
+            lane: 1,
+            offset: 0,
+            size: 64,
+        }
+        .to_bytes();
+        for more in [true, false] {
+            l.handle_bytes(&frame(FrameKind::Send, 0, msg.len() as u64))
+                .unwrap();
+            assert_eq!(l.poll(), Next::Msg { len: msg.len() });
+            let plan = l.on_msg(&msg).unwrap();
+            let resp = plan.response();
+            l.on_answer(resp, more).unwrap();
+            let Next::Send { bytes, hold } = l.poll() else {
+                panic!("{:?}", l.poll());
+            };
+            assert_eq!(bytes.len(), ANSWER_LEN);
+            assert_eq!(&bytes[FRAME_HEADER_LEN..], &resp);
+            assert_eq!(hold, more);
+            l.on_sent();
+        }
+        // A READ_REQ: held answers are flushed before its READ_RESP.
+        l.handle_bytes(&frame(FrameKind::ReadReq, 128, 64)).unwrap();
+        assert_eq!(l.poll(), Next::FlushHeld);
+        l.on_sent();
+        assert!(matches!(
+            l.poll(),
+            Next::SendPool {
+                offset: 128,
+                len: 64,
+                ..
+            }
+        ));
+        l.on_sent();
+        assert!(l.between_frames());
+        // Without holding, no answer is ever held.
+        let mut l = connected(false, false);
+        l.handle_bytes(&frame(FrameKind::Send, 0, msg.len() as u64))
+            .unwrap();
+        let plan = l.on_msg(&msg).unwrap();
+        let resp = plan.response();
+        l.on_answer(resp, true).unwrap();
+        assert!(matches!(l.poll(), Next::Send { hold: false, .. }));
+    }
+
+    /// The pieces of a streamed body: contiguous, every later piece starts
+    /// on a line, the whole lines lie inside the body's whole lines, and
+    /// the partial first line is written back at the end.
+    #[test]
+    fn streamed_body_pieces_cover_the_body() {
+        for (offset, len) in [
+            (0u64, 64u64),
+            (3, 10),
+            (60, 200),
+            (7, 150_000),
+            (64, 8192),
+            (100, 0),
+        ] {
+            let mut l = connected(true, true);
+            l.handle_bytes(&frame(FrameKind::Write, offset, len))
+                .unwrap();
+            assert_eq!(l.poll(), Next::FlushHeld);
+            l.on_sent();
+            let mut pos = offset;
+            let mut wrote_back = false;
+            loop {
+                match l.poll() {
+                    Next::Body(p) => {
+                        assert_eq!(p.offset, pos);
+                        assert!(p.len > 0);
+                        assert!(p.whole_from >= p.offset && p.whole_to <= p.offset + p.len);
+                        if !p.is_plain() {
+                            assert_eq!(p.whole_from % CACHE_LINE, 0);
+                            assert_eq!(p.whole_to % CACHE_LINE, 0);
+                        }
+                        if pos != offset {
+                            assert_eq!(p.offset % CACHE_LINE, 0, "{p:?}");
+                        }
+                        pos += p.len;
+                        l.on_stored().unwrap();
+                    }
+                    Next::WriteBack { from, to } => {
+                        assert_eq!(from, offset & !(CACHE_LINE - 1));
+                        assert_eq!(to, from + CACHE_LINE);
+                        assert_ne!(offset % CACHE_LINE, 0);
+                        wrote_back = true;
+                        l.on_written_back();
+                    }
+                    Next::Recv {
+                        len: FRAME_HEADER_LEN,
+                    } => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(pos, offset + len);
+            let end = offset + len;
+            let first_end = (offset & !(CACHE_LINE - 1)) + CACHE_LINE;
+            assert_eq!(
+                wrote_back,
+                offset % CACHE_LINE != 0 && end >= first_end,
+                "{offset} {len}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever a client sends, in whatever pieces, the machine asks
+        /// for bytes, hands out steps or closes; it never panics, never
+        /// asks for more than a message's or a body's bytes, and is closed
+        /// for good after an error.
+        #[test]
+        fn hostile_clients_never_panic(
+            junk in proptest::collection::vec(any::<u8>(), 0..600),
+            valid_hello: bool,
+            stream: bool,
+        ) {
+            let mut l = lane(stream, true);
+            let mut input: StdVec<u8> = StdVec::new();
+            if valid_hello {
+                input.extend_from_slice(&hello(1, SECRET));
+            }
+            input.extend_from_slice(&junk);
+            let mut at = 0usize;
+            let mut failed = false;
+            for _ in 0..10_000 {
+                let rest = &input[at.min(input.len())..];
+                match l.poll() {
+                    Next::Recv { len } => {
+                        let n = len.min(rest.len()).min(7);
+                        if n == 0 { break; }
+                        at += n;
+                        if l.handle_bytes(&rest[..n]).is_err() { failed = true; }
+                    }
+                    Next::Claim { .. } => l.on_claim(Ok(())).unwrap(),
+                    Next::Send { .. } | Next::FlushHeld | Next::SendPool { .. } => l.on_sent(),
+                    Next::Body(p) => {
+                        let n = usize::try_from(p.len).unwrap();
+                        if rest.len() < n { break; }
+                        at += n;
+                        l.on_stored().unwrap();
+                    }
+                    Next::WriteBack { .. } => l.on_written_back(),
+                    Next::Msg { len } => {
+                        prop_assert!(len <= 24 + 4096);
+                        if rest.len() < len { break; }
+                        at += len;
+                        match l.on_msg(&rest[..len]) {
+                            Ok(plan) => {
+                                let resp = plan.response();
+                                l.on_answer(resp, false).unwrap();
+                            }
+                            Err(_) => failed = true,
+                        }
+                    }
+                    Next::Closed => break,
+                }
+                if failed {
+                    // Only a refused hello's answer may still go out.
+                    if let Next::Send { .. } = l.poll() {
+                        l.on_sent();
+                    }
+                    prop_assert_eq!(l.poll(), Next::Closed);
+                    prop_assert!(l.handle_bytes(&[0]).is_err());
+                    break;
+                }
+            }
+        }
     }
 }

@@ -601,11 +601,11 @@ fn drive(
             }
             Next::Claim { lane: number } => {
                 if let Err(refusal) = guard.registry().claim(guard, number) {
-                    let _ = lane.on_claim(Some(refusal.hello_status()));
+                    let _ = lane.on_claim(Err(refusal.hello_status()));
                     farewell(io, lane);
                     return LaneEnd::Refused(refusal);
                 }
-                if let Err(e) = lane.on_claim(None) {
+                if let Err(e) = lane.on_claim(Ok(())) {
                     return e.into();
                 }
                 *lane_out = Some(number);
@@ -1132,7 +1132,7 @@ mod tests {
         let mut lane = StreamTarget::new(target, secret, true, 4096, false);
         lane.handle_bytes(&StreamClient::new(0).hello(&secret))
             .unwrap();
-        lane.on_claim(None).unwrap();
+        lane.on_claim(Ok(())).unwrap();
         lane.on_sent();
         let header = FrameRepr {
             kind: FrameKind::Write,
