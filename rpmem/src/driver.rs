@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{
-    CallError, CallKind, InitiatorLane, LaneError, StreamInitiator, StreamLaneError,
+    CallError, CallKind, InitiatorLane, LaneError, ReadDest, StreamInitiator, StreamLaneError,
 };
 
 use crate::error::Error;
-use crate::lane::ReadInto;
 use crate::launch::RemoteInfo;
 use crate::oob::STDERR_GRACE;
+use crate::region::Region;
 
 /// The core machine of a lane, as the call loop sees it: the calls, the
 /// call in flight, and its result once there is one.
@@ -357,6 +357,70 @@ pub(crate) trait Driven {
                 return Err(self.cx_mut().timed_out(waiting));
             }
             self.wait(into, stall - idle)?;
+        }
+    }
+}
+
+/// Where the bytes of the call's READs go.
+pub(crate) enum ReadInto<'a> {
+    /// The call reads nothing.
+    Nothing,
+    /// Region `[offset, offset + len)`.
+    Region {
+        /// Region offset of buffer offset 0.
+        offset: u64,
+        /// Length of the destination.
+        len: u64,
+    },
+    /// The caller's buffer.
+    User(&'a mut [u8]),
+}
+
+/// Puts staged READ_RESP bytes `src` at body offset `got`; false when they
+/// do not fit the destination.
+pub(crate) fn deliver(
+    region: &Region,
+    into: &mut ReadInto<'_>,
+    dest: ReadDest,
+    got: u64,
+    src: &[u8],
+) -> bool {
+    let ReadDest::User { buf_offset } = dest else {
+        // APM's flushing READ: the bytes are thrown away.
+        return true;
+    };
+    let Some(at) = buf_offset.checked_add(got) else {
+        return false;
+    };
+    let Some(end) = at.checked_add(src.len() as u64) else {
+        return false;
+    };
+    match into {
+        ReadInto::Nothing => false,
+        ReadInto::Region { offset, len } => {
+            if end > *len {
+                return false;
+            }
+            let Some(start) = offset.checked_add(at).and_then(|s| usize::try_from(s).ok()) else {
+                return false;
+            };
+            if region.check(start, src.len()).is_err() {
+                return false;
+            }
+            region.copy_in(start, src);
+            true
+        }
+        ReadInto::User(buf) => {
+            let (Ok(at), Ok(end)) = (usize::try_from(at), usize::try_from(end)) else {
+                return false;
+            };
+            match buf.get_mut(at..end) {
+                Some(d) => {
+                    d.copy_from_slice(src);
+                    true
+                }
+                None => false,
+            }
         }
     }
 }

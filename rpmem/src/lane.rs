@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use rpmem_core::persist::{Chunk, LaneParams, ReadDest, ReadSink, StreamInitiator};
 use rpmem_core::wire::tcp::SECRET_LEN;
 
+pub(crate) use crate::driver::{deliver, ReadInto};
 use crate::driver::{Driven, LaneCx};
 use crate::error::Error;
 use crate::launch::{poll_ms, RemoteInfo};
@@ -43,21 +44,6 @@ const DIRECT_MIN: usize = 4096;
 const MAX_IOV: usize = 64;
 /// Bytes of the buffer the hello's answer is received into.
 const HELLO_BUF: usize = 64;
-
-/// Where the bytes of the call's READs go.
-pub(crate) enum ReadInto<'a> {
-    /// The call reads nothing.
-    Nothing,
-    /// Region `[offset, offset + len)`.
-    Region {
-        /// Region offset of buffer offset 0.
-        offset: u64,
-        /// Length of the destination.
-        len: u64,
-    },
-    /// The caller's buffer.
-    User(&'a mut [u8]),
-}
 
 /// How a lane was configured.
 #[derive(Clone, Debug)]
@@ -457,55 +443,6 @@ fn dest_ptr(region: &Region, into: &mut ReadInto<'_>, at: u64, want: u64) -> Opt
             let at = usize::try_from(at).ok()?;
             let end = usize::try_from(end).ok()?;
             buf.get_mut(at..end).map(|s| s.as_mut_ptr())
-        }
-    }
-}
-
-/// Puts staged READ_RESP bytes `src` at body offset `got`; false when they
-/// do not fit the destination.
-pub(crate) fn deliver(
-    region: &Region,
-    into: &mut ReadInto<'_>,
-    dest: ReadDest,
-    got: u64,
-    src: &[u8],
-) -> bool {
-    let ReadDest::User { buf_offset } = dest else {
-        // APM's flushing READ: the bytes are thrown away.
-        return true;
-    };
-    let Some(at) = buf_offset.checked_add(got) else {
-        return false;
-    };
-    let Some(end) = at.checked_add(src.len() as u64) else {
-        return false;
-    };
-    match into {
-        ReadInto::Nothing => false,
-        ReadInto::Region { offset, len } => {
-            if end > *len {
-                return false;
-            }
-            let Some(start) = offset.checked_add(at).and_then(|s| usize::try_from(s).ok()) else {
-                return false;
-            };
-            if region.check(start, src.len()).is_err() {
-                return false;
-            }
-            region.copy_in(start, src);
-            true
-        }
-        ReadInto::User(buf) => {
-            let (Ok(at), Ok(end)) = (usize::try_from(at), usize::try_from(end)) else {
-                return false;
-            };
-            match buf.get_mut(at..end) {
-                Some(d) => {
-                    d.copy_from_slice(src);
-                    true
-                }
-                None => false,
-            }
         }
     }
 }
