@@ -66,7 +66,7 @@ release_has_no_mutants() {
 step "release binaries carry no seeded bugs" release_has_no_mutants
 # The Debian packages from that release build (docs/packaging.md): man pages render, cargo-deb
 # builds rpmemd, rpmem-tools, librpmem1 and librpmem-dev, lintian passes, dpkg -i, the
-# installed files work (C program via pkg-config, pmempool with a remote replica), dpkg -r
+# installed files work (C program via pkg-config, pmempool with a replica over real ssh), dpkg -r
 # keeps only the edited conffile and --purge leaves nothing. Needs root; PACKAGES=0 skips it.
 if [ "$PACKAGES" != 0 ]; then
   step "Debian packages: build, lintian, install, use, purge" tests/packages/check.sh

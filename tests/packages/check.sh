@@ -10,7 +10,8 @@
 #      rpmemd.conf changes no default, man -w, the completions, pkg-config, a C program built
 #      with `cc $(pkg-config --cflags --libs librpmem)` that creates, persists, reopens and
 #      reads a pool in local mode, and Debian's pmempool creating an obj pool with a remote
-#      replica (REPLICA localhost remote.set) through the installed library and rpmemd;
+#      replica (REPLICA root@127.0.0.1:PORT remote.set) through real ssh (an sshd of its own
+#      on 127.0.0.1), the installed library and the rpmemd an ssh session finds on its PATH;
 #   5. dpkg -r of rpmemd keeps only the conffile, as the administrator edited it; --purge
 #      removes it; purging the others leaves none of their files and no librpmem in the
 #      dynamic loader's cache.
@@ -77,7 +78,12 @@ purge_all() {
 	done
 	[ ${#installed[@]} -eq 0 ] || dpkg --purge "${installed[@]}" >/dev/null
 }
-cleanup() { purge_all || true; rm -rf "$scratch"; }
+sshd_pid=
+cleanup() {
+	[ -z "$sshd_pid" ] || kill "$sshd_pid" 2>/dev/null || true
+	purge_all || true
+	rm -rf "$scratch"
+}
 trap cleanup EXIT
 
 say "dpkg -i"
@@ -174,17 +180,82 @@ local_mode=(RPMEM_LAUNCH=local "RPMEM_CMD=/usr/bin/rpmemd -c $scratch/rpmemd.con
 sys env "${local_mode[@]}" "$scratch/persist" c.set ||
 	die "the C program failed; rpmemd's log: $(cat "$scratch/rpmemd.log" 2>/dev/null)"
 
-say "pmempool create: an obj pool with a remote replica through the installed librpmem"
+# Debian's libpmemobj flow through real ssh to 127.0.0.1: an sshd of our own (its keys and
+# configuration in the scratch directory), root logging in with a key; the session's shell
+# finds the installed rpmemd on its PATH.
+say "sshd on 127.0.0.1"
+ssh_dir=$scratch/ssh
+mkdir -p "$ssh_dir" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -C "rpmem packages test host" -f "$ssh_dir/host_key"
+ssh-keygen -q -t ed25519 -N '' -C "rpmem packages test client" -f "$ssh_dir/client_key"
+cp "$ssh_dir/client_key.pub" "$ssh_dir/authorized_keys"
+for attempt in 1 2 3 4 5; do
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	cat > "$ssh_dir/sshd_config" <<CONF
+ListenAddress 127.0.0.1:$port
+HostKey $ssh_dir/host_key
+PidFile $ssh_dir/sshd.pid
+AuthorizedKeysFile $ssh_dir/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+LogLevel VERBOSE
+CONF
+	echo "[127.0.0.1]:$port $(cut -d' ' -f1-2 "$ssh_dir/host_key.pub")" > "$ssh_dir/known_hosts"
+	/usr/sbin/sshd -D -e -f "$ssh_dir/sshd_config" 2> "$ssh_dir/sshd.log" &
+	sshd_pid=$!
+	for _ in $(seq 50); do
+		grep -q "Server listening" "$ssh_dir/sshd.log" && break
+		kill -0 "$sshd_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q "Server listening" "$ssh_dir/sshd.log" && break
+	kill "$sshd_pid" 2>/dev/null || true
+	wait "$sshd_pid" 2>/dev/null || true
+	sshd_pid=
+	[ "$attempt" -lt 5 ] || die "sshd did not start: $(cat "$ssh_dir/sshd.log")"
+done
+cat > "$ssh_dir/ssh_config" <<CONF
+Host *
+  IdentityFile $ssh_dir/client_key
+  IdentitiesOnly yes
+  UserKnownHostsFile $ssh_dir/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 10
+  LogLevel ERROR
+CONF
+printf '#!/bin/sh\nexec ssh -F %s "$@"\n' "$ssh_dir/ssh_config" > "$ssh_dir/ssh"
+chmod 0755 "$ssh_dir/ssh"
+target=root@127.0.0.1:$port
+found=$(sys "$ssh_dir/ssh" -T -p "$port" root@127.0.0.1 'command -v rpmemd') ||
+	die "ssh to 127.0.0.1:$port failed: $(cat "$ssh_dir/sshd.log")"
+[ "$found" = /usr/bin/rpmemd ] || die "an ssh session finds rpmemd at '$found', not /usr/bin/rpmemd"
+echo "an ssh session on 127.0.0.1:$port runs /usr/bin/rpmemd"
+
+say "pmempool: an obj pool with a replica on $target through the installed librpmem and rpmemd"
+over_ssh=(RPMEM_SSH="$ssh_dir/ssh" "RPMEM_CMD=rpmemd -c $scratch/rpmemd.conf")
 printf 'PMEMPOOLSET\n16M %s/remote.part0\n' "$pools" > "$pools/remote.set"
-printf 'PMEMPOOLSET\n16M %s/local.part0\nREPLICA localhost remote.set\n' "$scratch" \
+printf 'PMEMPOOLSET\n16M %s/local.part0\nREPLICA %s remote.set\n' "$scratch" "$target" \
 	> "$scratch/local.set"
-sys env "${local_mode[@]}" pmempool create --layout pkgtest obj "$scratch/local.set" ||
+sys env "${over_ssh[@]}" pmempool create --layout pkgtest obj "$scratch/local.set" ||
 	die "pmempool create; rpmemd's log: $(cat "$scratch/rpmemd.log" 2>/dev/null)"
 [ -s "$pools/remote.part0" ] || die "rpmemd did not create the replica's part"
-sys env "${local_mode[@]}" pmempool info "$scratch/local.set" > "$scratch/info"
+grep -q "ssh connection: 127.0.0.1" "$scratch/rpmemd.log" ||
+	die "rpmemd was not started by sshd: $(cat "$scratch/rpmemd.log")"
+sys env "${over_ssh[@]}" pmempool info "$scratch/local.set" > "$scratch/info"
 grep -q "Replica 1 - remote" "$scratch/info" || die "pmempool info: $(cat "$scratch/info")"
-sys env "${local_mode[@]}" pmempool rm "$scratch/local.set"
+# Past the pool headers (their uuids differ) the replica holds the local part's bytes.
+cmp -i 8192 "$scratch/local.part0" "$pools/remote.part0" ||
+	die "the replica differs from the local part past the headers"
+sys env "${over_ssh[@]}" pmempool rm "$scratch/local.set"
 [ ! -e "$pools/remote.part0" ] || die "pmempool rm left the replica's part"
+kill "$sshd_pid"
+wait "$sshd_pid" 2>/dev/null || true
+sshd_pid=
 
 # 5. Remove and purge.
 for p in "${packages[@]}"; do
