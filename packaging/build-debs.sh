@@ -12,7 +12,7 @@
 # [package.metadata.deb] sections of rpmemd/, rpmem/ and librpmem/Cargo.toml; this script
 # builds the release binaries once, makes librpmem.pc with librpmem/install.sh, runs cargo-deb
 # for each package and completes them where cargo-deb stops (md5sums; librpmem1's strip,
-# Depends and shlibs).
+# Depends, shlibs and symbols).
 # docs/packaging.md.
 set -eu
 
@@ -45,8 +45,8 @@ deb -p librpmem --multiarch=same --variant dev
 # Where cargo-deb stops, as debhelper would go on (docs/packaging.md): every package gets the
 # md5sums file (dh_md5sums); librpmem1, which cargo-deb does not take for a library (it takes
 # only files named *.so), is stripped as a shared library (dh_strip), gets its Depends from
-# dpkg-shlibdeps (dh_shlibdeps) and the shlibs file that lets dpkg-shlibdeps find librpmem1
-# for programs linked with -lrpmem (dh_makeshlibs).
+# dpkg-shlibdeps (dh_shlibdeps), and the shlibs and symbols files that let dpkg-shlibdeps find
+# librpmem1 for programs linked with -lrpmem (dh_makeshlibs).
 version=$(dpkg-deb -f "$(ls "$out"/librpmem1_*_*.deb)" Version)
 upstream=${version%-*}
 mkdir -p "$stage/shlibdeps/debian" && : > "$stage/shlibdeps/debian/control"
@@ -64,7 +64,16 @@ for deb in "$out"/rpmemd_*_*.deb "$out"/rpmem-tools_*_*.deb "$out"/librpmem1_*_*
 		[ -n "$depends" ] || { echo "build-debs.sh: dpkg-shlibdeps found no Depends" >&2; exit 1; }
 		sed -i "s/^Depends:.*/Depends: $depends/" "$work/DEBIAN/control"
 		echo "librpmem 1 librpmem1 (>= $upstream)" > "$work/DEBIAN/shlibs"
-		chmod 0644 "$work/DEBIAN/shlibs"
+		# The symbols file (dh_makeshlibs runs dpkg-gensymbols): the twelve functions of
+		# LIBRPMEM_1.0, each since this version.
+		gensym=$stage/gensymbols
+		mkdir -p "$gensym/debian"
+		printf 'Source: rpmem-rs\n\nPackage: librpmem1\nArchitecture: any\n' > "$gensym/debian/control"
+		cp packaging/debian/changelog "$gensym/debian/changelog"
+		(cd "$gensym" && dpkg-gensymbols -q -plibrpmem1 -P"$work" -v"$upstream" \
+			-O"$work/DEBIAN/symbols")
+		sed -i '1a\* Build-Depends-Package: librpmem-dev' "$work/DEBIAN/symbols"
+		chmod 0644 "$work/DEBIAN/shlibs" "$work/DEBIAN/symbols"
 		size=$(du -k -s --apparent-size "$work/usr" | cut -f1)
 		sed -i "s/^Installed-Size:.*/Installed-Size: $size/" "$work/DEBIAN/control"
 		;;

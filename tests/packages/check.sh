@@ -166,6 +166,15 @@ echo "the program loads librpmem.so.1 from $loaded"
 [ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$ours" ] ||
 	die "the program does not load the installed $ours"
 
+# The shlibs and symbols files of librpmem1 give a program linked with -lrpmem its Depends.
+mkdir -p "$scratch/shlibdeps/debian" && : > "$scratch/shlibdeps/debian/control"
+deps=$(cd "$scratch/shlibdeps" && dpkg-shlibdeps -O "$scratch/persist")
+echo "dpkg-shlibdeps of the program: $deps"
+case $deps in
+*"librpmem1 (>= ${version%-*})"*) ;;
+*) die "dpkg-shlibdeps does not give the program a dependency on librpmem1: $deps" ;;
+esac
+
 # rpmemd's configuration and pool set directory for local mode.
 pools=$scratch/pools
 mkdir -p "$pools"
