@@ -36,6 +36,9 @@ librpmem/install.sh --prefix /usr --libdir "/usr/lib/$triplet" --destdir "$stage
 cp "$stage/root/usr/lib/$triplet/pkgconfig/librpmem.pc" "$stage/librpmem.pc"
 
 mkdir -p "$out"
+# Packages of an earlier version would be taken for this one's below.
+rm -f "$out"/rpmemd_*.deb "$out"/rpmem-tools_*.deb "$out"/librpmem1_*.deb \
+	"$out"/librpmem-dev_*.deb
 deb() { cargo deb --no-build --locked --output "$out" "$@"; }
 deb -p rpmemd
 deb -p rpmem
