@@ -21,6 +21,8 @@
 # packages lintian, man-db, dpkg-dev, pkg-config, build-essential and pmdk-tools
 # (.ci/install-deps).
 set -euo pipefail
+# (Under pipefail a reader that stops early, like grep -q, can fail the pipeline with the
+# writer's SIGPIPE: the readers here read their whole input.)
 
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -72,7 +74,7 @@ chmod 0755 "$scratch"
 purge_all() {
 	local installed=()
 	for p in "${packages[@]}"; do
-		if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv "not-installed"; then
+		if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -v "not-installed" >/dev/null; then
 			installed+=("$p")
 		fi
 	done
@@ -108,7 +110,7 @@ grep -qx "rpmemd version ${version%-*}" "$scratch/v" || die "rpmemd --version: $
 sys rpmem --version
 
 say "/etc/rpmemd/rpmemd.conf is a conffile and changes no default"
-dpkg-query -W -f='${Conffiles}\n' rpmemd | grep -q " /etc/rpmemd/rpmemd.conf " ||
+dpkg-query -W -f='${Conffiles}\n' rpmemd | grep " /etc/rpmemd/rpmemd.conf " >/dev/null ||
 	die "/etc/rpmemd/rpmemd.conf is not a conffile of rpmemd"
 sys rpmemd --dump-config > "$scratch/with-conf"
 sys env RPMEMD_GLOBAL_CONFIG="$scratch/none" rpmemd --dump-config > "$scratch/defaults"
@@ -123,7 +125,7 @@ for page in rpmemd rpmem librpmem rpmem_create rpmem_open rpmem_persist rpmem_re
 	/usr/share/man/*) ;;
 	*) die "man -w $page: $path is not an installed page" ;;
 	esac
-	zcat "$path" | grep -q "rpmem-rs" || die "$path is not our page"
+	zcat "$path" | grep "rpmem-rs" >/dev/null || die "$path is not our page"
 	warnings=$(sys env MANWIDTH=80 man --warnings "$page" 2>&1 >/dev/null)
 	[ -z "$warnings" ] || die "man $page: $warnings"
 done
@@ -147,7 +149,7 @@ for f in /usr/share/zsh/vendor-completions/_rpmem /usr/share/zsh/vendor-completi
 done
 
 say "the dynamic loader finds the installed library"
-first=$(ldconfig -p | awk '$1 == "librpmem.so.1" { print $NF; exit }')
+first=$(ldconfig -p | awk '$1 == "librpmem.so.1" && !n++ { print $NF }')
 # (/lib is /usr/lib on Debian 12: compare the files the names resolve to.)
 ours=$(readlink -f "$libdir/librpmem.so.1")
 [ "$ours" = "$libdir/librpmem.so.1.0.0" ] || die "$libdir/librpmem.so.1 resolves to $ours"
@@ -312,7 +314,7 @@ for p in rpmem-tools librpmem-dev librpmem1; do
 	gone "$p"
 	[ ! -e "/usr/share/doc/$p" ] || die "/usr/share/doc/$p is still there"
 done
-if ldconfig -p | grep -q "librpmem.so.1 "; then
+if ldconfig -p | grep "librpmem.so.1 " >/dev/null; then
 	die "the dynamic loader's cache still lists librpmem.so.1: $(ldconfig -p | grep librpmem)"
 fi
 echo "check.sh: the packages build, pass lintian, install, work and purge cleanly"
