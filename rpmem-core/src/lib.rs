@@ -30,6 +30,7 @@ pub mod persist;
 pub mod policy;
 pub mod pool_hdr;
 pub mod poolset;
+pub mod text;
 pub mod wire;
 
 pub use attr::PoolAttr;

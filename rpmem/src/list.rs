@@ -16,7 +16,6 @@
 //! exact fields, every escape valid, no raw control character, the `end` record last with the
 //! right count. Anything else is [`Error::Protocol`] naming the line.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use crate::error::Error;
@@ -395,48 +394,14 @@ fn shown(raw: &[u8]) -> String {
     }
 }
 
-/// rpmemd's escaping (`rpmemd::list::escape`): `\\`, `\t`, `\n`, `\r`, other ASCII control
-/// characters and bytes that are not UTF-8 as `\xHH`, Unicode control and invisible
-/// formatting characters as `\u{HHHH}`.
+/// rpmemd's escaping (`rpmemd::list::escape`), the project's one scheme: [`rpmem_core::text`].
 pub(crate) fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\t' => out.push_str("\\t"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\x{:02x}", u32::from(c));
-                }
-                c if needs_escape(c) => {
-                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
+    rpmem_core::text::Escaped(bytes).to_string()
 }
 
-/// Characters a terminal would act on or hide: controls, bidirectional and invisible
-/// formatting characters, line and paragraph separators.
+/// A character rpmemd must have escaped ([`rpmem_core::text::is_hostile`]).
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            u32::from(c),
-            0x061c
-                | 0x180e
-                | 0x200b..=0x200f
-                | 0x2028..=0x202e
-                | 0x2060..=0x206f
-                | 0xfeff
-                | 0xfff9..=0xfffb
-        )
+    rpmem_core::text::is_hostile(c)
 }
 
 #[cfg(test)]

@@ -110,49 +110,13 @@ pub enum ListError {
     Pool(#[from] PoolError),
 }
 
-/// Escapes `bytes` for one field of the output: `\\`, `\t`, `\n`, `\r`, other ASCII control
-/// characters and bytes that are not UTF-8 as `\xHH`, and Unicode control and invisible
-/// formatting characters (C1 controls, bidirectional overrides, zero-width characters) as
-/// `\u{HHHH}`. Everything else stays as it is.
+/// Escapes `bytes` for one field of the output with the project's one scheme
+/// ([`rpmem_core::text`]): `\\`, `\t`, `\n`, `\r`, other ASCII control characters and bytes
+/// that are not UTF-8 as `\xHH`, and Unicode control and invisible formatting characters (C1
+/// controls, bidirectional overrides, zero-width characters) as `\u{HHHH}`. Everything else
+/// stays as it is.
 pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\t' => out.push_str("\\t"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\x{:02x}", u32::from(c));
-                }
-                c if needs_unicode_escape(c) => {
-                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
-}
-
-/// Characters a terminal would act on or hide: controls, bidirectional and invisible
-/// formatting characters, line and paragraph separators.
-fn needs_unicode_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            u32::from(c),
-            0x061c
-                | 0x180e
-                | 0x200b..=0x200f
-                | 0x2028..=0x202e
-                | 0x2060..=0x206f
-                | 0xfeff
-                | 0xfff9..=0xfffb
-        )
+    rpmem_core::text::Escaped(bytes).to_string()
 }
 
 /// Lists the pool set files of `poolset_dir`.

@@ -69,57 +69,22 @@ macro_rules! notice {
 pub(crate) use notice;
 
 /// Whether `c` must not reach a log as it is: a control character (C0, DEL, C1), or a Unicode
-/// character that breaks a line or reorders or hides text (line and paragraph separators,
-/// bidirectional controls, the byte order mark).
+/// character that breaks a line or reorders or hides text (the project's one set:
+/// [`rpmem_core::text::is_hostile`]).
 pub fn is_hostile_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-}
-
-fn write_escaped_char(f: &mut impl fmt::Write, c: char) -> fmt::Result {
-    match c {
-        '\n' => f.write_str("\\n"),
-        '\r' => f.write_str("\\r"),
-        '\t' => f.write_str("\\t"),
-        '\0' => f.write_str("\\0"),
-        c if u32::from(c) < 0x100 => write!(f, "\\x{:02x}", u32::from(c)),
-        c => write!(f, "\\u{{{:x}}}", u32::from(c)),
-    }
+    rpmem_core::text::is_hostile(c)
 }
 
 /// Client-controlled text for a log message (see [`escape`]).
-#[derive(Clone, Copy, Debug)]
-pub struct Escaped<'a>(&'a str);
+pub type Escaped<'a> = rpmem_core::text::Escaped<'a>;
 
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
-        for c in self.0.chars() {
-            if c == '\\' {
-                f.write_str("\\\\")?;
-            } else if is_hostile_char(c) {
-                write_escaped_char(f, c)?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Wraps text a client controls for a log message: `\n`, `\r`, `\t`, `\0`, other control
-/// characters as `\xNN`, the characters of [`is_hostile_char`] above U+00FF as `\u{NNNN}`, and
-/// `\` as `\\`, so the message stays one line, cannot drive a terminal, and reads back
-/// unambiguously. Printable text (non-ASCII letters included) is kept.
+/// Wraps text a client controls for a log message with the project's one escaping scheme
+/// ([`rpmem_core::text`]): `\n`, `\r`, `\t`, other ASCII control characters as `\xHH`, the
+/// other characters of [`is_hostile_char`] as `\u{HHHH}`, and `\` as `\\`, so the message stays
+/// one line, cannot drive a terminal, and reads back unambiguously. Printable text (non-ASCII
+/// letters included) is kept.
 pub fn escape(text: &str) -> Escaped<'_> {
-    Escaped(text)
+    rpmem_core::text::Escaped(text.as_bytes())
 }
 
 /// A formatted message made safe for one log line: every [`is_hostile_char`] is escaped as
@@ -134,7 +99,7 @@ pub fn sanitize(message: &str, keep_newlines: bool) -> Cow<'_, str> {
     let mut out = String::with_capacity(message.len() + 16);
     for c in message.chars() {
         if bad(c) {
-            let _ = write_escaped_char(&mut out, c);
+            let _ = rpmem_core::text::write_char(&mut out, c);
         } else {
             out.push(c);
         }
@@ -726,9 +691,9 @@ mod tests {
     #[rstest]
     #[case("plain name.set", "plain name.set")]
     #[case("a\nb", "a\\nb")]
-    #[case("cr\r tab\t nul\0", "cr\\r tab\\t nul\\0")]
+    #[case("cr\r tab\t nul\0", "cr\\r tab\\t nul\\x00")]
     #[case("\u{1b}[31mred", "\\x1b[31mred")]
-    #[case("del\u{7f} c1\u{85}", "del\\x7f c1\\x85")]
+    #[case("del\u{7f} c1\u{85}", "del\\x7f c1\\u{0085}")]
     #[case("bidi\u{202e}txt \u{2028}", "bidi\\u{202e}txt \\u{2028}")]
     #[case("back\\slash", "back\\\\slash")]
     #[case("żółw ünïcödé 日本", "żółw ünïcödé 日本")]

@@ -140,36 +140,10 @@ fn print_list(target: &str, list: &PoolSetList) {
     }
 }
 
-/// `text` escaped as the library escapes names ([`PoolSetEntry::display_name`]): `\\`,
-/// `\t`, `\n`, `\r`, other ASCII controls as `\xHH`, Unicode controls and invisible
-/// formatting characters as `\u{HHHH}` (rpmemd's texts come unescaped from the library).
+/// `text` escaped as the library escapes names ([`PoolSetEntry::display_name`]; one scheme,
+/// `rpmem_core::text`): rpmemd's texts come unescaped from the library.
 fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c if c.is_control()
-                || matches!(
-                    u32::from(c),
-                    0x061c
-                        | 0x180e
-                        | 0x200b..=0x200f
-                        | 0x2028..=0x202e
-                        | 0x2060..=0x206f
-                        | 0xfeff
-                        | 0xfff9..=0xfffb
-                ) =>
-            {
-                out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    rpmem_core::text::Escaped(text.as_bytes()).to_string()
 }
 
 #[cfg(test)]
