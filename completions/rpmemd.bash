@@ -23,7 +23,7 @@ _rpmemd() {
 
     case "${cmd}" in
         rpmemd)
-            opts="-V -h -c -r -l -f -s -t --version --help --config --remove --list --force --pool-set --nthreads --log-file --poolset-dir --persist-apm --persist-general --use-syslog --log-level --dump-config --check-config"
+            opts="-V -h -c -r -l -f -s -t --version --help --config --remove --list --force --pool-set --nthreads --log-file --poolset-dir --persist-apm --persist-general --use-syslog --dump-config --check-config --log-level"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,7 +62,7 @@ _rpmemd() {
                     return 0
                     ;;
                 --log-level)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "err warn notice info debug" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -3,7 +3,11 @@ complete -c rpmemd -s r -l remove -d 'remove the pool described by this pool set
 complete -c rpmemd -s t -l nthreads -d 'number of processing threads (0: automatic)' -r
 complete -c rpmemd -l log-file -d 'log file location' -r
 complete -c rpmemd -l poolset-dir -d 'pool set files directory ("$HOME" is replaced)' -r
-complete -c rpmemd -l log-level -d 'the least severe level logged' -r
+complete -c rpmemd -l log-level -d 'the least severe level logged' -r -f -a "err\t''
+warn\t''
+notice\t''
+info\t''
+debug\t''"
 complete -c rpmemd -s V -l version -d 'print the version and exit'
 complete -c rpmemd -s h -l help -d 'print the help and exit'
 complete -c rpmemd -s l -l list -d 'list the pool set files of "poolset-dir" instead of serving a session (our extension)'

@@ -8,12 +8,19 @@ mod docgen;
 use clap::CommandFactory;
 
 /// rpmemd's command as its man page and completions show it: the help texts without the
-/// backquoted option names that begin them (rpmemd prints its own `--help`, not clap's).
+/// backquoted option names that begin them (rpmemd prints its own `--help`, not clap's), and
+/// `--log-level` with the level names the configuration accepts (its parser is a function,
+/// which clap cannot list).
 fn command() -> clap::Command {
-    rpmemd::cli::Cli::command().mut_args(|arg| match arg.get_help().map(|h| h.to_string()) {
-        Some(help) => arg.help(docgen::strip_option_prefix(&help)),
-        None => arg,
-    })
+    let levels = rpmemd::config::LogLevel::ALL.map(|l| l.as_str());
+    rpmemd::cli::Cli::command()
+        .mut_args(|arg| match arg.get_help().map(|h| h.to_string()) {
+            Some(help) => arg.help(docgen::strip_option_prefix(&help)),
+            None => arg,
+        })
+        .mut_arg("log_level", |arg| {
+            arg.value_parser(clap::builder::PossibleValuesParser::new(levels))
+        })
 }
 
 #[test]
