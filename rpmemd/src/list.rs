@@ -27,7 +27,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,9 @@ use rpmem_core::poolset::{Options, PoolSet, SIGNATURE};
 
 use crate::config::{Config, Origin};
 use crate::exit;
-use crate::pool::{check_name, PoolError, PoolsetDir, MAX_POOLSET_FILE};
+use crate::pool::{
+    check_name, sys_fstatat_nofollow, sys_openat, PoolError, PoolsetDir, MAX_POOLSET_FILE,
+};
 
 /// The first field of the first line.
 pub const FORMAT: &str = "rpmemd-list";
@@ -172,7 +174,7 @@ impl Walk<'_> {
             let Ok(c) = CString::new(name.as_slice()) else {
                 continue;
             };
-            let Ok(st) = fstatat_nofollow(dir.as_fd(), &c) else {
+            let Ok(st) = sys_fstatat_nofollow(dir.as_fd(), &c) else {
                 // Removed meanwhile.
                 continue;
             };
@@ -204,7 +206,7 @@ impl Walk<'_> {
 
     fn regular_file(&mut self, parent: &OwnedFd, name: &CStr, rel: Vec<u8>) {
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let Ok(fd) = openat(Some(parent.as_fd()), name, flags) else {
+        let Ok(fd) = sys_openat(Some(parent.as_fd()), name, flags, 0) else {
             // Unreadable files are not pool set files a session could read either.
             return;
         };
@@ -416,40 +418,7 @@ fn open_dir(dir: Option<BorrowedFd<'_>>, path: &[u8], nofollow: bool) -> io::Res
     if nofollow {
         flags |= libc::O_NOFOLLOW;
     }
-    openat(dir, &c, flags)
-}
-
-/// `openat(dir, path, flags | O_CLOEXEC)`; `dir == None` means `AT_FDCWD`.
-fn openat(dir: Option<BorrowedFd<'_>>, path: &CStr, flags: i32) -> io::Result<OwnedFd> {
-    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: `path` is NUL-terminated and outlives the call; `dirfd` is AT_FDCWD or a
-    // descriptor borrowed for the call.
-    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fstatat(dir, path, AT_SYMLINK_NOFOLLOW)`.
-fn fstatat_nofollow(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `path` is NUL-terminated, `st` is writable memory of the right size, `dir` is
-    // borrowed for the call.
-    let ret = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatat returned 0, so it filled the whole struct.
-    Ok(unsafe { st.assume_init() })
+    sys_openat(dir, &c, flags, 0)
 }
 
 /// The names in directory `dir` (without `.` and `..`), sorted, at most `limit` of them, and

@@ -31,6 +31,8 @@ mod intent;
 mod map;
 mod parts;
 mod path;
+// The system call wrappers `rpmemd --list` walks the pool set directory with.
+pub(crate) use path::{sys_fstatat_nofollow, sys_openat};
 mod pmem;
 
 pub use error::{status, status_from_errno, NameProblem, PoolError};

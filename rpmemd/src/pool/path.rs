@@ -373,7 +373,7 @@ fn cstring(s: &str) -> io::Result<CString> {
 }
 
 /// `openat(dir, path, flags, mode)`; `dir == None` means `AT_FDCWD`.
-pub(super) fn sys_openat(
+pub(crate) fn sys_openat(
     dir: Option<BorrowedFd<'_>>,
     path: &CStr,
     flags: i32,
@@ -424,7 +424,7 @@ fn sys_openat2_beneath(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Resu
 }
 
 /// `fstatat(dir, path, AT_SYMLINK_NOFOLLOW)`.
-fn sys_fstatat_nofollow(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
+pub(crate) fn sys_fstatat_nofollow(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `path` is NUL-terminated, `st` points to writable memory of
     // the right size, `dir` is borrowed for the call.
