@@ -3,59 +3,21 @@
 //! `bench --local --json` in local mode against the real rpmemd, and the
 //! error cases with their exit codes (docs/rpmem-cli.md).
 
+mod common;
+
+use common::{rpmemd, RPMEM};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::Value;
-
-const RPMEM: &str = env!("CARGO_BIN_EXE_rpmem");
 
 // Exit codes (docs/rpmem-cli.md).
 const EXIT_FAILED: i32 = 1;
 const EXIT_USAGE: i32 = 2;
 const EXIT_LOCAL: i32 = 3;
 const EXIT_CONNECTION: i32 = 4;
-
-/// The rpmemd binary next to the rpmem binary, built once if missing (the
-/// same target directory and profile).
-fn rpmemd() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(RPMEM).parent().expect("the binary's directory");
-        let bin = dir.join("rpmemd");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "-p",
-                "rpmemd",
-                "--bin",
-                "rpmemd",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(dir.parent().expect("the target directory"));
-            match dir.file_name().and_then(|n| n.to_str()) {
-                Some("release") => {
-                    cmd.arg("--release");
-                }
-                Some("debug") | None => {}
-                Some(other) => {
-                    cmd.args(["--profile", other]);
-                }
-            }
-            let status = cmd.status().expect("running cargo to build rpmemd");
-            assert!(status.success(), "building rpmemd failed: {status}");
-        }
-        assert!(bin.exists(), "{} is missing", bin.display());
-        bin
-    })
-}
 
 /// Runs rpmem with `args` and a clean RPMEM_* environment plus `env`.
 fn rpmem(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -3,56 +3,21 @@
 //! HOME a scratch directory): a forced removal of a pool in use must fail and list what was
 //! left, not print "removed" while the part files are still there.
 
+mod common;
+
+use common::{rpmemd, RPMEM};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rpmem::{Error, Launch, Options, PoolAttr, Region, RemotePool, REMOVE_FORCE, REMOVE_POOL_SET};
 
-const RPMEM: &str = env!("CARGO_BIN_EXE_rpmem");
 /// docs/rpmem-cli.md: the operation failed on the target.
 const EXIT_FAILED: i32 = 1;
 const PART_SIZE: u64 = 2 << 20;
-
-/// The rpmemd binary next to the rpmem binary, built once if missing (as rpmem/tests/cli.rs).
-fn rpmemd() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(RPMEM).parent().expect("the binary's directory");
-        let bin = dir.join("rpmemd");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "-p",
-                "rpmemd",
-                "--bin",
-                "rpmemd",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(dir.parent().expect("the target directory"));
-            match dir.file_name().and_then(|n| n.to_str()) {
-                Some("release") => {
-                    cmd.arg("--release");
-                }
-                Some("debug") | None => {}
-                Some(other) => {
-                    cmd.args(["--profile", other]);
-                }
-            }
-            let status = cmd.status().expect("running cargo to build rpmemd");
-            assert!(status.success(), "building rpmemd failed: {status}");
-        }
-        assert!(bin.exists(), "{} is missing", bin.display());
-        bin
-    })
-}
 
 /// The configuration example of docs/deployment.md, exactly as written there.
 fn deployment_example() -> String {
