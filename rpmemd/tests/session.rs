@@ -1010,3 +1010,60 @@ fn a_busy_pool_is_refused_while_a_session_holds_it() {
     assert_eq!(exit_code(status), Some(0));
     reopen_and_close(&env);
 }
+
+/// Issue 15: connections that never become lanes (silent ones, more than
+/// rpmemd lets wait; unfinished hellos; second connections for a connected
+/// lane with the right secret) neither block nor delay a new lane, and a
+/// duplicate of a connected lane is refused at once.
+#[test]
+fn waiting_and_duplicate_connections_do_not_block_new_lanes() {
+    let env = Env::new();
+    let part = env.poolset("pool.set", "pool.part", "");
+    let mut d = env.spawn();
+    let (port, nlanes, ext) = created(d.create("pool.set", attr(b"CROWDED\0", 3), 4));
+    assert_eq!(nlanes, 4);
+    let mut first = Lane::connect(port, 0, nlanes, &ext.secret, HDR);
+
+    let mut held: Vec<TcpStream> = (0..80).map(|_| tcp_connect(port)).collect();
+    let hello = StreamClient::new(2).hello(&[0x33; 32]);
+    for _ in 0..16 {
+        let mut s = tcp_connect(port);
+        let _ = s.write_all(&hello[..hello.len() - 1]);
+        held.push(s);
+    }
+    let start = Instant::now();
+    for _ in 0..16 {
+        let mut s = tcp_connect(port);
+        let dup = StreamClient::new(0).hello(&ext.secret);
+        assert_eq!(hello_exchange(&mut s, &dup), Some(HelloStatus::BadLane));
+        assert!(is_closed(&mut s));
+    }
+    let refusing = start.elapsed();
+
+    let local = pattern(21);
+    let start = Instant::now();
+    let mut late = Lane::connect(port, 3, nlanes, &ext.secret, HDR);
+    let connected = start.elapsed();
+    let at = HDR + 8192;
+    late.persist(&local, at, 256, 0);
+    let took = start.elapsed();
+    eprintln!(
+        "16 duplicates refused in {refusing:?}; lane 3 connected in {connected:?}, persisted by {took:?}"
+    );
+    assert!(refusing < Duration::from_secs(1), "{refusing:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        file_bytes(&part, at, 256),
+        &local[at as usize..at as usize + 256]
+    );
+    // The first lane was never disturbed.
+    first.persist(&local, at + 4096, 64, 0);
+    drop(held);
+
+    assert_eq!(d.close(0), ClientEvent::Closed);
+    let (status, _, _) = d.wait();
+    assert_eq!(exit_code(status), Some(0));
+    let log = env.log();
+    assert!(log.contains("lane 0 is already connected"), "{log}");
+    assert!(log.contains("closed without a complete hello"), "{log}");
+}

@@ -9,6 +9,9 @@
 //!   thread and the lane workers: which connections are open, which lanes are
 //!   taken (each lane may be connected once), how many worker threads still
 //!   run, and the stop that shuts every connection down and waits for them.
+//!   The TCP data path registers a connection only once it proved the
+//!   session secret, with its lane ([`LaneRegistry::admit_lane`]); the
+//!   connections still waiting for their hello stay in its accepting thread.
 //! * [`tcp`]: our TCP data path (`PROV_TCP`).
 //!
 //! Protocol decisions (frame checks, hello and secret, persist plans) are
@@ -539,6 +542,46 @@ impl<C: Connection> LaneRegistry<C> {
         })
     }
 
+    /// Registers a connection that already proved the session secret
+    /// together with its lane, in one step: refused at once when the lane
+    /// is already taken (or does not exist) or the session is stopping,
+    /// never for connections waiting for their hello (the bound of
+    /// [`admit`](Self::admit) does not apply). On success the caller must
+    /// start the worker and hand it the guard.
+    pub fn admit_lane(
+        this: &Arc<Self>,
+        conn: Arc<C>,
+        lane: u32,
+    ) -> Result<WorkerGuard<C>, Refusal> {
+        let mut s = lock(&this.state);
+        if s.stopping {
+            return Err(Refusal::Stopping);
+        }
+        let index = usize::try_from(lane).unwrap_or(usize::MAX);
+        match s.taken.get_mut(index) {
+            None => {
+                return Err(Refusal::NoSuchLane {
+                    lane,
+                    nlanes: this.nlanes,
+                })
+            }
+            Some(true) => return Err(Refusal::LaneTaken(lane)),
+            Some(t) => *t = true,
+        }
+        let id = ConnId(s.next_id);
+        s.next_id = s.next_id.wrapping_add(1);
+        s.conns.push(Entry {
+            id,
+            conn,
+            lane: Some(lane),
+        });
+        s.workers = s.workers.saturating_add(1);
+        Ok(WorkerGuard {
+            registry: Arc::clone(this),
+            id,
+        })
+    }
+
     /// Gives lane `lane` to the connection of `guard`. Each lane may be
     /// claimed once per session, even after its connection closed.
     pub fn claim(&self, guard: &WorkerGuard<C>, lane: u32) -> Result<(), Refusal> {
@@ -670,6 +713,40 @@ mod tests {
         assert_eq!(reg.claim(&b, 1), Err(Refusal::LaneTaken(1)));
         assert_eq!(reg.claim(&b, 0), Ok(()));
         assert_eq!(reg.claimed(), 2);
+        assert_eq!(reg.workers(), 1);
+    }
+
+    #[test]
+    fn proven_lanes_are_admitted_past_waiting_connections_and_once() {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 1));
+        let _waiting = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        // The bound of waiting connections does not apply.
+        let a = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).unwrap();
+        assert_eq!(reg.claimed(), 1);
+        assert_eq!(reg.workers(), 2);
+        // A duplicate is refused at once, also after the first closed.
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).err(),
+            Some(Refusal::LaneTaken(1))
+        );
+        drop(a);
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).err(),
+            Some(Refusal::LaneTaken(1))
+        );
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 2).err(),
+            Some(Refusal::NoSuchLane { lane: 2, nlanes: 2 })
+        );
+        let conn = Arc::new(FakeConn::default());
+        let b = LaneRegistry::admit_lane(&reg, Arc::clone(&conn), 0).unwrap();
+        assert_eq!(reg.stop(), 2);
+        assert_eq!(conn.shut.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).err(),
+            Some(Refusal::Stopping)
+        );
+        drop(b);
         assert_eq!(reg.workers(), 1);
     }
 

@@ -3,14 +3,28 @@
 //! rpmemd listens on an ephemeral port of the address the client reached it
 //! on and announces the port and a fresh 32-byte session secret in the
 //! CREATE/OPEN response. An accepting thread takes every connection, sets
-//! `TCP_NODELAY`, registers it with the [`LaneRegistry`] and starts a worker
-//! thread for it. The worker drives the core's lane machine,
-//! [`StreamTarget`]: it does what [`StreamTarget::poll`] says and reports
-//! back, and keeps no protocol state of its own. The machine first asks for
-//! the 48-byte hello (read within [`TcpConfig::hello_timeout`]) and checks it
-//! (secret in constant time, lane below `nlanes`); the worker then claims
-//! the lane in the registry, which refuses a second connection for the same
-//! lane. Only after that does the machine ask for frames:
+//! `TCP_NODELAY` and reads its hello itself, without waiting on any one
+//! connection: each new connection gets a core lane machine,
+//! [`StreamTarget`], which first asks for the 48-byte hello; the accepting
+//! thread `poll`s every waiting connection with the listener and hands
+//! what arrives to its machine. A connection that has not proven the
+//! session secret thus costs a socket and its partial hello, never a
+//! thread, and holds nothing a lane of the session needs (issue 15):
+//!
+//! * its hello must be complete within [`TcpConfig::hello_timeout`];
+//! * at most [`TcpConfig::max_pending`] connections wait at once; a new
+//!   one beyond it closes the oldest waiting connection of the peer address
+//!   with the most waiting (after one last read of its hello), so a flood
+//!   from one address closes its own connections first, and a client's
+//!   hello, sent right after it connected, is pushed out only if that many
+//!   newer connections from its address arrive before it does;
+//! * once the machine accepts the hello (secret in constant time, lane
+//!   below `nlanes`), the lane is claimed in the [`LaneRegistry`] at once
+//!   ([`LaneRegistry::admit_lane`]: a lane already connected is refused at
+//!   once, with the hello's answer) and a worker thread starts for it,
+//!   which drives the machine from there: it does what
+//!   [`StreamTarget::poll`] says and reports back, and keeps no protocol
+//!   state of its own. Only after that does the machine ask for frames:
 //!
 //! * `WRITE`: the body comes in pieces of [`STREAM_CHUNK`] bytes that the
 //!   machine hands out with the cache-line arithmetic (which whole lines to
@@ -60,8 +74,8 @@
 //!
 //! Shutdown: [`TcpServer::stop`] makes the registry refuse new connections,
 //! shuts every connection down (a worker blocked in `recv` or `poll` wakes),
-//! wakes and joins the accepting thread, and waits until every worker has
-//! left. After it returns nothing touches the pool.
+//! wakes and joins the accepting thread (the connections still waiting
+//! for their hello close with it), and waits until every worker has left. After it returns nothing touches the pool.
 
 use std::fmt;
 use std::io;
@@ -92,10 +106,19 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 pub const STREAM_CHUNK: usize = 64 * 1024;
 /// Largest spin budget accepted from [`SPIN_ENV`].
 pub const MAX_SPIN: Duration = Duration::from_millis(10);
-/// How long a new connection may take to send its hello.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections that may wait for their hello at the same time.
+/// How long a new connection may take to send its hello (a client sends
+/// it right after it connected).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections of the RDMA data path that may wait for their connection
+/// request's check at the same time.
 pub const MAX_PENDING: usize = 16;
+/// Connections of the TCP data path that may wait for their hello at the
+/// same time (each costs a socket and 48 bytes, no thread); beyond it the
+/// oldest of the address with the most waiting is closed.
+pub const MAX_PENDING_HELLOS: usize = 64;
+/// Most connections accepted in one go before the hellos of those waiting
+/// are read again.
+const ACCEPT_BURST: usize = 32;
 /// How often a blocked wait re-checks whether the session is stopping (a
 /// safety net: stopping shuts the sockets down, which wakes the wait).
 const POLL_SLICE_MS: i32 = 500;
@@ -117,8 +140,11 @@ struct RefusalLog {
     /// Hellos with a wrong session secret.
     bad_secret: RateLimit,
     /// Any other connection that did not become a lane (bad hello, bad
-    /// lane or version, timeout, a lane connected twice, too many waiting).
+    /// lane or version, a lane connected twice).
     refused: RateLimit,
+    /// Connections closed without a complete hello: timed out, or to make
+    /// room for newer ones.
+    waiting: RateLimit,
     /// `accept` failures.
     accept_failed: RateLimit,
 }
@@ -136,6 +162,11 @@ impl RefusalLog {
                 REFUSAL_LOG_BURST,
                 REFUSAL_LOG_INTERVAL,
             ),
+            waiting: RateLimit::new(
+                "lane connections closed without a complete hello",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
             accept_failed: RateLimit::new(
                 "failed accepts of lane connections",
                 REFUSAL_LOG_BURST,
@@ -144,8 +175,13 @@ impl RefusalLog {
         }
     }
 
-    fn all(&self) -> [&RateLimit; 3] {
-        [&self.bad_secret, &self.refused, &self.accept_failed]
+    fn all(&self) -> [&RateLimit; 4] {
+        [
+            &self.bad_secret,
+            &self.refused,
+            &self.waiting,
+            &self.accept_failed,
+        ]
     }
 }
 
@@ -181,7 +217,10 @@ pub struct TcpConfig {
     pub hold_answers: bool,
     /// Time a connection has to send its hello.
     pub hello_timeout: Duration,
-    /// Connections that may wait for their hello at once.
+    /// Connections that may wait for their hello at once (at least 1); a
+    /// new one beyond it closes the oldest waiting connection of the
+    /// address with the most waiting. Lanes that proved the session secret
+    /// are never counted.
     pub max_pending: usize,
 }
 
@@ -196,7 +235,7 @@ impl TcpConfig {
             stream_inline: true,
             hold_answers: true,
             hello_timeout: HELLO_TIMEOUT,
-            max_pending: MAX_PENDING,
+            max_pending: MAX_PENDING_HELLOS,
         }
     }
 }
@@ -240,6 +279,8 @@ struct Shared {
     /// `TcpConfig::hold_answers`.
     hold_answers: bool,
     hello_timeout: Duration,
+    /// `TcpConfig::max_pending`, at least 1.
+    max_pending: usize,
     refusals: Arc<RefusalLog>,
 }
 
@@ -297,6 +338,7 @@ impl TcpServer {
             spin: config.spin,
             spin_yield: config.spin_yield,
             hello_timeout: config.hello_timeout,
+            max_pending: config.max_pending.max(1),
         });
         let reg = Arc::clone(&registry);
         let accept = Builder::new()
@@ -354,28 +396,64 @@ impl Drop for TcpServer {
     }
 }
 
+/// A connection that has not proven the session secret yet: it costs a
+/// socket and its partial hello in the accepting thread, never a thread of
+/// its own, and it never holds anything a lane of the session needs.
+struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Boxed: waiting connections move between lists.
+    lane: Box<StreamTarget>,
+    /// When its hello must be complete.
+    deadline: Option<Instant>,
+}
+
+/// What reading a waiting connection's hello came to.
+enum Hello {
+    /// More of the hello is to come.
+    Waiting(Waiting),
+    /// It became a lane (its worker runs), or it was refused and closed.
+    Done,
+}
+
 fn accept_loop(
     listener: &TcpListener,
     wake: &UnixStream,
     registry: &Arc<LaneRegistry<TcpStream>>,
     shared: &Arc<Shared>,
 ) {
+    // Oldest first.
+    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two pollfd structures.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, POLL_SLICE_MS) };
-        if registry.is_stopping() || fds[1].revents != 0 {
+        let pollfd = |fd: RawFd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        fds.clear();
+        fds.push(pollfd(listener.as_raw_fd()));
+        fds.push(pollfd(wake.as_raw_fd()));
+        fds.extend(waiting.iter().map(|w| pollfd(w.stream.as_raw_fd())));
+        // Wake up for the first hello deadline.
+        let now = Instant::now();
+        let timeout = waiting
+            .iter()
+            .filter_map(|w| w.deadline)
+            .min()
+            .map_or(POLL_SLICE_MS, |d| {
+                let left = d.saturating_duration_since(now).as_millis();
+                i32::try_from(left.saturating_add(1))
+                    .unwrap_or(POLL_SLICE_MS)
+                    .min(POLL_SLICE_MS)
+            });
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(2);
+        // SAFETY: `fds` is a valid array of at least `nfds` pollfd
+        // structures.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout) };
+        let revents = |i: usize| fds.get(i).map_or(0, |f| f.revents);
+        if registry.is_stopping() || revents(1) != 0 {
+            // The waiting connections close as `waiting` is dropped.
             return;
         }
         // Sum up refusals suppressed in an interval that is over (reads
@@ -391,9 +469,31 @@ fn accept_loop(
             }
             continue;
         }
-        loop {
+        // The hellos that moved, then the deadlines.
+        let now = Instant::now();
+        for (i, w) in std::mem::take(&mut waiting).into_iter().enumerate() {
+            let w = if revents(i.saturating_add(2)) != 0 {
+                match read_hello(w, registry, shared) {
+                    Hello::Waiting(w) => w,
+                    Hello::Done => continue,
+                }
+            } else {
+                w
+            };
+            if w.deadline.is_some_and(|d| now >= d) {
+                close_waiting(w, &LaneEnd::Io(IoError::Timeout), shared);
+            } else {
+                waiting.push(w);
+            }
+        }
+        if revents(0) == 0 {
+            continue;
+        }
+        // A bounded burst, so that a flood of connections cannot starve
+        // the hellos of those already waiting.
+        for _ in 0..ACCEPT_BURST {
             match listener.accept() {
-                Ok((stream, peer)) => on_connection(stream, peer, registry, shared),
+                Ok((stream, peer)) => on_connection(stream, peer, &mut waiting, registry, shared),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -409,31 +509,208 @@ fn accept_loop(
     }
 }
 
+/// A new connection: its hello is read at once if it is already there;
+/// otherwise it waits, and when [`TcpConfig::max_pending`] connections
+/// already wait, one of them is closed first ([`make_room`]).
 fn on_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    waiting: &mut Vec<Waiting>,
     registry: &Arc<LaneRegistry<TcpStream>>,
     shared: &Arc<Shared>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("connection from {peer}: cannot set TCP_NODELAY: {e}");
     }
-    let conn = Arc::new(stream);
-    let guard = match LaneRegistry::admit(registry, Arc::clone(&conn)) {
-        Ok(guard) => guard,
-        Err(refusal) => {
-            if shared.refusals.refused.admit() {
-                log::warn!("refusing a connection from {peer}: {refusal}");
+    let w = Waiting {
+        stream,
+        peer,
+        lane: Box::new(StreamTarget::new(
+            shared.target,
+            shared.secret,
+            shared.stream_stores,
+            STREAM_CHUNK as u64,
+            shared.hold_answers,
+        )),
+        deadline: Instant::now().checked_add(shared.hello_timeout),
+    };
+    if let Hello::Waiting(w) = read_hello(w, registry, shared) {
+        make_room(waiting, registry, shared);
+        waiting.push(w);
+    }
+}
+
+/// Makes room for one more waiting connection: while
+/// [`TcpConfig::max_pending`] wait, the oldest connection of the address
+/// with the most waiting connections is read one last time and closed if
+/// its hello is still not complete. A flood from one address thus only
+/// ever closes that address's connections while others wait too, and a
+/// client's own hello, sent right after it connected, is pushed out only
+/// if `max_pending` newer connections from its address arrive before it.
+fn make_room(
+    waiting: &mut Vec<Waiting>,
+    registry: &Arc<LaneRegistry<TcpStream>>,
+    shared: &Arc<Shared>,
+) {
+    while waiting.len() >= shared.max_pending {
+        let count = |ip: std::net::IpAddr| waiting.iter().filter(|w| w.peer.ip() == ip).count();
+        // The first (oldest) connection of the address with the most.
+        let mut victim = 0usize;
+        let mut most = 0usize;
+        for (i, w) in waiting.iter().enumerate() {
+            let n = count(w.peer.ip());
+            if n > most {
+                most = n;
+                victim = i;
             }
-            conn.shut_down();
+        }
+        if victim >= waiting.len() {
             return;
         }
+        let w = waiting.remove(victim);
+        if let Hello::Waiting(w) = read_hello(w, registry, shared) {
+            close_waiting(w, &LaneEnd::Evicted(shared.max_pending), shared);
+        }
+    }
+}
+
+/// Closes a connection whose hello did not come in time or that had to
+/// make room; rate-limited, as anyone who reaches the port can cause it.
+fn close_waiting(w: Waiting, end: &LaneEnd, shared: &Shared) {
+    if shared.refusals.waiting.admit() {
+        let peer = w.peer;
+        log::warn!("connection from {peer} {end}");
+    }
+    w.stream.shut_down();
+}
+
+/// Reads what a waiting connection has sent of its hello, without waiting,
+/// and hands it to the core's machine; once the hello is accepted, claims
+/// its lane and starts the lane's worker.
+fn read_hello(
+    mut w: Waiting,
+    registry: &Arc<LaneRegistry<TcpStream>>,
+    shared: &Arc<Shared>,
+) -> Hello {
+    let fd = w.stream.as_raw_fd();
+    let mut buf = [0u8; HELLO_LEN];
+    let number = loop {
+        let len = match w.lane.poll() {
+            Next::Recv { len } => len,
+            Next::Claim { lane } => break lane,
+            // Nothing else comes before the claim.
+            _ => {
+                let end = LaneEnd::Protocol(ServerError::Closed);
+                refused(&w.stream, &w.lane, w.peer, &end, shared);
+                return Hello::Done;
+            }
+        };
+        let have = HELLO_LEN.saturating_sub(len);
+        let Some(part) = buf.get_mut(..len) else {
+            let end = LaneEnd::Protocol(ServerError::Closed);
+            refused(&w.stream, &w.lane, w.peer, &end, shared);
+            return Hello::Done;
+        };
+        // SAFETY: `part` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd, part.as_mut_ptr().cast(), part.len(), libc::MSG_DONTWAIT) };
+        if n > 0 {
+            let got = part.get(..n.unsigned_abs()).unwrap_or(&[]);
+            if let Err(e) = w.lane.handle_bytes(got) {
+                refused(&w.stream, &w.lane, w.peer, &LaneEnd::Protocol(e), shared);
+                return Hello::Done;
+            }
+            continue;
+        }
+        let end = if n == 0 {
+            LaneEnd::Io(IoError::Eof { got: have })
+        } else {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Hello::Waiting(w),
+                _ => LaneEnd::Io(IoError::Os(e)),
+            }
+        };
+        refused(&w.stream, &w.lane, w.peer, &end, shared);
+        return Hello::Done;
     };
+    // The secret is proven: the lane is claimed at once (a lane already
+    // connected is refused at once), with no bound on waiting connections
+    // in its way.
+    let Waiting {
+        stream,
+        peer,
+        mut lane,
+        ..
+    } = w;
+    let conn = Arc::new(stream);
+    match LaneRegistry::admit_lane(registry, Arc::clone(&conn), number) {
+        Ok(guard) => {
+            if lane.on_claim(Ok(())).is_err() {
+                conn.shut_down();
+                return Hello::Done;
+            }
+            start_worker(guard, conn, *lane, number, peer, shared);
+        }
+        Err(refusal) => {
+            let _ = lane.on_claim(Err(refusal.hello_status()));
+            refused(&conn, &lane, peer, &LaneEnd::Refused(refusal), shared);
+        }
+    }
+    Hello::Done
+}
+
+/// A connection that will not become a lane: the machine's last answer (a
+/// refused hello's status), if it has one, goes out without waiting; the
+/// refusal is logged (rate-limited) and the connection closed.
+fn refused(
+    stream: &TcpStream,
+    lane: &StreamTarget,
+    peer: SocketAddr,
+    end: &LaneEnd,
+    shared: &Shared,
+) {
+    if let Next::Send { bytes, .. } = lane.poll() {
+        // SAFETY: `bytes` is valid for reads of its length. A few bytes
+        // into a fresh socket's empty send buffer: they fit, or are lost.
+        let _ = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+    log_refusal(end, peer, shared);
+    stream.shut_down();
+}
+
+/// Logs why a connection did not become a lane. Anyone who reaches the
+/// port can cause these: rate-limited.
+fn log_refusal(end: &LaneEnd, peer: SocketAddr, shared: &Shared) {
+    if let LaneEnd::Protocol(ServerError::Hello(HelloReject::BadSecret)) = end {
+        if shared.refusals.bad_secret.admit() {
+            log::warn!("connection from {peer} refused: wrong session secret ({end})");
+        }
+    } else if shared.refusals.refused.admit() {
+        log::warn!("connection from {peer} {end}");
+    }
+}
+
+fn start_worker(
+    guard: WorkerGuard<TcpStream>,
+    conn: Arc<TcpStream>,
+    lane: StreamTarget,
+    number: u32,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) {
     let shared = Arc::clone(shared);
     let spawned = Builder::new()
         .name("rpmemd-lane".to_owned())
         .stack_size(WORKER_STACK)
-        .spawn(move || worker(guard, conn, &shared, peer));
+        .spawn(move || worker(guard, conn, lane, number, &shared, peer));
     if let Err(e) = spawned {
         // The closure (with the guard and the connection) was dropped: the
         // connection is unregistered and closed.
@@ -452,6 +729,9 @@ enum LaneEnd {
     Protocol(ServerError),
     /// The registry refused the lane.
     Refused(Refusal),
+    /// Closed without a complete hello to make room: this many connections
+    /// were waiting for theirs.
+    Evicted(usize),
     /// A flush failed; the request was not answered.
     Flush(rpmem_core::flush::FlushError),
     /// The core accepted a range the mapping does not hold (cannot happen
@@ -468,6 +748,10 @@ impl fmt::Display for LaneEnd {
             LaneEnd::Stopped => f.write_str("closed: the session is ending"),
             LaneEnd::Protocol(e) => write!(f, "protocol violation: {e}"),
             LaneEnd::Refused(r) => write!(f, "refused: {r}"),
+            LaneEnd::Evicted(n) => write!(
+                f,
+                "closed without a complete hello: {n} connections were waiting for theirs, and it was the oldest of the address with the most"
+            ),
             LaneEnd::Flush(e) => write!(f, "making data durable failed: {e}"),
             LaneEnd::Range { offset, len } => {
                 write!(
@@ -495,30 +779,28 @@ impl From<ServerError> for LaneEnd {
     }
 }
 
-fn worker(guard: WorkerGuard<TcpStream>, conn: Arc<TcpStream>, shared: &Shared, peer: SocketAddr) {
-    let mut lane = None;
-    let end = serve(&guard, &conn, shared, &mut lane);
+/// A lane's worker thread: started once the accepting thread read the
+/// connection's hello and claimed its lane (`lane` is the machine just
+/// after the claim, its answer to the hello still to send).
+fn worker(
+    guard: WorkerGuard<TcpStream>,
+    conn: Arc<TcpStream>,
+    lane: StreamTarget,
+    number: u32,
+    shared: &Shared,
+    peer: SocketAddr,
+) {
+    log::info!("lane {number} connected");
+    let end = serve(&guard, &conn, lane, shared);
     let stopping = guard.registry().is_stopping();
-    match (&end, lane) {
-        (LaneEnd::Disconnected | LaneEnd::Stopped, Some(l)) => {
-            log::info!("lane {l} ({peer}) {end}")
+    match &end {
+        LaneEnd::Disconnected | LaneEnd::Stopped => {
+            log::info!("lane {number} ({peer}) {end}")
         }
-        (LaneEnd::Io(IoError::Eof { .. }) | LaneEnd::Io(IoError::Os(_)), Some(l)) if stopping => {
-            log::info!("lane {l} ({peer}) closed: the session is ending")
+        LaneEnd::Io(IoError::Eof { .. }) | LaneEnd::Io(IoError::Os(_)) if stopping => {
+            log::info!("lane {number} ({peer}) closed: the session is ending")
         }
-        (_, Some(l)) => log::warn!("lane {l} ({peer}) {end}"),
-        (_, None) if stopping => log::debug!("connection from {peer} {end}"),
-        // Anyone who reaches the port can cause these: rate-limited.
-        (LaneEnd::Protocol(ServerError::Hello(HelloReject::BadSecret)), None) => {
-            if shared.refusals.bad_secret.admit() {
-                log::warn!("connection from {peer} refused: wrong session secret ({end})");
-            }
-        }
-        (_, None) => {
-            if shared.refusals.refused.admit() {
-                log::warn!("connection from {peer} {end}");
-            }
-        }
+        _ => log::warn!("lane {number} ({peer}) {end}"),
     }
     conn.shut_down();
     drop(conn);
@@ -526,12 +808,12 @@ fn worker(guard: WorkerGuard<TcpStream>, conn: Arc<TcpStream>, shared: &Shared, 
     drop(guard);
 }
 
-/// Runs one connection: hello, then frames until the end.
+/// Runs one lane: its hello's answer, then frames until the end.
 fn serve(
     guard: &WorkerGuard<TcpStream>,
     conn: &TcpStream,
+    mut lane: StreamTarget,
     shared: &Shared,
-    lane_out: &mut Option<u32>,
 ) -> LaneEnd {
     let registry = guard.registry();
     let stop = || registry.is_stopping();
@@ -539,15 +821,7 @@ fn serve(
     if shared.hold_answers {
         io.track_queued();
     }
-    let mut lane = StreamTarget::new(
-        shared.target,
-        shared.secret,
-        shared.stream_stores,
-        STREAM_CHUNK as u64,
-        shared.hold_answers,
-    );
-    let hello_deadline = Instant::now().checked_add(shared.hello_timeout);
-    let end = drive(&mut io, &mut lane, guard, shared, hello_deadline, lane_out);
+    let end = drive(&mut io, &mut lane, shared);
     // Answers of persist messages that were executed (their data is
     // durable) still go out, whatever ended the connection.
     let _ = io.flush_answers();
@@ -564,14 +838,7 @@ fn farewell(io: &mut SockIo<'_>, lane: &StreamTarget) {
 
 /// The lane's loop: does what the core's [`StreamTarget`] says next, until
 /// the connection ends.
-fn drive(
-    io: &mut SockIo<'_>,
-    lane: &mut StreamTarget,
-    guard: &WorkerGuard<TcpStream>,
-    shared: &Shared,
-    hello_deadline: Option<Instant>,
-    lane_out: &mut Option<u32>,
-) -> LaneEnd {
+fn drive(io: &mut SockIo<'_>, lane: &mut StreamTarget, shared: &Shared) -> LaneEnd {
     let mut mem = shared.mem.clone();
     let mut msg: Vec<u8> = Vec::new();
     let mut chunk: Vec<u8> = Vec::new();
@@ -579,15 +846,13 @@ fn drive(
     loop {
         match lane.poll() {
             Next::Recv { len } => {
-                // Only the hello has a deadline.
-                let deadline = hello_deadline.filter(|_| lane.lane().is_none());
                 let Some(buf) = control.get_mut(..len) else {
                     return LaneEnd::Protocol(ServerError::TooManyBytes {
                         due: control.len(),
                         got: len,
                     });
                 };
-                match io.recv_exact(buf, deadline) {
+                match io.recv_exact(buf, None) {
                     Ok(()) => {}
                     Err(IoError::Eof { got: 0 }) if lane.between_frames() => {
                         return LaneEnd::Disconnected
@@ -599,18 +864,9 @@ fn drive(
                     return e.into();
                 }
             }
-            Next::Claim { lane: number } => {
-                if let Err(refusal) = guard.registry().claim(guard, number) {
-                    let _ = lane.on_claim(Err(refusal.hello_status()));
-                    farewell(io, lane);
-                    return LaneEnd::Refused(refusal);
-                }
-                if let Err(e) = lane.on_claim(Ok(())) {
-                    return e.into();
-                }
-                *lane_out = Some(number);
-                log::info!("lane {number} connected");
-            }
+            // The accepting thread claimed the lane before the worker
+            // started; the machine does not ask again.
+            Next::Claim { .. } => return LaneEnd::Protocol(ServerError::Closed),
             Next::Send { bytes, hold } => {
                 // Held bytes leave before anything else is sent and before
                 // the lane waits for the socket (`SockIo`).
@@ -1246,6 +1502,118 @@ mod tests {
         assert_eq!(&next, b"next");
         assert_eq!(&peer.join().unwrap(), b"two answers");
         assert!(io.answers.is_empty());
+    }
+
+    /// A TCP connection to `to` from `from` (any port): loopback has every
+    /// address of 127/8, so two "hosts" can be told apart on one machine.
+    fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> TcpStream {
+        use std::os::fd::FromRawFd;
+        let SocketAddr::V4(to) = to else {
+            panic!("IPv4 only")
+        };
+        let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: plain socket calls on a descriptor this test owns, with
+        // sockaddr_in values that live across the calls.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let local = sin(from, 0);
+            assert_eq!(
+                libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            let remote = sin(*to.ip(), to.port());
+            assert_eq!(
+                libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            TcpStream::from_raw_fd(fd)
+        }
+    }
+
+    /// Closed by the server: the read ends (nothing was sent to it).
+    fn closed_within(s: &TcpStream, limit: Duration) -> bool {
+        use std::io::Read;
+        s.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 8];
+        match (&*s).read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    }
+
+    /// Issue 15: more connections than may wait for their hello, all from
+    /// one address, close that address's oldest waiting connections, never
+    /// the one waiting from another address, whose hello is then served;
+    /// a lane that proved the secret is never counted.
+    #[test]
+    fn a_flood_from_one_address_closes_only_its_own_waiting_connections() {
+        use crate::transport::DeepFlush;
+        use rpmem_core::flush::cpu::FlushInstr;
+        use rpmem_core::persist::{Method, StreamClient, TargetParams};
+        use rpmem_core::wire::tcp::{HelloAck, HelloAckRepr, HelloStatus, HELLO_ACK_LEN};
+        use std::io::{Read, Write};
+        use std::ptr::NonNull;
+
+        let size = 64 * 1024;
+        let mut backing = vec![Page([0; 4096]); size / 4096];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives the server (stopped below) and is not
+        // referenced while the server runs.
+        let mem =
+            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
+        let target = Target::new(TargetParams {
+            nlanes: 2,
+            pool_size: size as u64,
+            min_offset: 0,
+            inline_max: 64,
+            flush_mode: FlushMode::Cpu,
+            method: Method::Gpspm,
+        })
+        .unwrap();
+        let secret = [7u8; SECRET_LEN];
+        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
+        config.max_pending = 4;
+        config.hello_timeout = Duration::from_secs(30);
+        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        let addr = server.local_addr();
+        let hello_ok = |s: &mut TcpStream, lane: u32| {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(&StreamClient::new(lane).hello(&secret))
+                .unwrap();
+            let mut ack = [0u8; HELLO_ACK_LEN];
+            s.read_exact(&mut ack).unwrap();
+            HelloAckRepr::parse(&HelloAck::new_checked(&ack).unwrap())
+                .unwrap()
+                .status
+        };
+        // A lane that proved the secret first: it is never counted.
+        let mut lane0 = TcpStream::connect(addr).unwrap();
+        assert_eq!(hello_ok(&mut lane0, 0), HelloStatus::Ok);
+        let mut other = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr);
+        std::thread::sleep(Duration::from_millis(100));
+        let flood: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        // The 9 oldest of the flood are closed: 3 of it wait with `other`.
+        for (i, s) in flood.iter().enumerate().take(9) {
+            assert!(closed_within(s, Duration::from_secs(10)), "flood {i}");
+        }
+        for s in &flood[9..] {
+            assert!(!closed_within(s, Duration::from_millis(50)));
+        }
+        assert!(!closed_within(&other, Duration::from_millis(50)));
+        assert_eq!(hello_ok(&mut other, 1), HelloStatus::Ok);
+        assert_eq!(server.lanes_connected(), 2);
+        drop(flood);
+        server.stop();
     }
 
     /// A client of the real server that writes many inline persist messages
