@@ -1,9 +1,9 @@
 //! Campaigns: many seeds over the configuration matrix (`check`: seven
-//! platforms x GPSPM, APM and RDMA FLUSH), and the mutant matrix
-//! (`mutants`).
+//! platforms x GPSPM, APM and RDMA FLUSH over RDMA, and the seven platforms
+//! over TCP), and the mutant matrix (`mutants`).
 
 use rpmem_core::flush::mutants::Mutant;
-use rpmem_core::policy::Method;
+use rpmem_core::policy::{Method, Placement};
 
 use crate::platform::{Config, Platform, Verdict};
 use crate::workload::Size;
@@ -20,6 +20,8 @@ pub struct CheckOptions {
     pub method: Option<Method>,
     /// Only this platform.
     pub platform: Option<Platform>,
+    /// Only this placement (RDMA or TCP).
+    pub placement: Option<Placement>,
     /// Crash point selection.
     pub mode: Mode,
     /// Workload size (`None`: from the seed).
@@ -38,6 +40,7 @@ impl Default for CheckOptions {
             first_seed: 1,
             method: None,
             platform: None,
+            placement: None,
             mode: Mode::Auto,
             size: None,
             mutant: Mutant::None,
@@ -174,9 +177,16 @@ impl CheckSummary {
     /// Crash points, values judged, and the most words in flight at one
     /// point, over the allowed (`true`) or the forbidden configurations.
     pub fn totals(&self, allowed: bool) -> (u64, u64, u64) {
+        self.totals_of(allowed, None)
+    }
+
+    /// [`totals`](Self::totals) over the configurations of one placement
+    /// (`None`: all).
+    pub fn totals_of(&self, allowed: bool, placement: Option<Placement>) -> (u64, u64, u64) {
         self.results
             .iter()
             .filter(|r| r.config.allowed() == allowed)
+            .filter(|r| placement.is_none_or(|p| p == r.config.placement))
             .fold((0u64, 0u64, 0u64), |(p, v, m), r| {
                 (
                     p.saturating_add(r.crash_points),
@@ -209,17 +219,53 @@ impl CheckSummary {
 
     /// The last line of the report.
     pub fn final_line(&self) -> String {
-        let (ap, av, am) = self.totals(true);
-        let (fp, fv, fm) = self.totals(false);
-        let nallowed = self.results.iter().filter(|r| r.config.allowed()).count();
-        let nforbidden = self.results.len().saturating_sub(nallowed);
+        self.summary_of(None)
+    }
+
+    /// One summary line per placement that ran (`RDMA: ...`, `TCP: ...`).
+    pub fn placement_lines(&self) -> Vec<String> {
+        [Placement::Rdma, Placement::Stream]
+            .into_iter()
+            .filter(|&p| self.results.iter().any(|r| r.config.placement == p))
+            .map(|p| {
+                let name = match p {
+                    Placement::Rdma => "RDMA",
+                    Placement::Stream => "TCP",
+                };
+                let n = self
+                    .results
+                    .iter()
+                    .filter(|r| r.config.placement == p)
+                    .count();
+                format!("{name} ({n} configurations): {}", self.summary_of(Some(p)))
+            })
+            .collect()
+    }
+
+    fn summary_of(&self, placement: Option<Placement>) -> String {
+        let of = |r: &&ConfigResult| placement.is_none_or(|p| p == r.config.placement);
+        let (ap, av, am) = self.totals_of(true, placement);
+        let (fp, fv, fm) = self.totals_of(false, placement);
+        let nallowed = (self.results.iter().filter(of))
+            .filter(|r| r.config.allowed())
+            .count();
+        let nforbidden = self
+            .results
+            .iter()
+            .filter(of)
+            .count()
+            .saturating_sub(nallowed);
+        let violations = (self.results.iter().filter(of))
+            .filter(|r| r.config.allowed())
+            .fold(0u64, |a, r| a.saturating_add(r.violating_points));
+        let with_loss = (self.results.iter().filter(of))
+            .filter(|r| !r.config.allowed() && r.violating_points > 0)
+            .count();
         let allowed = format!(
-            "allowed configurations: {ap} crash points, {av} post-crash values judged, at most {am} words in flight, {} violations",
-            self.allowed_violations()
+            "allowed configurations: {ap} crash points, {av} post-crash values judged, at most {am} words in flight, {violations} violations"
         );
         let forbidden = format!(
-            "forbidden: {fp} crash points, {fv} values judged, at most {fm} in flight, loss found in {} of {nforbidden}",
-            self.forbidden_with_loss()
+            "forbidden: {fp} crash points, {fv} values judged, at most {fm} in flight, loss found in {with_loss} of {nforbidden}"
         );
         match (nallowed, nforbidden) {
             (_, 0) => allowed,
@@ -229,12 +275,20 @@ impl CheckSummary {
     }
 }
 
-/// The configurations a campaign covers.
-pub fn configs(method: Option<Method>, platform: Option<Platform>) -> Vec<Config> {
+/// The configurations a campaign covers: RDMA's 21, then TCP's 7 (a TCP
+/// configuration runs GPSPM: `--method gpspm` keeps it, `apm` and `flush`
+/// leave it out).
+pub fn configs(
+    method: Option<Method>,
+    platform: Option<Platform>,
+    placement: Option<Placement>,
+) -> Vec<Config> {
     Config::all()
         .into_iter()
+        .chain(Config::all_tcp())
         .filter(|c| method.is_none_or(|m| m == c.method))
         .filter(|c| platform.is_none_or(|p| p == c.platform))
+        .filter(|c| placement.is_none_or(|p| p == c.placement))
         .collect()
 }
 
@@ -249,7 +303,7 @@ pub fn check(opts: &CheckOptions, mut progress: impl FnMut(&ConfigResult)) -> Ch
         self_check: opts.self_check,
         ..RunOptions::default()
     };
-    for config in configs(opts.method, opts.platform) {
+    for config in configs(opts.method, opts.platform, opts.placement) {
         let mut res = ConfigResult::new(config);
         for i in 0..opts.seeds {
             let seed = opts.first_seed.saturating_add(i);
@@ -337,6 +391,8 @@ pub fn mutant_name(m: Mutant) -> &'static str {
         Mutant::WriteOvertakesInline => "write-overtakes-inline",
         Mutant::StreamedWithoutFence => "streamed-without-fence",
         Mutant::RdmaFlushWithoutFlush => "rdma-flush-without-flush",
+        Mutant::WrittenBackLineNotFlushed => "written-back-line-not-flushed",
+        Mutant::PlainBodyCountedWrittenBack => "plain-body-counted-written-back",
     }
 }
 
@@ -367,6 +423,18 @@ pub fn catch_in(
     })
 }
 
+/// The seeds of `seeds` whose run with `m` on breaks a promise in
+/// `config` (each seed independent of the others).
+pub fn catching_seeds(m: Mutant, config: Config, seeds: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    let opts = RunOptions {
+        mutant: m,
+        ..RunOptions::default()
+    };
+    seeds
+        .filter(|&seed| world::run(seed, config, &opts).violated())
+        .collect()
+}
+
 /// For each mutant and each allowed configuration, run seeds from
 /// `first_seed` until a crash point breaks a promise (at most `max_seeds`).
 pub fn mutants(
@@ -374,7 +442,10 @@ pub fn mutants(
     first_seed: u64,
     mut progress: impl FnMut(&MutantResult),
 ) -> Vec<MutantResult> {
-    let allowed: Vec<Config> = Config::all().into_iter().filter(Config::allowed).collect();
+    let allowed: Vec<Config> = configs(None, None, None)
+        .into_iter()
+        .filter(Config::allowed)
+        .collect();
     let mut out = Vec::new();
     for m in Mutant::ALL {
         let mut res = MutantResult {

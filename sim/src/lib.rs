@@ -13,7 +13,7 @@
 //! its crash candidates ([`crash`]), and the [`checker`] judges whether a
 //! promise made to the caller was broken.
 //!
-//! [`campaign`] runs many seeds over the configuration matrix and the nine
+//! [`campaign`] runs many seeds over the configuration matrix (RDMA and TCP) and the
 //! seeded bugs of `rpmem_core::flush::mutants`. `docs/simulation.md`
 //! describes the model, what it covers and what it does not.
 //!

@@ -2,7 +2,7 @@
 //! persistence domains.
 //!
 //! ```text
-//! sim check --seeds N [--method apm|gpspm|flush] [--platform NAME] [--replay SEED]
+//! sim check --seeds N [--method apm|gpspm|flush] [--platform NAME] [--placement rdma|tcp] [--replay SEED]
 //! sim mutants [--seeds MAX]
 //! sim platforms
 //! ```
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rpmem_core::flush::mutants::Mutant;
-use rpmem_core::policy::Method;
+use rpmem_core::policy::{Method, Placement};
 
 use sim::campaign::{self, mutant_name, parse_mutant, CheckOptions, ConfigResult};
 use sim::platform::{self, Platform, Verdict, PLATFORMS};
@@ -55,6 +55,11 @@ enum Cmd {
         /// Only this platform (see `sim platforms`).
         #[arg(long, value_parser = parse_platform)]
         platform: Option<Platform>,
+        /// Only this placement: rdma (the NIC places WRITEs) or tcp (the
+        /// core's stream machines over a modelled byte stream). Default:
+        /// both.
+        #[arg(long, value_parser = parse_placement)]
+        placement: Option<Placement>,
         /// Re-run one seed verbosely (every step, every broken promise).
         #[arg(long)]
         replay: Option<u64>,
@@ -98,6 +103,10 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
         let names: Vec<&str> = PLATFORMS.iter().map(|p| p.name).collect();
         format!("unknown platform {s:?}: use one of {}", names.join(", "))
     })
+}
+
+fn parse_placement(s: &str) -> Result<Placement, String> {
+    platform::parse_placement(s).ok_or_else(|| format!("unknown placement {s:?}: use rdma or tcp"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -148,6 +157,7 @@ fn main() -> ExitCode {
             first_seed,
             method,
             platform,
+            placement,
             replay,
             mode,
             size,
@@ -159,6 +169,7 @@ fn main() -> ExitCode {
                 first_seed,
                 method,
                 platform,
+                placement,
                 mode,
                 size,
                 mutant: mutant.unwrap_or(Mutant::None),
@@ -208,9 +219,10 @@ fn print_details(r: &ConfigResult) {
         );
         if r.config.allowed() {
             println!(
-                "    replay: cargo run -p sim --release -- check --replay {seed} --method {} --platform {}",
+                "    replay: cargo run -p sim --release -- check --replay {seed} --method {} --platform {} --placement {}",
                 platform::method_arg(r.config.method),
-                r.config.platform.name
+                r.config.platform.name,
+                platform::placement_arg(r.config.placement)
             );
         }
     }
@@ -247,13 +259,16 @@ fn check(opts: &CheckOptions) -> bool {
             }
         }
     }
+    for line in summary.placement_lines() {
+        println!("{line}");
+    }
     println!("{}", summary.final_line());
     summary.ok()
 }
 
 fn replay_seed(seed: u64, opts: &CheckOptions) -> bool {
     let mut ok = true;
-    for config in campaign::configs(opts.method, opts.platform) {
+    for config in campaign::configs(opts.method, opts.platform, opts.placement) {
         let run_opts = RunOptions {
             mutant: opts.mutant,
             mode: opts.mode,

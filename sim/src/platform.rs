@@ -196,6 +196,9 @@ pub struct Config {
     pub flush: FlushMode,
     /// The policy's verdict.
     pub verdict: Verdict,
+    /// How data reaches the pool: by RDMA (the NIC places WRITEs) or over
+    /// TCP (rpmemd's CPU receives every byte; [`Config::tcp`]).
+    pub placement: Placement,
 }
 
 impl Config {
@@ -238,7 +241,49 @@ impl Config {
             method,
             flush,
             verdict,
+            placement: Placement::Rdma,
         }
+    }
+
+    /// The TCP configuration of `platform`: the lanes are the core's
+    /// stream machines over a modelled byte stream and rpmemd's CPU
+    /// receives every byte, so the target flushes everything (GPSPM; the
+    /// policy announces GPSPM for a stream placement whatever the
+    /// administrator set, and never offers RDMA FLUSH). The flush primitive
+    /// is the policy's. Always allowed: with `persist-general = yes` the
+    /// policy picks GPSPM on every platform.
+    pub fn tcp(platform: Platform) -> Config {
+        let input = |apm: bool| PolicyInput {
+            placement: Placement::Stream,
+            ..platform.policy_input(apm)
+        };
+        let decision = policy::select(input(false));
+        let flush = decision.map(|d| d.flush).unwrap_or(FlushMode::Msync);
+        let allowed = [false, true].iter().any(|&apm| {
+            (!apm || !platform.ddio)
+                && policy::select(input(apm)).is_ok_and(|d| d.method == Method::Gpspm)
+        });
+        Config {
+            platform,
+            method: Method::Gpspm,
+            flush,
+            verdict: if allowed {
+                Verdict::Allowed
+            } else {
+                Verdict::ForbiddenLossExpected
+            },
+            placement: Placement::Stream,
+        }
+    }
+
+    /// Every TCP configuration: one per platform.
+    pub fn all_tcp() -> Vec<Config> {
+        PLATFORMS.iter().map(|&p| Config::tcp(p)).collect()
+    }
+
+    /// True for a TCP configuration.
+    pub fn is_tcp(&self) -> bool {
+        self.placement == Placement::Stream
     }
 
     /// Every configuration: each platform with GPSPM, APM and RDMA FLUSH.
@@ -277,12 +322,29 @@ impl Config {
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:<12} {:<5}",
-            self.platform.name,
+        let method = if self.is_tcp() {
+            "TCP"
+        } else {
             method_label(self.method)
-        )
+        };
+        write!(f, "{:<12} {:<5}", self.platform.name, method)
+    }
+}
+
+/// The `--placement` argument: `rdma` or `tcp`.
+pub fn placement_arg(p: Placement) -> &'static str {
+    match p {
+        Placement::Rdma => "rdma",
+        Placement::Stream => "tcp",
+    }
+}
+
+/// Parse a placement name (`rdma` / `tcp`, any case).
+pub fn parse_placement(s: &str) -> Option<Placement> {
+    match s.to_ascii_lowercase().as_str() {
+        "rdma" => Some(Placement::Rdma),
+        "tcp" | "stream" => Some(Placement::Stream),
+        _ => None,
     }
 }
 
@@ -402,6 +464,28 @@ mod tests {
             assert_eq!(parse_method(method_arg(m)), Some(m));
             assert_eq!(method_label(m).to_ascii_lowercase(), method_arg(m));
         }
+    }
+
+    #[test]
+    fn tcp_is_gpspm_with_the_platforms_flush_and_always_allowed() {
+        for p in PLATFORMS {
+            let c = Config::tcp(p);
+            assert!(c.allowed(), "{}", p.name);
+            assert!(c.is_tcp());
+            assert_eq!(c.method, Method::Gpspm);
+            assert_eq!(c.flush, Config::new(p, Method::Gpspm).flush, "{}", p.name);
+            assert!(!c.offers_rdma_flush());
+            assert_eq!(c.announced(), Method::Gpspm);
+        }
+        assert_eq!(Config::all_tcp().len(), 7);
+        let c = Config::tcp(platform("adr-ddio").unwrap());
+        assert_eq!(c.to_string(), "adr-ddio     TCP  ");
+        assert_eq!(parse_placement("TCP"), Some(Placement::Stream));
+        assert_eq!(
+            parse_placement(placement_arg(Placement::Rdma)),
+            Some(Placement::Rdma)
+        );
+        assert_eq!(parse_placement("x"), None);
     }
 
     #[test]

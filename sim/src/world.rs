@@ -36,10 +36,11 @@ use std::collections::VecDeque;
 use std::sync::RwLock;
 
 use rpmem_core::flush::mutants::{self, Mutant};
+use rpmem_core::flush::FlushMode;
 use rpmem_core::flush::FlushOps;
 use rpmem_core::persist::{
-    CallError, CallKind, Completion, InitiatorLane, LaneError, Op, Placement, Target, TargetError,
-    TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
+    CallError, CallKind, Completion, InitiatorLane, LaneError, Op, ServerError, StreamInitiator,
+    StreamLaneError, StreamTarget, Target, TargetError, TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
 };
 
 use crate::checker::Checker;
@@ -137,6 +138,30 @@ pub struct Params {
     /// The target memory stores the whole lines of inline copies with
     /// non-temporal stores where the plan lets it ([`Memory::set_streaming`]).
     pub stream_inline: bool,
+    /// What the TCP placement draws (unused by RDMA runs).
+    pub tcp: TcpParams,
+}
+
+/// What a TCP run draws from the seed (from a stream of its own, so that
+/// every RDMA parameter is what it was before the TCP placement existed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpParams {
+    /// Largest segment: every transfer on a stream (the initiator's send,
+    /// the target's receive, the initiator's receive) moves 1 to `seg_max`
+    /// bytes, drawn per transfer.
+    pub seg_max: u64,
+    /// rpmemd stores the whole cache lines of `WRITE` bodies with
+    /// non-temporal stores and writes back the partial first line
+    /// (`stream_stores`; only where the target flushes CPU caches).
+    pub stream_bodies: bool,
+    /// Bytes of a streamed body piece (rpmemd: `STREAM_CHUNK`).
+    pub piece: u64,
+    /// Answers may be held back while more input is queued
+    /// (`hold_answers`).
+    pub hold: bool,
+    /// `READ_RESP` bodies are received straight into the destination
+    /// (`read_direct`) instead of through `handle_bytes`.
+    pub direct: bool,
 }
 
 /// Something that must not happen in any run, mutant or not.
@@ -165,6 +190,24 @@ pub enum SimError {
         lane: u32,
         /// The engine's error.
         error: LaneError,
+    },
+    /// A TCP lane broke without an injected fault.
+    #[error("TCP lane {lane} broke without a fault: {error}")]
+    StreamBroken {
+        /// Lane.
+        lane: u32,
+        /// The initiator machine's error.
+        error: StreamLaneError,
+    },
+    /// The TCP target machine refused what the initiator sent.
+    #[error("TCP lane {lane}: target refused {what}: {error}")]
+    StreamRefused {
+        /// Lane.
+        lane: u32,
+        /// What it refused.
+        what: &'static str,
+        /// The target machine's error.
+        error: ServerError,
     },
     /// The target refused what the initiator sent.
     #[error("lane {lane}: target refused {what}: {error}")]
@@ -347,6 +390,16 @@ pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
     };
     // Drawn last, so that every earlier draw is what it was before it.
     let stream_inline = rng.chance(3, 4);
+    let mut t = Rng::new(seed).fork(8);
+    let tcp = TcpParams {
+        seg_max: *t
+            .pick(&[8u64, 60, 600, 1500, 9000, 1 << 20])
+            .unwrap_or(&1500),
+        stream_bodies: t.chance(2, 3),
+        piece: *t.pick(&[64u64, 128, 320, 4096]).unwrap_or(&4096),
+        hold: t.chance(1, 2),
+        direct: t.chance(1, 2),
+    };
     Params {
         size,
         pool_size: PAGE * (1 + pages),
@@ -370,6 +423,7 @@ pub fn draw_params(seed: u64, size: Option<Size>) -> Params {
         },
         conn_loss,
         stream_inline,
+        tcp,
     }
 }
 
@@ -384,11 +438,117 @@ enum Action {
     Evict,
     Drain,
     Lose(u32),
+    /// TCP: the initiator writes one segment of what its lane transmits.
+    Send(u32),
+    /// TCP: the initiator receives one segment of what the target sent.
+    Deliver(u32),
+    /// TCP: the target's lane machine takes one step (receives a segment,
+    /// stores a body piece, writes back a line, executes a message, sends).
+    Serve(u32),
+}
+
+/// An initiator lane's machine: the RDMA engine, or the TCP lane machine.
+#[derive(Debug)]
+enum Engine {
+    Rdma(Box<InitiatorLane>),
+    Tcp(Box<StreamInitiator>),
+}
+
+impl Engine {
+    fn is_idle(&self) -> bool {
+        match self {
+            Engine::Rdma(e) => e.is_idle(),
+            Engine::Tcp(s) => s.call_in_flight().is_none(),
+        }
+    }
+
+    fn call(&mut self, spec: &CallSpec) -> Result<(), CallError> {
+        let flag = |r: bool, f: u32| if r { f } else { 0 };
+        match (self, *spec) {
+            (
+                Engine::Rdma(e),
+                CallSpec::Persist {
+                    offset,
+                    len,
+                    relaxed,
+                },
+            ) => e.persist(offset, len, flag(relaxed, PERSIST_RELAXED)),
+            (
+                Engine::Tcp(s),
+                CallSpec::Persist {
+                    offset,
+                    len,
+                    relaxed,
+                },
+            ) => s.persist(offset, len, flag(relaxed, PERSIST_RELAXED)),
+            (
+                Engine::Rdma(e),
+                CallSpec::Flush {
+                    offset,
+                    len,
+                    relaxed,
+                },
+            ) => e.flush(offset, len, flag(relaxed, FLUSH_RELAXED)),
+            (
+                Engine::Tcp(s),
+                CallSpec::Flush {
+                    offset,
+                    len,
+                    relaxed,
+                },
+            ) => s.flush(offset, len, flag(relaxed, FLUSH_RELAXED)),
+            (Engine::Rdma(e), CallSpec::Drain) => e.drain(0),
+            (Engine::Tcp(s), CallSpec::Drain) => s.drain(0),
+            (Engine::Rdma(e), CallSpec::DeepPersist { offset, len }) => e.deep_persist(offset, len),
+            (Engine::Tcp(s), CallSpec::DeepPersist { offset, len }) => s.deep_persist(offset, len),
+            (Engine::Rdma(e), CallSpec::Read { offset, len }) => e.read(offset, len),
+            (Engine::Tcp(s), CallSpec::Read { offset, len }) => s.read(offset, len),
+        }
+    }
+
+    fn pending(&self) -> String {
+        match self {
+            Engine::Rdma(e) => format!(
+                "{} operations outstanding, expects a completion: {}",
+                e.outstanding(),
+                e.expects_completion()
+            ),
+            Engine::Tcp(s) => format!(
+                "TCP lane, bytes unsent: {}, connected: {}, failure: {:?}",
+                s.has_unsent(),
+                s.is_connected(),
+                s.failure()
+            ),
+        }
+    }
+
+    fn outstanding(&self) -> u64 {
+        match self {
+            Engine::Rdma(e) => e.outstanding(),
+            Engine::Tcp(_) => 0,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    Rdma(LaneError),
+    Tcp(StreamLaneError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Rdma(e) => e.fmt(f),
+            Failure::Tcp(e) => e.fmt(f),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct LaneDrv {
-    engine: InitiatorLane,
+    engine: Engine,
     calls: VecDeque<CallSpec>,
     current: Option<(CallSpec, CallKind, Option<u8>)>,
     dead: bool,
@@ -419,6 +579,11 @@ struct World {
     /// The initiator's local region, one view per lane: a lane sends the
     /// data of its own calls (see `docs/simulation.md`, data races).
     local: Vec<Vec<u8>>,
+    /// TCP runs: per lane, the target's machine and the two byte streams
+    /// (empty for RDMA runs).
+    conns: Vec<tcp::Conn>,
+    /// TCP runs: draws segment sizes.
+    seg_rng: Rng,
     checker: Checker,
     tracker: CrashTracker,
     sched: Rng,
@@ -436,6 +601,8 @@ struct World {
     first_violation: Option<Violation>,
     lost_fired: bool,
 }
+
+mod tcp;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -467,6 +634,7 @@ impl World {
         let crash_rng = root.fork(5);
         let mut secret_rng = root.fork(6);
         let mut align_rng = root.fork(7);
+        let seg_rng = root.fork(9);
 
         let mut secret = [0u8; 32];
         for chunk in secret.chunks_mut(8) {
@@ -550,7 +718,7 @@ impl World {
         };
         report.workload = workload.clone();
 
-        let mut world = match World::new(config, params, session, &workload, opts) {
+        let mut world = match World::new(config, params, session, &workload, opts, secret) {
             Ok(w) => w,
             Err(e) => {
                 report.errors.push(e);
@@ -560,6 +728,18 @@ impl World {
         world.sched = sched;
         world.bg = bg;
         world.crash_rng = crash_rng;
+        world.seg_rng = seg_rng;
+        if config.is_tcp() {
+            let t = world.params.tcp;
+            world.note(format!(
+                "TCP: segments of 1..={} bytes, bodies {}, pieces of {} bytes, answers {}held, READ_RESP {}",
+                t.seg_max,
+                if world.streams_bodies() { "streamed" } else { "plain" },
+                t.piece,
+                if t.hold { "" } else { "never " },
+                if t.direct { "direct" } else { "through handle_bytes" }
+            ));
+        }
         world.note(format!(
             "session: {} lanes, {} (announced {}), inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
             session.nlanes,
@@ -599,6 +779,7 @@ impl World {
         session: Session,
         workload: &Workload,
         opts: &RunOptions,
+        secret: [u8; 32],
     ) -> Result<World, SimError> {
         let mode = match opts.mode {
             Mode::Auto => match params.size {
@@ -615,13 +796,29 @@ impl World {
             .map_err(|e| SimError::Setup(format!("memory: {e}")))?;
         mem.set_streaming(params.stream_inline);
         let mut lanes = Vec::new();
+        let mut conns = Vec::new();
         for l in 0..session.nlanes {
-            let mut p = session.lane(l, Placement::Rdma);
+            let mut p = session.lane(l, config.placement);
             p.wq_size = params.wq_size;
             p.send_window = params.send_window;
             p.max_op_len = params.max_op_len;
-            let engine =
-                InitiatorLane::new(p).map_err(|e| SimError::Setup(format!("lane {l}: {e}")))?;
+            let setup = |e: &dyn std::fmt::Display| SimError::Setup(format!("lane {l}: {e}"));
+            let engine = if config.is_tcp() {
+                let init = StreamInitiator::new(p, &secret).map_err(|e| setup(&e))?;
+                // rpmemd streams bodies only where the target flushes CPU
+                // caches (and the CPU can).
+                let stream = config.flush == FlushMode::Cpu && params.tcp.stream_bodies;
+                conns.push(tcp::Conn::new(StreamTarget::new(
+                    target,
+                    secret,
+                    stream,
+                    params.tcp.piece,
+                    params.tcp.hold,
+                )));
+                Engine::Tcp(Box::new(init))
+            } else {
+                Engine::Rdma(Box::new(InitiatorLane::new(p).map_err(|e| setup(&e))?))
+            };
             let calls = workload
                 .lanes
                 .get(lane_idx(l))
@@ -648,6 +845,8 @@ impl World {
             lanes,
             tlanes: (0..n).map(|_| TargetLane::default()).collect(),
             local: (0..n).map(|_| vec![0; idx(params.pool_size)]).collect(),
+            conns,
+            seg_rng: Rng::new(0),
             checker: Checker::new(config.platform.plain_persist_durable()),
             tracker: CrashTracker::new(),
             params,
@@ -679,13 +878,7 @@ impl World {
 
     fn main_loop(&mut self, max_steps: u64) {
         loop {
-            let check = match self.mode {
-                Mode::Sampled => self.crash_rng.chance(1, 8),
-                Mode::Exhaustive | Mode::Auto => true,
-            };
-            if check {
-                self.crash_point();
-            }
+            self.maybe_crash_point();
             let actions = self.enabled();
             if actions.is_empty() {
                 break;
@@ -706,6 +899,18 @@ impl World {
         }
         self.crash_point();
         self.check_idle();
+    }
+
+    /// A crash point here, unless the run samples them and this one is not
+    /// drawn.
+    fn maybe_crash_point(&mut self) {
+        let check = match self.mode {
+            Mode::Sampled => self.crash_rng.chance(1, 8),
+            Mode::Exhaustive | Mode::Auto => true,
+        };
+        if check {
+            self.crash_point();
+        }
     }
 
     fn crash_point(&mut self) {
@@ -756,11 +961,7 @@ impl World {
             if let Some((spec, _, _)) = lane.current {
                 self.errors.push(SimError::Stuck {
                     lane: l,
-                    what: format!(
-                        "{spec} never returned ({} operations outstanding, expects a completion: {})",
-                        lane.engine.outstanding(),
-                        lane.engine.expects_completion()
-                    ),
+                    what: format!("{spec} never returned ({})", lane.engine.pending()),
                 });
             } else if !lane.calls.is_empty() {
                 self.errors.push(SimError::Stuck {
@@ -792,6 +993,19 @@ impl World {
                 && lane.engine.is_idle()
             {
                 out.push((Action::Start(l), k(0)));
+            }
+            if let Some(c) = self.conns.get(i) {
+                if let Engine::Tcp(s) = &lane.engine {
+                    if !c.broken && s.has_unsent() {
+                        out.push((Action::Send(l), k(1)));
+                    }
+                    if !c.broken && !c.s2c.is_empty() && s.failure().is_none() {
+                        out.push((Action::Deliver(l), k(4)));
+                    }
+                }
+                if c.can_serve() {
+                    out.push((Action::Serve(l), k(5)));
+                }
             }
             if let Some(qp) = self.qps.get(i) {
                 if qp.can_transmit() {
@@ -862,6 +1076,13 @@ impl World {
                     self.note(format!("{at} drained to media"));
                 }
             }
+            Action::Send(l) => self.tcp_send(l),
+            Action::Deliver(l) => self.tcp_deliver(l),
+            Action::Serve(l) => self.tcp_serve(l),
+            Action::Lose(l) if !self.conns.is_empty() => {
+                self.lost_fired = true;
+                self.tcp_reset(l);
+            }
             Action::Lose(l) => {
                 self.lost_fired = true;
                 if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
@@ -916,24 +1137,7 @@ impl World {
                 }
             }
         }
-        let flag = |r: bool, f: u32| if r { f } else { 0 };
-        let r = match spec {
-            CallSpec::Persist {
-                offset,
-                len,
-                relaxed,
-            } => lane
-                .engine
-                .persist(offset, len, flag(relaxed, PERSIST_RELAXED)),
-            CallSpec::Flush {
-                offset,
-                len,
-                relaxed,
-            } => lane.engine.flush(offset, len, flag(relaxed, FLUSH_RELAXED)),
-            CallSpec::Drain => lane.engine.drain(0),
-            CallSpec::DeepPersist { offset, len } => lane.engine.deep_persist(offset, len),
-            CallSpec::Read { offset, len } => lane.engine.read(offset, len),
-        };
+        let r = lane.engine.call(&spec);
         match r {
             Ok(()) => lane.current = Some((spec, kind, own)),
             Err(CallError::Broken(_)) => {
@@ -956,20 +1160,23 @@ impl World {
 
     /// Post everything the lane can post, then collect its result.
     fn settle(&mut self, l: u32) {
+        if !self.conns.is_empty() {
+            return self.tcp_settle(l);
+        }
         for _ in 0..100_000 {
-            let op = match self.lanes.get_mut(lane_idx(l)) {
-                Some(lane) => lane.engine.poll_op(),
-                None => None,
+            let op = match self.lanes.get_mut(lane_idx(l)).map(|lane| &mut lane.engine) {
+                Some(Engine::Rdma(e)) => e.poll_op(),
+                _ => None,
             };
             let Some(op) = op else { break };
             self.post(l, op);
         }
-        let result = self
-            .lanes
-            .get_mut(lane_idx(l))
-            .and_then(|lane| lane.engine.poll_done());
+        let result = match self.lanes.get_mut(lane_idx(l)).map(|lane| &mut lane.engine) {
+            Some(Engine::Rdma(e)) => e.poll_done(),
+            _ => None,
+        };
         if let Some(r) = result {
-            self.finish(l, r);
+            self.finish(l, r.map_err(Failure::Rdma));
         }
     }
 
@@ -1039,7 +1246,7 @@ impl World {
         self.note(format!("lane {l}: post op #{id} {}", describe_op(&op)));
     }
 
-    fn finish(&mut self, l: u32, r: Result<(), LaneError>) {
+    fn finish(&mut self, l: u32, r: Result<(), Failure>) {
         let step = self.step;
         let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
             return;
@@ -1059,7 +1266,10 @@ impl World {
                 lane.dead = true;
                 if !lane.fault && !lane.reported {
                     lane.reported = true;
-                    self.errors.push(SimError::LaneBroken { lane: l, error });
+                    self.errors.push(match error {
+                        Failure::Rdma(error) => SimError::LaneBroken { lane: l, error },
+                        Failure::Tcp(error) => SimError::StreamBroken { lane: l, error },
+                    });
                 }
                 self.note(format!("lane {l}: {call} fails: {error}"));
             }
@@ -1073,16 +1283,19 @@ impl World {
         let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
             return;
         };
+        let Engine::Rdma(engine) = &mut lane.engine else {
+            return;
+        };
         let r = match cqe {
-            Cqe::Write => lane.engine.handle_completion(Completion::Write { lane: l }),
-            Cqe::Read => lane.engine.handle_completion(Completion::Read { lane: l }),
-            Cqe::Send => lane.engine.handle_completion(Completion::Send { lane: l }),
-            Cqe::Flush => lane.engine.handle_completion(Completion::Flush { lane: l }),
-            Cqe::Recv(bytes) => lane.engine.handle_completion(Completion::Recv {
+            Cqe::Write => engine.handle_completion(Completion::Write { lane: l }),
+            Cqe::Read => engine.handle_completion(Completion::Read { lane: l }),
+            Cqe::Send => engine.handle_completion(Completion::Send { lane: l }),
+            Cqe::Flush => engine.handle_completion(Completion::Flush { lane: l }),
+            Cqe::Recv(bytes) => engine.handle_completion(Completion::Recv {
                 lane: l,
                 bytes: &bytes,
             }),
-            Cqe::Failed(op) => lane.engine.handle_completion(Completion::Failed {
+            Cqe::Failed(op) => engine.handle_completion(Completion::Failed {
                 lane: l,
                 op,
                 status: CONN_RESET,

@@ -36,11 +36,30 @@ fn check_prints_every_configuration_and_the_summary_line() {
     let f = numbers(forbidden);
     assert!(f[0] > 0 && f[1] > f[0] && f[2] > 0, "{last}");
     assert!(forbidden.ends_with("loss found in 5 of 6"), "{last}");
-    // 7 platforms x 3 methods.
+    // 7 platforms x 3 methods over RDMA, 7 platforms over TCP.
     assert_eq!(
         out.lines().filter(|l| l.contains(" crash points ")).count(),
-        21
+        28
     );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(" TCP   allowed   seeds "))
+            .count(),
+        7,
+        "{out}"
+    );
+    // The placements apart, then the total.
+    let rdma = out
+        .lines()
+        .find(|l| l.starts_with("RDMA (21 configurations): allowed configurations: "));
+    assert!(
+        rdma.is_some_and(|l| l.ends_with("loss found in 5 of 6")),
+        "{out}"
+    );
+    let tcp = out
+        .lines()
+        .find(|l| l.starts_with("TCP (7 configurations): allowed configurations: "));
+    assert!(tcp.is_some_and(|l| l.ends_with(" 0 violations")), "{out}");
     assert_eq!(
         out.lines()
             .filter(|l| l.contains(" FLUSH allowed   seeds "))
@@ -106,6 +125,45 @@ fn violation_in_rdma_flush_configuration_names_the_flush_method_to_replay() {
     assert!(!ok, "{out}");
     assert!(
         out.contains("check --replay 1 --method flush --platform adr-ddio"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_can_be_narrowed_to_one_placement() {
+    let (ok, out) = sim(&["check", "--seeds", "2", "--placement", "tcp"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" crash points ")).count(),
+        7,
+        "{out}"
+    );
+    assert!(out.contains("adr-ddio     TCP   allowed"), "{out}");
+    assert!(last_line(&out).ends_with(" 0 violations"), "{out}");
+    let (ok, out) = sim(&["check", "--seeds", "1", "--placement", "rdma"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(" TCP "), "{out}");
+    let (ok, _) = sim(&["check", "--placement", "carrier-pigeon"]);
+    assert!(!ok);
+}
+
+#[cfg(rpmem_mutants)]
+#[test]
+fn violation_in_tcp_configuration_names_the_placement_to_replay() {
+    let (ok, out) = sim(&[
+        "check",
+        "--seeds",
+        "3",
+        "--placement",
+        "tcp",
+        "--platform",
+        "adr-ddio",
+        "--mutant",
+        "written-back-line-not-flushed",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("check --replay 3 --method gpspm --platform adr-ddio --placement tcp"),
         "{out}"
     );
 }
@@ -201,6 +259,8 @@ fn mutants_reports_each_and_the_total() {
         "write-overtakes-inline",
         "streamed-without-fence",
         "rdma-flush-without-flush",
+        "written-back-line-not-flushed",
+        "plain-body-counted-written-back",
     ] {
         assert!(
             out.lines()
@@ -208,7 +268,7 @@ fn mutants_reports_each_and_the_total() {
             "{name}: {out}"
         );
     }
-    assert_eq!(last_line(&out), "caught 9 of 9 mutants");
+    assert_eq!(last_line(&out), "caught 11 of 11 mutants");
 }
 
 #[test]

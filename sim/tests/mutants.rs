@@ -6,7 +6,7 @@
 use rpmem_core::flush::mutants::Mutant;
 use rpmem_core::policy::Method;
 use rstest::rstest;
-use sim::campaign::catch_in;
+use sim::campaign::{catch_in, catching_seeds};
 use sim::platform::{platform, Config};
 
 fn config(p: &str, m: Method) -> Config {
@@ -109,18 +109,75 @@ fn mutant_that_cannot_matter_is_not_reported(
     );
 }
 
+/// The TCP mutants (the target's lane machine, `StreamTarget`): each is
+/// caught by several independent seeds, not one, where the target flushes
+/// CPU caches (ADR); and never where it cannot matter (eADR: the cache is
+/// persistent; msync pools: the flush is a page write-back that skips
+/// nothing; devdax-wpq: plain persists promise nothing).
+#[rstest]
+// The partial first line of a streamed body: needs an unaligned RELAXED
+// persist whose body ends that line, on a seed that streams bodies.
+#[case(Mutant::WrittenBackLineNotFlushed, 15)]
+// A plain body counted as written back: needs a seed whose target does not
+// stream bodies (one in three) and a RELAXED persist of two lines or more.
+#[case(Mutant::PlainBodyCountedWrittenBack, 6)]
+fn tcp_mutant_is_caught_by_several_seeds(#[case] m: Mutant, #[case] at_least: usize) {
+    for p in ["adr-ddio", "adr-noddio"] {
+        let c = Config::tcp(platform(p).unwrap());
+        let seeds = catching_seeds(m, c, 1..=60);
+        assert!(
+            seeds.len() >= at_least,
+            "{m:?} in {c}: caught by seeds {seeds:?} of 1..=60, want at least {at_least}"
+        );
+    }
+    for p in ["eadr-ddio", "dram-noddio", "devdax-wpq"] {
+        let c = Config::tcp(platform(p).unwrap());
+        assert_eq!(
+            catching_seeds(m, c, 1..=20),
+            Vec::<u64>::new(),
+            "{m:?} in {c}"
+        );
+    }
+    // The RDMA placement never runs the stream machines.
+    let c = config("adr-ddio", Method::Gpspm);
+    assert_eq!(
+        catching_seeds(m, c, 1..=10),
+        Vec::<u64>::new(),
+        "{m:?} in {c}"
+    );
+}
+
+/// The older mutants of the target's flush are caught over TCP too, through
+/// the same plans; respond-before-flush is not: over TCP the answer leaves
+/// only after the whole plan ran (as rpmemd's `execute` does), and
+/// write-overtakes-inline cannot happen on an ordered stream that one
+/// worker reads frame by frame.
+#[rstest]
+#[case(Mutant::FlushSkipsFence, "adr-ddio", true)]
+#[case(Mutant::FlushMissesLastLine, "adr-noddio", true)]
+#[case(Mutant::InlineWithoutFlush, "dram-ddio", true)]
+#[case(Mutant::StreamedWithoutFence, "adr-ddio", true)]
+#[case(Mutant::DeepAsPlain, "devdax-wpq", true)]
+#[case(Mutant::RespondBeforeFlush, "adr-ddio", false)]
+#[case(Mutant::WriteOvertakesInline, "adr-ddio", false)]
+fn target_mutants_over_tcp(#[case] m: Mutant, #[case] p: &str, #[case] caught: bool) {
+    let c = Config::tcp(platform(p).unwrap());
+    let seeds = catching_seeds(m, c, 1..=if caught { 30 } else { 15 });
+    assert_eq!(!seeds.is_empty(), caught, "{m:?} in {c}: {seeds:?}");
+}
+
 #[test]
-fn campaign_catches_all_nine() {
+fn campaign_catches_all_eleven() {
     // 30 seeds, the CLI's default: write-overtakes-inline needs 25,
-    // streamed-without-fence 10.
+    // plain-body-counted-written-back 12, streamed-without-fence 10.
     let results = sim::campaign::mutants(30, 1, |_| {});
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 11);
     for r in &results {
         assert!(r.caught.is_some(), "{:?} escaped", r.mutant);
         assert!(r.seeds_tried >= 1 && r.seeds_tried <= 30);
     }
     assert_eq!(
         sim::campaign::mutants_final_line(&results),
-        "caught 9 of 9 mutants"
+        "caught 11 of 11 mutants"
     );
 }

@@ -255,11 +255,22 @@ pub mod mutants {
         /// With RDMA FLUSH, the initiator's drain posts no FLUSH after the
         /// WRITEs (as if their completion made them durable).
         RdmaFlushWithoutFlush = 9,
+        /// The target's TCP lane ([`crate::persist::StreamTarget`]) leaves
+        /// out the write-back of a streamed WRITE body's partial first line
+        /// but still records the line as written back, so the flush of the
+        /// lane's next `FLUSH_WRITE` skips a line that is only dirty in the
+        /// cache.
+        WrittenBackLineNotFlushed = 10,
+        /// The target's TCP lane records the lines of a WRITE body stored
+        /// with ordinary stores (not streamed, nothing written back) as
+        /// written back, so the flush of the lane's next `FLUSH_WRITE`
+        /// skips them: its answer leaves before the body is durable.
+        PlainBodyCountedWrittenBack = 11,
     }
 
     impl Mutant {
         /// Every real mutant (not `None`).
-        pub const ALL: [Mutant; 9] = [
+        pub const ALL: [Mutant; 11] = [
             Mutant::RespondBeforeFlush,
             Mutant::FlushSkipsFence,
             Mutant::FlushMissesLastLine,
@@ -269,6 +280,8 @@ pub mod mutants {
             Mutant::WriteOvertakesInline,
             Mutant::StreamedWithoutFence,
             Mutant::RdmaFlushWithoutFlush,
+            Mutant::WrittenBackLineNotFlushed,
+            Mutant::PlainBodyCountedWrittenBack,
         ];
     }
 

@@ -517,6 +517,17 @@ impl StreamTarget {
             return In::Body(b);
         }
         if !self.stream {
+            #[cfg(rpmem_mutants)]
+            if crate::flush::mutants::active(
+                crate::flush::mutants::Mutant::PlainBodyCountedWrittenBack,
+            ) {
+                self.record_written_back(&b);
+            }
+            return header();
+        }
+        #[cfg(rpmem_mutants)]
+        if crate::flush::mutants::active(crate::flush::mutants::Mutant::WrittenBackLineNotFlushed) {
+            self.record_written_back(&b);
             return header();
         }
         if b.offset != b.first() && b.has_lines {
