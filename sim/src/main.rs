@@ -89,7 +89,7 @@ enum Cmd {
         first_seed: u64,
     },
     /// List the platforms and the policy's verdict on each method (GPSPM,
-    /// APM, RDMA FLUSH).
+    /// APM, RDMA FLUSH over RDMA; GPSPM over TCP).
     Platforms,
 }
 
@@ -183,13 +183,17 @@ fn main() -> ExitCode {
         Cmd::Mutants { seeds, first_seed } => mutants(seeds, first_seed),
         Cmd::Platforms => {
             for p in PLATFORMS {
-                let verdicts: Vec<String> = platform::METHODS
+                let mut verdicts: Vec<String> = platform::METHODS
                     .iter()
                     .map(|&m| {
                         let c = platform::Config::new(p, m);
                         format!("{} {:?}", m, c.verdict)
                     })
                     .collect();
+                verdicts.push(format!(
+                    "TCP (GPSPM) {:?}",
+                    platform::Config::tcp(p).verdict
+                ));
                 println!("{:<12} {}  [{}]", p.name, p.describe(), verdicts.join(", "));
             }
             true

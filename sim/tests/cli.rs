@@ -169,18 +169,20 @@ fn violation_in_tcp_configuration_names_the_placement_to_replay() {
 }
 
 #[test]
-fn platforms_lists_the_verdicts_of_three_methods() {
+fn platforms_lists_the_verdicts_of_three_methods_and_tcp() {
     let (ok, out) = sim(&["platforms"]);
     assert!(ok, "{out}");
     assert_eq!(out.lines().count(), 7, "{out}");
     let adr = out.lines().find(|l| l.starts_with("adr-ddio ")).unwrap();
     assert!(
-        adr.ends_with("[GPSPM Allowed, APM ForbiddenLossExpected, RDMA FLUSH Allowed]"),
+        adr.ends_with(
+            "[GPSPM Allowed, APM ForbiddenLossExpected, RDMA FLUSH Allowed, TCP (GPSPM) Allowed]"
+        ),
         "{adr}"
     );
     let dram = out.lines().find(|l| l.starts_with("dram-noddio ")).unwrap();
     assert!(
-        dram.ends_with("RDMA FLUSH ForbiddenLossExpected]"),
+        dram.ends_with("RDMA FLUSH ForbiddenLossExpected, TCP (GPSPM) Allowed]"),
         "{dram}"
     );
 }
