@@ -1,0 +1,140 @@
+//! Fuzz target: a `StreamInitiator` (the initiator's side of a whole TCP
+//! lane, as rpmem drives it) given calls chosen by the input and arbitrary
+//! server bytes, in pieces of arbitrary sizes.
+//!
+//! Checked: nothing panics, the machine never loops; every region range it
+//! asks the driver to send lies inside the region; every READ_RESP byte it
+//! hands over fits the read's destination; a call completes at most once;
+//! after a failure the lane stays failed.
+//!
+//! Input: byte 0 bit 0 — a valid hello acknowledgement comes first (so the
+//! fuzzer reaches the frames); byte 1 — the size of the pieces server bytes
+//! arrive in; then groups of 4 bytes, each a call (kind, offset page, length,
+//! flags) followed by up to 64 server bytes whose count is the group's last
+//! byte (low 6 bits).
+//!
+//! Hostile bytes rarely form a valid answer to a persist, so most runs end
+//! in the hello, the frame checks and the refusals; the machine's deep
+//! states over valid but arbitrarily cut streams are the property test
+//! `rpmem-core/tests/stream_lane.rs` (both machines against each other).
+//!
+//! `cargo fuzz run stream_initiator -s none`
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rpmem_core::negotiate::SessionParams;
+use rpmem_core::persist::{Chunk, Method, Placement, ReadSink, StreamInitiator};
+use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus};
+
+const POOL: u64 = 1 << 16;
+const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
+/// The destination of the read in flight.
+struct Sink {
+    len: u64,
+}
+
+impl ReadSink for Sink {
+    fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
+        assert!(
+            at.checked_add(bytes.len() as u64).is_some_and(|e| e <= self.len),
+            "READ_RESP bytes at {at}+{} past a {}-byte read",
+            bytes.len(),
+            self.len
+        );
+        true
+    }
+}
+
+fn transmit_all(lane: &mut StreamInitiator) {
+    let mut total = 0u64;
+    for c in lane.poll_transmit() {
+        assert!(!c.is_empty());
+        if let Chunk::Region { offset, len } = c {
+            assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
+        }
+        total += c.len();
+    }
+    if total > 0 {
+        let _ = lane.on_transmitted(total);
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let [mode, piece, rest @ ..] = input else {
+        return;
+    };
+    let mut rest: &[u8] = rest;
+    let piece = usize::from(*piece).max(1);
+    let session = SessionParams {
+        nlanes: 2,
+        pool_size: POOL,
+        headers: true,
+        inline_max: 256,
+        method: Method::Gpspm,
+        announced: Method::Gpspm,
+    };
+    let mut lane = StreamInitiator::new(session.lane(1, Placement::Stream), &SECRET).unwrap();
+    let mut sink = Sink { len: 0 };
+    transmit_all(&mut lane);
+    if mode & 1 != 0 {
+        let ack = HelloAckRepr {
+            status: HelloStatus::Ok,
+        }
+        .to_bytes();
+        let _ = lane.handle_bytes(&ack, &mut sink);
+    }
+    let mut rounds = 0usize;
+    while let [kind, page, size, count, more @ ..] = rest {
+        let (kind, page, size, count) = (*kind, *page, *size, *count);
+        rounds += 1;
+        assert!(rounds <= input.len(), "the machine did not stop");
+        let offset = u64::from(page) * 256;
+        let len = u64::from(size) * 97 + 1;
+        let flags = u32::from(kind >> 4 & 1);
+        if lane.call_in_flight().is_none() && lane.failure().is_none() && lane.is_connected() {
+            let _ = match kind % 5 {
+                0 => lane.persist(offset, len, flags),
+                1 => lane.flush(offset, len, flags),
+                2 => lane.drain(0),
+                3 => lane.deep_persist(offset, len),
+                _ => {
+                    sink.len = len;
+                    lane.read(offset, len)
+                }
+            };
+        }
+        transmit_all(&mut lane);
+        let n = usize::from(count & 63).min(more.len());
+        let (server, after) = more.split_at(n);
+        rest = after;
+        let mut server = server;
+        while !server.is_empty() {
+            let was_failed = lane.failure().is_some();
+            let take = match lane.read_direct() {
+                Some((at, want)) => {
+                    let take = (want as usize).min(piece).min(server.len());
+                    assert!(at + take as u64 <= sink.len);
+                    let _ = lane.on_read_direct(take as u64);
+                    take
+                }
+                None => {
+                    let take = piece.min(server.len());
+                    let _ = lane.handle_bytes(&server[..take], &mut sink);
+                    take
+                }
+            };
+            if was_failed {
+                assert!(lane.failure().is_some(), "a failed lane recovered");
+            }
+            server = &server[take..];
+            transmit_all(&mut lane);
+        }
+        if lane.poll_completion().is_some() {
+            // Reported once: the next poll has nothing for this call.
+            if lane.call_in_flight().is_none() {
+                assert!(lane.poll_completion().is_none());
+            }
+        }
+    }
+});

@@ -1,0 +1,162 @@
+//! Fuzz target: arbitrary bytes into a `StreamTarget` (the target's side of a
+//! whole TCP lane, as rpmemd's worker drives it), delivered in pieces of
+//! arbitrary sizes, with the driver doing what `poll` says.
+//!
+//! Checked: nothing panics, the machine never loops; no pool step (a body
+//! piece, a write-back, a READ_RESP, a persist message) comes before the
+//! hello with the session secret was accepted and its lane claimed; every
+//! pool range stays inside the pool and writes stay above the header; the
+//! streamed lines of a body piece lie inside the piece, on cache lines; after
+//! an error the machine says nothing more but a refusal's answer.
+//!
+//! The first input byte chooses: bit 0 — a valid hello for lane
+//! `(byte >> 1) % 4` is sent first (so the fuzzer reaches the frames), else
+//! the hello is whatever the input holds; bit 1 — stream bodies; bit 2 — hold
+//! answers. The second byte is the size of the pieces the bytes arrive in.
+//!
+//! `cargo fuzz run stream_target -s none`
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rpmem_core::flush::{FlushError, FlushMode, FlushOps, CACHE_LINE};
+use rpmem_core::persist::{
+    execute, Method, Next, StreamClient, StreamTarget, Target, TargetMemory, TargetParams,
+};
+
+const POOL: u64 = 1 << 16;
+const MIN: u64 = 4096;
+const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
+struct FakeMem {
+    pool: Vec<u8>,
+}
+
+impl FlushOps for FakeMem {
+    fn flush_line(&mut self, offset: u64) {
+        assert!(offset < POOL);
+    }
+    fn fence(&mut self) {}
+    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
+        assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
+        Ok(())
+    }
+}
+
+impl TargetMemory for FakeMem {
+    fn copy_in(&mut self, offset: u64, data: &[u8]) {
+        assert!(offset >= MIN);
+        let s = offset as usize;
+        self.pool[s..s + data.len()].copy_from_slice(data);
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let [mode, piece, rest @ ..] = input else {
+        return;
+    };
+    let piece = usize::from(*piece).max(1);
+    let target = Target::new(TargetParams {
+        nlanes: 4,
+        pool_size: POOL,
+        min_offset: MIN,
+        inline_max: 256,
+        flush_mode: FlushMode::Cpu,
+        method: Method::Gpspm,
+    })
+    .unwrap();
+    let mut lane = StreamTarget::new(target, SECRET, mode & 2 != 0, 256, mode & 4 != 0);
+    let mut bytes: Vec<u8> = Vec::new();
+    if mode & 1 != 0 {
+        bytes.extend_from_slice(&StreamClient::new(u32::from(mode >> 1) % 4).hello(&SECRET));
+    }
+    bytes.extend_from_slice(rest);
+    let mut data: &[u8] = &bytes;
+    let mut mem = FakeMem {
+        pool: vec![0; POOL as usize],
+    };
+    let mut claimed = false;
+    let mut failed = false;
+    // Every round either consumes input or moves the machine a step that
+    // does not repeat without input: a bound far above that catches a loop.
+    for _ in 0..bytes.len().saturating_mul(8).saturating_add(64) {
+        match lane.poll() {
+            Next::Recv { len } => {
+                assert!(len > 0);
+                let n = len.min(piece).min(data.len());
+                if n == 0 {
+                    return;
+                }
+                let (now, later) = data.split_at(n);
+                data = later;
+                if lane.handle_bytes(now).is_err() {
+                    failed = true;
+                }
+            }
+            Next::Claim { lane: l } => {
+                assert!(!failed && !claimed);
+                assert!(l < 4, "lane {l} claimed");
+                claimed = true;
+                lane.on_claim(Ok(())).unwrap();
+            }
+            Next::Send { bytes, .. } => {
+                assert!(!bytes.is_empty());
+                lane.on_sent();
+            }
+            Next::FlushHeld => {
+                assert!(claimed && !failed);
+                lane.on_sent();
+            }
+            Next::SendPool { offset, len, .. } => {
+                assert!(claimed && !failed);
+                assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
+                lane.on_sent();
+            }
+            Next::Body(p) => {
+                assert!(claimed && !failed);
+                assert!(p.len > 0 && p.offset >= MIN);
+                let end = p.offset.checked_add(p.len).unwrap();
+                assert!(end <= POOL);
+                assert!(p.offset <= p.whole_from && p.whole_from <= p.whole_to);
+                assert!(p.whole_to <= end || p.is_plain());
+                if !p.is_plain() {
+                    assert_eq!(p.whole_from % CACHE_LINE, 0);
+                    assert_eq!(p.whole_to % CACHE_LINE, 0);
+                }
+                let n = p.len as usize;
+                if data.len() < n {
+                    return;
+                }
+                let (now, later) = data.split_at(n);
+                data = later;
+                let s = p.offset as usize;
+                mem.pool[s..s + n].copy_from_slice(now);
+                lane.on_stored().unwrap();
+            }
+            Next::WriteBack { from, to } => {
+                assert!(claimed && !failed);
+                assert!(from < to && to <= POOL && from % CACHE_LINE == 0);
+                lane.on_written_back();
+            }
+            Next::Msg { len } => {
+                assert!(claimed && !failed);
+                assert!(len >= 24 && len <= 24 + 256, "message of {len} bytes");
+                if data.len() < len {
+                    return;
+                }
+                let (now, later) = data.split_at(len);
+                data = later;
+                match lane.on_msg(now) {
+                    Ok(plan) => {
+                        assert_eq!(Some(plan.msg().lane), lane.lane());
+                        let resp = execute(&plan, &mut mem).unwrap();
+                        let resp = resp.unwrap_or_else(|| plan.response());
+                        lane.on_answer(resp, !data.is_empty()).unwrap();
+                    }
+                    Err(_) => failed = true,
+                }
+            }
+            Next::Closed => return,
+        }
+    }
+    panic!("the machine did not stop after {} input bytes", bytes.len());
+});
