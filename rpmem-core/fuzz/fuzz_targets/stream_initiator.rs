@@ -37,7 +37,8 @@ struct Sink {
 impl ReadSink for Sink {
     fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
         assert!(
-            at.checked_add(bytes.len() as u64).is_some_and(|e| e <= self.len),
+            at.checked_add(bytes.len() as u64)
+                .is_some_and(|e| e <= self.len),
             "READ_RESP bytes at {at}+{} past a {}-byte read",
             bytes.len(),
             self.len

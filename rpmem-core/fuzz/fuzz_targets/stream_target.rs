@@ -18,37 +18,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpmem_core::flush::{FlushError, FlushMode, FlushOps, CACHE_LINE};
+use rpmem_core::flush::{FlushMode, CACHE_LINE};
 use rpmem_core::persist::{
-    execute, Method, Next, StreamClient, StreamTarget, Target, TargetMemory, TargetParams,
+    execute, Method, Next, StreamClient, StreamTarget, Target, TargetParams,
 };
+use rpmem_core_fuzz::FakeMem;
 
 const POOL: u64 = 1 << 16;
 const MIN: u64 = 4096;
 const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
-
-struct FakeMem {
-    pool: Vec<u8>,
-}
-
-impl FlushOps for FakeMem {
-    fn flush_line(&mut self, offset: u64) {
-        assert!(offset < POOL);
-    }
-    fn fence(&mut self) {}
-    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
-        assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
-        Ok(())
-    }
-}
-
-impl TargetMemory for FakeMem {
-    fn copy_in(&mut self, offset: u64, data: &[u8]) {
-        assert!(offset >= MIN);
-        let s = offset as usize;
-        self.pool[s..s + data.len()].copy_from_slice(data);
-    }
-}
 
 fuzz_target!(|input: &[u8]| {
     let [mode, piece, rest @ ..] = input else {
@@ -71,9 +49,7 @@ fuzz_target!(|input: &[u8]| {
     }
     bytes.extend_from_slice(rest);
     let mut data: &[u8] = &bytes;
-    let mut mem = FakeMem {
-        pool: vec![0; POOL as usize],
-    };
+    let mut mem = FakeMem::new(POOL, MIN);
     let mut claimed = false;
     let mut failed = false;
     // Every round either consumes input or moves the machine a step that

@@ -16,38 +16,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpmem_core::flush::{FlushError, FlushMode, FlushOps};
+use rpmem_core::flush::FlushMode;
 use rpmem_core::persist::{
-    execute, Method, ServerError, ServerStep, StreamClient, StreamServer, Target, TargetMemory,
-    TargetParams,
+    execute, Method, ServerError, ServerStep, StreamClient, StreamServer, Target, TargetParams,
 };
+use rpmem_core_fuzz::FakeMem;
 
 const POOL: u64 = 1 << 16;
 const MIN: u64 = 4096;
 const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
-
-struct FakeMem {
-    pool: Vec<u8>,
-}
-
-impl FlushOps for FakeMem {
-    fn flush_line(&mut self, offset: u64) {
-        assert!(offset < POOL);
-    }
-    fn fence(&mut self) {}
-    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
-        assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
-        Ok(())
-    }
-}
-
-impl TargetMemory for FakeMem {
-    fn copy_in(&mut self, offset: u64, data: &[u8]) {
-        assert!(offset >= MIN);
-        let s = offset as usize;
-        self.pool[s..s + data.len()].copy_from_slice(data);
-    }
-}
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if data.len() < n {
@@ -72,9 +49,7 @@ fuzz_target!(|input: &[u8]| {
     })
     .unwrap();
     let mut server = StreamServer::new(target);
-    let mut mem = FakeMem {
-        pool: vec![0; POOL as usize],
-    };
+    let mut mem = FakeMem::new(POOL, MIN);
 
     let hello_bytes;
     let hello: &[u8] = if mode % 2 == 0 {
