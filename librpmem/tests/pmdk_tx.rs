@@ -27,7 +27,9 @@ const PMEMPOOL: &str = "/usr/bin/pmempool";
 const PACKAGES: &str = "pmdk-tools libpmemobj1 libpmempool1 libpmemobj-dev";
 
 /// A pool set `local.set` (one local part, `REPLICA localhost remote.set`)
-/// created by `pmempool create`, and `pmemobj_tx.c` compiled.
+/// created by `pmempool create`, and `pmemobj_tx.c` compiled. Over ssh
+/// ([`Pool::over_ssh`]) the replica line names the test's OpenSSH server
+/// instead and rpmemd is started by it, as PMDK's librpmem starts it.
 struct Pool {
     env: TestEnv,
     b: CBuild,
@@ -35,10 +37,24 @@ struct Pool {
     local_part: PathBuf,
     remote_part: PathBuf,
     exe: PathBuf,
+    /// The OpenSSH server of an ssh run (kept running for the pool's life).
+    sshd: Option<rpmem_e2e::sshd::Sshd>,
+    /// Its ssh wrapper (`RPMEM_SSH`).
+    ssh_wrapper: Option<String>,
 }
 
 impl Pool {
     fn new() -> Pool {
+        Pool::with_sshd(None)
+    }
+
+    /// The same pool with its replica reached over real ssh; `None` when the
+    /// ssh tests are skipped (`RPMEM_SKIP_SSH_TESTS`).
+    fn over_ssh() -> Option<Pool> {
+        rpmem_e2e::sshd::Sshd::start().map(|s| Pool::with_sshd(Some(s)))
+    }
+
+    fn with_sshd(sshd: Option<rpmem_e2e::sshd::Sshd>) -> Pool {
         assert!(
             Path::new(PMEMPOOL).exists(),
             "{PMEMPOOL} is missing: install the Debian packages {PACKAGES} (.ci/install-deps)"
@@ -51,8 +67,9 @@ impl Pool {
         fs::write(
             &set,
             format!(
-                "PMEMPOOLSET\n{POOL} {}\nREPLICA localhost remote.set\n",
-                local_part.display()
+                "PMEMPOOLSET\n{POOL} {}\nREPLICA {} remote.set\n",
+                local_part.display(),
+                sshd.as_ref().map_or("localhost".to_owned(), |s| s.target())
             ),
         )
         .expect("write local.set");
@@ -64,6 +81,10 @@ impl Pool {
             local_part,
             remote_part: remote[0].clone(),
             exe,
+            ssh_wrapper: sshd
+                .as_ref()
+                .map(|s| s.ssh_wrapper().to_str().expect("UTF-8 path").to_owned()),
+            sshd,
         };
         let out = pool.pmempool(&["create", "--layout", "test", "obj", pool.set()]);
         pool.passed(&out);
@@ -80,8 +101,15 @@ impl Pool {
 
     /// Our library first on the library path (and the variables of
     /// `extra`).
-    fn vars<'a>(&self, lib: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    /// Over ssh also PMDK's way of starting rpmemd: librpmem runs `ssh ...
+    /// rpmemd` (`RPMEM_CMD`: the test's rpmemd with its configuration, an
+    /// absolute path).
+    fn vars<'a>(&'a self, lib: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut v = vec![("LD_LIBRARY_PATH", lib)];
+        if let Some(w) = &self.ssh_wrapper {
+            v.push(("RPMEM_LAUNCH", "ssh"));
+            v.push(("RPMEM_SSH", w.as_str()));
+        }
         v.extend_from_slice(extra);
         v
     }
@@ -172,7 +200,25 @@ fn lanes_connected(log: &str) -> Vec<u32> {
 /// is, with its contents, version and checksum.
 #[test]
 fn transactions_from_four_threads_are_rebuilt_from_the_remote_replica() {
-    let p = Pool::new();
+    transactions_rebuilt_from_the_remote_replica(&Pool::new());
+}
+
+/// The same with the replica reached over real ssh (`REPLICA
+/// <user>@127.0.0.1:<port> remote.set`, rpmemd started by the test's sshd).
+#[test]
+fn transactions_over_real_ssh_are_rebuilt_from_the_remote_replica() {
+    let Some(p) = Pool::over_ssh() else {
+        return;
+    };
+    transactions_rebuilt_from_the_remote_replica(&p);
+    assert!(
+        p.env.log().contains("ssh connection: 127.0.0.1"),
+        "rpmemd was started by sshd: {}",
+        p.env.log()
+    );
+}
+
+fn transactions_rebuilt_from_the_remote_replica(p: &Pool) {
     let out = p.tx(p.set(), &["write", "4", "50"]);
     p.passed(&out);
     assert_eq!(text(&out), "wrote 200 records\n");
@@ -207,7 +253,24 @@ fn transactions_from_four_threads_are_rebuilt_from_the_remote_replica() {
 /// replica rebuilt from it holds everything.
 #[test]
 fn transform_drops_the_remote_replica_and_adds_it_back() {
-    let p = Pool::new();
+    transform_drops_and_adds_the_remote_replica(&Pool::new());
+}
+
+/// The same with the replica reached over real ssh.
+#[test]
+fn transform_over_real_ssh_drops_the_remote_replica_and_adds_it_back() {
+    let Some(p) = Pool::over_ssh() else {
+        return;
+    };
+    transform_drops_and_adds_the_remote_replica(&p);
+    assert!(
+        p.env.log().contains("ssh connection: 127.0.0.1"),
+        "rpmemd was started by sshd: {}",
+        p.env.log()
+    );
+}
+
+fn transform_drops_and_adds_the_remote_replica(p: &Pool) {
     let out = p.tx(p.set(), &["write", "3", "20"]);
     p.passed(&out);
 
@@ -470,7 +533,12 @@ fn kill_rpmemd_during_loop(p: &Pool, after: usize) -> Stream {
     let conf = conf.to_str().expect("UTF-8 path");
     let mut rpmemd = Vec::new();
     let found = rpmem_e2e::wait_for(Duration::from_secs(10), || {
-        rpmemd = common::children_matching(pid, conf);
+        rpmemd = if p.sshd.is_some() {
+            // Started by sshd for the program's ssh, not by the program.
+            common::rpmemd_processes(conf)
+        } else {
+            common::children_matching(pid, conf)
+        };
         !rpmemd.is_empty()
     });
     if !found || rpmemd.len() != 1 {
@@ -556,8 +624,21 @@ fn loop_count(p: &Pool, what: &str) -> u64 {
 /// was in flight when rpmemd died and may have committed.
 #[test]
 fn rpmemd_killed_in_a_transaction_stream() {
-    let p = Pool::new();
-    let stream = kill_rpmemd_during_loop(&p, 200);
+    rpmemd_killed_in_a_transaction_stream_on(&Pool::new());
+}
+
+/// The same with rpmemd started over real ssh and killed there: the
+/// program's ssh session ends with it.
+#[test]
+fn rpmemd_killed_over_real_ssh_in_a_transaction_stream() {
+    let Some(p) = Pool::over_ssh() else {
+        return;
+    };
+    rpmemd_killed_in_a_transaction_stream_on(&p);
+}
+
+fn rpmemd_killed_in_a_transaction_stream_on(p: &Pool) {
+    let stream = kill_rpmemd_during_loop(p, 200);
     let signal = stream.status.signal();
     assert!(
         signal == Some(libc::SIGSEGV) || signal == Some(libc::SIGABRT),
@@ -590,7 +671,7 @@ fn rpmemd_killed_in_a_transaction_stream() {
     fs::remove_file(&p.local_part).expect("remove the local part");
     let out = p.pmempool(&["sync", p.set()]);
     p.passed(&out);
-    let from_remote = loop_count(&p, "rebuilt from the remote replica");
+    let from_remote = loop_count(p, "rebuilt from the remote replica");
     holds_every_committed(from_remote, "rebuilt from the remote replica");
 
     // From the local replica: rpmemd creates the remote part again.
@@ -602,14 +683,14 @@ fn rpmemd_killed_in_a_transaction_stream() {
         p.remote_part.exists(),
         "pmempool sync created the remote part"
     );
-    let from_local = loop_count(&p, "the remote replica rebuilt from the local one");
+    let from_local = loop_count(p, "the remote replica rebuilt from the local one");
     holds_every_committed(from_local, "the remote replica rebuilt from the local one");
     // ... and the rebuilt remote replica holds it too.
     fs::remove_file(&p.local_part).expect("remove the local part");
     let out = p.pmempool(&["sync", p.set()]);
     p.passed(&out);
     assert_eq!(
-        loop_count(&p, "the local replica rebuilt from the rebuilt remote one"),
+        loop_count(p, "the local replica rebuilt from the rebuilt remote one"),
         from_local
     );
 
@@ -618,7 +699,7 @@ fn rpmemd_killed_in_a_transaction_stream() {
     fs::copy(&crash_remote, &p.remote_part).expect("restore the remote part");
     let out = p.pmempool(&["sync", p.set()]);
     p.passed(&out);
-    let as_left = loop_count(&p, "both replicas as the crash left them");
+    let as_left = loop_count(p, "both replicas as the crash left them");
     assert_eq!(as_left, from_local, "the local replica is the master");
     // That open brought the remote replica up to date (libpmemobj copies
     // its lanes to every remote replica when it opens a pool, and
@@ -627,7 +708,7 @@ fn rpmemd_killed_in_a_transaction_stream() {
     let out = p.pmempool(&["sync", p.set()]);
     p.passed(&out);
     assert_eq!(
-        loop_count(&p, "rebuilt from the remote replica after an open"),
+        loop_count(p, "rebuilt from the remote replica after an open"),
         as_left
     );
     eprintln!(

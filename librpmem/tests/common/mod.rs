@@ -179,6 +179,39 @@ pub fn command(exe: &Path, args: &[&str], env: &TestEnv, vars: &[(&str, &str)]) 
     cmd
 }
 
+/// The rpmemd processes (`/proc/<pid>/comm` is `rpmemd`) whose command line
+/// contains `needle`, whoever started them (over ssh: sshd's session).
+pub fn rpmemd_processes(needle: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != "rpmemd" {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline: Vec<u8> = cmdline
+            .iter()
+            .map(|&c| if c == 0 { b' ' } else { c })
+            .collect();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// The processes whose parent is `parent` and whose command line contains
 /// `needle` (read from `/proc`; processes that end while being read are
 /// skipped).
