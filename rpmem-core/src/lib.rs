@@ -18,6 +18,17 @@
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
+// No panic on untrusted input, enforced (issue 15): outside tests, no unwrap,
+// expect, panic! or unchecked indexing; fallible code returns typed errors.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 #[cfg(feature = "std")]
 extern crate std;

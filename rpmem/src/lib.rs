@@ -63,6 +63,17 @@
 
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
+// No panic on untrusted input, enforced (issue 15): outside tests, no unwrap,
+// expect, panic! or unchecked indexing; fallible code returns typed errors.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod bench;
 mod datapath;

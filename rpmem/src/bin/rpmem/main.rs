@@ -6,6 +6,18 @@
 //! measures the data path beside raw-TCP baselines; `poolset` checks a pool
 //! set file. See `docs/rpmem-cli.md`.
 
+// No panic on untrusted input, enforced (issue 15): outside tests, no unwrap,
+// expect, panic! or unchecked indexing; fallible code returns typed errors.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::io::Write as _;
 use std::process::ExitCode;
 

@@ -185,7 +185,9 @@ pub fn create(args: &CreateArgs) -> CliResult {
     if headers {
         let done = format!("created pool set {set:?} on {target}");
         let stored = stored_attributes(target, set, &opts, &done)?;
-        json["attributes"] = attr_json(&stored);
+        if let Some(fields) = json.as_object_mut() {
+            fields.insert("attributes".to_owned(), attr_json(&stored));
+        }
         lines.truncate(lines.len().saturating_sub(attr_lines(&stored).len()));
         lines.extend(attr_lines(&stored));
     }
