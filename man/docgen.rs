@@ -196,7 +196,7 @@ pub fn check_or_write(files: &[(PathBuf, String)]) {
     assert!(
         stale.is_empty(),
         "out of date with the clap definitions and man/src: {}; run \
-         `REGENERATE_DOCS=1 cargo test -p rpmem -p rpmemd generated_docs` and commit them",
+         `REGENERATE_DOCS=1 cargo test -p rpmem -p rpmemd -p librpmem generated_docs` and commit them",
         stale.join(", ")
     );
 }
