@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use rpmem::{Launch, Options, PoolAttr, Region};
 
+pub mod crash;
 pub mod sshd;
 
 /// Deadline of every control-path wait in the tests.

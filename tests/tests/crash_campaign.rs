@@ -1,0 +1,111 @@
+//! The crash campaign on the real binaries (`rpmem_e2e::crash` describes a
+//! run): many seeded sessions, each with a SIGKILL of rpmemd, the ssh client
+//! or the client at a random moment of create, open, set_attr, persist, read
+//! or close; afterwards nothing may hang, every acknowledged persist and
+//! attribute must be on the target, and every pool must open again (or,
+//! killed during create, be removable and creatable again).
+//!
+//! `CRASH_RUNS=N` runs N seeds (default 40, about 30 s in a debug build),
+//! from `CRASH_FIRST_SEED` (default: from the clock, printed);
+//! `CRASH_SEED=S` replays seed S alone. One run in three goes through the
+//! test's own OpenSSH server unless `RPMEM_SKIP_SSH_TESTS=1`. The result
+//! table is printed on stderr (`--nocapture` to see it on success);
+//! `docs/testing.md` has the figures of a 1000-run campaign.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rpmem_e2e::crash::{Campaign, Fine, Kill, Plan, Table};
+use rpmem_e2e::sshd::Sshd;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+    )
+}
+
+#[test]
+fn crash_campaign() {
+    let (first, runs) = match env_u64("CRASH_SEED") {
+        Some(seed) => (seed, 1),
+        None => {
+            let first = env_u64("CRASH_FIRST_SEED").unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() % 1_000_000 * 1000)
+                    .unwrap_or(0)
+            });
+            (first, env_u64("CRASH_RUNS").unwrap_or(40))
+        }
+    };
+    eprintln!(
+        "crash campaign: seeds {first}..{} (CRASH_SEED=<seed> replays one)",
+        first + runs
+    );
+    let campaign = Campaign::new(Path::new(env!("CARGO_BIN_EXE_crash_client")), Sshd::start());
+    let mut table = Table::default();
+    let mut failures = Vec::new();
+    let mut fine_removed = 0;
+    let started = Instant::now();
+    for seed in first..first + runs {
+        let o = campaign.run(seed);
+        table.add(&o);
+        match &o.result {
+            Ok(Fine::CreateKilledRemoved(msg)) => {
+                fine_removed += 1;
+                if fine_removed <= 3 {
+                    eprintln!("seed {seed}: killed during create, open said: {msg}");
+                }
+            }
+            Ok(_) => {}
+            Err(w) => {
+                eprintln!(
+                    "seed {seed} FAILED ({} killed in {}, plan {:?}, kill {:?}): {w}",
+                    o.kill.victim,
+                    o.phase_at_kill.unwrap_or("after the end"),
+                    Plan::of(seed).ops,
+                    Kill::of(&Plan::of(seed), true)
+                );
+                failures.push((seed, w.to_string()));
+            }
+        }
+    }
+    eprintln!(
+        "{runs} runs in {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        table.markdown()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs failed; replay one with CRASH_SEED=<seed>: {failures:#?}",
+        failures.len()
+    );
+}
+
+#[test]
+fn plans_reach_every_phase() {
+    // The killer's choices over 300 seeds reach every phase and victim, so
+    // a campaign of a few dozen runs covers them all.
+    let mut phases = std::collections::BTreeSet::new();
+    let mut victims = std::collections::BTreeSet::new();
+    for seed in 0..300 {
+        let plan = Plan::of(seed);
+        assert!(matches!(
+            plan.ops.first(),
+            Some(rpmem_e2e::crash::Op::Create | rpmem_e2e::crash::Op::Open)
+        ));
+        assert_eq!(plan.ops.last(), Some(&rpmem_e2e::crash::Op::Close));
+        let kill = Kill::of(&plan, true);
+        phases.insert(plan.ops[kill.step].phase());
+        victims.insert(kill.victim);
+        // The same seed, the same plan.
+        assert_eq!(Plan::of(seed).ops, plan.ops);
+    }
+    for p in ["create", "open", "persist", "set_attr", "read", "close"] {
+        assert!(phases.contains(p), "no kill during {p}: {phases:?}");
+    }
+    assert_eq!(victims.len(), 3, "{victims:?}");
+}
