@@ -50,7 +50,8 @@ pub fn version_text() -> String {
 pub fn help_text() -> String {
     format!(
         "{USAGE}\n{}\n{OPTIONS_HELP}\n\
-         For complete documentation see the rpmemd manual (docs/rpmemd.md).\n",
+         For complete documentation see rpmemd(1): `man rpmemd`\n\
+         (in the source tree: docs/rpmemd.md).\n",
         version_text()
     )
 }

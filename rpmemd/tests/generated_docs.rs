@@ -34,3 +34,22 @@ fn generated_docs_are_current() {
     files.extend(docgen::completions(&command()));
     docgen::check_or_write(&files);
 }
+
+/// `rpmemd --help` sends an installed user to the installed manual, not into a source tree.
+#[test]
+fn generated_docs_help_points_to_the_man_page() {
+    let help = rpmemd::cli::help_text();
+    let last = help.lines().rev().find(|l| !l.is_empty()).unwrap_or("");
+    assert!(
+        help.contains("`man rpmemd`"),
+        "rpmemd --help does not name `man rpmemd`:\n{help}"
+    );
+    assert!(
+        std::path::Path::new(&docgen::repo_root().join("man/man1/rpmemd.1")).is_file(),
+        "the page --help names is man/man1/rpmemd.1"
+    );
+    assert!(
+        last.contains("docs/rpmemd.md"),
+        "the Markdown is named for source readers: {last}"
+    );
+}
