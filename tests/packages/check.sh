@@ -11,15 +11,17 @@
 #      with `cc $(pkg-config --cflags --libs librpmem)` that creates, persists, reopens and
 #      reads a pool in local mode, and Debian's pmempool creating an obj pool with a remote
 #      replica (REPLICA root@127.0.0.1:PORT remote.set) through real ssh (an sshd of its own
-#      on 127.0.0.1), the installed library and the rpmemd an ssh session finds on its PATH;
+#      on 127.0.0.1), the installed library and the rpmemd an ssh session finds on its PATH,
+#      and a libpmemobj program (pmemobj_tx.c, Debian's libpmemobj-dev) doing transactions on
+#      such a pool, which pmempool sync then rebuilds from the remote replica alone;
 #   5. dpkg -r of rpmemd keeps only the conffile, as the administrator edited it; --purge
 #      removes it; purging the others leaves none of their files and no librpmem in the
 #      dynamic loader's cache.
 #
 # Needs root (it installs into /usr and purges again; the packages are purged on any exit),
 # cargo-deb (installed with `cargo install cargo-deb --locked` when missing), and the Debian
-# packages lintian, man-db, dpkg-dev, pkg-config, build-essential and pmdk-tools
-# (.ci/install-deps).
+# packages lintian, man-db, dpkg-dev, pkg-config, build-essential, pmdk-tools and
+# libpmemobj-dev (.ci/install-deps).
 set -euo pipefail
 # (Under pipefail a reader that stops early, like grep -q, can fail the pipeline with the
 # writer's SIGPIPE: the readers here read their whole input.)
@@ -264,6 +266,27 @@ cmp -i 8192 "$scratch/local.part0" "$pools/remote.part0" ||
 	die "the replica differs from the local part past the headers"
 sys env "${over_ssh[@]}" pmempool rm "$scratch/local.set"
 [ ! -e "$pools/remote.part0" ] || die "pmempool rm left the replica's part"
+
+# A libpmemobj program of our own (Debian's libpmemobj-dev) doing transactions on a pool with a
+# replica over ssh; then the local part is deleted and pmempool sync rebuilds it from the
+# remote replica alone, and every committed transaction is there.
+say "libpmemobj transactions on a pool with a replica on $target"
+sys cc -Wall -Werror -o "$scratch/pmemobj_tx" tests/packages/pmemobj_tx.c -lpmemobj
+printf 'PMEMPOOLSET\n16M %s/tx-remote.part0\n' "$pools" > "$pools/tx-remote.set"
+printf 'PMEMPOOLSET\n16M %s/tx.part0\nREPLICA %s tx-remote.set\n' "$scratch" "$target" \
+	> "$scratch/tx.set"
+# (PMEM_IS_PMEM_FORCE: libpmemobj flushes the local part instead of msync()ing every persist.)
+tx=(env "${over_ssh[@]}" PMEM_IS_PMEM_FORCE=1 "$scratch/pmemobj_tx" "$scratch/tx.set")
+sessions=$(grep -c "ssh connection: 127.0.0.1" "$scratch/rpmemd.log")
+sys "${tx[@]}" write 100 || die "libpmemobj transactions; rpmemd's log: $(cat "$scratch/rpmemd.log")"
+[ "$(grep -c "ssh connection: 127.0.0.1" "$scratch/rpmemd.log")" -gt "$sessions" ] ||
+	die "the transactions did not go through an rpmemd that sshd started"
+rm "$scratch/tx.part0"
+sys env "${over_ssh[@]}" pmempool sync "$scratch/tx.set" ||
+	die "pmempool sync from the remote replica; rpmemd's log: $(cat "$scratch/rpmemd.log")"
+sys "${tx[@]}" check 100 || die "the transactions are not all on the remote replica"
+sys env "${over_ssh[@]}" pmempool rm "$scratch/tx.set"
+[ ! -e "$pools/tx-remote.part0" ] || die "pmempool rm left the transactions' replica part"
 kill "$sshd_pid"
 wait "$sshd_pid" 2>/dev/null || true
 sshd_pid=
