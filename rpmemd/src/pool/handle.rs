@@ -373,8 +373,10 @@ impl Pool {
     /// header as PMDK's `util_header_check_remote` does (not zero, valid
     /// checksum, same signature / major / features / pool set uuid /
     /// replica uuids / user flags as part 0, part uuids linked in a ring),
-    /// maps the parts and reads the attributes from part 0's header (all
-    /// zero for `NOHDRS`).
+    /// allocates the blocks of every part file (`posix_fallocate`: holes
+    /// become an ENOSPC error here rather than SIGBUS at a store), maps the
+    /// parts and reads the attributes from part 0's header (all zero for
+    /// `NOHDRS`).
     pub fn open_with(dir: &PoolsetDir, name: &str, opts: &PoolOptions) -> Result<Pool, PoolError> {
         let (set_path, bytes) = read_set(dir, name)?;
         let set = parse(&set_path, &bytes)?;
@@ -409,6 +411,16 @@ impl Pool {
             })?;
             hdrs.first().map_or(PoolAttr::ZERO, to_attr)
         };
+        // A part file may have holes (restored with `cp --sparse`, or
+        // punched): a store into a hole needs a block, and on a full file
+        // system the mapping answers it with SIGBUS. Allocating them now
+        // turns that into an ENOSPC error naming the part. Blocks already
+        // allocated cost nothing, and no byte changes.
+        for (f, p) in files.iter().zip(&plan.parts) {
+            if f.devdax.is_none() {
+                parts::allocate(&f.file, &f.path, p.size)?;
+            }
+        }
         let (map, syncs) = map_parts(&files, &slots, len, &plan)?;
         Ok(Self::assemble(
             name, plan, map, files, slots, syncs, attr, opts, intent, recovery,
