@@ -117,6 +117,9 @@ pub(crate) struct VerbsLane {
     reads: Vec<Option<(ReadDest, u64)>>,
     wcs: Vec<Wc>,
     watch_fd: Option<RawFd>,
+    /// rpmemd registers the pool from here on: below it (the pool header)
+    /// every RDMA access would end in a remote access error.
+    min_offset: u64,
 }
 
 impl std::fmt::Debug for VerbsLane {
@@ -278,6 +281,7 @@ impl VerbsLane {
             reads: vec![None; nreads],
             wcs: Vec::with_capacity(16),
             watch_fd: setup.watch_fd,
+            min_offset: setup.params.min_offset,
         })
     }
 
@@ -330,6 +334,18 @@ impl VerbsLane {
 
     /// Posts one operation; false when it must wait for a free slot.
     fn post(&mut self, op: &Op) -> Result<bool, Error> {
+        // The engine never writes below `min_offset`; a read there (the
+        // pool header) is refused here, with its reason, instead of taking
+        // the queue pair to the error state with a remote access error.
+        if let Op::Read { offset, len, .. } = *op {
+            if offset < self.min_offset {
+                return Err(self.cx.fail(format!(
+                    "an RDMA READ of {len} bytes at offset {offset}: rpmemd registers the pool \
+                     from offset {} on (the pool header is not reachable over RDMA)",
+                    self.min_offset
+                )));
+            }
+        }
         let posted = match *op {
             Op::Write {
                 offset,

@@ -4,16 +4,24 @@
 //! rpmemd listens (`rdma_listen`) on the address the client reached it on,
 //! which must belong to an RDMA device, on an ephemeral port. The pool is
 //! registered once on that device with local write, remote write and remote
-//! read access; the CREATE/OPEN response tells the client the port, the
-//! pool's address and its rkey (PMDK's `rpmem_msg_ibc_attr`), and the
-//! session secret (our extension).
+//! read access, **from the session's `min_offset` to its end** ([`PoolTail`]):
+//! the pool header (the first 4 KiB of a pool with headers) is not part of
+//! the registration, so no RDMA WRITE, READ or atomic of any client can
+//! reach it (the NIC answers with a remote access error). The CREATE/OPEN
+//! response tells the client the port, the pool's address (of offset 0, as
+//! PMDK's `raddr`: the client adds the offset) and the rkey (PMDK's
+//! `rpmem_msg_ibc_attr`), and the session secret (our extension).
 //!
 //! A connection request carries our 48-byte hello as private data (lane and
 //! session secret). The core's [`StreamServer`] checks it, the
 //! [`LaneRegistry`] refuses a lane taken twice; a refused request is
 //! rejected with the 8-byte hello answer as private data, before any queue
 //! pair exists, so a client without the secret never gets access to the
-//! pool's registration. An accepted one gets a queue pair with
+//! pool's registration. Anyone who reaches the port can cause refusals, so
+//! their log lines are rate limited as on TCP ([`RefusalLog`]: wrong secret,
+//! other refusals, too many requests waiting; the first
+//! [`REFUSAL_LOG_BURST`] of each kind per [`REFUSAL_LOG_INTERVAL`], then one
+//! summary line). An accepted one gets a queue pair with
 //! `send_window` receive buffers of `24 + inline_max` bytes posted, and
 //! its own worker thread.
 //!
@@ -39,14 +47,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rpmem_core::persist::{execute, ServerError, StreamServer, Target};
+use rpmem_core::persist::{execute, HelloAccepted, HelloReject, ServerError, StreamServer, Target};
 use rpmem_core::wire::persist::HEADER_LEN as MSG_HEADER_LEN;
 use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus, HELLO_ACK_LEN, HELLO_LEN, SECRET_LEN};
 use rpmem_verbs::{
     Access, Disconnector, Endpoint, EndpointConfig, Listener, Memory, Mr, Pd, Request, Wake, WcKind,
 };
 
-use super::{Connection, LaneRegistry, PoolMemory};
+use super::tcp::{REFUSAL_LOG_BURST, REFUSAL_LOG_INTERVAL};
+use super::{Connection, LaneRegistry, PoolMemory, Refusal};
+use crate::logging::RateLimit;
 use crate::sync::thread::{Builder, JoinHandle};
 use crate::sync::{lock, Arc, Mutex};
 
@@ -72,6 +82,167 @@ unsafe impl Memory for PoolMemory {
     }
     fn len(&self) -> usize {
         PoolMemory::len(self)
+    }
+}
+
+/// The part of the pool the NIC may reach: `[start, end)` of the pool, where
+/// `start` is the session's `min_offset` (4096 with pool headers, 0 without).
+/// Registering only this range keeps the header out of every remote WRITE,
+/// READ and atomic: the rkey does not cover it.
+#[derive(Clone, Debug)]
+struct PoolTail {
+    mem: PoolMemory,
+    /// First registered offset; at most `mem.len()`.
+    start: usize,
+}
+
+impl PoolTail {
+    /// `[min_offset, end)` of `mem`; `None` when nothing would be left.
+    fn new(mem: &PoolMemory, min_offset: u64) -> Option<PoolTail> {
+        let start = usize::try_from(min_offset).ok()?;
+        (start < mem.len()).then(|| PoolTail {
+            mem: mem.clone(),
+            start,
+        })
+    }
+}
+
+// SAFETY: the same range promise as `PoolMemory`'s (above), for a suffix of
+// it: `start < mem.len()` (checked by `PoolTail::new`), so
+// `[as_ptr(), as_ptr() + len())` lies inside the pool's mapping, which the
+// session keeps mapped until the verbs server dropped the registration.
+unsafe impl Memory for PoolTail {
+    fn as_ptr(&self) -> *mut u8 {
+        self.mem
+            .range(self.start as u64, 0)
+            .unwrap_or(std::ptr::null_mut())
+    }
+    fn len(&self) -> usize {
+        self.mem.len().saturating_sub(self.start)
+    }
+}
+
+/// Which rate limit a refused connection request counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefusalKind {
+    /// A hello with a wrong session secret.
+    BadSecret,
+    /// Anything else that did not become a lane: private data that is not a
+    /// hello, another version, a lane out of range or already connected.
+    Refused,
+    /// Too many requests were waiting for their worker.
+    Busy,
+}
+
+/// Rate limits of the refusals peers without a lane cause (anyone who can
+/// reach the port): a flood of connection requests must not flood the log.
+/// Lanes of the session never touch them.
+#[derive(Debug)]
+struct RefusalLog {
+    bad_secret: RateLimit,
+    refused: RateLimit,
+    busy: RateLimit,
+}
+
+impl RefusalLog {
+    fn new() -> RefusalLog {
+        RefusalLog {
+            bad_secret: RateLimit::new(
+                "RDMA connection requests with a wrong session secret",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+            refused: RateLimit::new(
+                "other refused RDMA connection requests",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+            busy: RateLimit::new(
+                "RDMA connection requests refused while too many waited",
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_INTERVAL,
+            ),
+        }
+    }
+
+    fn limit(&self, kind: RefusalKind) -> &RateLimit {
+        match kind {
+            RefusalKind::BadSecret => &self.bad_secret,
+            RefusalKind::Refused => &self.refused,
+            RefusalKind::Busy => &self.busy,
+        }
+    }
+
+    fn all(&self) -> [&RateLimit; 3] {
+        [&self.bad_secret, &self.refused, &self.busy]
+    }
+
+    /// Counts a refusal; logs it (and returns true) while its kind is
+    /// within its burst.
+    fn note(&self, refused: &Refused, peer: &str) -> bool {
+        let logged = self.limit(refused.kind).admit();
+        if logged {
+            log::warn!("RDMA connection from {peer} refused: {}", refused.why);
+        }
+        logged
+    }
+}
+
+/// Why a connection request does not become a lane, and what it is told.
+#[derive(Debug)]
+struct Refused {
+    /// The 8-byte hello answer carried by the reject, if the peer deserves one.
+    answer: Option<[u8; HELLO_ACK_LEN]>,
+    kind: RefusalKind,
+    why: String,
+}
+
+/// Checks a connection request's private data as the core's hello: the
+/// accepted hello, or why not (nothing about the request is logged here).
+fn check_hello(
+    private_data: &[u8],
+    target: Target,
+    secret: &[u8; SECRET_LEN],
+) -> Result<HelloAccepted, Refused> {
+    let Some(hello) = private_data.get(..HELLO_LEN) else {
+        return Err(Refused {
+            answer: None,
+            kind: RefusalKind::Refused,
+            why: format!(
+                "{} bytes of private data, not a {HELLO_LEN}-byte hello",
+                private_data.len()
+            ),
+        });
+    };
+    let mut check = StreamServer::new(target);
+    check.on_hello(hello, secret).map_err(|e| match e {
+        ServerError::Hello(r) => Refused {
+            answer: r.reply(),
+            kind: if r == HelloReject::BadSecret {
+                RefusalKind::BadSecret
+            } else {
+                RefusalKind::Refused
+            },
+            why: r.to_string(),
+        },
+        e => Refused {
+            answer: None,
+            kind: RefusalKind::Refused,
+            why: e.to_string(),
+        },
+    })
+}
+
+/// A registry refusal as a refused request.
+fn registry_refusal(r: Refusal) -> Refused {
+    Refused {
+        answer: r.hello_status().map(ack),
+        kind: if matches!(r, Refusal::TooManyPending(_)) {
+            RefusalKind::Busy
+        } else {
+            RefusalKind::Refused
+        },
+        why: r.to_string(),
     }
 }
 
@@ -154,6 +325,7 @@ struct Shared {
     window: u32,
     // Keeps the pool registered while lanes run; dropped by `stop`.
     pd: Arc<Pd>,
+    refusals: RefusalLog,
 }
 
 /// The running verbs data path of one session.
@@ -166,6 +338,7 @@ pub struct VerbsServer {
     registry: Arc<LaneRegistry<VerbsConn>>,
     accept: Option<JoinHandle<()>>,
     pool_mr: Option<Arc<Mr>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for VerbsServer {
@@ -183,13 +356,22 @@ pub enum StartError {
     /// A verb failed (no RDMA device on the address, registration refused).
     #[error(transparent)]
     Verbs(#[from] rpmem_verbs::Error),
+    /// The session's `min_offset` leaves nothing of the pool to register.
+    #[error("min_offset {min_offset} leaves nothing of a pool of {pool_len} bytes to register")]
+    NothingToRegister {
+        /// Lowest offset the data path may reach.
+        min_offset: u64,
+        /// Length of the pool.
+        pool_len: usize,
+    },
     /// The accepting thread did not start.
     #[error("cannot start the accepting thread: {0}")]
     Thread(#[from] std::io::Error),
 }
 
 impl VerbsServer {
-    /// Listens on `config.bind`, registers the pool and starts accepting.
+    /// Listens on `config.bind`, registers the pool from the target's
+    /// `min_offset` to its end and starts accepting.
     pub fn start(
         config: &VerbsConfig,
         target: Target,
@@ -200,8 +382,16 @@ impl VerbsServer {
         let addr = listener.local_addr().unwrap_or(config.bind);
         let device = listener.device_name();
         let pd = listener.pd()?;
-        let (pool_mr, flush) = register_pool(&pd, &mem, config.flush)?;
+        let min_offset = target.params().min_offset;
+        let tail = PoolTail::new(&mem, min_offset).ok_or(StartError::NothingToRegister {
+            min_offset,
+            pool_len: mem.len(),
+        })?;
+        let (pool_mr, flush) = register_pool(&pd, &tail, config.flush)?;
         let pool_mr = Arc::new(pool_mr);
+        // The client addresses the pool from offset 0 (PMDK's `raddr`): the
+        // registration starts `start` bytes further.
+        let raddr = pool_mr.addr().wrapping_sub(tail.start as u64);
         let registry = Arc::new(LaneRegistry::new(
             target.params().nlanes,
             config.max_pending,
@@ -213,21 +403,24 @@ impl VerbsServer {
             spin: config.spin,
             window: config.send_window.max(1),
             pd,
+            refusals: RefusalLog::new(),
         });
         let reg = Arc::clone(&registry);
         let mr_for_lanes = Arc::clone(&pool_mr);
+        let for_accept = Arc::clone(&shared);
         let accept = Builder::new()
             .name("rpmemd-rdma-accept".to_owned())
-            .spawn(move || accept_loop(&listener, &reg, &shared, &mr_for_lanes))?;
+            .spawn(move || accept_loop(&listener, &reg, &for_accept, &mr_for_lanes))?;
         Ok(VerbsServer {
             addr,
             device,
-            raddr: pool_mr.addr(),
+            raddr,
             rkey: pool_mr.rkey(),
             flush,
             registry,
             accept: Some(accept),
             pool_mr: Some(pool_mr),
+            shared,
         })
     }
 
@@ -241,7 +434,8 @@ impl VerbsServer {
         &self.device
     }
 
-    /// The pool's address for the client's WRITEs and READs.
+    /// The address of the pool's offset 0 for the client's WRITEs and READs
+    /// (the registration itself starts at `min_offset`).
     pub fn raddr(&self) -> u64 {
         self.raddr
     }
@@ -267,6 +461,10 @@ impl VerbsServer {
         }
         self.registry.wait_idle();
         self.pool_mr = None;
+        // What was suppressed is summed up before the session goes on.
+        for limit in self.shared.refusals.all() {
+            limit.flush();
+        }
         open
     }
 }
@@ -282,7 +480,7 @@ impl Drop for VerbsServer {
 /// registration without it when the device refuses that right).
 fn register_pool(
     pd: &Arc<Pd>,
-    mem: &PoolMemory,
+    mem: &PoolTail,
     flush: bool,
 ) -> Result<(Mr, FlushRegistration), rpmem_verbs::Error> {
     let base = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
@@ -322,6 +520,11 @@ fn accept_loop(
     pool_mr: &Arc<Mr>,
 ) {
     while !registry.is_stopping() {
+        // Sum up refusals suppressed in an interval that is over (reads the
+        // clock only when there are some).
+        for limit in shared.refusals.all() {
+            limit.flush_expired();
+        }
         match listener.next_request(SLICE) {
             Ok(None) => {}
             Ok(Some(req)) => admit(req, registry, shared, pool_mr),
@@ -333,15 +536,15 @@ fn accept_loop(
     }
 }
 
-fn reject(
-    req: Request,
-    answer: Option<[u8; HELLO_ACK_LEN]>,
-    peer: &str,
-    why: &dyn std::fmt::Display,
-) {
-    log::warn!("RDMA connection from {peer} refused: {why}");
-    if let Err(e) = req.reject(answer.as_ref().map_or(&[][..], |b| &b[..])) {
-        log::warn!("rejecting the connection from {peer}: {e}");
+/// Rejects a request with its answer; logs it within the rate limit of its
+/// kind (a failure to reject only when the refusal itself was logged).
+fn reject(req: Request, refused: &Refused, peer: &str, log: &RefusalLog) {
+    let logged = log.note(refused, peer);
+    let answer = refused.answer.as_ref().map_or(&[][..], |b| &b[..]);
+    if let Err(e) = req.reject(answer) {
+        if logged {
+            log::warn!("rejecting the connection from {peer}: {e}");
+        }
     }
 }
 
@@ -359,25 +562,10 @@ fn admit(
         .peer_addr()
         .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
     // The hello, as on TCP; private data is padded by the transport.
-    let Some(hello) = req.private_data().get(..HELLO_LEN).map(<[u8]>::to_vec) else {
-        let n = req.private_data().len();
-        reject(
-            req,
-            None,
-            &peer,
-            &format_args!("{n} bytes of private data, not a {HELLO_LEN}-byte hello"),
-        );
-        return;
-    };
-    let mut check = StreamServer::new(shared.target);
-    let accepted = match check.on_hello(&hello, &shared.secret) {
+    let accepted = match check_hello(req.private_data(), shared.target, &shared.secret) {
         Ok(a) => a,
-        Err(ServerError::Hello(r)) => {
-            reject(req, r.reply(), &peer, &r);
-            return;
-        }
-        Err(e) => {
-            reject(req, None, &peer, &e);
+        Err(refused) => {
+            reject(req, &refused, &peer, &shared.refusals);
             return;
         }
     };
@@ -388,7 +576,7 @@ fn admit(
     let guard = match claimed {
         Ok(g) => g,
         Err(r) => {
-            reject(req, r.hello_status().map(ack), &peer, &r);
+            reject(req, &registry_refusal(r), &peer, &shared.refusals);
             return;
         }
     };
@@ -537,6 +725,131 @@ fn serve(
             // it could still receive.
             Wake::Disconnected => return Ok(()),
             Wake::Rearmed | Wake::Completion | Wake::TimedOut => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What needs no RDMA device: the registered range and the refusal
+    //! limits. Connecting, rejecting and the remote access error of a WRITE
+    //! to the header run in the rxe rig (`verbs/tests/rxe.rs`,
+    //! `tests/rxe/header-guard.sh`).
+    use super::*;
+    use crate::transport::DeepFlush;
+    use rpmem_core::flush::cpu::FlushInstr;
+    use rpmem_core::flush::FlushMode;
+    use rpmem_core::persist::{Method, StreamClient, TargetParams};
+    use std::ptr::NonNull;
+
+    /// One page, page aligned (`PoolMemory` wants a page-aligned base).
+    #[repr(C, align(4096))]
+    #[derive(Clone, Copy)]
+    struct Page([u8; 4096]);
+
+    const SECRET: [u8; SECRET_LEN] = [7; SECRET_LEN];
+
+    fn target(nlanes: u32) -> Target {
+        Target::new(TargetParams {
+            nlanes,
+            pool_size: 64 * 1024,
+            min_offset: 4096,
+            inline_max: 64,
+            flush_mode: FlushMode::Cpu,
+            method: Method::Gpspm,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_registration_starts_at_min_offset() {
+        let mut backing = vec![Page([0; 4096]); 4];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives `mem`; nothing writes through it.
+        let mem =
+            unsafe { PoolMemory::new(base, 4 * 4096, FlushInstr::detect(), DeepFlush::default()) };
+        let tail = PoolTail::new(&mem, 4096).unwrap();
+        assert_eq!(tail.as_ptr(), base.as_ptr().wrapping_add(4096));
+        assert_eq!(tail.len(), 3 * 4096);
+        // Pools without headers: the whole pool.
+        let all = PoolTail::new(&mem, 0).unwrap();
+        assert_eq!((all.as_ptr(), all.len()), (base.as_ptr(), 4 * 4096));
+        // Nothing left to register: refused, never an empty or inverted range.
+        assert!(PoolTail::new(&mem, 4 * 4096).is_none());
+        assert!(PoolTail::new(&mem, u64::MAX).is_none());
+        drop(backing);
+    }
+
+    #[test]
+    fn hellos_are_classified_for_their_limits() {
+        let t = target(2);
+        let good = StreamClient::new(1).hello(&SECRET);
+        let accepted = check_hello(&good, t, &SECRET).unwrap();
+        assert_eq!(accepted.lane, 1);
+        // Private data is padded by the transport: a longer buffer is fine.
+        let mut padded = good.to_vec();
+        padded.resize(56, 0);
+        assert!(check_hello(&padded, t, &SECRET).is_ok());
+
+        let wrong = StreamClient::new(0).hello(&[8; SECRET_LEN]);
+        let r = check_hello(&wrong, t, &SECRET).unwrap_err();
+        assert_eq!(r.kind, RefusalKind::BadSecret);
+        assert_eq!(r.answer, Some(ack(HelloStatus::Denied)));
+        assert!(r.why.contains("secret"), "{}", r.why);
+
+        let short = check_hello(&good[..20], t, &SECRET).unwrap_err();
+        assert_eq!(short.kind, RefusalKind::Refused);
+        assert_eq!(short.answer, None);
+        assert!(
+            short.why.contains("20 bytes of private data"),
+            "{}",
+            short.why
+        );
+
+        let no_lane = StreamClient::new(2).hello(&SECRET);
+        let r = check_hello(&no_lane, t, &SECRET).unwrap_err();
+        assert_eq!(r.kind, RefusalKind::Refused);
+        assert_eq!(r.answer, Some(ack(HelloStatus::BadLane)));
+
+        let busy = registry_refusal(Refusal::TooManyPending(16));
+        assert_eq!((busy.kind, busy.answer), (RefusalKind::Busy, None));
+        let taken = registry_refusal(Refusal::LaneTaken(0));
+        assert_eq!(taken.kind, RefusalKind::Refused);
+        assert_eq!(taken.answer, Some(ack(HelloStatus::BadLane)));
+    }
+
+    /// 10,000 refusals of each kind within one interval log
+    /// `REFUSAL_LOG_BURST` lines per kind, not one each: the flood the
+    /// TCP test (`rpmemd/tests/logging.rs`) sends, on the verbs path's
+    /// classification and limits.
+    #[test]
+    fn refusal_floods_are_rate_limited_per_kind() {
+        let t = target(1);
+        let log = RefusalLog::new();
+        let wrong = StreamClient::new(0).hello(&[9; SECRET_LEN]);
+        type Flood<'a> = (&'static str, Box<dyn Fn() -> Refused + 'a>);
+        let floods: [Flood<'_>; 3] = [
+            (
+                "wrong secret",
+                Box::new(|| check_hello(&wrong, t, &SECRET).unwrap_err()),
+            ),
+            (
+                "bad private data",
+                Box::new(|| check_hello(&[0xff; 48], t, &SECRET).unwrap_err()),
+            ),
+            (
+                "too many connects",
+                Box::new(|| registry_refusal(Refusal::TooManyPending(16))),
+            ),
+        ];
+        for (name, refusal) in &floods {
+            let logged = (0..10_000)
+                .filter(|_| log.note(&refusal(), "192.0.2.1:4791"))
+                .count();
+            assert_eq!(
+                logged, REFUSAL_LOG_BURST as usize,
+                "{name}: {logged} of 10000 refusals logged"
+            );
         }
     }
 }
