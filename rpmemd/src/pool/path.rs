@@ -156,32 +156,15 @@ impl PoolsetDir {
     /// Removes the directory entry `name` (the pool set file). A final
     /// symbolic link is removed itself, not its target.
     pub fn unlink(&self, name: &str) -> Result<(), PoolError> {
-        let comps = check_name(name)?;
-        let Some((last, parents)) = comps.split_last() else {
-            return Err(PoolError::BadName {
-                name: name.to_owned(),
-                component: name.to_owned(),
-                problem: NameProblem::Empty,
-            });
-        };
-        let parent = if parents.is_empty() {
-            None
-        } else {
-            Some(self.resolve(
-                name,
-                parents,
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )?)
-        };
-        let dir = parent.as_ref().map_or(self.fd.as_fd(), |p| p.as_fd());
+        let (dir, last) = self.open_parent(name)?;
         let c =
             cstring(last).map_err(|source| PoolError::io("unlink", self.display(name), source))?;
-        sys_unlinkat(dir, &c).map_err(|source| {
+        sys_unlinkat(dir.as_fd(), &c).map_err(|source| {
             if source.raw_os_error() == Some(libc::ENOENT) {
                 PoolError::NoPoolSet {
                     name: name.to_owned(),
                     dir: self.path.clone(),
-                    component: (*last).to_owned(),
+                    component: last.to_owned(),
                 }
             } else {
                 PoolError::io("unlink", self.display(name), source)
@@ -189,10 +172,13 @@ impl PoolsetDir {
         })
     }
 
-    /// The SET_ATTR intent record of the pool set file `name`: in the
-    /// directory holding it (resolved beneath the pool set directory, and
-    /// held open), named after it with [`super::intent::SUFFIX`].
-    pub(super) fn intent_file(&self, name: &str) -> Result<super::intent::IntentFile, PoolError> {
+    /// The directory holding the entry `name` names, resolved beneath the
+    /// pool set directory (`O_PATH`), and that entry's last component
+    /// (never empty, `.` or `..`, no `/`). A symbolic link as the last
+    /// component is not followed. [`PoolsetDir::unlink`] and the SET_ATTR
+    /// intent record of `name` (sessions and `--remove`) work in it; public
+    /// so the name-resolution fuzz target (`rpmemd/fuzz`) checks it.
+    pub fn open_parent<'n>(&self, name: &'n str) -> Result<(OwnedFd, &'n str), PoolError> {
         let comps = check_name(name)?;
         let Some((last, parents)) = comps.split_last() else {
             return Err(PoolError::BadName {
@@ -212,6 +198,14 @@ impl PoolsetDir {
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )?
         };
+        Ok((dir, *last))
+    }
+
+    /// The SET_ATTR intent record of the pool set file `name`: in the
+    /// directory holding it (resolved beneath the pool set directory, and
+    /// held open), named after it with [`super::intent::SUFFIX`].
+    pub(super) fn intent_file(&self, name: &str) -> Result<super::intent::IntentFile, PoolError> {
+        let (dir, last) = self.open_parent(name)?;
         super::intent::IntentFile::new(dir, last, self.display(name))
     }
 
@@ -360,11 +354,16 @@ fn walk(root: BorrowedFd<'_>, comps: &[&str], flags: i32) -> Result<OwnedFd, Wal
         .map_err(io_err)?;
         stack.push(fd);
     }
-    // Only reachable when the components end in `..` that climbed back to
-    // a directory: the name then names a directory, which is no file.
-    Err(WalkError::Io {
+    // Only reachable when the name ends in a symbolic link whose target
+    // ends in `.` or `..` (`sub/self -> .`): the name is then the directory
+    // the walk stands in, which is opened as `openat2` opens it (the pool
+    // set directory itself included), so both strategies agree; a caller
+    // that wants a file checks the type (found by the `pool_names` fuzz
+    // target: the walk refused with `EISDIR` what `openat2` opened).
+    let cur = stack.last().map_or(root, |fd| fd.as_fd());
+    sys_openat(Some(cur), c".", flags | libc::O_NOFOLLOW, 0).map_err(|source| WalkError::Io {
         component: comps.last().map_or_else(String::new, |c| (*c).to_owned()),
-        source: io::Error::from_raw_os_error(libc::EISDIR),
+        source,
     })
 }
 
@@ -579,6 +578,31 @@ mod tests {
         assert_eq!(read(&d, "sub/up-link.set").unwrap(), "A");
         assert_eq!(read(&d, "sub/dirlink/c.set").unwrap(), "C");
         assert_eq!(read(&d, "./sub//deeper/c.set").unwrap(), "C");
+    }
+
+    /// A name ending in a link to `.` or `..` names a directory: both
+    /// strategies open it (the walk used to refuse with `EISDIR` what
+    /// `openat2` opened; found by the `pool_names` fuzz target); the pool
+    /// set directory itself can be reached that way, nothing above it.
+    #[rstest]
+    #[case(Strategy::Openat2)]
+    #[case(Strategy::Walk)]
+    fn a_link_to_a_directory_opens_that_directory(#[case] strategy: Strategy) {
+        use std::os::unix::fs::MetadataExt;
+        let (_t, root) = tree();
+        symlink(".", root.join("sub/selflink")).unwrap();
+        symlink("..", root.join("sub/rootlink")).unwrap();
+        let d = PoolsetDir::open_with(&root, strategy).unwrap();
+        for (name, want) in [
+            ("sub/selflink", root.join("sub")),
+            ("sub/selflink/", root.join("sub")),
+            ("sub/rootlink", root.clone()),
+            ("sub/dirlink/", root.join("sub/deeper")),
+        ] {
+            let m = d.open_file(name).unwrap().metadata().unwrap();
+            assert!(m.is_dir(), "{name}");
+            assert_eq!(m.ino(), std::fs::metadata(&want).unwrap().ino(), "{name}");
+        }
     }
 
     #[rstest]
