@@ -119,7 +119,7 @@ impl Converter<'_> {
                         if font == Font::Bold {
                             return Err(self.err(n, "a code span inside bold text"));
                         }
-                        out.push_str("\\fB");
+                        out.push_str("\\fB\\%");
                         for c in code.chars() {
                             push_char(&mut out, c);
                         }
@@ -130,7 +130,7 @@ impl Converter<'_> {
                         font = match font {
                             Font::Roman => {
                                 opened_at = n;
-                                out.push_str("\\fB");
+                                out.push_str("\\fB\\%");
                                 Font::Bold
                             }
                             Font::Bold => {
@@ -144,7 +144,7 @@ impl Converter<'_> {
                         font = match font {
                             Font::Roman => {
                                 opened_at = n;
-                                out.push_str("\\fI");
+                                out.push_str("\\fI\\%");
                                 Font::Italic
                             }
                             Font::Italic => {
@@ -415,15 +415,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             roff,
-            ".SH \"NAME\"\nx_y \\- a page\n.SH \"SEE ALSO\"\n\\fBa\\fR(3), \\fIb\\fR and \
-             \\fBc\\-d\\fR\n\\&.e *f\n.IP \\(bu 2\nitem\nmore\n.TP\nEINVAL\nbad \\fIx\\fR\n\
+            ".SH \"NAME\"\nx_y \\- a page\n.SH \"SEE ALSO\"\n\\fB\\%a\\fR(3), \\fI\\%b\\fR and \
+             \\fB\\%c\\-d\\fR\n\\&.e *f\n.IP \\(bu 2\nitem\nmore\n.TP\nEINVAL\nbad \\fI\\%x\\fR\n\
              still\n.PP\n.RS 4\n.nf\nint .x = a\\eb;\n.fi\n.RE\n"
         );
     }
 
     #[test]
     fn spans_continue_on_the_next_line_of_a_block() {
-        assert_eq!(page("a **b\nc** d\n").unwrap(), ".PP\na \\fBb\nc\\fR d\n");
+        assert_eq!(
+            page("a **b\nc** d\n").unwrap(),
+            ".PP\na \\fB\\%b\nc\\fR d\n"
+        );
     }
 
     #[test]
