@@ -76,27 +76,37 @@ fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet || return 1
   fi
-  local targets ref seeds
-  targets=$(cd rpmem-core/fuzz && cargo fuzz list)
+  local crate targets t ref seeds dict work
   ref="$PWD/tests/vectors/pmdk-1.12.1"
-  for t in $targets; do
-    # Seed from PMDK's own files where they fit the target.
-    case $t in
-      poolset_parse) seeds="$ref/tests/util_poolset_parse" ;;
-      pool_hdr_decode) seeds="$ref/pool_hdr" ;;
-      oob_messages) seeds="$ref/wire" ;;
-      *) seeds="" ;;
-    esac
-    [ -n "$seeds" ] && [ -d "$seeds" ] || seeds=""
-    mkdir -p "rpmem-core/fuzz/corpus/$t"
-    echo "--- fuzz $t for ${FUZZ_SECONDS}s"
-    # Stable toolchain: no sanitizer (needs nightly; the targets are safe
-    # Rust, so a panic is what we look for); RUSTC_BOOTSTRAP lets cargo-fuzz
-    # pass its -Z flags. A panic or crash fails the run.
-    (cd rpmem-core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$t" \
-        "corpus/$t" $seeds -- \
-        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0) || return 1
+  # Fuzz into a temporary copy of each committed corpus, so CI never grows the tree's.
+  work=$(mktemp -d) || return 1
+  for crate in rpmem-core/fuzz rpmemd/fuzz; do
+    targets=$(cd "$crate" && cargo fuzz list) || { rm -rf "$work"; return 1; }
+    for t in $targets; do
+      # Seed from PMDK's own files where they fit the target.
+      case $t in
+        poolset_parse) seeds="$ref/tests/util_poolset_parse" ;;
+        pool_hdr_decode) seeds="$ref/pool_hdr" ;;
+        oob_messages) seeds="$ref/wire" ;;
+        *) seeds="" ;;
+      esac
+      [ -n "$seeds" ] && [ -d "$seeds" ] || seeds=""
+      dict=""
+      if [ -f "$crate/dict/$t.dict" ]; then dict="-dict=$PWD/$crate/dict/$t.dict"; fi
+      mkdir -p "$work/$t"
+      if [ -d "$crate/corpus/$t" ]; then cp -R "$crate/corpus/$t/." "$work/$t/"; fi
+      echo "--- fuzz $t for ${FUZZ_SECONDS}s (AddressSanitizer)"
+      # Stable toolchain with AddressSanitizer: its runtime ships with rust-std for
+      # x86_64-unknown-linux-gnu, and RUSTC_BOOTSTRAP lets cargo-fuzz pass -Zsanitizer
+      # (docs/fuzzing.md). A panic, a sanitizer report or a crash fails the run; the input
+      # is left in $crate/artifacts/$t/ (ignored by git).
+      (cd "$crate" && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer address "$t" \
+          "$work/$t" $seeds -- $dict \
+          -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1) ||
+        { rm -rf "$work"; return 1; }
+    done
   done
+  rm -rf "$work"
 }
 # RDMA over soft-RoCE and emulated pmem in a QEMU guest: the verbs tests, pmem detection, and
 # the benchmark beside perftest (docs/rxe-rig.md, docs/verbs.md).
