@@ -35,11 +35,13 @@ extern crate std;
 
 pub mod attr;
 pub mod flush;
+pub mod list;
 pub mod negotiate;
 pub mod oob;
 pub mod persist;
 pub mod policy;
 pub mod pool_hdr;
+pub mod seal;
 pub mod poolset;
 pub mod text;
 pub mod wire;
