@@ -10,6 +10,7 @@
 //! | `RPMEM_WORK_QUEUE_SIZE` | 50 | operations a lane may have in flight |
 //! | `RPMEM_SPIN_US` | 50 | microseconds a waiting call polls before it sleeps |
 //! | `RPMEM_PROVIDER` | `tcp` | data path: `tcp` (any network), or `verbs` (native RDMA; the library and rpmemd must be built with the cargo feature `verbs`) |
+//! | `RPMEM_DATA_ADDR` | unset | a test hook: TCP lanes connect to this `HOST:PORT` (`[V6]:PORT`) instead of the address and port rpmemd announced, e.g. a proxy in front of rpmemd's data port (`tests/tests/proxy.rs`) |
 //! | `RPMEM_RDMA_FLUSH` | `1` | `1`: over verbs, make writes durable with RDMA FLUSH where rpmemd offers it and this host's device can post it; `0`: always use the method rpmemd announces (APM or GPSPM) |
 //!
 //! An empty variable counts as unset (as in librpmem). A value that cannot
@@ -38,6 +39,8 @@ pub const ENV_SPIN_US: &str = "RPMEM_SPIN_US";
 pub const ENV_PROVIDER: &str = "RPMEM_PROVIDER";
 /// `RPMEM_RDMA_FLUSH` (ours).
 pub const ENV_RDMA_FLUSH: &str = "RPMEM_RDMA_FLUSH";
+/// `RPMEM_DATA_ADDR` (ours, a test hook).
+pub const ENV_DATA_ADDR: &str = "RPMEM_DATA_ADDR";
 
 /// The default ssh client (`RPMEM_DEF_SSH`).
 pub const DEFAULT_SSH: &str = "ssh";
@@ -174,6 +177,9 @@ pub struct Options {
     pub(crate) inline_size: u64,
     pub(crate) transport: Transport,
     pub(crate) rdma_flush: bool,
+    /// `RPMEM_DATA_ADDR`: where TCP lanes connect instead of rpmemd's
+    /// announced address (host, port).
+    pub(crate) data_addr: Option<(String, u16)>,
 }
 
 impl Default for Options {
@@ -192,6 +198,7 @@ impl Default for Options {
             inline_size: DEFAULT_INLINE_SIZE,
             transport: Transport::Tcp,
             rdma_flush: true,
+            data_addr: None,
         }
     }
 }
@@ -267,6 +274,13 @@ impl Options {
                 }
             };
         }
+        if let Some(v) = get(ENV_DATA_ADDR) {
+            o.data_addr = Some(parse_host_port(&v).ok_or(Error::Env {
+                name: ENV_DATA_ADDR,
+                value: v,
+                reason: "expected HOST:PORT or [IPV6]:PORT",
+            })?);
+        }
         Ok(o)
     }
 
@@ -340,6 +354,24 @@ impl Options {
     pub fn rdma_flush(&self) -> bool {
         self.rdma_flush
     }
+
+    /// `RPMEM_DATA_ADDR`: where TCP lanes connect instead of the address and
+    /// port rpmemd announced (a test hook), if set.
+    pub fn data_addr(&self) -> Option<(&str, u16)> {
+        self.data_addr.as_ref().map(|(h, p)| (h.as_str(), *p))
+    }
+}
+
+/// `HOST:PORT` or `[IPV6]:PORT` (port 1..=65535) as (host, port).
+fn parse_host_port(v: &str) -> Option<(String, u16)> {
+    let (host, port) = v.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 /// Builds [`Options`].
@@ -538,6 +570,26 @@ mod tests {
         assert_eq!(o.max_nlanes(), 3);
         assert_eq!(o.wq_size(), 7);
         assert_eq!(o.spin(), Duration::ZERO);
+    }
+
+    #[test]
+    fn data_addr_hook_parses_host_and_port() {
+        assert_eq!(opts(&[]).expect("defaults").data_addr(), None);
+        let o = opts(&[("RPMEM_DATA_ADDR", "127.0.0.1:4000")]).expect("valid");
+        assert_eq!(o.data_addr(), Some(("127.0.0.1", 4000)));
+        let o = opts(&[("RPMEM_DATA_ADDR", "[::1]:65535")]).expect("valid");
+        assert_eq!(o.data_addr(), Some(("::1", 65535)));
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            ":80",
+            "::1:80",
+            "[::1:80",
+            "h:70000",
+        ] {
+            let e = opts(&[("RPMEM_DATA_ADDR", bad)]).expect_err(bad);
+            assert!(e.to_string().contains("RPMEM_DATA_ADDR"), "{bad}: {e}");
+        }
     }
 
     #[test]

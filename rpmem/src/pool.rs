@@ -310,9 +310,14 @@ impl RemotePool {
         for lane in 0..params.nlanes {
             let mut lane_params = params.lane(lane, Placement::Stream);
             lane_params.wq_size = opts.wq_size;
+            // RPMEM_DATA_ADDR (a test hook) replaces where lanes connect.
+            let addr = opts
+                .data_addr
+                .clone()
+                .unwrap_or_else(|| (data_host.clone(), port));
             let setup = LaneSetup {
                 host: host.clone(),
-                addr: (data_host.clone(), port),
+                addr,
                 secret: ext.secret,
                 params: lane_params,
                 spin: opts.spin,
