@@ -393,6 +393,8 @@ pub struct Outcome {
     pub phase_at_kill: Option<&'static str>,
     /// Whether the victim existed at the moment of the kill.
     pub killed: bool,
+    /// From the kill to the end of the client.
+    pub client_end: Option<Duration>,
     /// Persists acknowledged before the kill.
     pub acked: usize,
     /// The verdict.
@@ -479,6 +481,7 @@ impl Campaign {
             kill,
             phase_at_kill: None,
             killed: false,
+            client_end: None,
             acked: 0,
             result: Ok(Fine::Reopened),
         };
@@ -626,7 +629,7 @@ impl Campaign {
         if created {
             check_pool(env, plan, &seen, &local).map(|()| Fine::Reopened)
         } else {
-            undo_create(&local)
+            undo_create(&local, plan)
         }
     }
 
@@ -645,6 +648,7 @@ impl Campaign {
         let started = Instant::now();
         // Phase 1: until the kill step begins (or the client ends).
         let mut at_step = false;
+        let mut kill_sent = None;
         while !at_step {
             let left = KILL_STEP_DEADLINE.saturating_sub(started.elapsed());
             match rx.recv_timeout(left.max(Duration::from_millis(1))) {
@@ -699,6 +703,7 @@ impl Campaign {
                 sigkill(*pid);
             }
             outcome.killed = !pids.is_empty();
+            kill_sent = Some(Instant::now());
         }
         // Phase 2: the client ends.
         let end = Instant::now() + CLIENT_DEADLINE;
@@ -707,7 +712,10 @@ impl Campaign {
                 seen.take(&line);
             }
             match child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
+                Ok(Some(status)) => {
+                    outcome.client_end = kill_sent.map(|t: Instant| t.elapsed());
+                    return Ok(status);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Wrong::Other(format!("waiting for the client: {e}"))),
             }
@@ -818,9 +826,17 @@ fn check_pool(env: &TestEnv, plan: &Plan, seen: &Seen, opts: &Options) -> Result
 
 /// Killed during create: the pool opens, or it does not and `remove
 /// --force` cleans it up so that it can be created again.
-fn undo_create(opts: &Options) -> Result<Fine, Wrong> {
+fn undo_create(opts: &Options, plan: &Plan) -> Result<Fine, Wrong> {
     match RemotePool::open("localhost", POOL_SET, region(POOL_LEN), 1, opts) {
         Ok(pool) => {
+            // A pool that opens has whole headers: the client's.
+            if pool.attr() != Some(&plan.initial_attr()) {
+                return Err(Wrong::Lost(format!(
+                    "killed during create, the pool opens with attributes {:?}, not the \
+                     client's",
+                    pool.attr()
+                )));
+            }
             pool.close()
                 .map_err(|e| Wrong::Reopen(format!("close of the half-created pool: {e}")))?;
             Ok(Fine::CreateKilledOpens)
@@ -889,6 +905,8 @@ pub struct Row {
     pub other: u32,
     /// Killed during create, then refused to open and removed.
     pub removed: u32,
+    /// The longest time from a kill to the end of the client.
+    pub slowest_end: Duration,
 }
 
 impl Table {
@@ -902,6 +920,7 @@ impl Table {
         row.runs += 1;
         row.killed += u32::from(o.killed);
         row.acked += o.acked as u64;
+        row.slowest_end = row.slowest_end.max(o.client_end.unwrap_or_default());
         match &o.result {
             Ok(Fine::CreateKilledRemoved(_)) => row.removed += 1,
             Ok(_) => {}
@@ -915,13 +934,21 @@ impl Table {
     /// The table in Markdown.
     pub fn markdown(&self) -> String {
         let mut s = String::from(
-            "| launch | killed | phase | runs | victim alive at kill | acked persists checked | hangs | losses | reopen failures | other failures | create undone by remove |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| launch | killed | phase | runs | victim alive at kill | acked persists checked | hangs | losses | reopen failures | other failures | create undone by remove | slowest client end after the kill |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let mut total = Row::default();
         for ((launch, victim, phase), r) in &self.rows {
             s.push_str(&format!(
-                "| {launch} | {victim} | {phase} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                r.runs, r.killed, r.acked, r.hangs, r.losses, r.reopen_failures, r.other, r.removed
+                "| {launch} | {victim} | {phase} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms |\n",
+                r.runs,
+                r.killed,
+                r.acked,
+                r.hangs,
+                r.losses,
+                r.reopen_failures,
+                r.other,
+                r.removed,
+                r.slowest_end.as_millis()
             ));
             total.runs += r.runs;
             total.killed += r.killed;
@@ -931,9 +958,10 @@ impl Table {
             total.reopen_failures += r.reopen_failures;
             total.other += r.other;
             total.removed += r.removed;
+            total.slowest_end = total.slowest_end.max(r.slowest_end);
         }
         s.push_str(&format!(
-            "| **all** | | | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| **all** | | | {} | {} | {} | {} | {} | {} | {} | {} | {} ms |\n",
             total.runs,
             total.killed,
             total.acked,
@@ -941,7 +969,8 @@ impl Table {
             total.losses,
             total.reopen_failures,
             total.other,
-            total.removed
+            total.removed,
+            total.slowest_end.as_millis()
         ));
         s
     }

@@ -27,6 +27,21 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
+/// `msg` with the run's temporary directory replaced by `<dir>`.
+fn without_dir(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(at) = rest.find("/tmp/.tmp") {
+        out.push_str(&rest[..at]);
+        out.push_str("<dir>");
+        rest = &rest[at + "/tmp/.tmp".len()..];
+        let end = rest.find('/').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[test]
 fn crash_campaign() {
     let (first, runs) = match env_u64("CRASH_SEED") {
@@ -49,6 +64,7 @@ fn crash_campaign() {
     let mut table = Table::default();
     let mut failures = Vec::new();
     let mut fine_removed = 0;
+    let mut refusals = std::collections::BTreeMap::new();
     let started = Instant::now();
     for seed in first..first + runs {
         let o = campaign.run(seed);
@@ -59,6 +75,7 @@ fn crash_campaign() {
                 if fine_removed <= 3 {
                     eprintln!("seed {seed}: killed during create, open said: {msg}");
                 }
+                *refusals.entry(without_dir(msg)).or_insert(0u32) += 1;
             }
             Ok(_) => {}
             Err(w) => {
@@ -78,6 +95,9 @@ fn crash_campaign() {
         started.elapsed().as_secs_f64(),
         table.markdown()
     );
+    for (msg, n) in &refusals {
+        eprintln!("killed during create, then open refused ({n} runs): {msg}");
+    }
     assert!(
         failures.is_empty(),
         "{} of {runs} runs failed; replay one with CRASH_SEED=<seed>: {failures:#?}",
