@@ -20,17 +20,17 @@
 //! end  <number of set lines>
 //! ```
 //!
-//! Names, the directory and texts are escaped with [`escape`]: no tab, line end or other
-//! control character is ever written raw. The rpmem library (`rpmem::list_pool_sets`) parses
-//! this format strictly.
+//! The line format (records, escaping with [`escape`]'s scheme, the cut of long texts) is the
+//! core's [`rpmem_core::list`], which the rpmem library (`rpmem::list_pool_sets`) reads back
+//! with, strictly: no tab, line end or other control character is ever written raw.
 
 use std::ffi::{CStr, CString};
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rpmem_core::list::{Field, Record, SetStatus, WRITE_BUDGET};
 use rpmem_core::poolset::{Options, PoolSet, SIGNATURE};
 
 use crate::config::{Config, Origin};
@@ -39,20 +39,16 @@ use crate::pool::{
     check_name, sys_fstatat_nofollow, sys_openat, PoolError, PoolsetDir, MAX_POOLSET_FILE,
 };
 
-/// The first field of the first line.
-pub const FORMAT: &str = "rpmemd-list";
-/// The format version (the second field of the first line).
-pub const FORMAT_VERSION: u32 = 1;
+pub use rpmem_core::list::{FORMAT, FORMAT_VERSION};
 /// Deepest directory searched, counted from `poolset-dir` (its own entries are depth 0).
 pub const MAX_DEPTH: usize = 16;
 /// Most directory entries examined in the whole walk.
 pub const MAX_ENTRIES: usize = 100_000;
 /// Most pool set files listed.
 pub const MAX_SETS: usize = 10_000;
-/// Most bytes of output; the rpmem library accepts at most 1 MiB.
-pub const MAX_OUTPUT: usize = 960 * 1024;
-/// Longest error text of one entry (longer ones are cut, with `...`).
-const MAX_ERROR_TEXT: usize = 512;
+/// Most bytes of output before the last records
+/// ([`rpmem_core::list::WRITE_BUDGET`]); the rpmem library accepts at most 1 MiB.
+pub const MAX_OUTPUT: usize = WRITE_BUDGET;
 
 /// One pool set file found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,51 +307,37 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     rel
 }
 
-/// The options as the output writes them.
-fn options_text(o: Options) -> &'static str {
-    match (o.single_hdr, o.no_hdrs) {
-        (false, false) => "-",
-        (true, false) => "SINGLEHDR",
-        (false, true) => "NOHDRS",
-        (true, true) => "SINGLEHDR,NOHDRS",
-    }
-}
-
-/// Cuts `text` to [`MAX_ERROR_TEXT`] characters.
-fn bounded(text: &str) -> String {
-    match text.char_indices().nth(MAX_ERROR_TEXT) {
-        Some((i, _)) => format!("{}...", text.get(..i).unwrap_or(text)),
-        None => text.to_owned(),
-    }
-}
-
 /// The output for `listing` of `poolset_dir`, at most [`MAX_OUTPUT`] bytes plus the last
 /// records (an `incomplete` line and the `end` line).
 pub fn render(poolset_dir: &Path, listing: &Listing) -> String {
-    let mut out = format!(
-        "{FORMAT}\t{FORMAT_VERSION}\t{}\n",
-        escape(poolset_dir.as_os_str().as_bytes())
-    );
-    let mut sets = 0usize;
-    let mut incomplete = listing.incomplete.clone();
+    let mut out = String::new();
+    let dir = Field::Raw(poolset_dir.as_os_str().as_bytes());
+    // Writing into a String cannot fail.
+    let _ = Record::Header { poolset_dir: dir }.write_line(&mut out);
+    let mut sets = 0u64;
+    let mut stopped = None;
+    let mut line = String::new();
     for entry in &listing.entries {
-        let mut line = format!("set\t{}\t", escape(&entry.name));
-        match &entry.status {
+        let status = match &entry.status {
             EntryStatus::Valid {
                 pool_size,
                 replicas,
                 options,
-            } => {
-                let size = pool_size.map_or_else(|| "auto".to_owned(), |s| s.to_string());
-                let _ = writeln!(line, "ok\t{size}\t{replicas}\t{}", options_text(*options));
-            }
-            EntryStatus::Invalid { line: at, error } => {
-                let at = at.map_or_else(|| "-".to_owned(), |l| l.to_string());
-                let _ = writeln!(line, "invalid\t{at}\t{}", escape(bounded(error).as_bytes()));
-            }
-        }
+            } => SetStatus::Valid {
+                pool_size: *pool_size,
+                replicas: u32::try_from(*replicas).unwrap_or(u32::MAX),
+                options: *options,
+            },
+            EntryStatus::Invalid { line, error } => SetStatus::Invalid {
+                line: *line,
+                error: Field::text(error),
+            },
+        };
+        line.clear();
+        let name = Field::Raw(&entry.name);
+        let _ = Record::Set { name, status }.write_line(&mut line);
         if out.len().saturating_add(line.len()) > MAX_OUTPUT {
-            incomplete.push(format!(
+            stopped = Some(format!(
                 "stopped after {sets} pool set files: the list reached {} KiB",
                 MAX_OUTPUT / 1024
             ));
@@ -364,10 +346,11 @@ pub fn render(poolset_dir: &Path, listing: &Listing) -> String {
         out.push_str(&line);
         sets = sets.saturating_add(1);
     }
-    for text in &incomplete {
-        let _ = writeln!(out, "incomplete\t{}", escape(bounded(text).as_bytes()));
+    for text in listing.incomplete.iter().chain(&stopped) {
+        let reason = Field::text(text);
+        let _ = Record::Incomplete { reason }.write_line(&mut out);
     }
-    let _ = writeln!(out, "end\t{sets}");
+    let _ = Record::End { sets }.write_line(&mut out);
     out
 }
 
@@ -485,27 +468,10 @@ mod tests {
     }
 
     #[test]
-    fn options_are_named() {
-        let o = |single_hdr, no_hdrs| Options {
-            single_hdr,
-            no_hdrs,
-        };
-        assert_eq!(options_text(o(false, false)), "-");
-        assert_eq!(options_text(o(true, true)), "SINGLEHDR,NOHDRS");
-    }
-
-    #[test]
-    fn long_errors_are_cut() {
-        let long = "x".repeat(MAX_ERROR_TEXT + 10);
-        assert_eq!(bounded(&long).len(), MAX_ERROR_TEXT + 3);
-        assert_eq!(bounded("short"), "short");
-    }
-
-    #[test]
     fn render_bounds_its_output() {
         let entry = Entry {
             name: vec![b'n'; 200],
-            status: invalid(Some(1), "e".repeat(300)),
+            status: invalid(Some(1), "e".repeat(600)),
         };
         let listing = Listing {
             entries: vec![entry; 10_000],
@@ -518,5 +484,70 @@ mod tests {
         let last = out.lines().last().unwrap_or_default();
         let sets = out.lines().filter(|l| l.starts_with("set\t")).count();
         assert_eq!(last, format!("end\t{sets}"));
+        // Each error was cut to the core's bound.
+        let first = out.lines().nth(1).unwrap_or_default();
+        assert!(
+            first.ends_with(&format!("\t{}...", "e".repeat(512))),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn render_writes_what_the_core_reads_back() {
+        let listing = Listing {
+            entries: vec![
+                Entry {
+                    name: b"a\tb\xff.set".to_vec(),
+                    status: EntryStatus::Valid {
+                        pool_size: None,
+                        replicas: 2,
+                        options: Options {
+                            single_hdr: false,
+                            no_hdrs: true,
+                        },
+                    },
+                },
+                Entry {
+                    name: b"c.set".to_vec(),
+                    status: invalid(None, "bad\nline".to_owned()),
+                },
+            ],
+            incomplete: vec!["directory \u{202e} cannot be read".to_owned()],
+        };
+        let out = render(Path::new("/d\n"), &listing);
+        let records: Vec<Record<'_>> = rpmem_core::list::Reader::new(out.as_bytes())
+            .expect("a whole list")
+            .collect::<Result<_, _>>()
+            .expect("every record reads");
+        assert_eq!(
+            records,
+            [
+                Record::Header {
+                    poolset_dir: Field::text("/d\n")
+                },
+                Record::Set {
+                    name: Field::Raw(b"a\tb\xff.set"),
+                    status: SetStatus::Valid {
+                        pool_size: None,
+                        replicas: 2,
+                        options: Options {
+                            single_hdr: false,
+                            no_hdrs: true
+                        }
+                    }
+                },
+                Record::Set {
+                    name: Field::text("c.set"),
+                    status: SetStatus::Invalid {
+                        line: None,
+                        error: Field::text("bad\nline")
+                    }
+                },
+                Record::Incomplete {
+                    reason: Field::text("directory \u{202e} cannot be read")
+                },
+                Record::End { sets: 2 },
+            ]
+        );
     }
 }
