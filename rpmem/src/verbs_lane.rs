@@ -334,10 +334,17 @@ impl VerbsLane {
 
     /// Posts one operation; false when it must wait for a free slot.
     fn post(&mut self, op: &Op) -> Result<bool, Error> {
-        // The engine never writes below `min_offset`; a read there (the
-        // pool header) is refused here, with its reason, instead of taking
-        // the queue pair to the error state with a remote access error.
-        if let Op::Read { offset, len, .. } = *op {
+        // The engine never writes below `min_offset`; a user read there
+        // (the pool header) is refused here, with its reason, instead of
+        // taking the queue pair to the error state with a remote access
+        // error. (APM's flushing READ is moved above it, below.)
+        if let Op::Read {
+            offset,
+            len,
+            dest: ReadDest::User { .. },
+            ..
+        } = *op
+        {
             if offset < self.min_offset {
                 return Err(self.cx.fail(format!(
                     "an RDMA READ of {len} bytes at offset {offset}: rpmemd registers the pool \
@@ -367,6 +374,11 @@ impl VerbsLane {
             } => {
                 let len = u32::try_from(len)
                     .map_err(|_| self.cx.fail(format!("a READ of {len} bytes")))?;
+                // APM's READ only has to follow the WRITEs on the queue pair;
+                // what it reads does not matter. PMDK (and the engine) read
+                // the pool's first bytes, which rpmemd does not register (the
+                // header): read the first registered ones instead.
+                let offset = offset.max(self.min_offset);
                 self.ep.post_read_discard(0, offset, len).map(|()| true)
             }
             Op::Read {
