@@ -12,6 +12,18 @@
 //! * [`check`]: `rpmemd --check-config`;
 //! * [`sync`]: the synchronisation facade (std, or loom under `cfg(loom)`).
 
+// No panic on untrusted input, enforced (issue 15): outside tests, no unwrap,
+// expect, panic! or unchecked indexing; fallible code returns typed errors.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,18 @@
 //! Nothing but protocol bytes goes to stdout, except the output of `--help`, `--version`,
 //! `--dump-config`, `--check-config` and `--list`, which exit at once.
 
+// No panic on untrusted input, enforced (issue 15): outside tests, no unwrap,
+// expect, panic! or unchecked indexing; fallible code returns typed errors.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::process::ExitCode;

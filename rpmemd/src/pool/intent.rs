@@ -129,7 +129,9 @@ impl Record {
             out.extend_from_slice(&e.new_header[..]);
         }
         let total = u64::try_from(out.len() + 8).unwrap_or(u64::MAX);
-        out[16..24].copy_from_slice(&total.to_le_bytes());
+        if let Some(slot) = out.get_mut(16..24) {
+            slot.copy_from_slice(&total.to_le_bytes());
+        }
         let sum = fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
@@ -145,9 +147,12 @@ impl Record {
             return Err(format!("it has only {} bytes", bytes.len()));
         }
         let body_len = bytes.len() - 8;
-        let stored = u64::from_le_bytes(bytes[body_len..].try_into().unwrap_or([0; 8]));
-        let computed = fnv1a64(&bytes[..body_len]);
-        if bytes[..8] != MAGIC {
+        let Some((body, sum)) = bytes.split_at_checked(body_len) else {
+            return Err(format!("it has only {} bytes", bytes.len()));
+        };
+        let stored = u64::from_le_bytes(sum.try_into().unwrap_or([0; 8]));
+        let computed = fnv1a64(body);
+        if bytes.get(..8) != Some(&MAGIC[..]) {
             return Err("it does not start with the record's magic".to_owned());
         }
         let mut at = 8;
@@ -172,7 +177,6 @@ impl Record {
         if n == 0 || n > MAX_RECORD_PARTS {
             return Err(format!("it holds {n} parts"));
         }
-        let body = &bytes[..body_len];
         let mut entries = Vec::with_capacity(n);
         for i in 0..n {
             let bad = || format!("part entry {i} is cut short");
