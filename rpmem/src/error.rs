@@ -175,6 +175,19 @@ pub enum Error {
         /// rpmemd's own message (stderr), or the exit status.
         message: String,
     },
+    /// `rpmemd --list` ran and exited with a failure (e.g. its `poolset-dir` does not exist,
+    /// or it is an rpmemd without `--list`).
+    #[error(
+        "rpmemd on {host} could not list the pool set files of its poolset-dir ({exit}): {message}"
+    )]
+    ListFailed {
+        /// The target host.
+        host: String,
+        /// Exit status of the remote command, in words.
+        exit: String,
+        /// rpmemd's own message (stderr), or that it wrote none.
+        message: String,
+    },
 }
 
 impl Error {
@@ -199,6 +212,7 @@ impl Error {
             Error::RemoveFailed { code, .. } => {
                 return if *code > 0 { *code } else { libc::EREMOTEIO }
             }
+            Error::ListFailed { .. } => return libc::EREMOTEIO,
         };
         i32::try_from(e).unwrap_or(libc::EIO)
     }

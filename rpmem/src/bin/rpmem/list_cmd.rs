@@ -15,11 +15,9 @@ pub fn list(args: &ListArgs) -> CliResult {
     let opts = args.conn.options()?;
     let target = &args.target;
     let what = format!("cannot list the pool set files on {target}");
-    let list = rpmem::list_pool_sets(target, &opts).map_err(|e| match e {
-        // rpmemd (or ssh) ran and exited with a failure, as a failed `remove`: exit status 1.
-        rpmem::Error::Disconnected { .. } => CliError::Failed(format!("{what}: {e}")),
-        e => CliError::rpmem(what)(e),
-    })?;
+    // rpmemd (or ssh) ran and exited with a failure (`Error::ListFailed`), as a failed
+    // `remove`: exit status 1.
+    let list = rpmem::list_pool_sets(target, &opts).map_err(CliError::rpmem(what))?;
     if args.json {
         emit!("{}", list_json(target, &list));
     } else {
