@@ -126,6 +126,7 @@ fn no_rpmemd_left(env: &TestEnv) {
 
 fn assert_enospc_naming(e: &Error, part: &Path) {
     let msg = e.to_string();
+    eprintln!("the error: {msg}");
     assert!(
         msg.contains(&part.display().to_string()),
         "the error names the part file {}: {msg}",
@@ -285,5 +286,76 @@ fn sparse_part_on_a_full_file_system_fails_open_naming_the_part() {
     assert_eq!(pool.attr().map(|a| a.signature), Some(attr(4).signature));
     put(&r, 4096, &pattern((len - 4096) as usize, 6));
     pool.persist(0, 4096, len - 4096, 0).expect("persist");
+    pool.close().expect("close");
+}
+
+#[test]
+fn set_attr_on_a_full_pool_set_directory_fails_and_keeps_the_old_attributes() {
+    // The pool set directory and the parts on one small tmpfs: SET_ATTR
+    // writes its intent record into the pool set directory first.
+    let Some(tmp) = Tmpfs::mount(4 * MIB) else {
+        return;
+    };
+    let env = TestEnv::new();
+    std::fs::write(
+        env.path("rpmemd.conf"),
+        format!(
+            "poolset-dir = {}\nuse-syslog = no\nlog-file = {}\nlog-level = debug\n\
+             persist-general = yes\n",
+            tmp.dir.path().display(),
+            env.path("rpmemd.log").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        tmp.path("a.set"),
+        format!(
+            "PMEMPOOLSET\n{} {}\n",
+            2 * MIB,
+            tmp.path("a.part0").display()
+        ),
+    )
+    .expect("pool set file");
+    let r = region(2 * MIB);
+    let pool = RemotePool::create(
+        "localhost",
+        "a.set",
+        Arc::clone(&r),
+        1,
+        Some(&attr(5)),
+        &env.options(),
+    )
+    .expect("create");
+    tmp.fill("filler");
+    let e = pool
+        .set_attr(Some(&attr(6)))
+        .expect_err("no room for the intent record");
+    let msg = e.to_string();
+    eprintln!("the error: {msg}");
+    // The SET_ATTR answer carries a status only (PMDK's protocol); the
+    // session goes on, so rpmemd says the rest in its log.
+    assert!(msg.contains("RPMEM_ERR_FATAL"), "{msg}");
+    let log = env.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("a.set.rpmemd-set-attr") && l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("rpmemd's log names the record and ENOSPC: {log}"));
+    eprintln!("rpmemd's log: {line}");
+    // The session goes on: persists still work, close works.
+    put(&r, 4096, &pattern(8192, 3));
+    pool.persist(0, 4096, 8192, 0)
+        .expect("persist after the failed set_attr");
+    pool.close().expect("close");
+    // The pool keeps the old attributes; no record is left behind.
+    let pool =
+        RemotePool::open("localhost", "a.set", region(2 * MIB), 1, &env.options()).expect("reopen");
+    assert_eq!(pool.attr(), Some(&attr(5)));
+    pool.close().expect("close");
+    assert!(!tmp.path("a.set.rpmemd-set-attr").exists());
+    // With room again, set_attr works.
+    std::fs::remove_file(tmp.path("filler")).expect("rm filler");
+    let pool =
+        RemotePool::open("localhost", "a.set", region(2 * MIB), 1, &env.options()).expect("reopen");
+    pool.set_attr(Some(&attr(6))).expect("set_attr with room");
     pool.close().expect("close");
 }

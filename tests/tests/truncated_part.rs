@@ -48,6 +48,7 @@ fn assert_open_names_sizes(env: &TestEnv, name: &str, part: &std::path::Path, ac
     assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
     assert!(matches!(e, Error::Refused { .. }), "{e}");
     let msg = e.to_string();
+    eprintln!("the error: {msg}");
     assert!(
         msg.contains(&part.display().to_string()),
         "names the file: {msg}"
