@@ -37,60 +37,64 @@
 //! ```
 //!
 //! How a run goes (one seed in one configuration): the CREATE handshake
-//! through rpmem-core's out-of-band machines, one lane per
-//! [`Simulation::lanes`] ([`rpmem_core::persist::InitiatorLane`], each with
-//! its queue pair [`Qp`]), the target ([`Target`]) and its memory
-//! ([`Memory`]), as [`crate::world`] runs them for the built-in check. Your
-//! workload runs on the calling thread; each [`Replica`] call it makes (on
-//! the [`SimLane`], lane 0, or on [`SimLane::lane`]) is started on its
-//! lane's engine and then executed **step by step to completion** (transmit,
-//! place, deliver, target copy/flush/respond, complete, reap, evictions and
-//! drains, in an order the seed decides), with a crash point before every
-//! step and after the last one; what other lanes left in flight (a flush
-//! not yet drained) moves on in the same steps. When the workload returns,
-//! what is still in flight runs to the end, crash points included.
+//! through rpmem-core's out-of-band machines, then the same world the
+//! built-in check runs ([`crate::world`]: one
+//! [`rpmem_core::persist::InitiatorLane`] per lane with its queue pair, the
+//! target, its memory, and the one seeded scheduler,
+//! `World::step_with`). Your workload runs in [`Simulation::threads`]
+//! threads (default one, on the calling thread); each [`Replica`] call it
+//! makes is started on its lane's engine and the thread waits, as it would
+//! for rpmem, while the scheduler draws the next step among the network,
+//! target and memory actions and the resumption of other threads whose
+//! calls returned. One thread runs at a time, only between its calls; the
+//! seed decides the interleaving, so calls on different lanes overlap and
+//! the seed replays the run. There is a crash point before every step and
+//! after the last one. When every thread has returned, what is still in
+//! flight runs to the end, crash points included.
 //!
 //! At a crash point every aligned 8-byte word of the pool holds one of its
-//! crash candidates ([`Memory::crash_candidates`]: the media value, an
-//! unfenced write-back, a dirty line evicted at the crash, ...), words
-//! independent. The images of the point are the product of the candidate
-//! sets: when the product is at most [`Simulation::max_images`] every image
-//! is built and judged (*exhaustive*), otherwise that many are drawn from
-//! the seed (the all-old and all-new images first; *sampled*). The
-//! [`Report`] counts both kinds; a [`Failure`] says which kind its point was.
-//! A point where neither the memory's candidates nor the history changed
-//! since the previous one is not judged again (its images were). A panic
-//! in `recover` rejects the image (`recover panicked: ..`); a panic in the
-//! workload is a run error ([`RunError`]).
+//! crash candidates ([`crate::memory::Memory::crash_candidates`]: the media
+//! value, an unfenced write-back, a dirty line evicted at the crash, ...),
+//! words independent, each whole (the platform's 8-byte store atomicity,
+//! nothing larger). The images of the point are the product of the
+//! candidate sets: when the product is at most [`Simulation::max_images`]
+//! every image is built and judged (*exhaustive*), otherwise that many are
+//! drawn from the seed (the all-old and all-new images first; *sampled*).
+//! The [`Report`] counts both kinds; a [`Failure`] says which kind its
+//! point was. A point where neither the memory's candidates nor the history
+//! changed since the previous one is not judged again (its images were). A
+//! panic in `recover` rejects the image (`recover panicked: ..`); a panic
+//! in the workload is a run error ([`RunError`]).
 //!
-//! Limits of this slice: calls run one at a time, each to its end, and the
-//! workload runs between calls, never during one (what the simulator
-//! interleaves is the network, the target and the memory, not your
-//! threads: two lanes' calls never overlap); no connection
-//! loss is injected; the image given to `recover` has zeros in the pool
-//! header page (rpmemd keeps the real header there). See
-//! `docs/crash-testing.md`.
+//! Besides power failures, [`Simulation::faults`] injects a fault once per
+//! run ([`Fault::TargetKilled`], [`Fault::LaneReset`]) at a step drawn from
+//! the seed: the workload's calls fail, crash points go on, and after a
+//! killed target the memory of the surviving host is judged too.
+//!
+//! Limits of this slice: the RDMA placement only (TCP configurations are
+//! refused); the image given to `recover` has zeros in the pool header
+//! page (rpmemd keeps the real header there). See `docs/crash-testing.md`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::mpsc;
 
 pub use rpmem_replica::{Replica, FLUSH_RELAXED, PERSIST_RELAXED};
 
-use rpmem_core::persist::{
-    CallError, Completion, InitiatorLane, LaneError, Op, Placement, ReadDest, Target, TargetError,
-    TargetStep,
-};
+use rpmem_core::persist::CallError;
 
 use crate::handshake::{self, Session, TargetOffer};
-use crate::memory::{Candidate, Memory, Word, PAGE, WORD};
+use crate::memory::{Candidate, Word, PAGE, WORD};
 use crate::platform::{method_label, Config};
 use crate::rng::Rng;
-use crate::rnic::{Cqe, Inbound, Qp, CONN_RESET};
 use crate::workload::Size;
-use crate::world::{draw_params, nic_flush, Params, MUTANT_LOCK};
+use crate::world::{draw_params, AppSetup, Stepped, World, MUTANT_LOCK};
 
 /// Default pool size: the header page and three data pages.
 pub const DEFAULT_POOL_SIZE: u64 = 4 * PAGE;
@@ -257,14 +261,23 @@ pub enum SimCallError {
         /// Region size.
         size: u64,
     },
-    /// The lane broke (cannot happen in this slice: no faults are injected;
-    /// reported as a simulator error).
+    /// The call failed: its lane broke (a fault of
+    /// [`Simulation::faults`]: the target process killed, the lane's
+    /// connection reset). Without an injected fault this is also a run
+    /// error.
     #[error("{call} failed: {error}")]
     Failed {
         /// The call.
         call: String,
         /// The engine's error.
-        error: LaneError,
+        error: String,
+    },
+    /// Another thread's call on this lane is still in flight (a lane is
+    /// one thread's at a time, as with rpmem).
+    #[error("lane {lane} is busy: another thread's call on it is in flight")]
+    LaneBusy {
+        /// The lane.
+        lane: u32,
     },
     /// The pool has no such lane ([`Simulation::lanes`]).
     #[error("lane {lane} does not exist: the pool has {nlanes} lane(s)")]
@@ -287,6 +300,9 @@ pub struct Failure {
     pub seed: u64,
     /// The configuration.
     pub config: Config,
+    /// The fault injected in the run before the crash, if any (replay with
+    /// [`Simulation::run_with_fault`]).
+    pub fault: Option<FaultAt>,
     /// Steps executed before the crash.
     pub step: u64,
     /// What `recover` said.
@@ -296,14 +312,17 @@ pub struct Failure {
     pub history: Vec<Call>,
     /// The lane of each call of `history`.
     pub history_lanes: Vec<u32>,
-    /// The lane and call in flight at the crash, if any.
-    pub in_flight: Option<(u32, Call)>,
+    /// The calls in flight at the crash and their lanes.
+    pub in_flight: Vec<(u32, Call)>,
     /// Images of the crash point (the product of the candidate counts,
     /// saturating).
     pub images_at_point: u64,
     /// Whether every image of the point was judged (else a seeded sample of
     /// [`Simulation::max_images`]).
     pub exhaustive: bool,
+    /// The image is the surviving host's memory after [`Fault::TargetKilled`]
+    /// (no power failure), not a crash image.
+    pub surviving_host: bool,
     /// Index of the rejected image among those judged at the point.
     pub image_index: u64,
     /// The rejected image.
@@ -332,17 +351,35 @@ pub struct WordDiff {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "recover rejected a crash image: {}", self.reason)?;
-        writeln!(
-            f,
-            "  seed {} in configuration {} (replay: .configs(vec![config]).seeds({}..{}))",
-            self.seed,
-            config_name(&self.config),
-            self.seed,
-            self.seed.saturating_add(1)
-        )?;
-        match &self.in_flight {
-            Some((l, c)) => writeln!(f, "  crash after step {}, during lane {l}: {c}", self.step)?,
-            None => writeln!(f, "  crash after step {}, between calls", self.step)?,
+        match &self.fault {
+            None => writeln!(
+                f,
+                "  seed {} in configuration {} (replay: .configs(vec![config]).seeds({}..{}))",
+                self.seed,
+                config_name(&self.config),
+                self.seed,
+                self.seed.saturating_add(1)
+            )?,
+            Some(fault) => writeln!(
+                f,
+                "  seed {} in configuration {}, {fault} (replay: .run_with_fault({}, config, {fault:?}))",
+                self.seed,
+                config_name(&self.config),
+                self.seed,
+            )?,
+        }
+        if self.surviving_host {
+            writeln!(
+                f,
+                "  no power failure: the memory of the host after the run (step {})",
+                self.step
+            )?;
+        } else if self.in_flight.is_empty() {
+            writeln!(f, "  crash after step {}, between calls", self.step)?;
+        } else {
+            for (l, c) in &self.in_flight {
+                writeln!(f, "  crash after step {}, during lane {l}: {c}", self.step)?;
+            }
         }
         writeln!(
             f,
@@ -418,6 +455,10 @@ pub struct RunReport {
     pub seed: u64,
     /// The configuration.
     pub config: Config,
+    /// The fault the run was to inject.
+    pub fault: Option<FaultAt>,
+    /// Whether it was injected (the run lasted long enough).
+    pub fault_fired: bool,
     /// Steps executed.
     pub steps: u64,
     /// Calls that returned success.
@@ -445,8 +486,10 @@ pub struct RunReport {
 /// What a campaign found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Runs (seed x configuration) executed.
+    /// Runs (seed x configuration, and one per fault) executed.
     pub runs: u64,
+    /// Of them, runs with a fault of [`Simulation::faults`].
+    pub faulted_runs: u64,
     /// Steps over all runs.
     pub steps: u64,
     /// Crash points over all runs.
@@ -476,8 +519,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} runs, {} steps, {} crash points ({} all images judged, {} sampled, {} unchanged), {} images judged",
+            "{} runs ({} with a fault), {} steps, {} crash points ({} all images judged, {} sampled, {} unchanged), {} images judged",
             self.runs,
+            self.faulted_runs,
             self.steps,
             self.crash_points,
             self.exhaustive_points,
@@ -496,11 +540,63 @@ impl fmt::Display for Report {
     }
 }
 
-/// The workload: your code against the simulated pool.
-pub type Workload<'a> = dyn Fn(&mut SimLane<'_>) -> Result<(), Box<dyn StdError>> + 'a;
+/// The workload: your code against the simulated pool. With
+/// [`Simulation::threads`] it runs in several threads at once (one call
+/// runs at a time, the interleaving drawn from the seed), hence `Sync`.
+pub type Workload<'a> = dyn Fn(&mut SimLane<'_>) -> Result<(), Box<dyn StdError>> + Sync + 'a;
 /// The recovery check: `Ok` when the image (the whole pool) is acceptable
 /// given the calls that returned success.
 pub type Recover<'a> = dyn Fn(&[u8], &[Call]) -> Result<(), String> + 'a;
+
+/// A fault other than the target's power failure (which is tried at every
+/// step of every run anyway), injected once in a run at a step drawn from
+/// the seed ([`Simulation::faults`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The target process (rpmemd) dies and the host stays up: every
+    /// lane's connection is lost with what was on the wire (operations
+    /// transmitted but not executed, messages not yet executed), the
+    /// message the target was executing stops between two steps, and what
+    /// was placed in the target's memory and caches stays there, as the
+    /// platform model says (it may still be lost by a later power failure:
+    /// crash points go on; at the end the image of the surviving host,
+    /// every word's current value, is judged too). Calls in flight fail
+    /// with [`SimCallError::Failed`], later calls too.
+    TargetKilled,
+    /// One lane's connection is reset (the lane drawn from the seed): its
+    /// call in flight fails, what was on its wire is lost, later calls on
+    /// it fail; the other lanes go on.
+    LaneReset,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fault::TargetKilled => "target process killed",
+            Fault::LaneReset => "lane connection reset",
+        })
+    }
+}
+
+/// A fault and where it strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FaultAt {
+    /// The fault.
+    pub fault: Fault,
+    /// The step at which it strikes (the first step at or after it).
+    pub step: u64,
+    /// The lane a [`Fault::LaneReset`] resets.
+    pub lane: u32,
+}
+
+impl fmt::Display for FaultAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.fault {
+            Fault::TargetKilled => write!(f, "{} at step {}", self.fault, self.step),
+            Fault::LaneReset => write!(f, "lane {} reset at step {}", self.lane, self.step),
+        }
+    }
+}
 
 /// A crash-test campaign: a workload, a recovery check, configurations and
 /// seeds.
@@ -515,6 +611,8 @@ pub struct Simulation<'a> {
     max_steps: u64,
     verbose: bool,
     lanes: u32,
+    threads: u32,
+    faults: Vec<Fault>,
 }
 
 impl fmt::Debug for Simulation<'_> {
@@ -525,22 +623,29 @@ impl fmt::Debug for Simulation<'_> {
             .field("pool_size", &self.pool_size)
             .field("headers", &self.headers)
             .field("max_images", &self.max_images)
+            .field("lanes", &self.lanes)
+            .field("threads", &self.threads)
+            .field("faults", &self.faults)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> Simulation<'a> {
-    /// A campaign over every allowed configuration
+    /// A campaign over every allowed RDMA configuration
     /// (`Config::all()` filtered by [`Config::allowed`]), seeds `1..21`, a
-    /// pool of [`DEFAULT_POOL_SIZE`] bytes with a header page.
+    /// pool of [`DEFAULT_POOL_SIZE`] bytes with a header page, one lane,
+    /// one thread, power failures only.
     pub fn new(
-        workload: impl Fn(&mut SimLane<'_>) -> Result<(), Box<dyn StdError>> + 'a,
+        workload: impl Fn(&mut SimLane<'_>) -> Result<(), Box<dyn StdError>> + Sync + 'a,
         recover: impl Fn(&[u8], &[Call]) -> Result<(), String> + 'a,
     ) -> Simulation<'a> {
         Simulation {
             workload: Box::new(workload),
             recover: Box::new(recover),
-            configs: Config::all().into_iter().filter(Config::allowed).collect(),
+            configs: Config::all()
+                .into_iter()
+                .filter(|c| c.allowed() && !c.is_tcp())
+                .collect(),
             seeds: 1..21,
             pool_size: DEFAULT_POOL_SIZE,
             headers: true,
@@ -548,20 +653,46 @@ impl<'a> Simulation<'a> {
             max_steps: DEFAULT_MAX_STEPS,
             verbose: false,
             lanes: 1,
+            threads: 1,
+            faults: Vec::new(),
         }
     }
 
-    /// Lanes of the simulated pool (1 to [`MAX_LANES`]; default 1). The
-    /// workload gets lane 0 as the [`SimLane`] itself and the others from
-    /// [`SimLane::lane`]. Calls still run one at a time, each to its end;
-    /// what a lane left in flight moves on while other lanes' calls run.
+    /// Lanes of the simulated pool (1 to [`MAX_LANES`]; default 1, at
+    /// least [`Simulation::threads`]). Thread `t`'s [`SimLane`] is lane `t`;
+    /// [`SimLane::lane`] gives a handle on any lane.
     pub fn lanes(mut self, n: u32) -> Self {
         self.lanes = n;
         self
     }
 
+    /// Run the workload in `n` threads at once (1 to [`MAX_LANES`];
+    /// default 1), as an application does with one lane per thread: thread
+    /// `t` ([`SimLane::thread`]) starts with lane `t`. One thread runs at a
+    /// time and only between its calls; while a thread's call is in flight
+    /// the others run and issue theirs, so calls on different lanes
+    /// overlap. Which thread resumes when, and every step of the network
+    /// and the target between, is drawn from the seed: the seed replays the
+    /// interleaving.
+    pub fn threads(mut self, n: u32) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// Besides the power failure at every step, run each seed once more per
+    /// fault with that fault injected at a step drawn from the seed (within
+    /// the length of the fault-free run of the seed), and judge the images
+    /// of every crash point of that run too. The workload sees its calls
+    /// fail ([`SimCallError::Failed`]); an error it returns after the fault
+    /// is not a run error.
+    pub fn faults(mut self, faults: Vec<Fault>) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// The configurations to run (method x platform; see
-    /// [`crate::platform`]).
+    /// [`crate::platform`]). TCP configurations are refused (a run error)
+    /// in this slice.
     pub fn configs(mut self, configs: Vec<Config>) -> Self {
         self.configs = configs;
         self
@@ -606,32 +737,32 @@ impl<'a> Simulation<'a> {
         self
     }
 
-    /// Run every seed in every configuration, stopping at the first failure
-    /// or error.
+    /// Run every seed in every configuration (and each fault of
+    /// [`Simulation::faults`]), stopping at the first failure or error.
     pub fn run(&self) -> Report {
         let mut report = Report::default();
         for seed in self.seeds.clone() {
             for &config in &self.configs {
                 let r = self.run_one(seed, config);
-                report.runs = report.runs.saturating_add(1);
-                report.steps = report.steps.saturating_add(r.steps);
-                report.crash_points = report.crash_points.saturating_add(r.crash_points);
-                report.exhaustive_points =
-                    report.exhaustive_points.saturating_add(r.exhaustive_points);
-                report.sampled_points = report.sampled_points.saturating_add(r.sampled_points);
-                report.unchanged_points =
-                    report.unchanged_points.saturating_add(r.unchanged_points);
-                report.images = report.images.saturating_add(r.images);
-                report.errors.extend(r.errors);
-                if r.failure.is_some() {
-                    report.failure = r.failure;
-                }
-                if !report.passed() {
+                let plain_steps = r.steps;
+                if !report.add(r) {
                     return report;
+                }
+                for (k, &fault) in self.faults.iter().enumerate() {
+                    let at = fault_step(seed, k, fault, plain_steps, self.nlanes());
+                    let r = self.run_with_fault(seed, config, at);
+                    report.faulted_runs = report.faulted_runs.saturating_add(1);
+                    if !report.add(r) {
+                        return report;
+                    }
                 }
             }
         }
         report
+    }
+
+    fn nlanes(&self) -> u32 {
+        self.lanes.max(self.threads)
     }
 
     /// Run one seed in one configuration (a replay: the same seed gives
@@ -640,10 +771,22 @@ impl<'a> Simulation<'a> {
     /// with other runs without one, so a mutant run of [`crate::world`] in
     /// another thread waits for it.
     pub fn run_one(&self, seed: u64, config: Config) -> RunReport {
+        self.run_inner(seed, config, None)
+    }
+
+    /// Run one seed in one configuration with a fault (a replay of a
+    /// [`Failure`] whose [`Failure::fault`] is set).
+    pub fn run_with_fault(&self, seed: u64, config: Config, fault: FaultAt) -> RunReport {
+        self.run_inner(seed, config, Some(fault))
+    }
+
+    fn run_inner(&self, seed: u64, config: Config, fault: Option<FaultAt>) -> RunReport {
         let _no_mutant = MUTANT_LOCK.read().unwrap_or_else(|e| e.into_inner());
         let mut report = RunReport {
             seed,
             config,
+            fault,
+            fault_fired: false,
             steps: 0,
             calls: 0,
             crash_points: 0,
@@ -656,59 +799,108 @@ impl<'a> Simulation<'a> {
             trace_hash: FNV_OFFSET,
             log: Vec::new(),
         };
-        let mut lane = match SimLane::new(seed, config, self) {
-            Ok(l) => l,
+        let nthreads = idx(self.threads.into());
+        let (req_tx, req_rx) = mpsc::channel();
+        let mut resp_txs = Vec::new();
+        let mut resp_rxs = Vec::new();
+        for _ in 0..nthreads {
+            let (tx, rx) = mpsc::channel();
+            resp_txs.push(tx);
+            resp_rxs.push(rx);
+        }
+        let mut run = match Run::new(seed, config, self, req_rx, resp_txs, fault) {
+            Ok(r) => r,
             Err(what) => {
                 report.errors.push(RunError { seed, config, what });
                 return report;
             }
         };
-        lane.crash_point();
-        if !lane.stopped {
-            let workload = &self.workload;
-            let outcome = catch_unwind(AssertUnwindSafe(|| workload(&mut lane)));
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    if !lane.stopped {
-                        lane.error(format!("the workload returned an error: {e}"));
-                    }
-                }
-                Err(p) => {
-                    // The run's state is whatever the panic left: no quiesce.
-                    let text = panic_text(&*p);
-                    lane.error(format!("the workload panicked: {text}"));
-                }
+        let info = run.info;
+        let workload = &*self.workload;
+        if nthreads == 1 {
+            // One thread: the workload runs here, each call drives the
+            // world until it returns.
+            let shared = Rc::new(RefCell::new(run));
+            shared.borrow_mut().start_inline();
+            let mut sim = SimLane {
+                link: Link::Inline(shared.clone()),
+                info,
+                lane: 0,
+                _run: PhantomData,
+            };
+            let outcome = match catch_unwind(AssertUnwindSafe(|| workload(&mut sim))) {
+                Ok(Ok(())) => Outcome::Ok,
+                Ok(Err(e)) => Outcome::Err(e.to_string()),
+                Err(p) => Outcome::Panic(panic_text(&*p)),
+            };
+            drop(sim);
+            let mut run = shared.borrow_mut();
+            if let Some(s) = run.threads.get_mut(0) {
+                *s = ThreadState::Finished;
             }
+            run.ended(0, outcome);
+            run.drive();
+            drop(run);
+            return finish_report(report, &mut shared.borrow_mut());
         }
-        if !lane.stopped {
-            lane.quiesce();
+        std::thread::scope(|scope| {
+            for (t, rx) in resp_rxs.into_iter().enumerate() {
+                let tx = req_tx.clone();
+                scope.spawn(move || thread_main(t, tx, rx, info, workload));
+            }
+            drop(req_tx);
+            run.drive();
+        });
+        finish_report(report, &mut run)
+    }
+}
+
+fn finish_report(mut report: RunReport, run: &mut Run<'_>) -> RunReport {
+    report.fault_fired = run.world.faulted();
+    report.steps = run.world.steps();
+    report.calls = run.history.len() as u64;
+    report.crash_points = run.crash_points;
+    report.exhaustive_points = run.exhaustive_points;
+    report.sampled_points = run.sampled_points;
+    report.unchanged_points = run.unchanged_points;
+    report.images = run.images;
+    report.failure = run.failure.take();
+    report.errors = std::mem::take(&mut run.errors);
+    report.trace_hash = run.world.trace_hash();
+    report.log = run.world.take_log();
+    report
+}
+
+/// Where fault `k` of a campaign strikes in `seed`: a step within the
+/// fault-free run's length (and a lane), drawn from a stream of its own.
+fn fault_step(seed: u64, k: usize, fault: Fault, steps: u64, nlanes: u32) -> FaultAt {
+    let mut rng = Rng::new(seed).fork(10u64.saturating_add(k as u64));
+    FaultAt {
+        fault,
+        step: rng.below(steps.max(1)),
+        lane: u32::try_from(rng.below(u64::from(nlanes.max(1)))).unwrap_or(0),
+    }
+}
+
+impl Report {
+    /// Add a run; false when the campaign stops (a failure or an error).
+    fn add(&mut self, r: RunReport) -> bool {
+        self.runs = self.runs.saturating_add(1);
+        self.steps = self.steps.saturating_add(r.steps);
+        self.crash_points = self.crash_points.saturating_add(r.crash_points);
+        self.exhaustive_points = self.exhaustive_points.saturating_add(r.exhaustive_points);
+        self.sampled_points = self.sampled_points.saturating_add(r.sampled_points);
+        self.unchanged_points = self.unchanged_points.saturating_add(r.unchanged_points);
+        self.images = self.images.saturating_add(r.images);
+        self.errors.extend(r.errors);
+        if r.failure.is_some() {
+            self.failure = r.failure;
         }
-        report.steps = lane.step;
-        report.calls = lane.history.len() as u64;
-        report.crash_points = lane.crash_points;
-        report.exhaustive_points = lane.exhaustive_points;
-        report.sampled_points = lane.sampled_points;
-        report.unchanged_points = lane.unchanged_points;
-        report.images = lane.images;
-        report.failure = lane.failure.take();
-        report.errors = std::mem::take(&mut lane.errors);
-        report.trace_hash = lane.hash;
-        report.log = std::mem::take(&mut lane.log);
-        report
+        self.passed()
     }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
 
 /// The message of a caught panic.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -736,57 +928,345 @@ fn set_word(buf: &mut [u8], w: u64, v: &Word) {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Action {
-    Transmit(usize),
-    Execute(usize),
-    Complete(usize),
-    Reap(usize),
-    Target(usize),
-    Evict,
-    Drain,
-}
+// ----- a run: the coordinator and the workload's threads -----
 
-/// One lane's engine, queue pair and target-side queue.
+/// What a workload thread asks the coordinator.
 #[derive(Debug)]
-struct LaneState {
-    engine: InitiatorLane,
-    qp: Qp,
-    rx: VecDeque<Vec<u8>>,
-    /// The message the target is executing, its next step, what streamed.
-    cur_msg: Option<(Vec<u8>, usize, (u64, u64))>,
-    done: Option<Result<(), LaneError>>,
-    /// The call in flight and the bytes it sends (as the region held them).
-    in_flight: Option<(Call, Vec<u8>)>,
-    /// Flushes of this lane that returned, not yet drained.
-    unacked_flushes: Vec<(u64, Vec<u8>)>,
-    read_buf: Vec<u8>,
+enum Req {
+    Write {
+        lane: u32,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    ReadLocal {
+        offset: u64,
+        len: u64,
+    },
+    Call {
+        lane: u32,
+        call: Call,
+    },
+    History,
+    Steps,
+    Done(Outcome),
 }
 
-/// The simulated pool as your workload sees it. It implements [`Replica`]
-/// as lane 0; [`SimLane::lane`] gives the other lanes
-/// ([`Simulation::lanes`]). Every call runs to completion inside the
-/// simulator, with a crash point at every step, while what other lanes
-/// still have in flight progresses too.
-pub struct SimLane<'s> {
+/// How a workload thread ended.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Err(String),
+    Panic(String),
+}
+
+/// The coordinator's answer.
+#[derive(Debug)]
+enum Resp {
+    Go,
+    Ok,
+    Bytes(Vec<u8>),
+    History(Vec<Call>),
+    Steps(u64),
+    Err(SimCallError),
+}
+
+/// A workload thread's end of the channels.
+#[derive(Debug)]
+struct Chan {
+    thread: usize,
+    tx: mpsc::Sender<(usize, Req)>,
+    rx: mpsc::Receiver<Resp>,
+}
+
+impl Chan {
+    fn ask(&self, req: Req) -> Resp {
+        if self.tx.send((self.thread, req)).is_err() {
+            return Resp::Err(SimCallError::Stopped);
+        }
+        self.rx.recv().unwrap_or(Resp::Err(SimCallError::Stopped))
+    }
+}
+
+/// How a [`SimLane`] reaches the run: from a thread of its own (several
+/// workload threads), or directly on the caller's thread (one: no thread
+/// switch per call).
+#[derive(Clone)]
+enum Link<'s> {
+    Thread(Rc<Chan>),
+    Inline(Rc<RefCell<Run<'s>>>),
+}
+
+impl Link<'_> {
+    fn ask(&self, req: Req) -> Resp {
+        match self {
+            Link::Thread(chan) => chan.ask(req),
+            Link::Inline(run) => match run.try_borrow_mut() {
+                Ok(mut run) => run.inline(req),
+                Err(_) => Resp::Err(SimCallError::Stopped),
+            },
+        }
+    }
+}
+
+/// What a [`SimLane`] knows without asking.
+#[derive(Clone, Copy, Debug)]
+struct Info {
     seed: u64,
     config: Config,
-    params: Params,
     session: Session,
+    size: u64,
+    nlanes: u32,
+}
+
+fn thread_main(
+    t: usize,
+    tx: mpsc::Sender<(usize, Req)>,
+    rx: mpsc::Receiver<Resp>,
+    info: Info,
+    workload: &Workload<'_>,
+) {
+    let chan = Rc::new(Chan { thread: t, tx, rx });
+    // Nothing runs before the coordinator says so.
+    let go = chan.rx.recv();
+    if !matches!(go, Ok(Resp::Go)) {
+        let _ = chan.tx.send((t, Req::Done(Outcome::Ok)));
+        return;
+    }
+    let lane = u32::try_from(t).unwrap_or(0) % info.nlanes.max(1);
+    let mut sim = SimLane {
+        link: Link::Thread(chan.clone()),
+        info,
+        lane,
+        _run: PhantomData,
+    };
+    let outcome = match catch_unwind(AssertUnwindSafe(|| workload(&mut sim))) {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(e)) => Outcome::Err(e.to_string()),
+        Err(p) => Outcome::Panic(panic_text(&*p)),
+    };
+    let _ = chan.tx.send((t, Req::Done(outcome)));
+}
+
+/// The simulated pool as a thread of your workload sees it: one lane of it
+/// (thread `t` starts with lane `t`), a [`Replica`]. [`SimLane::lane`]
+/// gives a handle on another lane (held at the same time, as rpmem's
+/// lanes). Every call runs inside the simulator, step by step with a
+/// crash point at every step; the thread waits for it as it would for
+/// rpmem, while other threads run and what other lanes have in flight
+/// progresses.
+pub struct SimLane<'s> {
+    link: Link<'s>,
+    info: Info,
+    lane: u32,
+    _run: PhantomData<&'s ()>,
+}
+
+impl fmt::Debug for SimLane<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimLane")
+            .field("seed", &self.info.seed)
+            .field("config", &self.info.config)
+            .field("thread", &self.thread())
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> SimLane<'s> {
+    /// The run's seed (seed your workload's own randomness from it, so that
+    /// the seed replays the run).
+    pub fn seed(&self) -> u64 {
+        self.info.seed
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> Config {
+        self.info.config
+    }
+
+    /// What the handshake agreed (method, lanes, inline size, ...).
+    pub fn session(&self) -> &Session {
+        &self.info.session
+    }
+
+    /// Lanes of the pool ([`Simulation::lanes`]).
+    pub fn nlanes(&self) -> u32 {
+        self.info.nlanes
+    }
+
+    /// The workload thread this handle belongs to (0 to
+    /// [`Simulation::threads`] - 1).
+    pub fn thread(&self) -> u32 {
+        match &self.link {
+            Link::Thread(chan) => u32::try_from(chan.thread).unwrap_or(u32::MAX),
+            Link::Inline(_) => 0,
+        }
+    }
+
+    /// The lane this handle calls on.
+    pub fn index(&self) -> u32 {
+        self.lane
+    }
+
+    /// A handle on lane `index` for this thread (it may hold several). A
+    /// call on a lane whose previous call (from another thread) is still
+    /// in flight is refused with [`SimCallError::LaneBusy`].
+    pub fn lane(&self, index: u32) -> Result<SimLane<'s>, SimCallError> {
+        if index >= self.info.nlanes {
+            return Err(SimCallError::NoSuchLane {
+                lane: index,
+                nlanes: self.info.nlanes,
+            });
+        }
+        Ok(SimLane {
+            link: self.link.clone(),
+            info: self.info,
+            lane: index,
+            _run: PhantomData,
+        })
+    }
+
+    /// Steps executed so far.
+    pub fn steps(&self) -> u64 {
+        match self.link.ask(Req::Steps) {
+            Resp::Steps(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// The calls that returned success so far (all threads).
+    pub fn history(&self) -> Vec<Call> {
+        match self.link.ask(Req::History) {
+            Resp::History(h) => h,
+            _ => Vec::new(),
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), SimCallError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.info.size => Ok(()),
+            _ => Err(SimCallError::OutOfRange {
+                offset,
+                len,
+                size: self.info.size,
+            }),
+        }
+    }
+
+    fn call(&mut self, call: Call) -> Result<Resp, SimCallError> {
+        match self.link.ask(Req::Call {
+            lane: self.lane,
+            call,
+        }) {
+            Resp::Err(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+}
+
+impl Replica for SimLane<'_> {
+    type Error = SimCallError;
+
+    fn size(&self) -> u64 {
+        self.info.size
+    }
+
+    fn data_start(&self) -> u64 {
+        self.info.session.min_offset()
+    }
+
+    /// Copies into the local region (one region for all lanes, as rpmem's):
+    /// no step, no crash point (nothing reaches the pool until a persist or
+    /// flush covers it).
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
+        self.check_range(offset, data.len() as u64)?;
+        match self.link.ask(Req::Write {
+            lane: self.lane,
+            offset,
+            data: data.to_vec(),
+        }) {
+            Resp::Err(e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_local(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        self.check_range(offset, buf.len() as u64)?;
+        match self.link.ask(Req::ReadLocal {
+            offset,
+            len: buf.len() as u64,
+        }) {
+            Resp::Bytes(b) if b.len() == buf.len() => {
+                buf.copy_from_slice(&b);
+                Ok(())
+            }
+            Resp::Err(e) => Err(e),
+            _ => Err(SimCallError::Stopped),
+        }
+    }
+
+    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
+        self.call(Call::Persist { offset, len, flags }).map(drop)
+    }
+
+    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), SimCallError> {
+        self.call(Call::DeepPersist { offset, len }).map(drop)
+    }
+
+    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
+        self.call(Call::Flush { offset, len, flags }).map(drop)
+    }
+
+    fn drain(&mut self, flags: u32) -> Result<(), SimCallError> {
+        self.call(Call::Drain { flags }).map(drop)
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
+        let len = buf.len() as u64;
+        match self.call(Call::Read { offset, len })? {
+            Resp::Bytes(b) if b.len() == buf.len() => {
+                buf.copy_from_slice(&b);
+                Ok(())
+            }
+            _ => Err(SimCallError::Stopped),
+        }
+    }
+}
+
+/// Where a workload thread is.
+#[derive(Debug)]
+enum ThreadState {
+    /// Waiting to be resumed with this answer (a scheduler action).
+    Ready(Resp),
+    /// Running (the coordinator serves its requests).
+    Running,
+    /// Waiting for its call to return.
+    InCall,
+    Finished,
+}
+
+/// One run: the world (rpmem-core's engines over the simulated RNIC,
+/// target and memory, stepped by [`World`]'s scheduler), the workload's
+/// threads, and the crash images judged at every point.
+struct Run<'s> {
+    seed: u64,
+    config: Config,
+    info: Info,
     recover: &'s Recover<'s>,
     max_images: u64,
     max_steps: u64,
-    verbose: bool,
-    target: Target,
-    mem: Memory,
-    lanes: Vec<LaneState>,
-    local: Vec<u8>,
-    sched: Rng,
-    bg: Rng,
+    world: World,
     sample: Rng,
-    step: u64,
-    hash: u64,
-    log: Vec<String>,
+    resume_weight: Vec<u64>,
+    fault: Option<FaultAt>,
+    // Threads.
+    rx: mpsc::Receiver<(usize, Req)>,
+    txs: Vec<mpsc::Sender<Resp>>,
+    threads: Vec<ThreadState>,
+    // Per lane: the call in flight (thread, call, the bytes it sends as the
+    // region held them), the flushes that returned and are not drained.
+    in_flight: Vec<Option<(usize, Call, Vec<u8>)>>,
+    unacked: Vec<Vec<(u64, Vec<u8>)>>,
     // Crash images.
     base: Vec<u8>,
     img: Vec<u8>,
@@ -807,23 +1287,15 @@ pub struct SimLane<'s> {
     stopped: bool,
 }
 
-impl fmt::Debug for SimLane<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimLane")
-            .field("seed", &self.seed)
-            .field("config", &self.config)
-            .field("session", &self.session)
-            .field("step", &self.step)
-            .finish_non_exhaustive()
-    }
-}
-
-fn lane_no(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
-}
-
-impl<'s> SimLane<'s> {
-    fn new(seed: u64, config: Config, sim: &'s Simulation<'s>) -> Result<SimLane<'s>, String> {
+impl<'s> Run<'s> {
+    fn new(
+        seed: u64,
+        config: Config,
+        sim: &'s Simulation<'s>,
+        rx: mpsc::Receiver<(usize, Req)>,
+        txs: Vec<mpsc::Sender<Resp>>,
+        fault: Option<FaultAt>,
+    ) -> Result<Run<'s>, String> {
         if !sim.pool_size.is_multiple_of(PAGE)
             || sim.pool_size < PAGE.saturating_mul(if sim.headers { 2 } else { 1 })
             || sim.pool_size > 1 << 30
@@ -834,10 +1306,17 @@ impl<'s> SimLane<'s> {
                 if sim.headers { 2 * PAGE } else { PAGE }
             ));
         }
-        if !(1..=MAX_LANES).contains(&sim.lanes) {
+        let nlanes = sim.nlanes();
+        if !(1..=MAX_LANES).contains(&sim.lanes) || !(1..=MAX_LANES).contains(&sim.threads) {
             return Err(format!(
-                "{} lanes asked: the simulator runs 1 to {MAX_LANES}",
-                sim.lanes
+                "{} lanes and {} threads asked: the simulator runs 1 to {MAX_LANES} of each",
+                sim.lanes, sim.threads
+            ));
+        }
+        if config.is_tcp() {
+            return Err(format!(
+                "{}: application runs over the TCP placement are not simulated yet",
+                config_name(&config)
             ));
         }
         let mut params = draw_params(seed, Some(Size::Small));
@@ -845,17 +1324,11 @@ impl<'s> SimLane<'s> {
         params.headers = sim.headers;
         params.ask.pool_size = sim.pool_size;
         params.ask.headers = sim.headers;
-        params.ask.nlanes = sim.lanes;
+        params.ask.nlanes = nlanes;
         // The workload needs its lanes: the target grants them.
-        params.target_max_lanes = sim.lanes;
+        params.target_max_lanes = nlanes;
         params.conn_loss = None;
-        let mut root = Rng::new(seed);
-        let _params_stream = root.fork(1);
-        let _workload_stream = root.fork(2);
-        let sched = root.fork(3);
-        let bg = root.fork(4);
-        let sample = root.fork(5);
-        let mut secret_rng = root.fork(6);
+        let mut secret_rng = Rng::new(seed).fork(6);
         let mut secret = [0u8; 32];
         for chunk in secret.chunks_mut(8) {
             chunk.copy_from_slice(&secret_rng.next_u64().to_le_bytes());
@@ -877,54 +1350,65 @@ impl<'s> SimLane<'s> {
                 session.method, session.announced, config.method
             ));
         }
-        if session.nlanes != sim.lanes {
-            return Err(format!(
-                "{} lanes asked, {} granted",
-                sim.lanes, session.nlanes
-            ));
-        }
-        let target =
-            Target::new(session.target(config.flush)).map_err(|e| format!("target: {e}"))?;
-        let mut mem =
-            Memory::new(config.platform, params.pool_size).map_err(|e| format!("memory: {e}"))?;
-        mem.set_streaming(params.stream_inline);
-        let mut lanes = Vec::new();
-        for l in 0..session.nlanes {
-            let mut p = session.lane(l, Placement::Rdma);
-            p.wq_size = params.wq_size;
-            p.send_window = params.send_window;
-            p.max_op_len = params.max_op_len;
-            let engine = InitiatorLane::new(p).map_err(|e| format!("lane {l}: {e}"))?;
-            lanes.push(LaneState {
-                engine,
-                qp: Qp::new(),
-                rx: VecDeque::new(),
-                cur_msg: None,
-                done: None,
-                in_flight: None,
-                unacked_flushes: Vec::new(),
-                read_buf: Vec::new(),
-            });
+        if session.nlanes != nlanes {
+            return Err(format!("{nlanes} lanes asked, {} granted", session.nlanes));
         }
         let size = idx(params.pool_size);
-        let mut sl = SimLane {
+        let resume_weight = (0..sim.threads)
+            .map(|t| {
+                let k = params.weights.kind.first().copied().unwrap_or(1);
+                let f = params.weights.lane.get(idx(t.into())).copied().unwrap_or(1);
+                k.saturating_mul(f).max(1)
+            })
+            .collect();
+        let info = Info {
             seed,
             config,
             session,
+            size: params.pool_size,
+            nlanes,
+        };
+        let mut world = World::new_app(AppSetup {
+            seed,
+            config,
+            params,
+            session,
+            secret,
+            verbose: sim.verbose,
+        })
+        .map_err(|e| e.to_string())?;
+        match fault {
+            Some(FaultAt {
+                fault: Fault::TargetKilled,
+                step,
+                ..
+            }) => world.kill_at(step),
+            Some(FaultAt {
+                fault: Fault::LaneReset,
+                step,
+                lane,
+            }) => world.reset_at(step, lane),
+            None => {}
+        }
+        let nthreads = txs.len();
+        let mut run = Run {
+            seed,
+            config,
+            info,
             recover: &*sim.recover,
             max_images: sim.max_images,
             max_steps: sim.max_steps,
-            verbose: sim.verbose,
-            target,
-            mem,
-            lanes,
-            local: vec![0; size],
-            sched,
-            bg,
-            sample,
-            step: 0,
-            hash: FNV_OFFSET,
-            log: Vec::new(),
+            world,
+            sample: Rng::new(seed).fork(5),
+            resume_weight,
+            fault,
+            rx,
+            txs,
+            threads: (0..nthreads)
+                .map(|_| ThreadState::Ready(Resp::Go))
+                .collect(),
+            in_flight: (0..nlanes).map(|_| None).collect(),
+            unacked: (0..nlanes).map(|_| Vec::new()).collect(),
             base: vec![0; size],
             img: vec![0; size],
             multi: BTreeMap::new(),
@@ -940,79 +1424,24 @@ impl<'s> SimLane<'s> {
             failure: None,
             errors: Vec::new(),
             stopped: false,
-            params,
         };
-        sl.note(format!(
-            "session: {} lane(s), {} (announced {}), inline_max {}, wq_size {}, send_window {}, max_op_len {}{}",
+        run.world.app_note(format!(
+            "session: {} lane(s), {} thread(s), {} (announced {}), inline_max {}{}",
             session.nlanes,
+            nthreads,
             session.method,
             session.announced,
             session.inline_max,
-            sl.params.wq_size,
-            sl.params.send_window,
-            sl.params.max_op_len,
-            if sl.params.stream_inline {
-                ", inline copies streamed"
-            } else {
-                ""
+            match fault {
+                Some(f) => format!(", fault: {f}"),
+                None => String::new(),
             }
         ));
-        Ok(sl)
-    }
-
-    /// The run's seed (seed your workload's own randomness from it, so that
-    /// the seed replays the run).
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// The run's configuration.
-    pub fn config(&self) -> Config {
-        self.config
-    }
-
-    /// What the handshake agreed (method, lanes, inline size, ...).
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
-
-    /// Lanes of the pool ([`Simulation::lanes`]).
-    pub fn nlanes(&self) -> u32 {
-        lane_no(self.lanes.len())
-    }
-
-    /// Lane `index` as a [`Replica`] (lane 0 is also `self`). Its calls
-    /// run to completion like lane 0's; what another lane left in flight
-    /// (a flush not yet drained) keeps moving meanwhile.
-    pub fn lane(&mut self, index: u32) -> Result<OtherLane<'_, 's>, SimCallError> {
-        if usize::try_from(index).map_or(true, |i| i >= self.lanes.len()) {
-            return Err(SimCallError::NoSuchLane {
-                lane: index,
-                nlanes: self.nlanes(),
-            });
-        }
-        Ok(OtherLane {
-            sim: self,
-            lane: index,
-        })
-    }
-
-    /// Steps executed so far.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
-    /// The calls that returned success so far.
-    pub fn history(&self) -> &[Call] {
-        &self.history
+        Ok(run)
     }
 
     fn note(&mut self, line: String) {
-        self.hash = fnv(self.hash, &self.step.to_le_bytes());
-        self.hash = fnv(self.hash, line.as_bytes());
-        if self.verbose {
-            self.log.push(format!("[{:>6}] {line}", self.step));
-        }
+        self.world.app_note(line);
     }
 
     fn error(&mut self, what: String) {
@@ -1025,144 +1454,353 @@ impl<'s> SimLane<'s> {
         self.stopped = true;
     }
 
-    fn local_range(&self, offset: u64, len: u64) -> Result<Range<usize>, SimCallError> {
-        let end = offset.checked_add(len);
-        match end {
-            Some(end) if end <= self.params.pool_size => Ok(idx(offset)..idx(end)),
-            _ => Err(SimCallError::OutOfRange {
-                offset,
-                len,
-                size: self.params.pool_size,
-            }),
+    fn world_errors(&mut self) {
+        for e in self.world.take_errors() {
+            self.error(e.to_string());
         }
     }
 
-    // ----- calls -----
-
-    fn write_local(&mut self, l: usize, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
-        if self.stopped {
-            return Err(SimCallError::Stopped);
-        }
-        let r = self.local_range(offset, data.len() as u64)?;
-        if let Some(dst) = self.local.get_mut(r) {
-            dst.copy_from_slice(data);
-        }
-        let call = Call::Write {
-            offset,
-            data: data.to_vec(),
-        };
-        self.note(format!("lane {l}: call {call}"));
-        self.history.push(call);
-        self.history_lanes.push(lane_no(l));
-        Ok(())
-    }
-
-    fn read_local_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        let r = self.local_range(offset, buf.len() as u64)?;
-        if let Some(src) = self.local.get(r) {
-            buf.copy_from_slice(src);
-        }
-        Ok(())
-    }
-
-    fn read_remote(&mut self, l: usize, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        let len = buf.len() as u64;
-        if let Some(lane) = self.lanes.get_mut(l) {
-            lane.read_buf = vec![0; buf.len()];
-        }
-        self.call(l, Call::Read { offset, len }, |e| e.read(offset, len))?;
-        if let Some(src) = self.lanes.get(l).map(|lane| &lane.read_buf) {
-            if src.len() == buf.len() {
-                buf.copy_from_slice(src);
+    fn send(&mut self, t: usize, resp: Resp) {
+        if let Some(tx) = self.txs.get(t) {
+            if tx.send(resp).is_err() {
+                if let Some(s) = self.threads.get_mut(t) {
+                    *s = ThreadState::Finished;
+                }
             }
         }
-        Ok(())
     }
 
-    /// Start `call` on lane `l`'s engine and run the simulation until it
-    /// returns.
-    fn call(
-        &mut self,
-        l: usize,
-        call: Call,
-        start: impl FnOnce(&mut InitiatorLane) -> Result<(), CallError>,
-    ) -> Result<(), SimCallError> {
+    /// The scheduler loop: the world's actions and the resumption of ready
+    /// threads, drawn by [`World::step_with`], a crash point before every
+    /// step and after the last.
+    fn drive(&mut self) {
+        self.drive_until(None);
+        if !self.stopped
+            && matches!(
+                self.fault,
+                Some(FaultAt {
+                    fault: Fault::TargetKilled,
+                    ..
+                })
+            )
+            && self.world.faulted()
+        {
+            self.judge_surviving_host();
+        }
+        self.release();
+    }
+
+    /// One workload thread, on the caller's thread: the first crash point
+    /// (the empty pool), then the workload runs.
+    fn start_inline(&mut self) {
+        self.crash_point();
+        if let Some(s) = self.threads.get_mut(0) {
+            *s = ThreadState::Running;
+        }
+    }
+
+    /// A request of the workload running on the caller's thread: a call
+    /// drives the world until it returns.
+    fn inline(&mut self, req: Req) -> Resp {
+        let Req::Call { lane, call } = req else {
+            return self
+                .immediate(req)
+                .unwrap_or(Resp::Err(SimCallError::Stopped));
+        };
         if self.stopped {
-            return Err(SimCallError::Stopped);
+            return Resp::Err(SimCallError::Stopped);
         }
-        let snapshot = match call.sent() {
-            Some((o, len)) => self
-                .local
-                .get(self.local_range(o, len).unwrap_or(0..0))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let Some(lane) = self.lanes.get_mut(l) else {
-            return Err(SimCallError::NoSuchLane {
-                lane: lane_no(l),
-                nlanes: self.nlanes(),
-            });
-        };
-        if let Err(error) = start(&mut lane.engine) {
-            self.note(format!("lane {l}: call {call} refused: {error}"));
-            return Err(SimCallError::Rejected {
-                call: call.to_string(),
-                error,
-            });
+        if let Err(e) = self.start(0, lane, call) {
+            return Resp::Err(e);
         }
-        lane.in_flight = Some((call.clone(), snapshot));
-        self.note(format!("lane {l}: call {call}"));
-        self.settle(l);
-        self.step = self.step.saturating_add(1);
+        if let Some(s) = self.threads.get_mut(0) {
+            *s = ThreadState::InCall;
+        }
+        self.drive_until(Some(0))
+            .unwrap_or(Resp::Err(SimCallError::Stopped))
+    }
+
+    /// The requests answered at once (no step); `None` for a call or an
+    /// end.
+    fn immediate(&mut self, req: Req) -> Option<Resp> {
+        Some(match req {
+            Req::Write { lane, offset, data } => {
+                if self.stopped {
+                    return Some(Resp::Err(SimCallError::Stopped));
+                }
+                self.world.write_local(offset, &data);
+                let call = Call::Write { offset, data };
+                self.note(format!("lane {lane}: call {call}"));
+                self.history.push(call);
+                self.history_lanes.push(lane);
+                Resp::Ok
+            }
+            Req::ReadLocal { offset, len } => Resp::Bytes(self.world.local_bytes(offset, len)),
+            Req::History => Resp::History(self.history.clone()),
+            Req::Steps => Resp::Steps(self.world.steps()),
+            Req::Call { .. } | Req::Done(_) => return None,
+        })
+    }
+
+    /// The scheduler loop until thread `inline` is ready (its answer), or
+    /// nothing moves (`None`).
+    fn drive_until(&mut self, inline: Option<usize>) -> Option<Resp> {
         loop {
+            self.collect();
             self.crash_point();
             if self.stopped {
-                return Err(SimCallError::Stopped);
+                return None;
             }
-            if let Some(result) = self.lanes.get_mut(l).and_then(|lane| lane.done.take()) {
-                return self.finish(l, result);
+            if let Some(t) = inline {
+                if let Some(s) = self.threads.get_mut(t) {
+                    if matches!(s, ThreadState::Ready(_)) {
+                        if let ThreadState::Ready(resp) = std::mem::replace(s, ThreadState::Running)
+                        {
+                            return Some(resp);
+                        }
+                    }
+                }
             }
-            if !self.advance() {
-                let what = match self.lanes.get(l) {
-                    Some(lane) => format!(
-                        "lane {l}: {call} never returned ({} operations outstanding, expects a completion: {})",
-                        lane.engine.outstanding(),
-                        lane.engine.expects_completion()
-                    ),
-                    None => format!("lane {l}: {call} never returned"),
-                };
-                self.error(what);
-                return Err(SimCallError::Stopped);
+            let ready: Vec<usize> = self
+                .threads
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, ThreadState::Ready(_)))
+                .map(|(t, _)| t)
+                .collect();
+            let weights: Vec<u64> = ready
+                .iter()
+                .map(|&t| self.resume_weight.get(t).copied().unwrap_or(1))
+                .collect();
+            match self.world.step_with(&weights, self.max_steps) {
+                Stepped::World => self.world_errors(),
+                Stepped::Extra(i) => {
+                    if let Some(&t) = ready.get(i) {
+                        self.resume(t);
+                    }
+                }
+                Stepped::Idle => {
+                    let stuck: Vec<String> = self
+                        .in_flight
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(l, c)| {
+                            c.as_ref().map(|(_, call, _)| {
+                                format!(
+                                    "lane {l}: {call} never returned ({})",
+                                    self.world.pending(lane_no(l))
+                                )
+                            })
+                        })
+                        .collect();
+                    for what in stuck {
+                        self.error(what);
+                    }
+                    return None;
+                }
+                Stepped::Limit => {
+                    let limit = self.max_steps;
+                    self.error(format!("no end after {limit} steps"));
+                    return None;
+                }
             }
         }
     }
 
-    fn finish(&mut self, l: usize, result: Result<(), LaneError>) -> Result<(), SimCallError> {
-        let Some((call, snapshot)) = self.lanes.get_mut(l).and_then(|lane| lane.in_flight.take())
-        else {
-            self.error(format!("lane {l}: a result without a call in flight"));
-            return Err(SimCallError::Stopped);
+    /// Let every thread that has not ended run to its end: each of its
+    /// calls now returns [`SimCallError::Stopped`].
+    fn release(&mut self) {
+        self.stopped = true;
+        for t in 0..self.threads.len() {
+            let state = match self.threads.get_mut(t) {
+                Some(s) => std::mem::replace(s, ThreadState::Running),
+                None => continue,
+            };
+            match state {
+                ThreadState::Finished => {
+                    if let Some(s) = self.threads.get_mut(t) {
+                        *s = ThreadState::Finished;
+                    }
+                }
+                // A thread that never started ends without running.
+                ThreadState::Ready(_) | ThreadState::InCall | ThreadState::Running => {
+                    self.send(t, Resp::Err(SimCallError::Stopped));
+                    self.serve(t);
+                }
+            }
+        }
+    }
+
+    fn resume(&mut self, t: usize) {
+        let Some(s) = self.threads.get_mut(t) else {
+            return;
         };
-        match result {
+        let ThreadState::Ready(resp) = std::mem::replace(s, ThreadState::Running) else {
+            return;
+        };
+        self.note(format!("thread {t} resumes"));
+        self.send(t, resp);
+        self.serve(t);
+    }
+
+    /// Serve thread `t`'s requests until it waits for a call or ends.
+    fn serve(&mut self, t: usize) {
+        loop {
+            if matches!(self.threads.get(t), Some(ThreadState::Finished) | None) {
+                return;
+            }
+            let Ok((from, req)) = self.rx.recv() else {
+                if let Some(s) = self.threads.get_mut(t) {
+                    *s = ThreadState::Finished;
+                }
+                return;
+            };
+            if from != t {
+                // Cannot happen: one thread runs at a time.
+                self.error(format!("thread {from} ran while thread {t} had the turn"));
+            }
+            match req {
+                Req::Write { .. } | Req::ReadLocal { .. } | Req::History | Req::Steps => {
+                    let resp = self
+                        .immediate(req)
+                        .unwrap_or(Resp::Err(SimCallError::Stopped));
+                    self.send(from, resp);
+                }
+                Req::Call { lane, call } => {
+                    if self.stopped {
+                        self.send(from, Resp::Err(SimCallError::Stopped));
+                        continue;
+                    }
+                    match self.start(from, lane, call) {
+                        Ok(()) => {
+                            if let Some(s) = self.threads.get_mut(from) {
+                                *s = ThreadState::InCall;
+                            }
+                            return;
+                        }
+                        Err(e) => self.send(from, Resp::Err(e)),
+                    }
+                }
+                Req::Done(outcome) => {
+                    if let Some(s) = self.threads.get_mut(from) {
+                        *s = ThreadState::Finished;
+                    }
+                    self.ended(from, outcome);
+                    if from == t {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn ended(&mut self, t: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => self.note(format!("thread {t} ends")),
+            Outcome::Err(e) if self.stopped || self.world.faulted() => {
+                self.note(format!("thread {t} ends with an error: {e}"));
+            }
+            Outcome::Err(e) => self.error(format!("the workload returned an error: {e}")),
+            Outcome::Panic(p) => {
+                // The run's state is whatever the panic left.
+                self.error(format!("the workload panicked: {p}"));
+            }
+        }
+    }
+
+    /// Start `call` on lane `lane` for thread `t`.
+    fn start(&mut self, t: usize, lane: u32, call: Call) -> Result<(), SimCallError> {
+        let l = idx(lane.into());
+        match self.in_flight.get(l) {
+            None => {
+                return Err(SimCallError::NoSuchLane {
+                    lane,
+                    nlanes: self.info.nlanes,
+                })
+            }
+            Some(Some(_)) => return Err(SimCallError::LaneBusy { lane }),
+            Some(None) => {}
+        }
+        let snapshot = call
+            .sent()
+            .map(|(o, len)| {
+                if o.checked_add(len).is_some_and(|e| e <= self.info.size) {
+                    self.world.local_bytes(o, len)
+                } else {
+                    Vec::new()
+                }
+            })
+            .unwrap_or_default();
+        let read_len = match call {
+            Call::Read { len, .. } => len,
+            _ => 0,
+        };
+        match self.world.app_start(lane, &call, read_len) {
             Ok(()) => {
-                self.note(format!("lane {l}: {call} returns success"));
-                self.acknowledge(l, &call, snapshot);
-                self.history.push(call);
-                self.history_lanes.push(lane_no(l));
+                if let Some(slot) = self.in_flight.get_mut(l) {
+                    *slot = Some((t, call, snapshot));
+                }
+                self.world.count_step();
+                self.world_errors();
                 Ok(())
             }
-            Err(error) => {
-                self.note(format!("lane {l}: {call} fails: {error}"));
-                self.error(format!(
-                    "lane {l}: {call} failed although no fault was injected: {error}"
+            Err(CallError::Broken(error)) => {
+                self.note(format!(
+                    "lane {lane}: call {call} fails: lane broken: {error}"
                 ));
                 Err(SimCallError::Failed {
+                    call: call.to_string(),
+                    error: format!("lane is broken: {error}"),
+                })
+            }
+            Err(error) => {
+                self.note(format!("lane {lane}: call {call} refused: {error}"));
+                Err(SimCallError::Rejected {
                     call: call.to_string(),
                     error,
                 })
             }
         }
+    }
+
+    /// Collect the calls that returned: their threads are ready.
+    fn collect(&mut self) {
+        for l in 0..self.in_flight.len() {
+            if !matches!(self.in_flight.get(l), Some(Some(_))) {
+                continue;
+            }
+            let lane = lane_no(l);
+            let Some(result) = self.world.take_done(lane) else {
+                continue;
+            };
+            let Some((t, call, snapshot)) = self.in_flight.get_mut(l).and_then(Option::take) else {
+                continue;
+            };
+            let resp = match result {
+                Ok(()) => {
+                    self.note(format!("lane {lane}: {call} returns success"));
+                    self.acknowledge(l, &call, snapshot);
+                    let resp = match call {
+                        Call::Read { .. } => Resp::Bytes(self.world.take_read(lane)),
+                        _ => Resp::Ok,
+                    };
+                    self.history.push(call);
+                    self.history_lanes.push(lane);
+                    resp
+                }
+                Err(error) => {
+                    self.note(format!("lane {lane}: {call} fails: {error}"));
+                    Resp::Err(SimCallError::Failed {
+                        call: call.to_string(),
+                        error,
+                    })
+                }
+            };
+            if let Some(s) = self.threads.get_mut(t) {
+                *s = ThreadState::Ready(resp);
+            }
+        }
+        self.world_errors();
     }
 
     /// Update the acknowledged state (for the difference in a failure
@@ -1172,7 +1810,7 @@ impl<'s> SimLane<'s> {
     /// persist acknowledges, its own range.
     fn acknowledge(&mut self, l: usize, call: &Call, snapshot: Vec<u8>) {
         let plain = self.config.platform.plain_persist_durable();
-        let Some(lane) = self.lanes.get_mut(l) else {
+        let Some(unacked) = self.unacked.get_mut(l) else {
             return;
         };
         let apply = |acked: &mut Vec<u8>, offset: u64, data: &[u8]| {
@@ -1182,15 +1820,15 @@ impl<'s> SimLane<'s> {
             }
         };
         match call {
-            Call::Flush { offset, .. } => lane.unacked_flushes.push((*offset, snapshot)),
+            Call::Flush { offset, .. } => unacked.push((*offset, snapshot)),
             Call::Persist { offset, .. } | Call::DeepPersist { offset, .. } if plain => {
-                for (o, d) in std::mem::take(&mut lane.unacked_flushes) {
+                for (o, d) in std::mem::take(unacked) {
                     apply(&mut self.acked, o, &d);
                 }
                 apply(&mut self.acked, *offset, &snapshot);
             }
             Call::Drain { .. } if plain => {
-                for (o, d) in std::mem::take(&mut lane.unacked_flushes) {
+                for (o, d) in std::mem::take(unacked) {
                     apply(&mut self.acked, o, &d);
                 }
             }
@@ -1199,321 +1837,15 @@ impl<'s> SimLane<'s> {
         }
     }
 
-    /// Run what is still in flight after the workload returned.
-    fn quiesce(&mut self) {
-        loop {
-            self.crash_point();
-            if self.stopped || !self.advance() {
-                return;
-            }
-        }
-    }
-
-    /// One scheduler step; false when nothing can move (or a limit).
-    fn advance(&mut self) -> bool {
-        if self.step >= self.max_steps {
-            let limit = self.max_steps;
-            self.error(format!("no end after {limit} steps"));
-            return false;
-        }
-        let actions = self.enabled();
-        if actions.is_empty() {
-            return false;
-        }
-        let weights: Vec<u64> = actions.iter().map(|(_, w)| *w).collect();
-        let Some(&(action, _)) = self.sched.weighted(&weights).and_then(|i| actions.get(i)) else {
-            return false;
-        };
-        self.apply(action);
-        self.step = self.step.saturating_add(1);
-        true
-    }
-
-    fn enabled(&self) -> Vec<(Action, u64)> {
-        let w = &self.params.weights;
-        let mut out = Vec::new();
-        for (i, lane) in self.lanes.iter().enumerate() {
-            let f = w.lane.get(i).copied().unwrap_or(1);
-            let k = |n: usize| w.kind.get(n).copied().unwrap_or(1).saturating_mul(f);
-            if lane.qp.can_transmit() {
-                out.push((Action::Transmit(i), k(1)));
-            }
-            if lane.qp.can_execute() {
-                out.push((Action::Execute(i), k(2)));
-            }
-            if lane.qp.can_complete() {
-                out.push((Action::Complete(i), k(3)));
-            }
-            if lane.qp.can_reap() {
-                out.push((Action::Reap(i), k(4)));
-            }
-            if lane.cur_msg.is_some() || !lane.rx.is_empty() {
-                out.push((Action::Target(i), k(5)));
-            }
-        }
-        if w.evict > 0 && !self.mem.dirty_lines().is_empty() {
-            out.push((Action::Evict, w.evict));
-        }
-        if w.drain > 0 && self.mem.can_drain() {
-            out.push((Action::Drain, w.drain));
-        }
-        out
-    }
-
-    fn apply(&mut self, a: Action) {
-        match a {
-            Action::Transmit(l) => {
-                let id = self.lanes.get_mut(l).and_then(|lane| lane.qp.transmit());
-                self.note(format!(
-                    "lane {l}: op #{} reaches the remote NIC",
-                    id.unwrap_or(0)
-                ));
-            }
-            Action::Execute(l) => self.execute(l),
-            Action::Complete(l) => {
-                if let Some(e) = self.lanes.get_mut(l).and_then(|lane| lane.qp.complete()) {
-                    self.note(format!("lane {l}: op #{} {} completes", e.id, e.op.kind()));
-                }
-            }
-            Action::Reap(l) => self.reap(l),
-            Action::Target(l) => self.target_step(l),
-            Action::Evict => {
-                if let Some(line) = self.mem.evict_random(&mut self.bg) {
-                    self.note(format!("cache line {line} evicted"));
-                }
-            }
-            Action::Drain => {
-                if let Some(at) = self.mem.drain_random(&mut self.bg) {
-                    self.note(format!("{at} drained to media"));
-                }
-            }
-        }
-    }
-
-    /// Post everything lane `l`'s engine can post, then collect its result.
-    fn settle(&mut self, l: usize) {
-        for _ in 0..100_000 {
-            let Some(op) = self.lanes.get_mut(l).and_then(|lane| lane.engine.poll_op()) else {
-                break;
-            };
-            self.post(l, op);
-        }
-        if let Some(lane) = self.lanes.get_mut(l) {
-            if let Some(r) = lane.engine.poll_done() {
-                lane.done = Some(r);
-            }
-        }
-    }
-
-    fn post(&mut self, l: usize, op: Op) {
-        if usize::try_from(op.lane()).ok() != Some(l) {
-            self.error(format!(
-                "lane {l}: the engine posted {op:?} for lane {}",
-                op.lane()
-            ));
-            return;
-        }
-        let local = |off: u64, len: u64| -> Option<Vec<u8>> {
-            self.local
-                .get(idx(off)..idx(off.saturating_add(len)))
-                .map(<[u8]>::to_vec)
-        };
-        let payload = match op {
-            Op::Write { offset, len, .. } => local(offset, len),
-            Op::Read { .. } => Some(Vec::new()),
-            Op::Flush { offset, len, .. } => {
-                let end = offset.checked_add(len);
-                let inside = len > 0
-                    && offset >= self.session.min_offset()
-                    && end.is_some_and(|e| e <= self.params.pool_size);
-                inside.then(Vec::new)
-            }
-            Op::Send { msg, inline, .. } => {
-                let mut v = msg.to_bytes().to_vec();
-                if inline {
-                    local(msg.offset, msg.size).map(|d| {
-                        v.extend_from_slice(&d);
-                        v
-                    })
-                } else {
-                    Some(v)
-                }
-            }
-        };
-        let Some(payload) = payload else {
-            self.error(format!(
-                "lane {l}: the engine posted {op:?} outside the local region (or the writable pool)"
-            ));
-            return;
-        };
-        let id = self
-            .lanes
-            .get_mut(l)
-            .map_or(0, |lane| lane.qp.post(op, payload));
-        self.note(format!("lane {l}: post op #{id} {op:?}"));
-    }
-
-    fn reap(&mut self, l: usize) {
-        let Some(lane) = self.lanes.get_mut(l) else {
-            return;
-        };
-        let Some(cqe) = lane.qp.reap() else {
-            return;
-        };
-        let n = lane_no(l);
-        let r = match cqe {
-            Cqe::Write => lane.engine.handle_completion(Completion::Write { lane: n }),
-            Cqe::Read => lane.engine.handle_completion(Completion::Read { lane: n }),
-            Cqe::Send => lane.engine.handle_completion(Completion::Send { lane: n }),
-            Cqe::Flush => lane.engine.handle_completion(Completion::Flush { lane: n }),
-            Cqe::Recv(bytes) => lane.engine.handle_completion(Completion::Recv {
-                lane: n,
-                bytes: &bytes,
-            }),
-            Cqe::Failed(op) => lane.engine.handle_completion(Completion::Failed {
-                lane: n,
-                op,
-                status: CONN_RESET,
-            }),
-        };
-        let idle = lane.in_flight.is_none();
-        self.note(format!("lane {l}: reap {cqe:?}"));
-        if let Err(error) = r {
-            if idle {
-                self.error(format!("lane {l} broke while idle: {error}"));
-            }
-        }
-        self.settle(l);
-    }
-
-    fn refuse(&mut self, l: usize, what: &str, error: TargetError) {
-        self.error(format!("lane {l}: the target refused {what}: {error}"));
-        if let Some(lane) = self.lanes.get_mut(l) {
-            lane.qp.break_connection();
-        }
-    }
-
-    fn execute(&mut self, l: usize) {
-        let n = lane_no(l);
-        let Some(inbound) = self.lanes.get_mut(l).and_then(|lane| lane.qp.pop_inbound()) else {
-            return;
-        };
-        match inbound {
-            Inbound::Write { offset, data } => {
-                let len = data.len() as u64;
-                if let Err(e) = self.target.check_write(n, offset, len) {
-                    return self.refuse(l, "a WRITE", e);
-                }
-                self.mem.nic_write(offset, &data);
-                self.note(format!("lane {l}: WRITE [{offset}, +{len}) placed"));
-            }
-            Inbound::Read {
-                sq_id,
-                offset,
-                len,
-                dest,
-            } => {
-                if let Err(e) = self.target.check_read(n, offset, len) {
-                    return self.refuse(l, "a READ", e);
-                }
-                let data = self.mem.read(offset, len);
-                self.hash = fnv(self.hash, &data);
-                if let Some(lane) = self.lanes.get_mut(l) {
-                    if let ReadDest::User { buf_offset } = dest {
-                        let end = buf_offset.saturating_add(len);
-                        if let Some(dst) = lane.read_buf.get_mut(idx(buf_offset)..idx(end)) {
-                            dst.copy_from_slice(&data);
-                        }
-                    }
-                    lane.qp.mark_executed(sq_id);
-                }
-                self.note(format!("lane {l}: READ [{offset}, +{len}) answered"));
-            }
-            Inbound::Flush { sq_id, offset, len } => {
-                nic_flush(&mut self.mem, offset, len);
-                if let Some(lane) = self.lanes.get_mut(l) {
-                    lane.qp.mark_executed(sq_id);
-                }
-                self.note(format!(
-                    "lane {l}: FLUSH [{offset}, +{len}) executed, answered"
-                ));
-            }
-            Inbound::Send { bytes } => {
-                let len = bytes.len();
-                if let Some(lane) = self.lanes.get_mut(l) {
-                    lane.rx.push_back(bytes);
-                }
-                self.note(format!(
-                    "lane {l}: SEND of {len} bytes delivered to the target"
-                ));
-            }
-        }
-    }
-
-    fn target_step(&mut self, l: usize) {
-        let Some(lane) = self.lanes.get_mut(l) else {
-            return;
-        };
-        if lane.cur_msg.is_none() {
-            lane.cur_msg = lane.rx.pop_front().map(|b| (b, 0, (0, 0)));
-        }
-        let Some((bytes, i, mut streamed)) = lane.cur_msg.take() else {
-            return;
-        };
-        let (nsteps, what, outcome) = {
-            let plan = match self.target.handle_persist_msg(&bytes) {
-                Ok(p) => p,
-                Err(e) => return self.refuse(l, "a persist message", e),
-            };
-            let nsteps = plan.steps().len();
-            let Some(step) = plan.steps().get(i) else {
-                return;
-            };
-            let what = match step {
-                TargetStep::CopyInline { offset, data } => {
-                    format!("copy {} bytes to {offset}", data.len())
-                }
-                TargetStep::Flush { mode, offset, len } => {
-                    format!("flush ({mode:?}) [{offset}, +{len})")
-                }
-                TargetStep::DeepFlush { mode, offset, len } => {
-                    format!("deep flush ({mode:?}) [{offset}, +{len})")
-                }
-                TargetStep::Respond(_) => "respond".to_string(),
-            };
-            (
-                nsteps,
-                format!("{}: {what}", plan.msg().mode.name()),
-                plan.execute_step(i, &mut self.mem, &mut streamed),
-            )
-        };
-        match outcome {
-            Ok(Some(resp)) => {
-                if let Some(lane) = self.lanes.get_mut(l) {
-                    lane.qp.push_recv(resp);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => self.error(format!("simulated flush failed (cannot happen): {e}")),
-        }
-        let next = i.saturating_add(1);
-        if next < nsteps {
-            if let Some(lane) = self.lanes.get_mut(l) {
-                lane.cur_msg = Some((bytes, next, streamed));
-            }
-        }
-        self.note(format!("lane {l}: target {what}"));
-    }
-
     // ----- crash points -----
 
     fn crash_point(&mut self) {
         if self.stopped {
             return;
         }
-        let changed = self.mem.take_changed();
+        let changed = self.world.mem_mut().take_changed();
         for &w in &changed {
-            let cands = self.mem.crash_candidates(w);
+            let cands = self.world.mem().crash_candidates(w);
             let first = cands.first().map_or([0; 8], |c| c.value);
             set_word(&mut self.base, w, &first);
             set_word(&mut self.img, w, &first);
@@ -1564,7 +1896,12 @@ impl<'s> SimLane<'s> {
             let verdict = catch_unwind(AssertUnwindSafe(|| recover(img, history)))
                 .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))));
             if let Err(reason) = verdict {
-                self.fail(reason, &words, &pick, product, exhaustive, n);
+                let sources: BTreeMap<u64, &'static str> = words
+                    .iter()
+                    .zip(&pick)
+                    .filter_map(|((w, c), &i)| c.get(i).map(|c| (*w, c.source.name())))
+                    .collect();
+                self.fail(reason, &sources, product, Judged::Point { exhaustive }, n);
             }
             for (w, _) in &words {
                 let v = word_at(&self.base, *w);
@@ -1586,24 +1923,35 @@ impl<'s> SimLane<'s> {
         }
     }
 
+    /// After the target process was killed and the run ended: the host
+    /// stayed up, so the pool holds what its memory holds (every word's
+    /// current, coherent value).
+    fn judge_surviving_host(&mut self) {
+        let size = self.info.size;
+        self.img = self.world.mem().read(0, size);
+        self.images = self.images.saturating_add(1);
+        let recover = self.recover;
+        let (img, history) = (&self.img, &self.history);
+        let verdict = catch_unwind(AssertUnwindSafe(|| recover(img, history)))
+            .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))));
+        if let Err(reason) = verdict {
+            self.fail(reason, &BTreeMap::new(), 1, Judged::SurvivingHost, 0);
+        }
+        self.img.clone_from(&self.base);
+    }
+
     fn fail(
         &mut self,
         reason: String,
-        words: &[(u64, Vec<Candidate>)],
-        pick: &[usize],
+        sources: &BTreeMap<u64, &'static str>,
         product: u64,
-        exhaustive: bool,
+        judged: Judged,
         index: u64,
     ) {
-        let sources: BTreeMap<u64, &'static str> = words
-            .iter()
-            .zip(pick)
-            .filter_map(|((w, c), &i)| c.get(i).map(|c| (*w, c.source.name())))
-            .collect();
         let mut diff = Vec::new();
         let mut total = 0usize;
         let mut w = 0u64;
-        while w < self.params.pool_size {
+        while w < self.info.size {
             let (a, b) = (word_at(&self.img, w), word_at(&self.acked, w));
             if a != b {
                 total = total.saturating_add(1);
@@ -1612,7 +1960,10 @@ impl<'s> SimLane<'s> {
                         offset: w,
                         image: a,
                         acknowledged: b,
-                        source: sources.get(&w).copied().unwrap_or("media"),
+                        source: sources.get(&w).copied().unwrap_or(match judged {
+                            Judged::SurvivingHost => "memory of the surviving host",
+                            Judged::Point { .. } => "media",
+                        }),
                     });
                 }
             }
@@ -1624,17 +1975,23 @@ impl<'s> SimLane<'s> {
         self.failure = Some(Failure {
             seed: self.seed,
             config: self.config,
-            step: self.step,
+            fault: self.fault.filter(|_| self.world.faulted()),
+            step: self.world.steps(),
             reason,
             history: self.history.clone(),
             history_lanes: self.history_lanes.clone(),
             in_flight: self
-                .lanes
+                .in_flight
                 .iter()
                 .enumerate()
-                .find_map(|(i, l)| l.in_flight.as_ref().map(|(c, _)| (lane_no(i), c.clone()))),
+                .filter_map(|(l, c)| c.as_ref().map(|(_, call, _)| (lane_no(l), call.clone())))
+                .collect(),
             images_at_point: product,
-            exhaustive,
+            exhaustive: match judged {
+                Judged::Point { exhaustive } => exhaustive,
+                Judged::SurvivingHost => true,
+            },
+            surviving_host: judged == Judged::SurvivingHost,
             image_index: index,
             image: self.img.clone(),
             diff,
@@ -1644,137 +2001,13 @@ impl<'s> SimLane<'s> {
     }
 }
 
-/// Lane `lane` of a [`SimLane`] ([`SimLane::lane`]), as a [`Replica`].
-pub struct OtherLane<'a, 's> {
-    sim: &'a mut SimLane<'s>,
-    lane: u32,
+/// How a rejected image was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    Point { exhaustive: bool },
+    SurvivingHost,
 }
 
-impl fmt::Debug for OtherLane<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtherLane")
-            .field("lane", &self.lane)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SimLane<'_> {
-    fn persist_on(
-        &mut self,
-        l: usize,
-        offset: u64,
-        len: u64,
-        flags: u32,
-    ) -> Result<(), SimCallError> {
-        self.call(l, Call::Persist { offset, len, flags }, |e| {
-            e.persist(offset, len, flags)
-        })
-    }
-
-    fn deep_persist_on(&mut self, l: usize, offset: u64, len: u64) -> Result<(), SimCallError> {
-        self.call(l, Call::DeepPersist { offset, len }, |e| {
-            e.deep_persist(offset, len)
-        })
-    }
-
-    fn flush_on(
-        &mut self,
-        l: usize,
-        offset: u64,
-        len: u64,
-        flags: u32,
-    ) -> Result<(), SimCallError> {
-        self.call(l, Call::Flush { offset, len, flags }, |e| {
-            e.flush(offset, len, flags)
-        })
-    }
-
-    fn drain_on(&mut self, l: usize, flags: u32) -> Result<(), SimCallError> {
-        self.call(l, Call::Drain { flags }, |e| e.drain(flags))
-    }
-}
-
-/// Lane 0.
-impl Replica for SimLane<'_> {
-    type Error = SimCallError;
-
-    fn size(&self) -> u64 {
-        self.params.pool_size
-    }
-
-    fn data_start(&self) -> u64 {
-        self.session.min_offset()
-    }
-
-    /// Copies into the local region (one region for all lanes, as rpmem's):
-    /// no step, no crash point (nothing reaches the pool until a persist or
-    /// flush covers it).
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
-        self.write_local(0, offset, data)
-    }
-
-    fn read_local(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        self.read_local_at(offset, buf)
-    }
-
-    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.persist_on(0, offset, len, flags)
-    }
-
-    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), SimCallError> {
-        self.deep_persist_on(0, offset, len)
-    }
-
-    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.flush_on(0, offset, len, flags)
-    }
-
-    fn drain(&mut self, flags: u32) -> Result<(), SimCallError> {
-        self.drain_on(0, flags)
-    }
-
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        self.read_remote(0, offset, buf)
-    }
-}
-
-impl Replica for OtherLane<'_, '_> {
-    type Error = SimCallError;
-
-    fn size(&self) -> u64 {
-        self.sim.size()
-    }
-
-    fn data_start(&self) -> u64 {
-        self.sim.data_start()
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimCallError> {
-        self.sim.write_local(idx(self.lane.into()), offset, data)
-    }
-
-    fn read_local(&self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        self.sim.read_local_at(offset, buf)
-    }
-
-    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.sim
-            .persist_on(idx(self.lane.into()), offset, len, flags)
-    }
-
-    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), SimCallError> {
-        self.sim.deep_persist_on(idx(self.lane.into()), offset, len)
-    }
-
-    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), SimCallError> {
-        self.sim.flush_on(idx(self.lane.into()), offset, len, flags)
-    }
-
-    fn drain(&mut self, flags: u32) -> Result<(), SimCallError> {
-        self.sim.drain_on(idx(self.lane.into()), flags)
-    }
-
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimCallError> {
-        self.sim.read_remote(idx(self.lane.into()), offset, buf)
-    }
+fn lane_no(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }

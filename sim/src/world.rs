@@ -39,9 +39,12 @@ use rpmem_core::flush::mutants::{self, Mutant};
 use rpmem_core::flush::FlushMode;
 use rpmem_core::flush::FlushOps;
 use rpmem_core::persist::{
-    CallError, CallKind, Completion, InitiatorLane, LaneError, Op, ServerError, StreamInitiator,
-    StreamLaneError, StreamTarget, Target, TargetError, TargetStep, FLUSH_RELAXED, PERSIST_RELAXED,
+    CallError, CallKind, Completion, InitiatorLane, LaneError, Op, ReadDest, ServerError,
+    StreamInitiator, StreamLaneError, StreamTarget, Target, TargetError, TargetStep, FLUSH_RELAXED,
+    PERSIST_RELAXED,
 };
+
+use crate::app::Call;
 
 use crate::checker::Checker;
 use crate::crash::{CrashTracker, Finding};
@@ -445,6 +448,24 @@ enum Action {
     /// TCP: the target's lane machine takes one step (receives a segment,
     /// stores a body piece, writes back a line, executes a message, sends).
     Serve(u32),
+    /// (fault, application runs) the target process dies: every lane's
+    /// connection is lost, what was on the wire with it, and the message
+    /// the target was executing stops; the memory stays (the host is up).
+    Kill,
+}
+
+/// What one scheduler step did ([`World::step_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stepped {
+    /// A step of the world (network, target, memory).
+    World,
+    /// The caller's action `i` (of the `extra` weights) was drawn; the
+    /// step is counted, the caller carries it out.
+    Extra(usize),
+    /// Nothing can move.
+    Idle,
+    /// The step limit is reached.
+    Limit,
 }
 
 /// An initiator lane's machine: the RDMA engine, or the TCP lane machine.
@@ -528,6 +549,27 @@ impl Engine {
             Engine::Tcp(_) => 0,
         }
     }
+
+    /// Start an application's call (any flags: the engine judges them).
+    fn call_app(&mut self, call: &Call) -> Result<(), CallError> {
+        match (self, call) {
+            (Engine::Rdma(e), &Call::Persist { offset, len, flags }) => {
+                e.persist(offset, len, flags)
+            }
+            (Engine::Tcp(s), &Call::Persist { offset, len, flags }) => {
+                s.persist(offset, len, flags)
+            }
+            (Engine::Rdma(e), &Call::DeepPersist { offset, len }) => e.deep_persist(offset, len),
+            (Engine::Tcp(s), &Call::DeepPersist { offset, len }) => s.deep_persist(offset, len),
+            (Engine::Rdma(e), &Call::Flush { offset, len, flags }) => e.flush(offset, len, flags),
+            (Engine::Tcp(s), &Call::Flush { offset, len, flags }) => s.flush(offset, len, flags),
+            (Engine::Rdma(e), &Call::Drain { flags }) => e.drain(flags),
+            (Engine::Tcp(s), &Call::Drain { flags }) => s.drain(flags),
+            (Engine::Rdma(e), &Call::Read { offset, len }) => e.read(offset, len),
+            (Engine::Tcp(s), &Call::Read { offset, len }) => s.read(offset, len),
+            (_, Call::Write { .. }) => Ok(()),
+        }
+    }
 }
 
 /// Why a call failed.
@@ -554,6 +596,11 @@ struct LaneDrv {
     dead: bool,
     fault: bool,
     reported: bool,
+    /// Application runs: the result of the call that returned, until the
+    /// application takes it ([`World::take_done`]).
+    done: Option<Result<(), Failure>>,
+    /// Application runs: where an RDMA READ's data lands.
+    read_buf: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -564,7 +611,7 @@ struct TargetLane {
     cur: Option<(Vec<u8>, usize, (u64, u64))>,
 }
 
-struct World {
+pub(crate) struct World {
     params: Params,
     /// Lowest writable offset of the session (from its `headers`).
     min_offset: u64,
@@ -600,6 +647,13 @@ struct World {
     violating_points: u64,
     first_violation: Option<Violation>,
     lost_fired: bool,
+    /// Driven by an application ([`crate::app`]): calls come from
+    /// [`World::app_start`], their data is the application's, their results
+    /// wait in [`World::take_done`]; no built-in checker.
+    app: bool,
+    /// Application runs: kill the target process at this step.
+    kill_at: Option<u64>,
+    killed: bool,
 }
 
 mod tcp;
@@ -804,13 +858,19 @@ impl World {
             p.max_op_len = params.max_op_len;
             let setup = |e: &dyn std::fmt::Display| SimError::Setup(format!("lane {l}: {e}"));
             let engine = if config.is_tcp() {
-                let init = StreamInitiator::new(p, &secret).map_err(|e| setup(&e))?;
+                // Handshake nonces from the seed (the secret is).
+                let mode = rpmem_core::seal::LaneMode::Plaintext;
+                let nonce = |k: u8| secret.map(|b| b ^ k ^ l as u8);
+                let init = StreamInitiator::new(p, &secret, nonce(0x5c), mode)
+                    .map_err(|e| setup(&e))?;
                 // rpmemd streams bodies only where the target flushes CPU
                 // caches (and the CPU can).
                 let stream = config.flush == FlushMode::Cpu && params.tcp.stream_bodies;
                 conns.push(tcp::Conn::new(StreamTarget::new(
                     target,
                     secret,
+                    nonce(0x36),
+                    mode,
                     stream,
                     params.tcp.piece,
                     params.tcp.hold,
@@ -831,6 +891,8 @@ impl World {
                 dead: false,
                 fault: false,
                 reported: false,
+                done: None,
+                read_buf: Vec::new(),
             });
         }
         let n = lanes.len();
@@ -864,6 +926,9 @@ impl World {
             violating_points: 0,
             first_violation: None,
             lost_fired: false,
+            app: false,
+            kill_at: None,
+            killed: false,
         })
     }
 
@@ -879,26 +944,45 @@ impl World {
     fn main_loop(&mut self, max_steps: u64) {
         loop {
             self.maybe_crash_point();
-            let actions = self.enabled();
-            if actions.is_empty() {
-                break;
+            match self.step_with(&[], max_steps) {
+                Stepped::World | Stepped::Extra(_) => {}
+                Stepped::Idle => break,
+                Stepped::Limit => {
+                    self.errors.push(SimError::StepLimit(max_steps));
+                    break;
+                }
             }
-            if self.step >= max_steps {
-                self.errors.push(SimError::StepLimit(max_steps));
-                break;
-            }
-            let weights: Vec<u64> = actions.iter().map(|(_, w)| *w).collect();
-            let Some(choice) = self.sched.weighted(&weights) else {
-                break;
-            };
-            let Some(&(action, _)) = actions.get(choice) else {
-                break;
-            };
-            self.apply(action);
-            self.step = self.step.saturating_add(1);
         }
         self.crash_point();
         self.check_idle();
+    }
+
+    /// One scheduler step: draw among the enabled actions and the caller's
+    /// `extra` ones (weights), carry out a drawn action of the world. The
+    /// one scheduler of both the built-in check and application runs
+    /// ([`crate::app`], whose extra actions resume a workload thread).
+    pub(crate) fn step_with(&mut self, extra: &[u64], max_steps: u64) -> Stepped {
+        let actions = self.enabled();
+        if actions.is_empty() && extra.is_empty() {
+            return Stepped::Idle;
+        }
+        if self.step >= max_steps {
+            return Stepped::Limit;
+        }
+        let mut weights: Vec<u64> = actions.iter().map(|(_, w)| *w).collect();
+        weights.extend_from_slice(extra);
+        let Some(choice) = self.sched.weighted(&weights) else {
+            return Stepped::Idle;
+        };
+        let drawn = match actions.get(choice) {
+            Some(&(action, _)) => {
+                self.apply(action);
+                Stepped::World
+            }
+            None => Stepped::Extra(choice.saturating_sub(actions.len())),
+        };
+        self.step = self.step.saturating_add(1);
+        drawn
     }
 
     /// A crash point here, unless the run samples them and this one is not
@@ -975,6 +1059,11 @@ impl World {
     // ----- scheduling -----
 
     fn enabled(&mut self) -> Vec<(Action, u64)> {
+        if let Some(at) = self.kill_at {
+            if !self.killed && self.step >= at {
+                return vec![(Action::Kill, 1)];
+            }
+        }
         if let Some((at, lane)) = self.params.conn_loss {
             let lane = lane % u32::try_from(self.lanes.len().max(1)).unwrap_or(1);
             if !self.lost_fired && self.step >= at {
@@ -1083,6 +1172,7 @@ impl World {
                 self.lost_fired = true;
                 self.tcp_reset(l);
             }
+            Action::Kill => self.kill(),
             Action::Lose(l) => {
                 self.lost_fired = true;
                 if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
@@ -1253,10 +1343,13 @@ impl World {
         };
         let cur = lane.current.take();
         let call = cur.map_or("?".to_string(), |(s, _, _)| s.to_string());
+        if self.app {
+            lane.done = Some(r);
+        }
         match r {
             Ok(()) => {
                 self.calls_ok = self.calls_ok.saturating_add(1);
-                if let Some((_, kind, own)) = cur {
+                if let Some((_, kind, own)) = cur.filter(|_| !self.app) {
                     self.checker.call_succeeded(l, kind, own, step);
                 }
                 self.note(format!("lane {l}: {call} returns success"));
@@ -1344,13 +1437,26 @@ impl World {
                 self.note(format!("lane {l}: WRITE [{offset}, +{len}) placed"));
             }
             Inbound::Read {
-                sq_id, offset, len, ..
+                sq_id,
+                offset,
+                len,
+                dest,
             } => {
                 if let Err(e) = self.target.check_read(l, offset, len) {
                     return self.refuse(l, "a READ", e);
                 }
                 let data = self.mem.read(offset, len);
                 self.hash = fnv(self.hash, &data);
+                if let (true, ReadDest::User { buf_offset }) = (self.app, dest) {
+                    let end = buf_offset.saturating_add(len);
+                    if let Some(dst) = self
+                        .lanes
+                        .get_mut(lane_idx(l))
+                        .and_then(|lane| lane.read_buf.get_mut(idx(buf_offset)..idx(end)))
+                    {
+                        dst.copy_from_slice(&data);
+                    }
+                }
                 if let Some(qp) = self.qps.get_mut(lane_idx(l)) {
                     qp.mark_executed(sq_id);
                 }
@@ -1427,6 +1533,194 @@ impl World {
             }
         }
         self.note(format!("lane {l}: target {what}"));
+    }
+}
+
+/// What [`crate::app`] needs to set up a [`World`] it drives.
+pub(crate) struct AppSetup {
+    pub(crate) seed: u64,
+    pub(crate) config: Config,
+    pub(crate) params: Params,
+    pub(crate) session: Session,
+    pub(crate) secret: [u8; 32],
+    pub(crate) verbose: bool,
+}
+
+/// The world as an application run drives it ([`crate::app`]): the same
+/// engines, queue pairs, target, memory and scheduler as the built-in
+/// check; calls come from the application instead of a generated workload.
+impl World {
+    pub(crate) fn new_app(s: AppSetup) -> Result<World, SimError> {
+        let opts = RunOptions {
+            verbose: s.verbose,
+            ..RunOptions::default()
+        };
+        let empty = Workload { lanes: Vec::new() };
+        let mut world = World::new(s.config, s.params, s.session, &empty, &opts, s.secret)?;
+        let mut root = Rng::new(s.seed);
+        let _params_stream = root.fork(1);
+        let _workload_stream = root.fork(2);
+        world.sched = root.fork(3);
+        world.bg = root.fork(4);
+        world.crash_rng = root.fork(5);
+        world.seg_rng = Rng::new(s.seed).fork(9);
+        world.app = true;
+        Ok(world)
+    }
+
+    /// Kill the target process at step `at` (once).
+    pub(crate) fn kill_at(&mut self, at: u64) {
+        self.kill_at = Some(at);
+    }
+
+    /// Lose lane `lane`'s connection at step `at` (once).
+    pub(crate) fn reset_at(&mut self, at: u64, lane: u32) {
+        self.params.conn_loss = Some((at, lane));
+    }
+
+    /// Whether an injected fault fired.
+    pub(crate) fn faulted(&self) -> bool {
+        self.killed || self.lost_fired
+    }
+
+    fn kill(&mut self) {
+        self.killed = true;
+        for i in 0..self.lanes.len() {
+            let l = u32::try_from(i).unwrap_or(u32::MAX);
+            if !self.conns.is_empty() {
+                self.tcp_reset(l);
+            }
+            if let Some(qp) = self.qps.get_mut(i) {
+                qp.break_connection();
+            }
+            if let Some(t) = self.tlanes.get_mut(i) {
+                t.rx.clear();
+                t.cur = None;
+            }
+            if let Some(lane) = self.lanes.get_mut(i) {
+                lane.fault = true;
+            }
+        }
+        self.note("TARGET PROCESS KILLED (the host stays up)".to_string());
+    }
+
+    /// Copy `data` into the local region (every lane's view: one region).
+    pub(crate) fn write_local(&mut self, offset: u64, data: &[u8]) {
+        let end = offset.saturating_add(data.len() as u64);
+        for view in &mut self.local {
+            if let Some(dst) = view.get_mut(idx(offset)..idx(end)) {
+                dst.copy_from_slice(data);
+            }
+        }
+    }
+
+    /// Local region bytes (empty if out of range).
+    pub(crate) fn local_bytes(&self, offset: u64, len: u64) -> Vec<u8> {
+        self.local
+            .first()
+            .and_then(|v| v.get(idx(offset)..idx(offset.saturating_add(len))))
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Start an application call on lane `l` (its READ data lands in the
+    /// lane's buffer of `read_len` bytes).
+    pub(crate) fn app_start(
+        &mut self,
+        l: u32,
+        call: &Call,
+        read_len: u64,
+    ) -> Result<(), CallError> {
+        let (spec, kind) = match *call {
+            Call::Persist { offset, len, flags } => (
+                CallSpec::Persist {
+                    offset,
+                    len,
+                    relaxed: flags != 0,
+                },
+                CallKind::Persist,
+            ),
+            Call::Flush { offset, len, flags } => (
+                CallSpec::Flush {
+                    offset,
+                    len,
+                    relaxed: flags != 0,
+                },
+                CallKind::Flush,
+            ),
+            Call::DeepPersist { offset, len } => {
+                (CallSpec::DeepPersist { offset, len }, CallKind::DeepPersist)
+            }
+            Call::Drain { .. } => (CallSpec::Drain, CallKind::Drain),
+            Call::Read { offset, len } => (CallSpec::Read { offset, len }, CallKind::Read),
+            Call::Write { .. } => return Ok(()),
+        };
+        // The application checks the lane first: a missing one is busy.
+        let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
+            return Err(CallError::Busy(kind));
+        };
+        lane.engine.call_app(call)?;
+        lane.read_buf = vec![0; idx(read_len)];
+        lane.current = Some((spec, kind, None));
+        lane.done = None;
+        self.note(format!("lane {l}: call {call}"));
+        self.settle(l);
+        Ok(())
+    }
+
+    /// The result of lane `l`'s call, once it returned (failures as text).
+    pub(crate) fn take_done(&mut self, l: u32) -> Option<Result<(), String>> {
+        let lane = self.lanes.get_mut(lane_idx(l))?;
+        lane.done.take().map(|r| r.map_err(|e| e.to_string()))
+    }
+
+    /// What an RDMA READ of lane `l` brought back.
+    pub(crate) fn take_read(&mut self, l: u32) -> Vec<u8> {
+        self.lanes
+            .get_mut(lane_idx(l))
+            .map(|lane| std::mem::take(&mut lane.read_buf))
+            .unwrap_or_default()
+    }
+
+    /// What lane `l` still has outstanding (for a stuck call's report).
+    pub(crate) fn pending(&self, l: u32) -> String {
+        self.lanes
+            .get(lane_idx(l))
+            .map_or(String::new(), |lane| lane.engine.pending())
+    }
+
+    pub(crate) fn mem(&self) -> &Memory {
+        &self.mem
+    }
+
+    pub(crate) fn mem_mut(&mut self) -> &mut Memory {
+        &mut self.mem
+    }
+
+    /// Errors since the last call (what must not happen).
+    pub(crate) fn take_errors(&mut self) -> Vec<SimError> {
+        std::mem::take(&mut self.errors)
+    }
+
+    pub(crate) fn app_note(&mut self, line: String) {
+        self.note(line);
+    }
+
+    pub(crate) fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Count a step the caller took (an application call's start).
+    pub(crate) fn count_step(&mut self) {
+        self.step = self.step.saturating_add(1);
+    }
+
+    pub(crate) fn trace_hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub(crate) fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
     }
 }
 

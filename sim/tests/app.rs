@@ -130,7 +130,7 @@ fn a_rejected_image_is_reported_with_seed_history_and_words() {
     );
     // The write is still being persisted, or was: the word differs from
     // the acknowledged state (zero) only while the persist is in flight.
-    if f.in_flight.is_some() {
+    if !f.in_flight.is_empty() {
         assert_eq!(f.diff.len(), 1, "{f}");
         assert_eq!(f.diff[0].offset, 4096 + 16);
         assert_eq!(f.diff[0].acknowledged, [0; 8]);

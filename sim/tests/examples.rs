@@ -99,14 +99,14 @@ fn the_in_place_update_is_caught_as_a_torn_record() {
     // of a later version, after an earlier one was published.
     assert!(
         matches!(
-            f.in_flight,
-            Some((
+            f.in_flight.as_slice(),
+            [(
                 0,
                 sim::app::Call::Persist {
                     len: two_slot::SLOT,
                     ..
                 }
-            ))
+            )]
         ),
         "{f}"
     );
