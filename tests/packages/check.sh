@@ -16,12 +16,15 @@
 #      such a pool, which pmempool sync then rebuilds from the remote replica alone;
 #   5. dpkg -r of rpmemd keeps only the conffile, as the administrator edited it; --purge
 #      removes it; purging the others leaves none of their files and no librpmem in the
-#      dynamic loader's cache.
+#      dynamic loader's cache;
+#   6. in a clean Debian 12 chroot (debootstrap minbase): dpkg -i, the programs and the
+#      library run with only the packages' Depends, and dpkg --purge gives back exactly the
+#      file system debootstrap made (PACKAGES_CHROOT=0 skips it).
 #
 # Needs root (it installs into /usr and purges again; the packages are purged on any exit),
 # cargo-deb (installed with `cargo install cargo-deb --locked` when missing), and the Debian
-# packages lintian, man-db, dpkg-dev, pkg-config, build-essential, pmdk-tools and
-# libpmemobj-dev (.ci/install-deps).
+# packages lintian, man-db, dpkg-dev, pkg-config, build-essential, pmdk-tools,
+# libpmemobj-dev and debootstrap (.ci/install-deps).
 set -euo pipefail
 # (Under pipefail a reader that stops early, like grep -q, can fail the pipeline with the
 # writer's SIGPIPE: the readers here read their whole input.)
@@ -339,5 +342,59 @@ for p in rpmem-tools librpmem-dev librpmem1; do
 done
 if ldconfig -p | grep "librpmem.so.1 " >/dev/null; then
 	die "the dynamic loader's cache still lists librpmem.so.1: $(ldconfig -p | grep librpmem)"
+fi
+
+# 6. A clean Debian 12 (debootstrap --variant=minbase, nothing else installed): the packages'
+# Depends are all the programs and the library need, their maintainer scripts work there, and
+# dpkg --purge gives back exactly the file system that was there before dpkg -i. The minbase
+# tree is kept as <target dir>/packages-chroot.tar.gz for the next run (DEBIAN_MIRROR: where
+# debootstrap downloads from). PACKAGES_CHROOT=0 skips this stage.
+if [ "${PACKAGES_CHROOT:-1}" != 0 ]; then
+	say "a clean Debian 12 chroot: dpkg -i, use, purge"
+	chroot_dir=$scratch/chroot
+	cache=${CARGO_TARGET_DIR:-$root/target}/packages-chroot.tar.gz
+	if [ -s "$cache" ]; then
+		mkdir "$chroot_dir" && tar -xzf "$cache" -C "$chroot_dir"
+	else
+		debootstrap --variant=minbase bookworm "$chroot_dir" \
+			"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" > "$scratch/debootstrap.log" 2>&1 ||
+			die "debootstrap: $(tail -20 "$scratch/debootstrap.log")"
+		tar -czf "$cache.tmp" -C "$chroot_dir" . || die "writing $cache.tmp"
+		mv "$cache.tmp" "$cache"
+	fi
+	in_chroot() {
+		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$chroot_dir" "$@"
+	}
+	# Every path, its type and link target, outside dpkg's and apt's own state and logs.
+	tree() {
+		(cd "$chroot_dir" && find . -xdev \( -path ./var/lib/dpkg -o -path ./var/log \
+			-o -path ./var/cache -o -path ./tmp -o -path ./var/lib/apt \) -prune -o \
+			-printf '%y %m %p %l\n' | LC_ALL=C sort)
+	}
+	tree > "$scratch/chroot.before"
+	mkdir -p "$chroot_dir/tmp/debs"
+	cp "${debs[@]}" "$chroot_dir/tmp/debs/"
+	in_chroot sh -c 'dpkg -i /tmp/debs/*.deb' || die "dpkg -i in the clean chroot"
+	in_chroot rpmemd --version
+	in_chroot rpmem --version
+	in_chroot rpmemd --dump-config > /dev/null || die "rpmemd --dump-config in the chroot"
+	ldd_out=$(in_chroot /usr/bin/ldd "/usr/lib/$triplet/librpmem.so.1")
+	echo "$ldd_out"
+	case $ldd_out in
+	*"not found"*) die "librpmem.so.1 misses a library in a clean system: $ldd_out" ;;
+	esac
+	cached=$(in_chroot ldconfig -p | awk '$1 == "librpmem.so.1" && !n++ { print $NF }')
+	[ -n "$cached" ] && [ "$(in_chroot readlink -f "$cached")" = "$libdir/librpmem.so.1.0.0" ] ||
+		die "the chroot's loader cache resolves librpmem.so.1 to '$cached'"
+	for p in "${packages[@]}"; do
+		[ "$(in_chroot dpkg-query -W -f='${Status}' "$p")" = "install ok installed" ] ||
+			die "$p is not installed in the chroot"
+	done
+	in_chroot dpkg --purge "${packages[@]}" || die "dpkg --purge in the clean chroot"
+	rm -rf "$chroot_dir/tmp/debs"
+	tree > "$scratch/chroot.after"
+	diff -u "$scratch/chroot.before" "$scratch/chroot.after" ||
+		die "dpkg -i then --purge changed the clean chroot's file system (above)"
+	echo "the clean chroot is back to what debootstrap made"
 fi
 echo "check.sh: the packages build, pass lintian, install, work and purge cleanly"
