@@ -7,6 +7,7 @@
 #   RXE=0 ./test.sh      skip the rxe VM rig (it needs root and QEMU; see docs/rxe-rig.md)
 #   PACKAGES=0 ./test.sh skip building, installing and purging the Debian packages (needs
 #                        root; see docs/packaging.md)
+#   PACKAGES_CHROOT=0 ./test.sh  the packages without their clean-chroot stage (debootstrap)
 #
 # Installs the Debian packages it needs when run as root.
 set -euo pipefail
