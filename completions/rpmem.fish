@@ -49,16 +49,16 @@ complete -c rpmem -n "__fish_rpmem_using_subcommand demo" -s v -l verbose -d 'Al
 complete -c rpmem -n "__fish_rpmem_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rpmem -n "__fish_rpmem_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l size -d 'Pool size: bytes with an optional suffix (K, M, G, KiB, MiB, kB, MB, ...), a multiple of 4096, at most the pool set\'s size' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l signature -d 'Pool signature, at most 8 ASCII characters [default: RPMEM]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l major -d 'Major version of the pool format [default: 1]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l compat -d 'Compatible feature flags (decimal or 0x hex) [default: 0]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l incompat -d 'Incompatible feature flags [default: 0]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l ro-compat -d 'Read-only compatible feature flags [default: 0]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l poolset-uuid -d 'Uuid of the pool set [default: random]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l uuid -d 'Uuid of the pool\'s first part [default: random]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l next-uuid -d 'Uuid of the next replica [default: the pool\'s own uuid]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l prev-uuid -d 'Uuid of the previous replica [default: the pool\'s own uuid]' -r
-complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l user-flags -d 'User flags, 32 hexadecimal digits [default: zero, which rpmemd replaces with its architecture flags]' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l signature -d 'Pool signature, at most 8 ASCII characters' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l major -d 'Major version of the pool format' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l compat -d 'Compatible feature flags (decimal or 0x hex)' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l incompat -d 'Incompatible feature flags' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l ro-compat -d 'Read-only compatible feature flags' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l poolset-uuid -d 'Uuid of the pool set' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l uuid -d 'Uuid of the pool\'s first part' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l next-uuid -d 'Uuid of the next replica' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l prev-uuid -d 'Uuid of the previous replica' -r
+complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l user-flags -d 'User flags, 32 hexadecimal digits' -r
 complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l launch -d 'How rpmemd is started: "ssh", or "local" (executed directly on this host; the target must be localhost) [env: RPMEM_LAUNCH]' -r -f -a "ssh\t''
 local\t''"
 complete -c rpmem -n "__fish_rpmem_using_subcommand create" -l cmd -d 'The command that starts rpmemd on the target, e.g. "rpmemd -c /etc/rpmemd.conf"; in local mode the bare word rpmemd is the rpmemd next to this program, else one built by cargo, else on $PATH [env: RPMEM_CMD]' -r

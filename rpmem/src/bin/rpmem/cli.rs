@@ -49,9 +49,11 @@ pub enum Command {
     /// Create a pool on the target from a pool set file there.
     ///
     /// The pool set file (a path relative to rpmemd's poolset-dir) must exist
-    /// on the target; its part files are created. Without attribute options
-    /// the pool gets headers with signature "RPMEM", major version 1, and
-    /// fresh random uuids.
+    /// on the target; its part files are created. An attribute not given
+    /// gets its default: signature "RPMEM", major version 1, feature flags
+    /// 0, a fresh random pool set uuid and pool uuid, the pool's own uuid as
+    /// the next and the previous replica's, and zero user flags (which
+    /// rpmemd replaces with its architecture flags).
     Create(CreateArgs),
     /// Open a pool and print its attributes, lanes and persistency method.
     Info(InfoArgs),
@@ -314,43 +316,79 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+/// The pool attributes an option can give: `create` stores defaults for the
+/// others (see its long help), `set-attr` keeps the stored ones.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AttrFields {
+    /// Pool signature, at most 8 ASCII characters
+    #[arg(long, value_name = "TEXT", value_parser = values::parse_signature)]
+    pub signature: Option<[u8; 8]>,
+    /// Major version of the pool format
+    #[arg(long, value_name = "N", value_parser = values::parse_u32)]
+    pub major: Option<u32>,
+    /// Compatible feature flags (decimal or 0x hex)
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub compat: Option<u32>,
+    /// Incompatible feature flags
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub incompat: Option<u32>,
+    /// Read-only compatible feature flags
+    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
+    pub ro_compat: Option<u32>,
+    /// Uuid of the pool set
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub poolset_uuid: Option<[u8; 16]>,
+    /// Uuid of the pool's first part
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub uuid: Option<[u8; 16]>,
+    /// Uuid of the next replica
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub next_uuid: Option<[u8; 16]>,
+    /// Uuid of the previous replica
+    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
+    pub prev_uuid: Option<[u8; 16]>,
+    /// User flags, 32 hexadecimal digits
+    #[arg(long, value_name = "HEX", value_parser = values::parse_user_flags)]
+    pub user_flags: Option<[u8; 16]>,
+}
+
+impl AttrFields {
+    /// `stored` with the attributes given replaced; `None` when none is
+    /// given.
+    pub fn apply(&self, stored: &rpmem::PoolAttr) -> Option<rpmem::PoolAttr> {
+        let any = self.signature.is_some()
+            || self.major.is_some()
+            || self.compat.is_some()
+            || self.incompat.is_some()
+            || self.ro_compat.is_some()
+            || self.poolset_uuid.is_some()
+            || self.uuid.is_some()
+            || self.next_uuid.is_some()
+            || self.prev_uuid.is_some()
+            || self.user_flags.is_some();
+        any.then(|| rpmem::PoolAttr {
+            signature: self.signature.unwrap_or(stored.signature),
+            major: self.major.unwrap_or(stored.major),
+            compat_features: self.compat.unwrap_or(stored.compat_features),
+            incompat_features: self.incompat.unwrap_or(stored.incompat_features),
+            ro_compat_features: self.ro_compat.unwrap_or(stored.ro_compat_features),
+            poolset_uuid: self.poolset_uuid.unwrap_or(stored.poolset_uuid),
+            uuid: self.uuid.unwrap_or(stored.uuid),
+            next_uuid: self.next_uuid.unwrap_or(stored.next_uuid),
+            prev_uuid: self.prev_uuid.unwrap_or(stored.prev_uuid),
+            user_flags: self.user_flags.unwrap_or(stored.user_flags),
+        })
+    }
+}
+
 /// Pool attributes for `create`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct AttrArgs {
     /// Create a pool without headers (the pool set file must say OPTION NOHDRS)
     #[arg(long, conflicts_with_all = ["signature", "major", "compat", "incompat", "ro_compat", "poolset_uuid", "uuid", "next_uuid", "prev_uuid", "user_flags"])]
     pub no_headers: bool,
-    /// Pool signature, at most 8 ASCII characters [default: RPMEM]
-    #[arg(long, value_name = "TEXT", value_parser = values::parse_signature)]
-    pub signature: Option<[u8; 8]>,
-    /// Major version of the pool format [default: 1]
-    #[arg(long, value_name = "N", value_parser = values::parse_u32)]
-    pub major: Option<u32>,
-    /// Compatible feature flags (decimal or 0x hex) [default: 0]
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub compat: Option<u32>,
-    /// Incompatible feature flags [default: 0]
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub incompat: Option<u32>,
-    /// Read-only compatible feature flags [default: 0]
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub ro_compat: Option<u32>,
-    /// Uuid of the pool set [default: random]
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub poolset_uuid: Option<[u8; 16]>,
-    /// Uuid of the pool's first part [default: random]
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub uuid: Option<[u8; 16]>,
-    /// Uuid of the next replica [default: the pool's own uuid]
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub next_uuid: Option<[u8; 16]>,
-    /// Uuid of the previous replica [default: the pool's own uuid]
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub prev_uuid: Option<[u8; 16]>,
-    /// User flags, 32 hexadecimal digits [default: zero, which rpmemd
-    /// replaces with its architecture flags]
-    #[arg(long, value_name = "HEX", value_parser = values::parse_user_flags)]
-    pub user_flags: Option<[u8; 16]>,
+    #[command(flatten)]
+    pub fields: AttrFields,
 }
 
 /// `rpmem create`.
@@ -395,70 +433,13 @@ pub struct InfoArgs {
 pub struct SetAttrArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// Pool signature, at most 8 ASCII characters
-    #[arg(long, value_name = "TEXT", value_parser = values::parse_signature)]
-    pub signature: Option<[u8; 8]>,
-    /// Major version of the pool format
-    #[arg(long, value_name = "N", value_parser = values::parse_u32)]
-    pub major: Option<u32>,
-    /// Compatible feature flags (decimal or 0x hex)
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub compat: Option<u32>,
-    /// Incompatible feature flags
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub incompat: Option<u32>,
-    /// Read-only compatible feature flags
-    #[arg(long, value_name = "FLAGS", value_parser = values::parse_u32)]
-    pub ro_compat: Option<u32>,
-    /// Uuid of the pool set
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub poolset_uuid: Option<[u8; 16]>,
-    /// Uuid of the pool's first part
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub uuid: Option<[u8; 16]>,
-    /// Uuid of the next replica
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub next_uuid: Option<[u8; 16]>,
-    /// Uuid of the previous replica
-    #[arg(long, value_name = "UUID", value_parser = values::parse_uuid)]
-    pub prev_uuid: Option<[u8; 16]>,
-    /// User flags, 32 hexadecimal digits
-    #[arg(long, value_name = "HEX", value_parser = values::parse_user_flags)]
-    pub user_flags: Option<[u8; 16]>,
+    #[command(flatten)]
+    pub attr: AttrFields,
     /// Print the result as one JSON object
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
-}
-
-impl SetAttrArgs {
-    /// `stored` with the attributes given replaced; `None` when none is
-    /// given.
-    pub fn apply(&self, stored: &rpmem::PoolAttr) -> Option<rpmem::PoolAttr> {
-        let any = self.signature.is_some()
-            || self.major.is_some()
-            || self.compat.is_some()
-            || self.incompat.is_some()
-            || self.ro_compat.is_some()
-            || self.poolset_uuid.is_some()
-            || self.uuid.is_some()
-            || self.next_uuid.is_some()
-            || self.prev_uuid.is_some()
-            || self.user_flags.is_some();
-        any.then(|| rpmem::PoolAttr {
-            signature: self.signature.unwrap_or(stored.signature),
-            major: self.major.unwrap_or(stored.major),
-            compat_features: self.compat.unwrap_or(stored.compat_features),
-            incompat_features: self.incompat.unwrap_or(stored.incompat_features),
-            ro_compat_features: self.ro_compat.unwrap_or(stored.ro_compat_features),
-            poolset_uuid: self.poolset_uuid.unwrap_or(stored.poolset_uuid),
-            uuid: self.uuid.unwrap_or(stored.uuid),
-            next_uuid: self.next_uuid.unwrap_or(stored.next_uuid),
-            prev_uuid: self.prev_uuid.unwrap_or(stored.prev_uuid),
-            user_flags: self.user_flags.unwrap_or(stored.user_flags),
-        })
-    }
 }
 
 /// `rpmem remove`.

@@ -39,6 +39,7 @@ pub fn attributes(a: &AttrArgs) -> CliResult<Option<PoolAttr>> {
     if a.no_headers {
         return Ok(None);
     }
+    let a = &a.fields;
     let random = || values::random_uuid().map_err(CliError::io("reading random bytes for a uuid"));
     let uuid = match a.uuid {
         Some(u) => u,

@@ -12,7 +12,7 @@ pub fn set_attr(args: &SetAttrArgs) -> CliResult {
     let opts = args.conn.options()?;
     let (target, set) = (&args.pool.target, &args.pool.pool_set);
     // An empty change is a usage error before anything starts.
-    if args.apply(&rpmem::PoolAttr::ZERO).is_none() {
+    if args.attr.apply(&rpmem::PoolAttr::ZERO).is_none() {
         return Err(CliError::Usage(
             "give at least one attribute to change (--signature, --major, --compat, \
              --incompat, --ro-compat, --poolset-uuid, --uuid, --next-uuid, --prev-uuid, \
@@ -30,7 +30,7 @@ pub fn set_attr(args: &SetAttrArgs) -> CliResult {
             "pool set {set:?} on {target} has no header (OPTION NOHDRS): it stores no attributes"
         )));
     };
-    let Some(new) = args.apply(&stored) else {
+    let Some(new) = args.attr.apply(&stored) else {
         let _ = pool.close();
         return Err(CliError::Usage(
             "give at least one attribute to change".to_owned(),
