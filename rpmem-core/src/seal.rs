@@ -329,6 +329,11 @@ impl ClientHandshake {
         }
     }
 
+    /// The lane mode asked for.
+    pub fn mode(&self) -> LaneMode {
+        self.mode
+    }
+
     /// The 48 bytes to send first. They do not hold the secret.
     pub fn hello(&self) -> &[u8; HELLO_LEN] {
         &self.hello

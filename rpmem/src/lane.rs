@@ -15,6 +15,14 @@
 //! 3. stop when the machine has the call's result
 //!    ([`StreamInitiator::poll_completion`]).
 //!
+//! On a sealed lane (the default; `docs/protocol.md`) the connection starts
+//! with the core's handshake ([`rpmem_core::seal`]: the secret never goes on
+//! the wire, rpmemd proves it knows it before any frame leaves), and from
+//! then on every byte written is sealed into an AES-256-GCM record here
+//! (region bytes are copied into the record buffer, the machine learns of
+//! them as written once their whole record went out) and every byte read is
+//! opened by the core's [`Inbound`] before the machine sees it.
+//!
 //! While nothing moves, the loop spins on non-blocking I/O for the spin
 //! budget, then sleeps in `poll` until the socket is ready, rpmemd's channel
 //! hangs up, or the data deadline (no progress for that long) passes.
@@ -25,6 +33,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{Chunk, LaneParams, ReadDest, ReadSink, StreamInitiator};
+use rpmem_core::seal::{
+    Inbound, LaneMode, Sealer, INBOUND_BUF_LEN, MAX_RECORD, NONCE_LEN, RECORD_HEADER_LEN, TAG_LEN,
+};
 use rpmem_core::wire::tcp::SECRET_LEN;
 
 pub(crate) use crate::driver::{deliver, ReadInto};
@@ -54,6 +65,8 @@ pub(crate) struct LaneSetup {
     pub(crate) addr: (String, u16),
     /// The session secret.
     pub(crate) secret: [u8; SECRET_LEN],
+    /// Sealed (the default) or plaintext (both sides chose it).
+    pub(crate) mode: LaneMode,
     /// Engine parameters (lane number inside).
     pub(crate) params: LaneParams,
     /// Spin budget.
@@ -73,6 +86,39 @@ pub(crate) struct LaneConn {
     region: Arc<Region>,
     stage: Box<[u8]>,
     watch_fd: Option<RawFd>,
+    /// The record layer of a sealed lane.
+    sealed: Option<Box<Sealed>>,
+}
+
+/// The record layer of a sealed lane.
+struct Sealed {
+    sealer: Sealer,
+    inbound: Inbound<Box<[u8]>>,
+    /// The record being written: `out[sent..]` is still to go.
+    out: Vec<u8>,
+    sent: usize,
+    /// Plaintext bytes of the machine that record holds.
+    out_plain: u64,
+}
+
+/// Fresh random bytes from the kernel.
+pub(crate) fn fresh_nonce() -> io::Result<[u8; NONCE_LEN]> {
+    let mut nonce = [0u8; NONCE_LEN];
+    let mut filled = 0usize;
+    while filled < NONCE_LEN {
+        let rest = nonce.get_mut(filled..).unwrap_or_default();
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled = filled.saturating_add(n.unsigned_abs());
+    }
+    Ok(nonce)
 }
 
 impl std::fmt::Debug for LaneConn {
@@ -104,7 +150,8 @@ impl ReadSink for Sink<'_, '_, '_> {
 }
 
 impl LaneConn {
-    /// Connects, says hello with the secret and checks the answer.
+    /// Connects and runs the handshake (the hello, rpmemd's proof checked,
+    /// the lane's proof, the answer).
     pub(crate) fn connect(
         setup: &LaneSetup,
         region: Arc<Region>,
@@ -117,8 +164,12 @@ impl LaneConn {
             what,
             message,
         };
-        let mut machine =
-            StreamInitiator::new(setup.params, &setup.secret).map_err(|e| Error::Protocol {
+        let nonce = fresh_nonce().map_err(|e| Error::Io {
+            what: format!("lane {index}: drawing the handshake nonce"),
+            source: e,
+        })?;
+        let mut machine = StreamInitiator::new(setup.params, &setup.secret, nonce, setup.mode)
+            .map_err(|e| Error::Protocol {
                 host: setup.host.clone(),
                 during: format!("setting up lane {index}"),
                 detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
@@ -155,27 +206,28 @@ impl LaneConn {
         sock.set_nonblocking(true)
             .map_err(|e| io_err("making the socket non-blocking", e))?;
         let fd = sock.as_raw_fd();
-        // The hello, then its answer: the machine says what to send and
-        // judges what arrives.
-        let hello: Vec<u8> = machine
-            .poll_transmit()
-            .filter_map(|c| match c {
-                Chunk::Bytes(b) => Some(b.to_vec()),
-                Chunk::Region { .. } => None,
-            })
-            .flatten()
-            .collect();
-        send_exact(fd, &hello, deadline).map_err(|e| io_err("sending the hello", e))?;
+        // The handshake: the machine says what to send (its hello, then
+        // its proof) and judges what arrives.
         let protocol = |e: rpmem_core::persist::StreamLaneError| Error::Protocol {
             host: setup.host.clone(),
             during: format!("opening lane {index}"),
             detail: e.to_string(),
         };
-        machine
-            .on_transmitted(hello.len() as u64)
-            .map_err(protocol)?;
         let mut buf = [0u8; HELLO_BUF];
         while !machine.is_connected() {
+            let out: Vec<u8> = machine
+                .poll_transmit()
+                .filter_map(|c| match c {
+                    Chunk::Bytes(b) => Some(b.to_vec()),
+                    Chunk::Region { .. } => None,
+                })
+                .flatten()
+                .collect();
+            if !out.is_empty() {
+                send_exact(fd, &out, deadline).map_err(|e| io_err("sending the handshake", e))?;
+                machine.on_transmitted(out.len() as u64).map_err(protocol)?;
+                continue;
+            }
             match recv_some(fd, &mut buf, deadline) {
                 Ok(n) => {
                     let got = buf.get(..n).unwrap_or(&[]);
@@ -192,12 +244,34 @@ impl LaneConn {
                         .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
                         .unwrap_or_default();
                     return Err(conn_err(
-                        "waiting for the answer to the hello".to_owned(),
+                        "waiting for rpmemd's side of the handshake".to_owned(),
                         format!("{e}{words}"),
                     ));
                 }
             }
         }
+        let sealed = match machine.take_keys().and_then(|k| k.client()) {
+            Some((sealer, opener)) => {
+                let inbound = Inbound::new(opener, vec![0u8; INBOUND_BUF_LEN].into_boxed_slice())
+                    .map_err(|e| {
+                    conn_err("setting up the record layer".to_owned(), e.to_string())
+                })?;
+                Some(Box::new(Sealed {
+                    sealer,
+                    inbound,
+                    out: Vec::with_capacity(MAX_RECORD + RECORD_HEADER_LEN + TAG_LEN),
+                    sent: 0,
+                    out_plain: 0,
+                }))
+            }
+            None => {
+                log::warn!(
+                    "lane {index} to {}: plaintext data path (chosen on both sides): the pool's bytes cross the network in the clear",
+                    setup.host
+                );
+                None
+            }
+        };
         Ok(LaneConn {
             cx: LaneCx {
                 index,
@@ -213,6 +287,7 @@ impl LaneConn {
             region,
             stage: vec![0u8; STAGE_LEN].into_boxed_slice(),
             watch_fd: setup.watch_fd,
+            sealed,
         })
     }
 
@@ -226,6 +301,9 @@ impl LaneConn {
     /// Writes what the machine has to transmit until the socket takes no
     /// more.
     fn write_out(&mut self) -> Result<bool, Error> {
+        if self.sealed.is_some() {
+            return self.write_sealed();
+        }
         let mut progressed = false;
         loop {
             let mut iov = IovList::new();
@@ -273,8 +351,140 @@ impl LaneConn {
         }
     }
 
+    /// Seals what the machine has to transmit into records of at most
+    /// [`MAX_RECORD`] bytes and writes them until the socket takes no more.
+    /// The machine learns of its bytes as written once their whole record
+    /// went out.
+    fn write_sealed(&mut self) -> Result<bool, Error> {
+        let mut progressed = false;
+        loop {
+            let Some(s) = self.sealed.as_deref_mut() else {
+                return Ok(progressed);
+            };
+            if s.sent < s.out.len() {
+                let rest = s.out.get(s.sent..).unwrap_or(&[]);
+                let iov = [libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                }];
+                let n = match sendmsg(self.sock.as_raw_fd(), &iov) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.connection_lost("sending", &e)),
+                };
+                if n == 0 {
+                    return Ok(progressed);
+                }
+                progressed = true;
+                s.sent += n;
+                if s.sent == s.out.len() {
+                    let plain = s.out_plain;
+                    s.out.clear();
+                    s.sent = 0;
+                    s.out_plain = 0;
+                    if let Err(e) = self.cx.engine.on_transmitted(plain) {
+                        return Err(self.cx.fail(e.to_string()));
+                    }
+                }
+                continue;
+            }
+            // The next record: what the machine has, up to MAX_RECORD bytes.
+            s.out.clear();
+            s.out.resize(RECORD_HEADER_LEN, 0);
+            let mut bad = None;
+            for chunk in self.cx.engine.poll_transmit() {
+                let room = MAX_RECORD + RECORD_HEADER_LEN - s.out.len();
+                if room == 0 {
+                    break;
+                }
+                match chunk {
+                    Chunk::Bytes(b) => {
+                        s.out
+                            .extend_from_slice(b.get(..room.min(b.len())).unwrap_or(b));
+                    }
+                    Chunk::Region { offset, len } => {
+                        let take = usize::try_from(len).unwrap_or(usize::MAX).min(room);
+                        let at = s.out.len();
+                        s.out.resize(at + take, 0);
+                        let dst = s.out.get_mut(at..).unwrap_or_default();
+                        let ok = usize::try_from(offset)
+                            .ok()
+                            .is_some_and(|o| self.region.read_at(o, dst).is_ok());
+                        if !ok {
+                            bad = Some((offset, len));
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(range) = bad {
+                return Err(self.cx.fail(format!(
+                    "frame for region range {range:?} lies outside the region"
+                )));
+            }
+            let plain = s.out.len() - RECORD_HEADER_LEN;
+            if plain == 0 {
+                s.out.clear();
+                return Ok(progressed);
+            }
+            s.out.resize(plain + RECORD_HEADER_LEN + TAG_LEN, 0);
+            if let Err(e) = s.sealer.seal_in_place(&mut s.out, plain) {
+                return Err(self.cx.fail(e.to_string()));
+            }
+            s.sent = 0;
+            s.out_plain = plain as u64;
+        }
+    }
+
+    /// Reads records from the socket, opens them (the core's [`Inbound`])
+    /// and hands their bytes to the machine.
+    fn read_sealed(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        let mut progressed = false;
+        loop {
+            let Some(s) = self.sealed.as_deref_mut() else {
+                return Ok(progressed);
+            };
+            loop {
+                match s.inbound.open_next() {
+                    Ok(true) => {
+                        let got = s.inbound.plaintext();
+                        let n = got.len();
+                        let mut sink = Sink {
+                            region: &self.region,
+                            into,
+                        };
+                        if let Err(e) = self.cx.engine.handle_bytes(got, &mut sink) {
+                            return Err(self.cx.fail(e.to_string()));
+                        }
+                        s.inbound.consume(n);
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        return Err(self
+                            .cx
+                            .fail(format!("the data from rpmemd does not authenticate: {e}")))
+                    }
+                }
+            }
+            let space = s.inbound.space();
+            let (ptr, cap) = (space.as_mut_ptr(), space.len());
+            let n = match recv_raw(self.sock.as_raw_fd(), ptr, cap) {
+                Ok(0) => return Err(self.closed_by_peer()),
+                Ok(n) => n.min(cap),
+                Err(e) if is_again(&e) => return Ok(progressed),
+                Err(e) => return Err(self.connection_lost("receiving", &e)),
+            };
+            progressed = true;
+            s.inbound.received(n);
+        }
+    }
+
     /// Reads what the server sent and hands it to the machine.
     fn read_in(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        if self.sealed.is_some() {
+            return self.read_sealed(into);
+        }
         let mut progressed = false;
         loop {
             // Large READ_RESP bodies go straight to their destination.

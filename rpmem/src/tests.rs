@@ -235,6 +235,48 @@ fn read_exact_or_eof(s: &mut TcpStream, buf: &mut [u8]) -> bool {
     s.read_exact(buf).is_ok()
 }
 
+/// A sealed lane's record layer (rpmem seals every lane by default).
+type Records = Option<(rpmem_core::seal::Sealer, rpmem_core::seal::Inbound<Vec<u8>>)>;
+
+/// Reads `buf` whole: opened from records once the lane is sealed.
+fn read_lane(s: &mut TcpStream, rec: &mut Records, buf: &mut [u8]) -> bool {
+    let Some((_, inbound)) = rec.as_mut() else {
+        return read_exact_or_eof(s, buf);
+    };
+    let mut done = 0;
+    while done < buf.len() {
+        match inbound.open_next() {
+            Ok(true) => {
+                let n = inbound.plaintext().len().min(buf.len() - done);
+                buf[done..done + n].copy_from_slice(&inbound.plaintext()[..n]);
+                inbound.consume(n);
+                done += n;
+            }
+            Ok(false) => match s.read(inbound.space()) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => inbound.received(n),
+            },
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Writes `bytes`: sealed into records once the lane is sealed.
+fn write_lane(s: &mut TcpStream, rec: &mut Records, bytes: &[u8]) -> bool {
+    let Some((sealer, _)) = rec.as_mut() else {
+        return s.write_all(bytes).is_ok();
+    };
+    for chunk in bytes.chunks(rpmem_core::seal::MAX_RECORD) {
+        let mut out = vec![0u8; chunk.len() + 20];
+        sealer.seal_from(chunk, &mut out).unwrap();
+        if s.write_all(&out).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// One lane of the fake rpmemd: the core's `StreamTarget` driven with
 /// blocking I/O (bodies received whole, nothing streamed or held).
 fn serve_lane(
@@ -245,12 +287,22 @@ fn serve_lane(
     fault: Fault,
     frames: Arc<AtomicUsize>,
 ) {
-    let mut lane = StreamTarget::new(target, secret, false, 0, false);
+    let mut lane = StreamTarget::new(
+        target,
+        secret,
+        [0x3c; 32],
+        rpmem_core::seal::LaneMode::Sealed,
+        false,
+        0,
+        false,
+    );
+    let mut rec: Records = None;
+    let mut keys = None;
     loop {
         match lane.poll() {
             Next::Recv { len } => {
                 let mut buf = vec![0u8; len];
-                if !read_exact_or_eof(&mut conn, &mut buf) {
+                if !read_lane(&mut conn, &mut rec, &mut buf) {
                     return;
                 }
                 if lane.lane().is_some() {
@@ -266,12 +318,25 @@ fn serve_lane(
                     return;
                 }
             }
-            Next::Claim { .. } => lane.on_claim(Ok(())).unwrap(),
+            Next::Claim { .. } => {
+                lane.on_claim(Ok(())).unwrap();
+                keys = lane.take_keys();
+            }
             Next::Send { bytes, .. } => {
-                if conn.write_all(bytes).is_err() {
+                if !write_lane(&mut conn, &mut rec, bytes) {
                     return;
                 }
                 lane.on_sent();
+                // After the hello's answer (in the clear): records.
+                if let Some(k) = keys.take() {
+                    let (sealer, opener) = k.server().unwrap();
+                    let inbound = rpmem_core::seal::Inbound::new(
+                        opener,
+                        vec![0u8; rpmem_core::seal::INBOUND_BUF_LEN],
+                    )
+                    .unwrap();
+                    rec = Some((sealer, inbound));
+                }
             }
             Next::FlushHeld => lane.on_sent(),
             Next::SendPool {
@@ -283,14 +348,14 @@ fn serve_lane(
                 out.extend_from_slice(
                     &mem.0.lock().unwrap()[offset as usize..(offset + len) as usize],
                 );
-                if conn.write_all(&out).is_err() {
+                if !write_lane(&mut conn, &mut rec, &out) {
                     return;
                 }
                 lane.on_sent();
             }
             Next::Body(piece) => {
                 let mut data = vec![0u8; piece.len as usize];
-                if !read_exact_or_eof(&mut conn, &mut data) {
+                if !read_lane(&mut conn, &mut rec, &mut data) {
                     return;
                 }
                 let at = piece.offset as usize;
@@ -300,7 +365,7 @@ fn serve_lane(
             Next::WriteBack { .. } => lane.on_written_back(),
             Next::Msg { len } => {
                 let mut data = vec![0u8; len];
-                if !read_exact_or_eof(&mut conn, &mut data) {
+                if !read_lane(&mut conn, &mut rec, &mut data) {
                     return;
                 }
                 let Ok(plan) = lane.on_msg(&data) else {
@@ -572,11 +637,14 @@ fn startup_failure_carries_rpmemds_words() {
 }
 
 #[test]
-fn wrong_secret_is_refused_by_the_server() {
+fn wrong_secret_fails_the_servers_proof() {
     let fake = Fake::new(4 * Region::page_size());
     let r = region(4);
     let e = open_fake(&fake, Fault::WrongSecret, &r, 1, None, &opts()).expect_err("denied");
-    assert!(matches!(e, Error::Connection { .. }), "{e}");
+    // The server proves it knows the key first: the client names that
+    // proof, and sends nothing else.
+    assert!(matches!(e, Error::Protocol { .. }), "{e}");
+    assert!(e.to_string().contains("proof does not verify"), "{e}");
     assert!(fake.bytes(0, 4096).iter().all(|&b| b == 0));
 }
 

@@ -978,6 +978,10 @@ impl Bench {
         // server first); nothing takes a slice of the pool.
         let mem = unsafe { PoolMemory::from_pool(&pool) }.unwrap_or_else(|| panic!("null pool"));
         let mut config = TcpConfig::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        // This bench's client moves frames in the clear: it measures the
+        // data path without the record layer (rpmem bench has the sealed
+        // rows).
+        config.plaintext = true;
         config.spin = knobs.spin;
         config.spin_yield = knobs.spin_yield;
         config.stream_stores = knobs.stream_stores;
@@ -1062,7 +1066,13 @@ impl ClientLane {
         // As the `rpmem` library sets up its lanes.
         params.inline_max = INLINE_MAX;
         params.send_window = rpmem_core::persist::MAX_SEND_WINDOW;
-        let machine = StreamInitiator::new(params, secret).unwrap_or_else(|e| panic!("{e}"));
+        let machine = StreamInitiator::new(
+            params,
+            secret,
+            [lane as u8; 32],
+            rpmem_core::seal::LaneMode::Plaintext,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut l = ClientLane {
             sock,
             machine,

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use rpmem_core::attr::PoolAttr;
 use rpmem_core::oob::{Client, ClientEvent, CreateRequest, OpenRequest};
 use rpmem_core::persist::{
-    Chunk, LaneParams, Method, Placement, ReadSink, StreamClient, StreamInitiator, FLUSH_RELAXED,
-    PERSIST_RELAXED,
+    Chunk, LaneParams, Method, Placement, ReadSink, StreamInitiator, FLUSH_RELAXED, PERSIST_RELAXED,
 };
 use rpmem_core::wire::oob::{
     common_field, create_field, ext_flags, hdr_field, ExtRepr, MsgType, PersistMethod, PoolDesc,
@@ -354,6 +353,8 @@ struct Lane {
     stream: TcpStream,
     machine: StreamInitiator,
     read_buf: Vec<u8>,
+    /// The record layer once connected (rpmemd seals every lane).
+    sealed: Option<(rpmem_core::seal::Sealer, rpmem_core::seal::Inbound<Vec<u8>>)>,
 }
 
 /// The read destination of a test lane.
@@ -381,8 +382,21 @@ fn tcp_connect(port: u16) -> TcpStream {
 }
 
 /// Sends `hello` and reads the 8-byte answer; `None` when the server closed instead.
-fn hello_exchange(stream: &mut TcpStream, hello: &[u8]) -> Option<HelloStatus> {
-    let _ = stream.write_all(hello);
+fn hello_exchange(stream: &mut TcpStream, lane: u32, secret: &[u8; 32]) -> Option<HelloStatus> {
+    use rpmem_core::seal::{ClientHandshake, LaneMode, SERVER_HELLO_LEN, STATUS_BAD_LANE};
+    let c = ClientHandshake::new(secret, lane, LaneMode::Sealed, [0x11; 32]);
+    let _ = stream.write_all(c.hello());
+    let mut sh = [0u8; SERVER_HELLO_LEN];
+    if stream.read_exact(&mut sh).is_err() {
+        return None;
+    }
+    if sh[4..8] == STATUS_BAD_LANE.to_le_bytes() {
+        return Some(HelloStatus::BadLane);
+    }
+    // With a wrong secret the client would stop here (rpmemd's proof does
+    // not verify); send a proof anyway, to see rpmemd refuse it.
+    let proof = c.on_server_hello(&sh).map(|(p, _)| p).unwrap_or([0x77; 32]);
+    let _ = stream.write_all(&proof);
     let mut ack = [0u8; HELLO_ACK_LEN];
     match stream.read_exact(&mut ack) {
         Ok(()) => {
@@ -429,15 +443,25 @@ impl Lane {
             Placement::Stream,
         );
         params.inline_max = 8192;
-        let machine = StreamInitiator::new(params, secret).unwrap_or_else(|e| panic!("{e}"));
+        let nonce = [lane as u8 ^ 0xa5; 32];
+        let machine =
+            StreamInitiator::new(params, secret, nonce, rpmem_core::seal::LaneMode::Sealed)
+                .unwrap_or_else(|e| panic!("{e}"));
         let mut l = Lane {
             stream: tcp_connect(port),
             machine,
             read_buf: Vec::new(),
+            sealed: None,
         };
         while !l.machine.is_connected() {
             l.exchange(&[]);
         }
+        let keys = l.machine.take_keys().expect("keys of a sealed lane");
+        let (sealer, opener) = keys.client().expect("a sealed lane");
+        let inbound =
+            rpmem_core::seal::Inbound::new(opener, vec![0u8; rpmem_core::seal::INBOUND_BUF_LEN])
+                .unwrap();
+        l.sealed = Some((sealer, inbound));
         l
     }
 
@@ -456,12 +480,52 @@ impl Lane {
             }
         }
         if !wire.is_empty() {
+            let plain = wire.len() as u64;
+            if let Some((sealer, _)) = self.sealed.as_mut() {
+                let mut out = Vec::new();
+                for chunk in wire.chunks(rpmem_core::seal::MAX_RECORD) {
+                    let mut rec = vec![0u8; chunk.len() + 20];
+                    sealer.seal_from(chunk, &mut rec).unwrap();
+                    out.extend_from_slice(&rec);
+                }
+                wire = out;
+            }
             self.stream
                 .write_all(&wire)
                 .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
             self.machine
-                .on_transmitted(wire.len() as u64)
+                .on_transmitted(plain)
                 .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+            return;
+        }
+        if let Some((_, inbound)) = self.sealed.as_mut() {
+            while inbound
+                .open_next()
+                .unwrap_or_else(|e| panic!("lane {lane}: {e}"))
+            {
+                let n = inbound.plaintext().len();
+                self.machine
+                    .handle_bytes(inbound.plaintext(), &mut ReadBuf(&mut self.read_buf))
+                    .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+                inbound.consume(n);
+            }
+            let space = inbound.space();
+            let n = self
+                .stream
+                .read(space)
+                .unwrap_or_else(|e| panic!("lane {lane}: reading: {e}"));
+            assert!(n > 0, "lane {lane}: rpmemd closed the connection");
+            inbound.received(n);
+            while inbound
+                .open_next()
+                .unwrap_or_else(|e| panic!("lane {lane}: {e}"))
+            {
+                let n = inbound.plaintext().len();
+                self.machine
+                    .handle_bytes(inbound.plaintext(), &mut ReadBuf(&mut self.read_buf))
+                    .unwrap_or_else(|e| panic!("lane {lane}: {e}"));
+                inbound.consume(n);
+            }
             return;
         }
         let mut buf = [0u8; 64 * 1024];
@@ -695,8 +759,7 @@ fn hostile_lane_connections_are_closed_before_touching_the_pool() {
     let mut s = tcp_connect(port);
     let mut wrong = ext.secret;
     wrong[31] ^= 1;
-    let hello = StreamClient::new(0).hello(&wrong);
-    assert_eq!(hello_exchange(&mut s, &hello), Some(HelloStatus::Denied));
+    assert_eq!(hello_exchange(&mut s, 0, &wrong), Some(HelloStatus::Denied));
     let _ = s.write_all(&write_frame(0));
     assert!(is_closed(&mut s));
 
@@ -707,15 +770,19 @@ fn hostile_lane_connections_are_closed_before_touching_the_pool() {
 
     // Lane out of range.
     let mut s = tcp_connect(port);
-    let hello = StreamClient::new(2).hello(&ext.secret);
-    assert_eq!(hello_exchange(&mut s, &hello), Some(HelloStatus::BadLane));
+    assert_eq!(
+        hello_exchange(&mut s, 2, &ext.secret),
+        Some(HelloStatus::BadLane)
+    );
     assert!(is_closed(&mut s));
 
     // A second connection for a connected lane.
     let mut first = Lane::connect(port, 0, nlanes, &ext.secret, HDR);
     let mut s = tcp_connect(port);
-    let hello = StreamClient::new(0).hello(&ext.secret);
-    assert_eq!(hello_exchange(&mut s, &hello), Some(HelloStatus::BadLane));
+    assert_eq!(
+        hello_exchange(&mut s, 0, &ext.secret),
+        Some(HelloStatus::BadLane)
+    );
     let _ = s.write_all(&write_frame(0));
     assert!(is_closed(&mut s));
 
@@ -1025,7 +1092,13 @@ fn waiting_and_duplicate_connections_do_not_block_new_lanes() {
     let mut first = Lane::connect(port, 0, nlanes, &ext.secret, HDR);
 
     let mut held: Vec<TcpStream> = (0..80).map(|_| tcp_connect(port)).collect();
-    let hello = StreamClient::new(2).hello(&[0x33; 32]);
+    let hello = *rpmem_core::seal::ClientHandshake::new(
+        &[0x33; 32],
+        2,
+        rpmem_core::seal::LaneMode::Sealed,
+        [1; 32],
+    )
+    .hello();
     for _ in 0..16 {
         let mut s = tcp_connect(port);
         let _ = s.write_all(&hello[..hello.len() - 1]);
@@ -1034,8 +1107,10 @@ fn waiting_and_duplicate_connections_do_not_block_new_lanes() {
     let start = Instant::now();
     for _ in 0..16 {
         let mut s = tcp_connect(port);
-        let dup = StreamClient::new(0).hello(&ext.secret);
-        assert_eq!(hello_exchange(&mut s, &dup), Some(HelloStatus::BadLane));
+        assert_eq!(
+            hello_exchange(&mut s, 0, &ext.secret),
+            Some(HelloStatus::BadLane)
+        );
         assert!(is_closed(&mut s));
     }
     let refusing = start.elapsed();

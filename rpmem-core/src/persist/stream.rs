@@ -408,6 +408,13 @@ pub enum ServerError {
     /// The hello was refused.
     #[error("hello refused: {0}")]
     Hello(HelloReject),
+    /// The sealed-lane hello was refused before any proof.
+    #[error("hello refused: {0}")]
+    HelloRefused(crate::seal::HelloRefusal),
+    /// The handshake failed: the client's proof does not verify, or a
+    /// record failed to open.
+    #[error("{0}")]
+    Seal(crate::seal::SealError),
     /// A hello after the connection was accepted.
     #[error("a second hello on an accepted connection")]
     HelloAgain,
@@ -587,6 +594,29 @@ impl StreamServer {
             }
             Err(r) => self.fail(ServerError::Hello(r)),
         }
+    }
+
+    /// Accept `lane` for a connection whose handshake proved the key
+    /// ([`crate::seal::ServerHandshake`]); the lane must exist.
+    pub fn accept_lane(&mut self, lane: u32) -> Result<(), ServerError> {
+        match self.state {
+            State::AwaitHello => {}
+            State::Closed => return Err(ServerError::Closed),
+            State::Ready { .. } | State::AwaitMsg { .. } => {
+                return self.fail(ServerError::HelloAgain);
+            }
+        }
+        let nlanes = self.target.params().nlanes;
+        if lane >= nlanes {
+            return self.fail(ServerError::Hello(HelloReject::BadLane { lane, nlanes }));
+        }
+        self.state = State::Ready { lane };
+        Ok(())
+    }
+
+    /// Lanes of the session.
+    pub fn nlanes(&self) -> u32 {
+        self.target.params().nlanes
     }
 
     /// Check a 32-byte frame header and say what to do next.

@@ -34,8 +34,12 @@ use super::{
     CallError, CallKind, Completion, ConfigError, FrameBody, InitiatorLane, LaneError, LaneParams,
     OpKind, ReadDest, ServerFrame, StreamClient,
 };
+use crate::seal::{
+    ClientHandshake, LaneKeys, LaneMode, SealError, HELLO_LEN, NONCE_LEN, PROOF_LEN,
+    SERVER_HELLO_LEN,
+};
 use crate::wire::persist::{HEADER_LEN as MSG_HEADER_LEN, RESP_LEN};
-use crate::wire::tcp::{FRAME_HEADER_LEN, HELLO_ACK_LEN, HELLO_LEN, SECRET_LEN};
+use crate::wire::tcp::{FRAME_HEADER_LEN, HELLO_ACK_LEN, SECRET_LEN};
 
 /// Most frames queued for writing at once; further operations stay in the
 /// engine until frames went out.
@@ -96,6 +100,10 @@ pub enum StreamLaneError {
         /// Length of the body.
         len: u64,
     },
+    /// The handshake failed: rpmemd refused the hello, or its proof does
+    /// not verify (an impostor, or bytes changed on the way).
+    #[error("{0}")]
+    Handshake(SealError),
     /// More bytes reported written or received directly than were asked for
     /// (a driver bug).
     #[error("the driver reported {got} bytes {what}, but only {max} were due")]
@@ -157,6 +165,11 @@ impl OutFrame {
 /// What the receiver is in the middle of.
 #[derive(Clone, Copy, Debug)]
 enum Rx {
+    /// The server hello (`have` bytes of it so far).
+    ServerHello {
+        buf: [u8; SERVER_HELLO_LEN],
+        have: usize,
+    },
     /// The hello's answer (`have` bytes of it so far).
     HelloAck {
         buf: [u8; HELLO_ACK_LEN],
@@ -187,7 +200,11 @@ impl Rx {
 enum Hello {
     /// `written` bytes of it went out.
     Sending { written: usize },
-    /// Sent; the answer is due.
+    /// Sent; the server hello is due.
+    AwaitServer,
+    /// `written` bytes of the client's proof went out.
+    Proving { written: usize },
+    /// Proof sent; the answer is due.
     AwaitAck,
     /// Accepted: frames may flow.
     Ready,
@@ -198,7 +215,9 @@ enum Hello {
 pub struct StreamInitiator {
     engine: InitiatorLane,
     client: StreamClient,
-    hello: [u8; HELLO_LEN],
+    handshake: ClientHandshake,
+    proof: [u8; PROOF_LEN],
+    keys: Option<LaneKeys>,
     hello_state: Hello,
     out: Deque<OutFrame, MAX_QUEUED_FRAMES>,
     rx: Rx,
@@ -208,23 +227,34 @@ pub struct StreamInitiator {
 }
 
 impl StreamInitiator {
-    /// A lane that starts by sending its hello with `secret`. `params` must
-    /// describe a stream placement lane.
+    /// A lane that starts with the handshake of [`crate::seal`]: proving
+    /// it knows `secret` (which never goes on the wire) with `client_nonce`
+    /// (fresh random bytes from the driver), for a lane of `mode`. `params`
+    /// must describe a stream placement lane.
+    ///
+    /// The machine speaks plaintext frames: on a sealed lane the driver
+    /// takes the keys once connected ([`take_keys`](Self::take_keys)) and
+    /// from then on seals every byte it writes and opens every record
+    /// before handing its bytes in.
     pub fn new(
         params: LaneParams,
         secret: &[u8; SECRET_LEN],
+        client_nonce: [u8; NONCE_LEN],
+        mode: LaneMode,
     ) -> Result<StreamInitiator, ConfigError> {
         let engine = InitiatorLane::new(params)?;
         let client = StreamClient::new(params.lane);
-        let hello = client.hello(secret);
+        let handshake = ClientHandshake::new(secret, params.lane, mode, client_nonce);
         Ok(StreamInitiator {
             engine,
             client,
-            hello,
+            handshake,
+            proof: [0; PROOF_LEN],
+            keys: None,
             hello_state: Hello::Sending { written: 0 },
             out: Deque::new(),
-            rx: Rx::HelloAck {
-                buf: [0; HELLO_ACK_LEN],
+            rx: Rx::ServerHello {
+                buf: [0; SERVER_HELLO_LEN],
                 have: 0,
             },
             done: None,
@@ -245,6 +275,12 @@ impl StreamInitiator {
     /// The server accepted the hello: calls may run.
     pub fn is_connected(&self) -> bool {
         self.hello_state == Hello::Ready
+    }
+
+    /// The lane's keys, once rpmemd proved it knows them (given once). On a
+    /// sealed lane everything after the hello answer goes through them.
+    pub fn take_keys(&mut self) -> Option<LaneKeys> {
+        self.keys.take()
     }
 
     /// The call in flight, if any.
@@ -319,7 +355,7 @@ impl StreamInitiator {
     /// True when bytes wait to be written.
     pub fn has_unsent(&self) -> bool {
         match self.hello_state {
-            Hello::Sending { .. } => true,
+            Hello::Sending { .. } | Hello::Proving { .. } => true,
             _ => !self.out.is_empty(),
         }
     }
@@ -355,9 +391,21 @@ impl StreamInitiator {
             // `take` is at most HELLO_LEN.
             let now = written + take as usize;
             self.hello_state = if now == HELLO_LEN {
-                Hello::AwaitAck
+                Hello::AwaitServer
             } else {
                 Hello::Sending { written: now }
+            };
+            n -= take;
+        }
+        if let Hello::Proving { written } = self.hello_state {
+            let left = (PROOF_LEN - written) as u64;
+            let take = left.min(n);
+            // `take` is at most PROOF_LEN.
+            let now = written + take as usize;
+            self.hello_state = if now == PROOF_LEN {
+                Hello::AwaitAck
+            } else {
+                Hello::Proving { written: now }
             };
             n -= take;
         }
@@ -412,6 +460,35 @@ impl StreamInitiator {
     ) -> Result<usize, StreamLaneError> {
         let lane = self.lane();
         match self.rx {
+            Rx::ServerHello { mut buf, have } => {
+                let take = fill(&mut buf, have, bytes);
+                if have + take < SERVER_HELLO_LEN {
+                    self.rx = Rx::ServerHello {
+                        buf,
+                        have: have + take,
+                    };
+                    return Ok(take);
+                }
+                if self.hello_state != Hello::AwaitServer {
+                    return Err(self.fail(StreamLaneError::Handshake(SealError::Malformed {
+                        what: "server hello",
+                        why: "it arrived before the client hello was sent",
+                    })));
+                }
+                match self.handshake.on_server_hello(&buf) {
+                    Ok((proof, keys)) => {
+                        self.proof = proof;
+                        self.keys = Some(keys);
+                        self.hello_state = Hello::Proving { written: 0 };
+                        self.rx = Rx::HelloAck {
+                            buf: [0; HELLO_ACK_LEN],
+                            have: 0,
+                        };
+                        Ok(take)
+                    }
+                    Err(e) => Err(self.fail(StreamLaneError::Handshake(e))),
+                }
+            }
             Rx::HelloAck { mut buf, have } => {
                 let take = fill(&mut buf, have, bytes);
                 if have + take < HELLO_ACK_LEN {
@@ -421,8 +498,23 @@ impl StreamInitiator {
                     };
                     return Ok(take);
                 }
+                if self.hello_state != Hello::AwaitAck {
+                    return Err(self.fail(StreamLaneError::Handshake(SealError::Malformed {
+                        what: "hello answer",
+                        why: "it arrived before the client's proof was sent",
+                    })));
+                }
                 if let Err(e) = self.client.on_hello_ack(&buf) {
                     return Err(self.fail(e.into()));
+                }
+                // On a sealed lane, nothing may follow in the clear: the
+                // server sends nothing before a request, and what follows
+                // the answer goes through the record layer.
+                if self.handshake.mode() == LaneMode::Sealed && bytes.len() > take {
+                    return Err(self.fail(StreamLaneError::Handshake(SealError::Malformed {
+                        what: "hello answer",
+                        why: "bytes in the clear follow it on a sealed lane",
+                    })));
                 }
                 self.hello_state = Hello::Ready;
                 self.rx = Rx::header();
@@ -609,9 +701,16 @@ impl<'a> Iterator for Transmit<'a> {
                     return None;
                 }
                 self.frame = 1;
-                return lane.hello.get(written..).map(Chunk::Bytes);
+                return lane.handshake.hello().get(written..).map(Chunk::Bytes);
             }
-            Hello::AwaitAck => return None,
+            Hello::Proving { written } => {
+                if self.frame > 0 {
+                    return None;
+                }
+                self.frame = 1;
+                return lane.proof.get(written..).map(Chunk::Bytes);
+            }
+            Hello::AwaitServer | Hello::AwaitAck => return None,
             Hello::Ready => {}
         }
         loop {

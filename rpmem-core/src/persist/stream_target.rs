@@ -30,14 +30,18 @@ use heapless::Vec;
 
 use super::{ServerError, ServerStep, StreamServer, Target, TargetPlan};
 use crate::flush::CACHE_LINE;
-use crate::wire::persist::RESP_LEN;
-use crate::wire::tcp::{
-    HelloAckRepr, HelloStatus, FRAME_HEADER_LEN, HELLO_ACK_LEN, HELLO_LEN, SECRET_LEN,
+use crate::seal::{
+    LaneKeys, LaneMode, ServerHandshake, HELLO_LEN, NONCE_LEN, PROOF_LEN, SERVER_HELLO_LEN,
 };
+use crate::wire::persist::RESP_LEN;
+use crate::wire::tcp::{HelloAckRepr, HelloStatus, FRAME_HEADER_LEN, HELLO_ACK_LEN, SECRET_LEN};
 
 /// Bytes of one answer to a persist message: the `RECV` frame header and the
 /// 8-byte response.
 pub const ANSWER_LEN: usize = FRAME_HEADER_LEN + RESP_LEN;
+
+/// Most bytes the machine itself hands out in one send (the server hello).
+const OUT_CAP: usize = SERVER_HELLO_LEN;
 
 /// A piece of a `WRITE` body: receive its `len` bytes, then store them at
 /// pool `offset`: `[offset, whole_from)` and `[whole_to, offset + len)` with
@@ -132,6 +136,11 @@ enum In {
         buf: [u8; HELLO_LEN],
         have: usize,
     },
+    /// The client's proof of the key.
+    Proof {
+        buf: [u8; PROOF_LEN],
+        have: usize,
+    },
     Claim {
         lane: u32,
         ack: [u8; HELLO_ACK_LEN],
@@ -168,6 +177,7 @@ enum In {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum After {
     Header,
+    Proof,
     Closed,
 }
 
@@ -208,6 +218,10 @@ impl Body {
 pub struct StreamTarget {
     server: StreamServer,
     secret: [u8; SECRET_LEN],
+    server_nonce: [u8; NONCE_LEN],
+    mode: LaneMode,
+    handshake: Option<ServerHandshake>,
+    keys: Option<LaneKeys>,
     /// Store the whole lines of WRITE bodies with non-temporal stores.
     stream: bool,
     /// Bytes of a streamed body piece.
@@ -216,21 +230,31 @@ pub struct StreamTarget {
     hold: bool,
     state: In,
     /// Bytes of the send in progress.
-    out: Vec<u8, ANSWER_LEN>,
+    out: Vec<u8, OUT_CAP>,
     /// The `RECV` header of the message being executed.
     answer_header: [u8; FRAME_HEADER_LEN],
 }
 
 impl StreamTarget {
-    /// A lane of the session served by `target`, whose hello must carry
-    /// `secret`. With `stream`, the whole cache lines of `WRITE` bodies are
-    /// handed out to be stored non-temporally in pieces of `piece` bytes
-    /// (rounded down to whole lines, at least one), and the flush of the
-    /// lane's next `FLUSH_WRITE` skips them; without, every body is one
-    /// plain piece. With `hold`, answers may wait for the next ones.
+    /// A lane of the session served by `target`, whose client must prove
+    /// it knows `secret` ([`crate::seal`]: the handshake answers with
+    /// `server_nonce`, fresh random bytes from the driver, and accepts only
+    /// lanes of `mode`). With `stream`, the whole cache lines of `WRITE`
+    /// bodies are handed out to be stored non-temporally in pieces of
+    /// `piece` bytes (rounded down to whole lines, at least one), and the
+    /// flush of the lane's next `FLUSH_WRITE` skips them; without, every
+    /// body is one plain piece. With `hold`, answers may wait for the next
+    /// ones.
+    ///
+    /// The machine speaks plaintext frames: on a sealed lane the driver
+    /// takes the keys after the claim ([`take_keys`](Self::take_keys)) and
+    /// from then on opens every record before handing its bytes in, and
+    /// seals every byte it sends.
     pub fn new(
         target: Target,
         secret: [u8; SECRET_LEN],
+        server_nonce: [u8; NONCE_LEN],
+        mode: LaneMode,
         stream: bool,
         piece: u64,
         hold: bool,
@@ -238,6 +262,10 @@ impl StreamTarget {
         StreamTarget {
             server: StreamServer::new(target),
             secret,
+            server_nonce,
+            mode,
+            handshake: None,
+            keys: None,
             stream,
             piece: (piece & !(CACHE_LINE - 1)).max(CACHE_LINE),
             hold,
@@ -255,6 +283,18 @@ impl StreamTarget {
         self.server.lane()
     }
 
+    /// The lane mode this machine accepts.
+    pub fn mode(&self) -> LaneMode {
+        self.mode
+    }
+
+    /// The lane's keys, once the client's proof verified (given once).
+    /// Everything after the hello answer goes through them on a sealed
+    /// lane.
+    pub fn take_keys(&mut self) -> Option<LaneKeys> {
+        self.keys.take()
+    }
+
     /// True between frames: the client may close the connection here
     /// without losing anything.
     pub fn between_frames(&self) -> bool {
@@ -266,6 +306,9 @@ impl StreamTarget {
         match self.state {
             In::Hello { have, .. } => Next::Recv {
                 len: HELLO_LEN - have,
+            },
+            In::Proof { have, .. } => Next::Recv {
+                len: PROOF_LEN - have,
             },
             In::Header { have, .. } => Next::Recv {
                 len: FRAME_HEADER_LEN - have,
@@ -344,21 +387,68 @@ impl StreamTarget {
                     };
                     return Ok(());
                 }
-                match self.server.on_hello(&buf, &self.secret) {
-                    Ok(a) => {
+                let nlanes = self.server.nlanes();
+                match ServerHandshake::on_hello(
+                    &self.secret,
+                    &buf,
+                    self.server_nonce,
+                    nlanes,
+                    self.mode,
+                ) {
+                    Ok((hs, answer)) => {
+                        self.handshake = Some(hs);
+                        self.out.clear();
+                        let _ = self.out.extend_from_slice(&answer);
+                        self.state = In::Send {
+                            len: answer.len(),
+                            hold: false,
+                            then: After::Proof,
+                        };
+                        Ok(())
+                    }
+                    Err(r) => {
+                        match r.reply() {
+                            Some(b) => self.send_then_close(&b),
+                            None => self.state = In::Closed,
+                        }
+                        Err(ServerError::HelloRefused(r))
+                    }
+                }
+            }
+            In::Proof { mut buf, have } => {
+                let take = fill(&mut buf, have, bytes)?;
+                if have + take < PROOF_LEN {
+                    self.state = In::Proof {
+                        buf,
+                        have: have + take,
+                    };
+                    return Ok(());
+                }
+                let Some(hs) = self.handshake.take() else {
+                    self.state = In::Closed;
+                    return Err(ServerError::Closed);
+                };
+                match hs.on_proof(&buf) {
+                    Ok(keys) => {
+                        self.server.accept_lane(hs.lane())?;
+                        self.keys = Some(keys);
                         self.state = In::Claim {
-                            lane: a.lane,
-                            ack: a.ack,
+                            lane: hs.lane(),
+                            ack: HelloAckRepr {
+                                status: HelloStatus::Ok,
+                            }
+                            .to_bytes(),
                         };
                         Ok(())
                     }
                     Err(e) => {
-                        let reply = match e {
-                            ServerError::Hello(r) => r.reply(),
-                            _ => None,
-                        };
-                        self.close_with(reply);
-                        Err(e)
+                        self.close_with(Some(
+                            HelloAckRepr {
+                                status: HelloStatus::Denied,
+                            }
+                            .to_bytes(),
+                        ));
+                        Err(ServerError::Seal(e))
                     }
                 }
             }
@@ -455,17 +545,19 @@ impl StreamTarget {
 
     fn close_with(&mut self, reply: Option<[u8; HELLO_ACK_LEN]>) {
         match reply {
-            Some(r) => {
-                self.out.clear();
-                let _ = self.out.extend_from_slice(&r);
-                self.state = In::Send {
-                    len: r.len(),
-                    hold: false,
-                    then: After::Closed,
-                };
-            }
+            Some(r) => self.send_then_close(&r),
             None => self.state = In::Closed,
         }
+    }
+
+    fn send_then_close(&mut self, bytes: &[u8]) {
+        self.out.clear();
+        let _ = self.out.extend_from_slice(bytes);
+        self.state = In::Send {
+            len: self.out.len(),
+            hold: false,
+            then: After::Closed,
+        };
     }
 
     /// What [`Next::Send`], [`Next::FlushHeld`] or [`Next::SendPool`] named
@@ -474,6 +566,10 @@ impl StreamTarget {
         self.state = match self.state {
             In::Send { then, .. } => match then {
                 After::Header => header(),
+                After::Proof => In::Proof {
+                    buf: [0; PROOF_LEN],
+                    have: 0,
+                },
                 After::Closed => In::Closed,
             },
             In::FlushHeld {
@@ -629,7 +725,8 @@ mod tests {
     use super::*;
     use crate::flush::FlushMode;
     use crate::persist::{Method, PersistMode, PersistMsgRepr, TargetParams};
-    use crate::wire::tcp::{FrameKind, FrameRepr, HelloRepr, VERSION};
+    use crate::seal::ClientHandshake;
+    use crate::wire::tcp::{FrameKind, FrameRepr};
     use proptest::prelude::*;
     use std::vec::Vec as StdVec;
 
@@ -646,16 +743,47 @@ mod tests {
             method: Method::Gpspm,
         })
         .unwrap();
-        StreamTarget::new(target, SECRET, stream, 4096, hold)
+        StreamTarget::new(
+            target,
+            SECRET,
+            [8; 32],
+            LaneMode::Sealed,
+            stream,
+            4096,
+            hold,
+        )
+    }
+
+    fn client(lane: u32, secret: [u8; SECRET_LEN]) -> ClientHandshake {
+        ClientHandshake::new(&secret, lane, LaneMode::Sealed, [6; 32])
     }
 
     fn hello(lane: u32, secret: [u8; SECRET_LEN]) -> [u8; HELLO_LEN] {
-        HelloRepr {
-            version: VERSION,
-            lane,
-            secret,
-        }
-        .to_bytes()
+        *client(lane, secret).hello()
+    }
+
+    /// The whole handshake of a client with `secret` for `lane`, up to the
+    /// claim; the client's own check of the server hello is skipped when
+    /// the secret differs (it would refuse), so that the server's check of
+    /// the proof is what is tested.
+    fn handshake(
+        l: &mut StreamTarget,
+        lane: u32,
+        secret: [u8; SECRET_LEN],
+    ) -> Result<(), ServerError> {
+        let c = client(lane, secret);
+        l.handle_bytes(c.hello())?;
+        let Next::Send { bytes, .. } = l.poll() else {
+            panic!("{:?}", l.poll());
+        };
+        let sh: [u8; SERVER_HELLO_LEN] = bytes.try_into().unwrap();
+        l.on_sent();
+        let proof = match c.on_server_hello(&sh) {
+            Ok((p, _)) => p,
+            Err(_) => [0x77; PROOF_LEN],
+        };
+        assert_eq!(l.poll(), Next::Recv { len: PROOF_LEN });
+        l.handle_bytes(&proof)
     }
 
     fn frame(kind: FrameKind, offset: u64, len: u64) -> [u8; FRAME_HEADER_LEN] {
@@ -681,8 +809,10 @@ mod tests {
                 len: HELLO_LEN - 10
             }
         );
-        l.handle_bytes(&h[10..]).unwrap();
+        let mut l = lane(stream, hold);
+        handshake(&mut l, 1, SECRET).unwrap();
         assert_eq!(l.poll(), Next::Claim { lane: 1 });
+        assert!(l.take_keys().is_some());
         l.on_claim(Ok(())).unwrap();
         assert!(
             matches!(l.poll(), Next::Send { hold: false, bytes } if bytes.len() == HELLO_ACK_LEN)
@@ -696,7 +826,7 @@ mod tests {
     #[test]
     fn a_refused_claim_answers_and_closes() {
         let mut l = lane(true, true);
-        l.handle_bytes(&hello(0, SECRET)).unwrap();
+        handshake(&mut l, 0, SECRET).unwrap();
         l.on_claim(Err(Some(HelloStatus::BadLane))).unwrap();
         let Next::Send { bytes, .. } = l.poll() else {
             panic!("{:?}", l.poll());
@@ -712,7 +842,7 @@ mod tests {
         assert_eq!(l.poll(), Next::Closed);
         // A refusal without an answer closes at once.
         let mut l = lane(true, true);
-        l.handle_bytes(&hello(0, SECRET)).unwrap();
+        handshake(&mut l, 0, SECRET).unwrap();
         l.on_claim(Err(None)).unwrap();
         assert_eq!(l.poll(), Next::Closed);
     }
@@ -720,8 +850,19 @@ mod tests {
     #[test]
     fn a_wrong_secret_is_answered_then_closed() {
         let mut l = lane(true, true);
-        assert!(l.handle_bytes(&hello(0, [4; SECRET_LEN])).is_err());
-        assert!(matches!(l.poll(), Next::Send { .. }));
+        let e = handshake(&mut l, 0, [4; SECRET_LEN]).unwrap_err();
+        assert_eq!(e, ServerError::Seal(crate::seal::SealError::ClientProof));
+        assert_eq!(l.take_keys().map(|_| ()), None);
+        let Next::Send { bytes, .. } = l.poll() else {
+            panic!("{:?}", l.poll());
+        };
+        assert_eq!(
+            bytes,
+            HelloAckRepr {
+                status: HelloStatus::Denied
+            }
+            .to_bytes()
+        );
         l.on_sent();
         assert_eq!(l.poll(), Next::Closed);
         assert!(l.handle_bytes(&[0; 8]).is_err());
@@ -851,7 +992,8 @@ mod tests {
             let mut l = lane(stream, true);
             let mut input: StdVec<u8> = StdVec::new();
             if valid_hello {
-                input.extend_from_slice(&hello(1, SECRET));
+                // The whole handshake; the junk then comes as frames.
+                handshake(&mut l, 1, SECRET).unwrap();
             }
             input.extend_from_slice(&junk);
             let mut at = 0usize;

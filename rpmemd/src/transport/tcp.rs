@@ -89,6 +89,9 @@ use rpmem_core::persist::{
     execute, BodyPiece, HelloReject, Next, ServerError, StreamTarget, Target, TargetMemory,
     ANSWER_LEN,
 };
+use rpmem_core::seal::{
+    Inbound, LaneMode, SealError, Sealer, INBOUND_BUF_LEN, MAX_RECORD, RECORD_HEADER_LEN, TAG_LEN,
+};
 use rpmem_core::wire::tcp::{HELLO_LEN, SECRET_LEN};
 
 use super::{Connection, LaneRegistry, PoolMemory, Refusal, WorkerGuard};
@@ -222,6 +225,10 @@ pub struct TcpConfig {
     /// address with the most waiting. Lanes that proved the session secret
     /// are never counted.
     pub max_pending: usize,
+    /// Lanes in the clear (after a handshake that still proves the key):
+    /// only when the client chose it too; logged. Default off: every lane
+    /// is sealed (`rpmem_core::seal`).
+    pub plaintext: bool,
 }
 
 impl TcpConfig {
@@ -236,6 +243,7 @@ impl TcpConfig {
             hold_answers: true,
             hello_timeout: HELLO_TIMEOUT,
             max_pending: MAX_PENDING_HELLOS,
+            plaintext: false,
         }
     }
 }
@@ -281,6 +289,8 @@ struct Shared {
     hello_timeout: Duration,
     /// `TcpConfig::max_pending`, at least 1.
     max_pending: usize,
+    /// Sealed, or plaintext (`TcpConfig::plaintext`).
+    mode: LaneMode,
     refusals: Arc<RefusalLog>,
 }
 
@@ -339,6 +349,11 @@ impl TcpServer {
             spin_yield: config.spin_yield,
             hello_timeout: config.hello_timeout,
             max_pending: config.max_pending.max(1),
+            mode: if config.plaintext {
+                LaneMode::Plaintext
+            } else {
+                LaneMode::Sealed
+            },
         });
         let reg = Arc::clone(&registry);
         let accept = Builder::new()
@@ -522,12 +537,22 @@ fn on_connection(
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("connection from {peer}: cannot set TCP_NODELAY: {e}");
     }
+    let nonce = match crate::session::fresh_secret() {
+        Ok(n) => n,
+        Err(e) => {
+            log::error!("connection from {peer}: no randomness for the handshake: {e}");
+            stream.shut_down();
+            return;
+        }
+    };
     let w = Waiting {
         stream,
         peer,
         lane: Box::new(StreamTarget::new(
             shared.target,
             shared.secret,
+            nonce,
+            shared.mode,
             shared.stream_stores,
             STREAM_CHUNK as u64,
             shared.hold_answers,
@@ -598,6 +623,27 @@ fn read_hello(
         let len = match w.lane.poll() {
             Next::Recv { len } => len,
             Next::Claim { lane } => break lane,
+            // The server hello: a few bytes into a fresh socket's empty
+            // send buffer, which take them at once.
+            Next::Send { bytes, .. } => {
+                // SAFETY: `bytes` is valid for reads of its length.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        bytes.as_ptr().cast(),
+                        bytes.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if usize::try_from(n).ok() != Some(bytes.len()) {
+                    let end = LaneEnd::Io(IoError::Os(io::Error::last_os_error()));
+                    w.stream.shut_down();
+                    log_refusal(&end, w.peer, shared);
+                    return Hello::Done;
+                }
+                w.lane.on_sent();
+                continue;
+            }
             // Nothing else comes before the claim.
             _ => {
                 let end = LaneEnd::Protocol(ServerError::Closed);
@@ -689,7 +735,10 @@ fn refused(
 /// Logs why a connection did not become a lane. Anyone who reaches the
 /// port can cause these: rate-limited.
 fn log_refusal(end: &LaneEnd, peer: SocketAddr, shared: &Shared) {
-    if let LaneEnd::Protocol(ServerError::Hello(HelloReject::BadSecret)) = end {
+    if let LaneEnd::Protocol(
+        ServerError::Hello(HelloReject::BadSecret) | ServerError::Seal(SealError::ClientProof),
+    ) = end
+    {
         if shared.refusals.bad_secret.admit() {
             log::warn!("connection from {peer} refused: wrong session secret ({end})");
         }
@@ -821,6 +870,31 @@ fn serve(
     if shared.hold_answers {
         io.track_queued();
     }
+    // The hello's answer goes in the clear; after it, on a sealed lane,
+    // every byte is a record.
+    let keys = lane.take_keys();
+    if let Next::Send { bytes, .. } = lane.poll() {
+        if let Err(e) = io.send_all(bytes) {
+            return e.into();
+        }
+        lane.on_sent();
+    }
+    match keys.and_then(|k| k.server()) {
+        Some((sealer, opener)) => match Inbound::new(opener, vec![0u8; INBOUND_BUF_LEN].into()) {
+            Ok(inbound) => {
+                io.seal = Some(Box::new(SealIo {
+                    sealer,
+                    inbound,
+                    out: Vec::with_capacity(MAX_RECORD + RECORD_HEADER_LEN + TAG_LEN),
+                }))
+            }
+            Err(e) => return IoError::Seal(e).into(),
+        },
+        None => log::warn!(
+            "lane {} is plaintext (chosen by configuration and by the client): its bytes cross the network in the clear",
+            lane.lane().unwrap_or(u32::MAX)
+        ),
+    }
     let end = drive(&mut io, &mut lane, shared);
     // Answers of persist messages that were executed (their data is
     // durable) still go out, whatever ended the connection.
@@ -939,7 +1013,7 @@ fn drive(io: &mut SockIo<'_>, lane: &mut StreamTarget, shared: &Shared) -> LaneE
                 // The kernel said with this message's bytes whether the
                 // next frame's are already here: then the answer may wait
                 // to leave with the next ones.
-                let more_queued = io.queued.is_some_and(|n| n > 0);
+                let more_queued = io.queued.is_some_and(|n| n > 0) || io.buffered() > 0;
                 if let Err(e) = lane.on_answer(resp, more_queued) {
                     return e.into();
                 }
@@ -965,7 +1039,7 @@ fn receive_piece(
         return Err(LaneEnd::Range { offset, len });
     };
     let n = usize::try_from(len).unwrap_or(usize::MAX);
-    if piece.is_plain() {
+    if piece.is_plain() && io.seal.is_none() {
         // SAFETY: `range` checked that `[dst, dst + n)` lies in the pool
         // mapping, which stays mapped until this worker drops its guard;
         // the kernel writes it, no Rust reference exists.
@@ -979,6 +1053,12 @@ fn receive_piece(
     };
     io.recv_exact(buf, None)?;
     let data: &[u8] = buf;
+    if piece.is_plain() {
+        // A sealed lane: the bytes were opened (authenticated) in the
+        // record buffer before they reach the pool.
+        mem.copy_in(offset, data);
+        return Ok(());
+    }
     let at = |o: u64| usize::try_from(o.saturating_sub(offset)).unwrap_or(usize::MAX);
     let (head, rest) = data.split_at(at(piece.whole_from).min(data.len()));
     let (whole, tail) = rest.split_at(
@@ -1010,6 +1090,8 @@ enum IoError {
     Stopped,
     /// The operating system's error.
     Os(io::Error),
+    /// A record from the client failed to open.
+    Seal(SealError),
 }
 
 impl fmt::Display for IoError {
@@ -1021,6 +1103,7 @@ impl fmt::Display for IoError {
             IoError::Timeout => f.write_str("no hello arrived in time"),
             IoError::Stopped => f.write_str("the session is ending"),
             IoError::Os(e) => write!(f, "socket error: {e}"),
+            IoError::Seal(e) => write!(f, "the data from the client does not authenticate: {e}"),
         }
     }
 }
@@ -1044,6 +1127,17 @@ struct SockIo<'a> {
     /// Answers to persist messages held back to leave in one `send`
     /// ([`flush_answers`](Self::flush_answers)); sent before any wait.
     answers: Vec<u8>,
+    /// The record layer of a sealed lane: every byte received is opened
+    /// before it is handed out, every byte sent is sealed.
+    seal: Option<Box<SealIo>>,
+}
+
+/// The record layer of a sealed lane.
+struct SealIo {
+    sealer: Sealer,
+    inbound: Inbound<Box<[u8]>>,
+    /// The record being built.
+    out: Vec<u8>,
 }
 
 impl<'a> SockIo<'a> {
@@ -1057,7 +1151,13 @@ impl<'a> SockIo<'a> {
             queued: None,
             want_queued: false,
             answers: Vec::with_capacity(MAX_HELD_ANSWERS * ANSWER_LEN),
+            seal: None,
         }
+    }
+
+    /// Bytes received and not yet handed out (sealed lanes).
+    fn buffered(&self) -> usize {
+        self.seal.as_ref().map_or(0, |s| s.inbound.buffered())
     }
 
     /// Asks the kernel to report the bytes still queued after each receive
@@ -1154,8 +1254,61 @@ impl<'a> SockIo<'a> {
     }
 
     fn recv_exact(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), IoError> {
+        if self.seal.is_some() {
+            return self.recv_opened(buf, deadline);
+        }
         // SAFETY: a slice is valid for writes of its length.
         unsafe { self.recv_raw(buf.as_mut_ptr(), buf.len(), deadline) }
+    }
+
+    /// Fills `buf` with opened (authenticated) bytes of a sealed lane:
+    /// records are received into the record buffer and opened there.
+    fn recv_opened(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), IoError> {
+        let mut done = 0usize;
+        let mut spin_from = None;
+        while done < buf.len() {
+            let Some(s) = self.seal.as_deref_mut() else {
+                return Err(IoError::Stopped);
+            };
+            match s.inbound.open_next() {
+                Ok(true) => {
+                    let have = s.inbound.plaintext();
+                    let take = have.len().min(buf.len() - done);
+                    if let (Some(d), Some(src)) = (buf.get_mut(done..done + take), have.get(..take))
+                    {
+                        d.copy_from_slice(src);
+                    }
+                    s.inbound.consume(take);
+                    done += take;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => return Err(IoError::Seal(e)),
+            }
+            let space = s.inbound.space();
+            let (ptr, len) = (space.as_mut_ptr(), space.len());
+            // SAFETY: `[ptr, ptr + len)` is the record buffer's free space,
+            // which nothing else touches during the call.
+            let n = unsafe { self.recv_once(ptr, len) };
+            if n > 0 {
+                if let Some(s) = self.seal.as_deref_mut() {
+                    s.inbound.received(n.unsigned_abs());
+                }
+                spin_from = None;
+                continue;
+            }
+            if n == 0 {
+                return Err(IoError::Eof { got: done });
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock if !self.answers.is_empty() => self.flush_answers()?,
+                io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, &mut spin_from, deadline)?,
+                _ => return Err(IoError::Os(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Receives exactly `len` bytes into `ptr`.
@@ -1207,6 +1360,61 @@ impl<'a> SockIo<'a> {
     ///
     /// Each `(ptr, len)` must be valid for reads for the whole call.
     unsafe fn send_parts(&mut self, parts: &mut [(*const u8, usize)]) -> Result<(), IoError> {
+        if self.seal.is_none() {
+            // SAFETY: the caller's guarantee.
+            return unsafe { self.send_raw(parts) };
+        }
+        let mut first = 0usize;
+        loop {
+            // The next record: up to MAX_RECORD bytes of the parts.
+            let Some(mut s) = self.seal.take() else {
+                return Ok(());
+            };
+            s.out.clear();
+            s.out.resize(RECORD_HEADER_LEN, 0);
+            while let Some(part) = parts.get_mut(first) {
+                let room = MAX_RECORD + RECORD_HEADER_LEN - s.out.len();
+                if room == 0 {
+                    break;
+                }
+                let take = part.1.min(room);
+                // SAFETY: the caller guarantees `part` readable for its
+                // length; `take` is at most that.
+                let src = unsafe { std::slice::from_raw_parts(part.0, take) };
+                s.out.extend_from_slice(src);
+                part.0 = part.0.wrapping_add(take);
+                part.1 -= take;
+                if part.1 == 0 {
+                    first += 1;
+                }
+            }
+            let plain = s.out.len() - RECORD_HEADER_LEN;
+            if plain == 0 {
+                self.seal = Some(s);
+                return Ok(());
+            }
+            s.out.resize(plain + RECORD_HEADER_LEN + TAG_LEN, 0);
+            let sealed = s.sealer.seal_in_place(&mut s.out, plain);
+            let rec = std::mem::take(&mut s.out);
+            self.seal = Some(s);
+            if let Err(e) = sealed {
+                return Err(IoError::Seal(e));
+            }
+            // SAFETY: `rec` is a live buffer for the call.
+            let sent = unsafe { self.send_raw(&mut [(rec.as_ptr(), rec.len())]) };
+            if let Some(s) = self.seal.as_deref_mut() {
+                s.out = rec;
+            }
+            sent?;
+        }
+    }
+
+    /// [`send_parts`](Self::send_parts) as the bytes are (no record layer).
+    ///
+    /// # Safety
+    ///
+    /// Each `(ptr, len)` must be valid for reads for the whole call.
+    unsafe fn send_raw(&mut self, parts: &mut [(*const u8, usize)]) -> Result<(), IoError> {
         let mut first = 0usize;
         let mut spin_from = None;
         loop {
@@ -1320,6 +1528,29 @@ impl<'a> SockIo<'a> {
 mod tests {
     use super::*;
 
+    /// The client side of the handshake over `s`: hello, rpmemd's proof
+    /// checked, the lane's proof, the answer's status.
+    fn handshake(
+        s: &mut std::net::TcpStream,
+        lane: u32,
+        secret: &[u8; SECRET_LEN],
+        mode: LaneMode,
+    ) -> rpmem_core::wire::tcp::HelloStatus {
+        use rpmem_core::wire::tcp::{HelloAck, HelloAckRepr};
+        use std::io::{Read, Write};
+        let c = rpmem_core::seal::ClientHandshake::new(secret, lane, mode, [lane as u8; 32]);
+        s.write_all(c.hello()).unwrap();
+        let mut sh = [0u8; rpmem_core::seal::SERVER_HELLO_LEN];
+        s.read_exact(&mut sh).unwrap();
+        let (proof, _) = c.on_server_hello(&sh).unwrap();
+        s.write_all(&proof).unwrap();
+        let mut ack = [0u8; rpmem_core::wire::tcp::HELLO_ACK_LEN];
+        s.read_exact(&mut ack).unwrap();
+        HelloAckRepr::parse(&HelloAck::new_checked(&ack).unwrap())
+            .unwrap()
+            .status
+    }
+
     #[test]
     fn spin_budget_from_the_environment() {
         assert_eq!(parse_spin(None), Ok(DEFAULT_SPIN));
@@ -1385,11 +1616,20 @@ mod tests {
         })
         .unwrap();
         let secret = [1u8; SECRET_LEN];
-        let mut lane = StreamTarget::new(target, secret, true, 4096, false);
-        lane.handle_bytes(&StreamClient::new(0).hello(&secret))
-            .unwrap();
+        let mut lane =
+            StreamTarget::new(target, secret, [2; 32], LaneMode::Sealed, true, 4096, false);
+        let c = rpmem_core::seal::ClientHandshake::new(&secret, 0, LaneMode::Sealed, [3; 32]);
+        lane.handle_bytes(c.hello()).unwrap();
+        let Next::Send { bytes, .. } = lane.poll() else {
+            panic!("{:?}", lane.poll());
+        };
+        let (proof, _) = c.on_server_hello(bytes.try_into().unwrap()).unwrap();
+        lane.on_sent();
+        lane.handle_bytes(&proof).unwrap();
         lane.on_claim(Ok(())).unwrap();
         lane.on_sent();
+        // The body below goes in the clear: this test is about the pieces.
+        let _ = StreamClient::new(0);
         let header = FrameRepr {
             kind: FrameKind::Write,
             lane: 0,
@@ -1559,9 +1799,8 @@ mod tests {
     fn a_flood_from_one_address_closes_only_its_own_waiting_connections() {
         use crate::transport::DeepFlush;
         use rpmem_core::flush::cpu::FlushInstr;
-        use rpmem_core::persist::{Method, StreamClient, TargetParams};
-        use rpmem_core::wire::tcp::{HelloAck, HelloAckRepr, HelloStatus, HELLO_ACK_LEN};
-        use std::io::{Read, Write};
+        use rpmem_core::persist::{Method, TargetParams};
+        use rpmem_core::wire::tcp::HelloStatus;
         use std::ptr::NonNull;
 
         let size = 64 * 1024;
@@ -1588,13 +1827,7 @@ mod tests {
         let addr = server.local_addr();
         let hello_ok = |s: &mut TcpStream, lane: u32| {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(&StreamClient::new(lane).hello(&secret))
-                .unwrap();
-            let mut ack = [0u8; HELLO_ACK_LEN];
-            s.read_exact(&mut ack).unwrap();
-            HelloAckRepr::parse(&HelloAck::new_checked(&ack).unwrap())
-                .unwrap()
-                .status
+            handshake(s, lane, &secret, LaneMode::Sealed)
         };
         // A lane that proved the secret first: it is never counted.
         let mut lane0 = TcpStream::connect(addr).unwrap();
@@ -1659,16 +1892,18 @@ mod tests {
         let secret = [9u8; SECRET_LEN];
         let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         config.hold_answers = hold;
+        // Frames in the clear: this test counts them on the wire.
+        config.plaintext = true;
         let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
         let mut sock = TcpStream::connect(server.local_addr()).unwrap();
         sock.set_nodelay(true).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let mut client = StreamClient::new(0);
-        sock.write_all(&client.hello(&secret)).unwrap();
-        let mut ack = [0u8; 8];
-        sock.read_exact(&mut ack).unwrap();
-        client.on_hello_ack(&ack).unwrap();
+        assert_eq!(
+            handshake(&mut sock, 0, &secret, LaneMode::Plaintext),
+            rpmem_core::wire::tcp::HelloStatus::Ok
+        );
 
         let local: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ 0x3c).collect();
         let mut out = Vec::new();
