@@ -249,17 +249,62 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "rpmemd-list\t1\t/home/a/sets\n\
-        set\ta.set\tok\t8388608\t1\t-\n\
-        set\tdev.set\tok\tauto\t2\tSINGLEHDR\n\
-        set\tnew\\nline\\x1b\\u{202e}.set\tinvalid\t3\tincorrect format of size\n\
-        set\tcaf\\xe9.set\tinvalid\t-\tthe name is not UTF-8\n\
-        incomplete\tdirectory x cannot be read: Permission denied\n\
-        end\t4\n";
+    /// A list as rpmemd writes it, with the core's writer.
+    fn good() -> String {
+        use rpmem_core::poolset::Options;
+        let set = |name, status| Record::Set { name, status };
+        let records = [
+            Record::Header {
+                poolset_dir: Field::text("/home/a/sets"),
+            },
+            set(
+                Field::text("a.set"),
+                SetStatus::Valid {
+                    pool_size: Some(8 << 20),
+                    replicas: 1,
+                    options: Options::default(),
+                },
+            ),
+            set(
+                Field::text("dev.set"),
+                SetStatus::Valid {
+                    pool_size: None,
+                    replicas: 2,
+                    options: Options {
+                        single_hdr: true,
+                        no_hdrs: false,
+                    },
+                },
+            ),
+            set(
+                Field::text("new\nline\x1b\u{202e}.set"),
+                SetStatus::Invalid {
+                    line: Some(3),
+                    error: Field::text("incorrect format of size"),
+                },
+            ),
+            set(
+                Field::Raw(b"caf\xe9.set"),
+                SetStatus::Invalid {
+                    line: None,
+                    error: Field::text("the name is not UTF-8"),
+                },
+            ),
+            Record::Incomplete {
+                reason: Field::text("directory x cannot be read"),
+            },
+            Record::End { sets: 4 },
+        ];
+        let mut out = String::new();
+        for r in records {
+            r.write_line(&mut out).expect("a String takes every line");
+        }
+        out
+    }
 
     #[test]
     fn a_good_list_parses() {
-        let l = parse(GOOD.as_bytes()).expect("parses");
+        let l = parse(good().as_bytes()).expect("parses");
         assert_eq!(l.poolset_dir, "/home/a/sets");
         assert_eq!(l.entries.len(), 4);
         assert_eq!(l.entries[0].name, "a.set");
