@@ -5,8 +5,8 @@
 //! and line, never silently dropped:
 //!
 //! * a front matter block: `---`, then `title: <name>`, `section: <n>` and optionally
-//!   `aliases: <name> <name> ...` (other functions the page covers: each gets a page that is a
-//!   `.so` link to this one), then `---`;
+//!   `aliases: <name> <name.N> ...` (other functions the page covers: each gets a page that
+//!   is a `.so` link to this one, in this page's section or in section N), then `---`;
 //! * `# HEADING` (`.SH`) and `## Subheading` (`.SS`), plain text only;
 //! * paragraphs (lines up to a blank line);
 //! * fenced code blocks (three backquotes, optionally with a language), shown as they are;
@@ -57,10 +57,12 @@ impl Page {
         let main = format!("{dir}/{}.{}", self.title, self.section);
         let mut files = vec![(main.clone(), self.roff.clone())];
         for alias in &self.aliases {
-            files.push((
-                format!("{dir}/{alias}.{}", self.section),
-                format!(".so {main}\n"),
-            ));
+            // `name.N`: a page of section N (a function that a section 7 page describes).
+            let file = match alias.split_once('.') {
+                Some((_, section)) => format!("man{section}/{alias}"),
+                None => format!("{dir}/{alias}.{}", self.section),
+            };
+            files.push((file, format!(".so {main}\n")));
         }
         files
     }
@@ -251,7 +253,21 @@ pub fn convert(file: &str, text: &str, source: &str, manual: &str) -> Result<Pag
         match line.split_once(": ") {
             Some(("title", v)) => title = Some(v.trim().to_owned()),
             Some(("section", v)) => section = Some(v.trim().to_owned()),
-            Some(("aliases", v)) => aliases = v.split_whitespace().map(str::to_owned).collect(),
+            Some(("aliases", v)) => {
+                aliases = v.split_whitespace().map(str::to_owned).collect();
+                let bad = aliases.iter().find(|a| {
+                    let (name, section) = a.split_once('.').unwrap_or((a.as_str(), "1"));
+                    name.is_empty()
+                        || !name
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                        || section.len() != 1
+                        || !section.chars().all(|ch| ch.is_ascii_digit())
+                });
+                if let Some(bad) = bad {
+                    return Err(c.err(n, format!("alias `{bad}` is not `name` or `name.N`")));
+                }
+            }
             _ => return Err(c.err(n, format!("unknown front matter line `{line}`"))),
         }
     }
@@ -431,19 +447,17 @@ mod tests {
 
     #[test]
     fn aliases_are_so_links() {
-        let p = convert(
-            "f",
-            "---\ntitle: a\nsection: 3\naliases: b c\n---\n",
-            "s",
-            "m",
-        )
-        .unwrap();
-        let files = p.files();
-        assert_eq!(
-            files[1],
-            ("man3/b.3".to_owned(), ".so man3/a.3\n".to_owned())
-        );
-        assert_eq!(files[2].0, "man3/c.3");
+        let text = "---\ntitle: a\nsection: 7\naliases: b c.3\n---\n";
+        let files = convert("f", text, "s", "m").unwrap().files();
+        let so = ".so man7/a.7\n".to_owned();
+        assert_eq!(files[1], ("man7/b.7".to_owned(), so.clone()));
+        assert_eq!(files[2], ("man3/c.3".to_owned(), so));
+        for bad in ["c.", "c.33", "../c", ".3"] {
+            let text = format!("---\ntitle: a\nsection: 7\naliases: b {bad}\n---\n");
+            let e = convert("f", &text, "s", "m").unwrap_err();
+            assert_eq!(e.line, 4, "{bad}: {e}");
+            assert!(e.what.contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -68,10 +68,15 @@ done
 
 # 3. lintian. initial-upload-closes-no-bugs: these packages are not uploaded to Debian, so
 # there is no ITP bug for their first changelog entry to close (docs/packaging.md).
-say "lintian"
-lintian --pedantic --info --suppress-tags initial-upload-closes-no-bugs \
-	--fail-on error,warning "${debs[@]}" || die "lintian reported errors or warnings"
-echo "lintian: no errors, no warnings (pedantic tags and info shown above, if any)"
+# Each package on its own, so that the log has every package's output (informational,
+# pedantic and experimental tags included) under its name.
+for deb in "${debs[@]}"; do
+	say "lintian ${deb##*/}"
+	lintian --pedantic --display-info --display-experimental \
+		--suppress-tags initial-upload-closes-no-bugs --fail-on error,warning "$deb" ||
+		die "lintian reported errors or warnings for ${deb##*/}"
+	echo "lintian ${deb##*/}: no errors, no warnings"
+done
 
 # 4. Install, then use what is installed.
 scratch=$(mktemp -d /tmp/rpmem-packages.XXXXXX)
@@ -123,7 +128,8 @@ diff -u "$scratch/defaults" "$scratch/with-conf" ||
 	die "the installed rpmemd.conf changes the built-in defaults"
 
 say "man pages"
-for page in rpmemd rpmem librpmem rpmem_create rpmem_open rpmem_persist rpmem_read poolset; do
+for page in rpmemd rpmem librpmem rpmem_errormsg rpmem_create rpmem_open rpmem_persist \
+	rpmem_read poolset; do
 	path=$(sys man -w "$page") || die "man -w $page"
 	echo "$page: $path"
 	case $path in
