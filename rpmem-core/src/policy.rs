@@ -41,6 +41,7 @@
 //! acknowledges the FLUSH.
 
 use crate::flush::FlushMode;
+use crate::wire::oob::Provider;
 
 /// How data gets from the initiator into the target's pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +50,29 @@ pub enum Placement {
     Rdma,
     /// The target CPU copies received bytes into the pool (TCP).
     Stream,
+}
+
+impl Placement {
+    /// The placement of the data path a request names on the wire: our
+    /// native verbs provider places by RDMA, our TCP provider by stream;
+    /// `None` for PMDK's libfabric providers and unknown values, which have
+    /// no data path here.
+    pub fn of_provider(provider: Provider) -> Option<Placement> {
+        match provider {
+            Provider::VERBS => Some(Placement::Rdma),
+            Provider::TCP => Some(Placement::Stream),
+            _ => None,
+        }
+    }
+
+    /// The provider a request names for this placement (the inverse of
+    /// [`Placement::of_provider`]).
+    pub fn provider(self) -> Provider {
+        match self {
+            Placement::Rdma => Provider::VERBS,
+            Placement::Stream => Provider::TCP,
+        }
+    }
 }
 
 /// Persistency method (`enum rpmem_persist_method`; the values are PMDK's
@@ -237,6 +261,21 @@ pub const fn initiator_method(
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn placements_and_providers_convert_both_ways() {
+        for p in [Placement::Rdma, Placement::Stream] {
+            assert_eq!(Placement::of_provider(p.provider()), Some(p));
+        }
+        for p in [
+            Provider::UNKNOWN,
+            Provider::LIBFABRIC_VERBS,
+            Provider::LIBFABRIC_SOCKETS,
+            Provider(7),
+        ] {
+            assert_eq!(Placement::of_provider(p), None, "{p}");
+        }
+    }
 
     fn input(apm: bool, general: bool, pmem: bool, placement: Placement) -> PolicyInput {
         PolicyInput {

@@ -8,9 +8,7 @@ use rpmem_core::attr::PoolAttr;
 use rpmem_core::negotiate::{self, SessionParams};
 use rpmem_core::persist::Target;
 use rpmem_core::policy::{self, Decision, Placement, PolicyInput};
-use rpmem_core::wire::oob::{
-    ext_flags, CommonRepr, ExtRepr, IbcRepr, PersistMethod, Provider, Status,
-};
+use rpmem_core::wire::oob::{ext_flags, CommonRepr, ExtRepr, IbcRepr, PersistMethod, Status};
 use rpmem_core::wire::tcp::SECRET_LEN;
 
 use super::{fresh_secret, offer, Failure, Session, Settings};
@@ -123,12 +121,14 @@ impl Session<'_> {
         if let Err(e) = pool.check_requested_size(common.pool_size) {
             return Err(Failure::pool(&e));
         }
-        let verbs = common.provider == Provider::VERBS;
-        let placement = if verbs {
-            Placement::Rdma
-        } else {
-            Placement::Stream
-        };
+        // The out-of-band server refuses other providers before this.
+        let placement = Placement::of_provider(common.provider).ok_or_else(|| {
+            Failure::logged(
+                Status::ProvNoSup,
+                format_args!("provider {} has no data path here", common.provider),
+            )
+        })?;
+        let verbs = placement == Placement::Rdma;
         let decision = choose_method(settings, pool, placement)?;
         // A verbs lane keeps one receive buffer per message in flight posted
         // (registered memory), a TCP lane one buffer: the budget bounds what
