@@ -467,7 +467,6 @@ impl Run {
 }
 
 #[test]
-#[ignore = "needs issue 15 encryption"]
 fn two_hosts_payload_never_on_the_wire() {
     let Some(run) = run("p") else { return };
     run.check_capture();

@@ -403,7 +403,6 @@ fn through_the_proxy_untouched_persists_land() {
 }
 
 #[test]
-#[ignore = "needs issue 15 encryption"]
 fn eavesdropper_sees_neither_secret_nor_payload() {
     let mut s = Session::start(2);
     for lane in 0..2u32 {
@@ -426,7 +425,6 @@ fn eavesdropper_sees_neither_secret_nor_payload() {
 }
 
 #[test]
-#[ignore = "needs issue 15 encryption"]
 fn one_flipped_bit_fails_the_persist_and_writes_nothing() {
     let s = Session::start(1);
     put(&s.region, 4096, &block(0));
@@ -449,7 +447,6 @@ fn one_flipped_bit_fails_the_persist_and_writes_nothing() {
 }
 
 #[test]
-#[ignore = "needs issue 15 encryption"]
 fn a_forged_durable_answer_does_not_make_a_persist_succeed() {
     let s = Session::start(1);
     put(&s.region, 4096, &block(0));
