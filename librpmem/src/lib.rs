@@ -24,6 +24,17 @@
 //! functions is ours, which puts them under `LIBRPMEM_1.0`.
 
 #![warn(missing_docs)]
+// No panic on untrusted input (issue 15), as in rpmem and rpmemd: outside
+// tests, no unwrap, expect, panic! or unchecked indexing.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod api;
 pub mod attr;
