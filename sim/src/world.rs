@@ -859,7 +859,7 @@ impl World {
             let setup = |e: &dyn std::fmt::Display| SimError::Setup(format!("lane {l}: {e}"));
             let engine = if config.is_tcp() {
                 // Handshake nonces from the seed (the secret is).
-                let mode = rpmem_core::seal::LaneMode::Plaintext;
+                let mode = rpmem_core::seal::LaneMode::Sealed;
                 let nonce = |k: u8| secret.map(|b| b ^ k ^ l as u8);
                 let init = StreamInitiator::new(p, &secret, nonce(0x5c), mode)
                     .map_err(|e| setup(&e))?;

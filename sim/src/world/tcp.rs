@@ -23,6 +23,13 @@
 //!   `rpmem_core::persist::execute` does in rpmemd;
 //! * held answers leave before anything else is sent and before the target
 //!   waits for input (rpmemd's `SockIo`).
+//!
+//! Lanes are sealed, as rpmem and rpmemd make them by default: the machines
+//! run the handshake (nonces from the seed), and after the hello answer
+//! every transfer is sealed into AES-256-GCM records by the sending side's
+//! key and opened by the receiving side's [`Inbound`] before the machine
+//! sees it (the streams below carry the opened bytes; a transfer is whole
+//! records, cut at the random segment sizes).
 
 use std::collections::VecDeque;
 
@@ -30,6 +37,7 @@ use rpmem_core::flush::FlushOps;
 use rpmem_core::persist::{
     BodyPiece, Chunk, Next, ReadSink, StreamInitiator, StreamTarget, TargetStep,
 };
+use rpmem_core::seal::{Inbound, LaneKeys, Sealer, INBOUND_BUF_LEN, MAX_RECORD};
 
 use super::{fnv, idx, lane_idx, Engine, Failure, SimError, World};
 use crate::memory::LINE;
@@ -51,6 +59,68 @@ pub(super) struct Conn {
     got: u64,
     /// The connection was reset, or the target closed it.
     pub(super) broken: bool,
+    /// The target's keys, taken at the claim; its record layer starts once
+    /// the hello answer is out.
+    srv_keys: Option<LaneKeys>,
+    /// The target's record layer (seals `s2c`, opens what the initiator
+    /// sealed).
+    srv: Option<Records>,
+    /// The initiator's record layer, once it is connected.
+    cli: Option<Records>,
+    /// Bytes at the head of `s2c` sent in the clear (the handshake).
+    s2c_clear: usize,
+}
+
+/// One side's record layer.
+struct Records {
+    sealer: Sealer,
+    inbound: Inbound<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("sealer", &self.sealer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Records {
+    fn new(pair: Option<(Sealer, rpmem_core::seal::Opener)>) -> Option<Records> {
+        let (sealer, opener) = pair?;
+        let inbound = Inbound::new(opener, vec![0u8; INBOUND_BUF_LEN]).ok()?;
+        Some(Records { sealer, inbound })
+    }
+}
+
+/// Seals `plain` with `from`'s key and opens it with `to`'s: what crossed
+/// the wire, as the receiving machine gets it.
+fn through_records(
+    plain: &[u8],
+    from: &mut Records,
+    to: &mut Records,
+) -> Result<Vec<u8>, rpmem_core::seal::SealError> {
+    let mut out = Vec::with_capacity(plain.len());
+    for chunk in plain.chunks(MAX_RECORD) {
+        let mut rec = vec![0u8; chunk.len() + 20];
+        let n = from.sealer.seal_from(chunk, &mut rec)?;
+        let mut at = 0;
+        while at < n {
+            let space = to.inbound.space();
+            let k = space.len().min(n - at);
+            if let (Some(d), Some(src)) = (space.get_mut(..k), rec.get(at..at + k)) {
+                d.copy_from_slice(src);
+            }
+            to.inbound.received(k);
+            at += k;
+            while to.inbound.open_next()? {
+                out.extend_from_slice(to.inbound.plaintext());
+                let m = to.inbound.plaintext().len();
+                to.inbound.consume(m);
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Conn {
@@ -63,6 +133,10 @@ impl Conn {
             acc: Vec::new(),
             got: 0,
             broken: false,
+            srv_keys: None,
+            srv: None,
+            cli: None,
+            s2c_clear: 0,
         }
     }
 
@@ -170,14 +244,36 @@ impl World {
         }
         let n = seg.len() as u64;
         let r = s.on_transmitted(n);
+        let connected = s.is_connected();
+        let keys = if connected { s.take_keys() } else { None };
         if let Some(what) = bad {
             self.errors.push(SimError::BadOp { lane: l, what });
         }
         if let Err(error) = r {
             self.errors.push(SimError::StreamBroken { lane: l, error });
         }
+        let mut sealed_failed = None;
         if let Some(c) = self.conns.get_mut(i) {
-            c.c2s.extend(seg);
+            if let Some(k) = keys {
+                c.cli = Records::new(k.client());
+            }
+            match (connected, c.cli.as_mut(), c.srv.as_mut()) {
+                (true, Some(cli), Some(srv)) if !seg.is_empty() => {
+                    match through_records(&seg, cli, srv) {
+                        Ok(opened) => c.c2s.extend(opened),
+                        Err(e) => sealed_failed = Some(e),
+                    }
+                }
+                (true, _, _) if !seg.is_empty() => {
+                    sealed_failed = Some(rpmem_core::seal::SealError::Exhausted)
+                }
+                _ => c.c2s.extend(seg),
+            }
+        }
+        if let Some(e) = sealed_failed {
+            self.errors.push(SimError::Internal(format!(
+                "lane {l}: the record layer failed on the initiator's bytes: {e}"
+            )));
         }
         self.note(format!("lane {l}: initiator sends {n} bytes"));
         self.settle(l);
@@ -195,11 +291,37 @@ impl World {
             return;
         };
         let mut n = idx(budget).min(c.s2c.len());
+        let sealed = c.srv.is_some() && c.s2c_clear == 0;
+        if c.srv.is_some() && c.s2c_clear > 0 {
+            // The end of the handshake, in the clear.
+            n = n.min(c.s2c_clear);
+            c.s2c_clear -= n;
+        }
         let r = match s.read_direct() {
-            Some((_, want)) if direct => {
+            Some((_, want)) if direct && !sealed => {
                 n = n.min(idx(want));
                 c.s2c.drain(..n);
                 s.on_read_direct(n as u64)
+            }
+            _ if sealed => {
+                let bytes: Vec<u8> = c.s2c.drain(..n).collect();
+                if c.cli.is_none() {
+                    c.cli = Records::new(s.take_keys().and_then(|k| k.client()));
+                }
+                match (c.srv.as_mut(), c.cli.as_mut()) {
+                    (Some(srv), Some(cli)) if !bytes.is_empty() => {
+                        match through_records(&bytes, srv, cli) {
+                            Ok(opened) => s.handle_bytes(&opened, &mut Discard),
+                            Err(e) => Err(rpmem_core::persist::StreamLaneError::Handshake(e)),
+                        }
+                    }
+                    (_, None) if !bytes.is_empty() => {
+                        Err(rpmem_core::persist::StreamLaneError::Handshake(
+                            rpmem_core::seal::SealError::Exhausted,
+                        ))
+                    }
+                    _ => Ok(()),
+                }
             }
             _ => {
                 let bytes: Vec<u8> = c.s2c.drain(..n).collect();
@@ -290,6 +412,7 @@ impl World {
                 }
                 // One connection per lane: the claim always succeeds.
                 let _ = c.target.on_claim(Ok(()));
+                c.srv_keys = c.target.take_keys();
                 "claims the lane".to_string()
             }
             Next::Send { bytes, hold } => {
@@ -301,6 +424,11 @@ impl World {
                     c.s2c.extend(bytes);
                 }
                 c.target.on_sent();
+                // The hello answer is out: records from here on.
+                if let Some(k) = c.srv_keys.take() {
+                    c.srv = Records::new(k.server());
+                    c.s2c_clear = c.s2c.len();
+                }
                 format!("sends {n} bytes{}", if hold { " (held)" } else { "" })
             }
             Next::FlushHeld => {
