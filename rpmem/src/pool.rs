@@ -605,7 +605,7 @@ impl Drop for Lane<'_> {
 
 /// Model checking only (built with `RUSTFLAGS="--cfg loom"`; see
 /// `docs/loom.md`): a pool whose lanes are connected, with the production
-/// [`LaneConn::connect`] (hello and secret included), to a data-path server
+/// [`LaneConn::connect`] (the handshake included; plaintext lanes), to a data-path server
 /// the test runs at `addr`, without an rpmemd session (closing it sends no
 /// CLOSE). Everything after construction is the production code.
 #[cfg(loom)]
@@ -641,7 +641,10 @@ impl RemotePool {
                 host: host.clone(),
                 addr: (host.clone(), addr.port()),
                 secret,
-                mode: rpmem_core::seal::LaneMode::Sealed,
+                // The models are about the lanes' threads, not the record
+                // layer: the fake server speaks frames in the clear after
+                // the handshake.
+                mode: rpmem_core::seal::LaneMode::Plaintext,
                 params,
                 spin: opts.spin,
                 stall: opts.data_timeout,

@@ -290,7 +290,16 @@ fn serve_frames(
     target: Target,
     secret: &[u8; SECRET_LEN],
 ) -> bool {
-    let mut lane = StreamTarget::new(target, *secret, false, 0, false);
+    // Plaintext lanes after the handshake (`RemotePool::loom_connect`).
+    let mut lane = StreamTarget::new(
+        target,
+        *secret,
+        [0x21; 32],
+        rpmem_core::seal::LaneMode::Plaintext,
+        false,
+        0,
+        false,
+    );
     let mut msg = Vec::new();
     loop {
         match lane.poll() {

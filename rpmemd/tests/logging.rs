@@ -1034,13 +1034,26 @@ fn a_flood_of_wrong_secret_connections_gives_a_bounded_log() {
         other => panic!("{other:?}"),
     };
     let before = fs::read_to_string(&log).unwrap_or_default().len();
-    let hello = StreamClient::new(0).hello(&[0x5a; 32]);
+    // A client that does not know the secret: its hello, rpmemd's answer
+    // (whose proof it cannot check), and a proof made up.
+    let hs = rpmem_core::seal::ClientHandshake::new(
+        &[0x5a; 32],
+        0,
+        rpmem_core::seal::LaneMode::Sealed,
+        [1; 32],
+    );
     let started = Instant::now();
     for i in 0..FLOOD {
         let mut c = std::net::TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connection {i}: {e}"));
         assert!(c.set_read_timeout(Some(Duration::from_secs(30))).is_ok());
-        assert!(c.write_all(&hello).is_ok());
+        assert!(c.write_all(hs.hello()).is_ok());
+        let mut server_hello = [0u8; rpmem_core::seal::SERVER_HELLO_LEN];
+        assert!(
+            c.read_exact(&mut server_hello).is_ok(),
+            "connection {i}: no server hello"
+        );
+        assert!(c.write_all(&[0x77; rpmem_core::seal::PROOF_LEN]).is_ok());
         let mut ack = [0u8; HELLO_ACK_LEN];
         // The answer is "denied", then the connection closes.
         assert!(c.read_exact(&mut ack).is_ok(), "connection {i}: no answer");
