@@ -424,7 +424,6 @@ fn two_hosts_lanes_connect_from_the_client_host() {
 }
 
 #[test]
-#[ignore = "needs rpmemd's data-port peer filter (issue 15: accept only SSH_CONNECTION's client address); rpmemd accepts any peer today"]
 fn a_third_host_is_refused_at_the_data_port() {
     let Some(run) = run("r") else { return };
     assert!(

@@ -182,6 +182,7 @@ impl Session<'_> {
         } else {
             let mut config = TcpConfig::new(bind);
             config.spin = settings.spin;
+            config.peer = settings.peer;
             let server = TcpServer::start(&config, target, secret, mem).map_err(|e| {
                 Failure::logged(
                     Status::FatalConn,
@@ -240,6 +241,7 @@ impl Session<'_> {
             send_window: rpmem_core::persist::MAX_SEND_WINDOW,
             max_pending: crate::transport::tcp::MAX_PENDING,
             flush: pmem,
+            peer: settings.peer,
         };
         let server = VerbsServer::start(&config, target, secret, mem).map_err(|e| {
             Failure::logged(

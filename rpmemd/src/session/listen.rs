@@ -52,6 +52,16 @@ pub fn listen_addr(ssh_connection: Option<&str>) -> Result<SocketAddr, ListenAdd
     }
 }
 
+/// The only address the data path accepts connections from: the client
+/// side of `SSH_CONNECTION` (its first field, an IPv6 zone dropped), or
+/// `None` (from anyone) when the variable is unset (local mode) or its
+/// first field is not an IP address.
+pub fn client_addr(ssh_connection: Option<&str>) -> Option<IpAddr> {
+    let field = ssh_connection?.split_ascii_whitespace().next()?;
+    let ip = field.split_once('%').map_or(field, |(ip, _)| ip);
+    ip.parse().ok()
+}
+
 /// An IPv6 zone (`eth0` or a number) as an interface index.
 fn zone_index(zone: &str) -> Option<u32> {
     if let Ok(n) = zone.parse::<u32>() {

@@ -44,7 +44,7 @@ use crate::transport::tcp;
 
 use data_path::Active;
 
-pub use listen::{fresh_secret, listen_addr, ListenAddrError, SSH_CONNECTION_ENV};
+pub use listen::{client_addr, fresh_secret, listen_addr, ListenAddrError, SSH_CONNECTION_ENV};
 // The limits a request is checked against and the grant come from the core
 // (`rpmem_core::negotiate`), so that rpmem and the simulator use the same ones.
 pub use rpmem_core::negotiate::{INLINE_BUDGET, MAX_BUFF_SIZE, MAX_NLANES};
@@ -89,6 +89,9 @@ pub struct Settings {
     pub nthreads: usize,
     /// Where the data path listens ([`listen_addr`]).
     pub listen: Result<SocketAddr, ListenAddrError>,
+    /// The only address data connections are accepted from: the ssh
+    /// client's ([`client_addr`]); `None`: any (local mode).
+    pub peer: Option<std::net::IpAddr>,
     /// Spin budget of the lanes ([`tcp::SPIN_ENV`]).
     pub spin: Duration,
     /// Environment-dependent pool settings (`PMEM_IS_PMEM_FORCE`, ...).
@@ -115,6 +118,7 @@ impl Settings {
             persist_general: config.persist_general,
             nthreads: config.nthreads,
             listen: listen_addr(ssh.as_deref()),
+            peer: client_addr(ssh.as_deref()),
             spin,
             pool_options: PoolOptions::from_env(),
         }

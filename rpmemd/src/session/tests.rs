@@ -24,6 +24,23 @@ fn listens_on_the_server_side_of_ssh_connection(
 }
 
 #[rstest]
+#[case(None, None)]
+#[case(Some("10.0.0.2 51234 10.0.0.1 22"), Some("10.0.0.2"))]
+#[case(Some("2001:db8::2 4 2001:db8::1 22"), Some("2001:db8::2"))]
+#[case(Some("fe80::2%1 4 fe80::1%1 22"), Some("fe80::2"))]
+#[case(Some("client.example 4 10.0.0.1 22"), None)]
+#[case(Some(""), None)]
+fn data_connections_come_from_the_client_side_of_ssh_connection(
+    #[case] value: Option<&str>,
+    #[case] expected: Option<&str>,
+) {
+    assert_eq!(
+        client_addr(value),
+        expected.map(|a| a.parse::<std::net::IpAddr>().unwrap())
+    );
+}
+
+#[rstest]
 #[case("", "fewer than three fields")]
 #[case("1.2.3.4 5", "fewer than three fields")]
 #[case("1.2.3.4 5 host.example 22", "not an IP address")]
@@ -108,6 +125,7 @@ fn drive(
         persist_general: true,
         nthreads: 0,
         listen: listen_addr(None),
+        peer: None,
         spin: tcp::DEFAULT_SPIN,
         pool_options: crate::pool::PoolOptions::from_env(),
     };

@@ -79,7 +79,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -229,6 +229,10 @@ pub struct TcpConfig {
     /// only when the client chose it too; logged. Default off: every lane
     /// is sealed (`rpmem_core::seal`).
     pub plaintext: bool,
+    /// Accept connections only from this address (the ssh client's, from
+    /// `SSH_CONNECTION`): others are closed at once, unread. `None`: from
+    /// any address (local mode).
+    pub peer: Option<IpAddr>,
 }
 
 impl TcpConfig {
@@ -244,6 +248,7 @@ impl TcpConfig {
             hello_timeout: HELLO_TIMEOUT,
             max_pending: MAX_PENDING_HELLOS,
             plaintext: false,
+            peer: None,
         }
     }
 }
@@ -291,6 +296,8 @@ struct Shared {
     max_pending: usize,
     /// Sealed, or plaintext (`TcpConfig::plaintext`).
     mode: LaneMode,
+    /// `TcpConfig::peer`.
+    peer: Option<IpAddr>,
     refusals: Arc<RefusalLog>,
 }
 
@@ -349,6 +356,7 @@ impl TcpServer {
             spin_yield: config.spin_yield,
             hello_timeout: config.hello_timeout,
             max_pending: config.max_pending.max(1),
+            peer: config.peer,
             mode: if config.plaintext {
                 LaneMode::Plaintext
             } else {
@@ -534,6 +542,17 @@ fn on_connection(
     registry: &Arc<LaneRegistry<TcpStream>>,
     shared: &Arc<Shared>,
 ) {
+    if let Some(client) = shared.peer {
+        if peer.ip().to_canonical() != client.to_canonical() {
+            if shared.refusals.refused.admit() {
+                log::warn!(
+                    "connection from {peer} refused: only the ssh client's address {client} may connect"
+                );
+            }
+            stream.shut_down();
+            return;
+        }
+    }
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("connection from {peer}: cannot set TCP_NODELAY: {e}");
     }
@@ -1847,6 +1866,54 @@ mod tests {
         assert_eq!(server.lanes_connected(), 2);
         drop(flood);
         server.stop();
+    }
+
+    /// Issue 15: with `peer` set (the ssh client's address), a connection
+    /// from another address is closed at once, unread; the client's own
+    /// lanes connect.
+    #[test]
+    fn only_the_ssh_clients_address_may_connect() {
+        use crate::transport::DeepFlush;
+        use rpmem_core::flush::cpu::FlushInstr;
+        use rpmem_core::persist::{Method, TargetParams};
+        use rpmem_core::wire::tcp::HelloStatus;
+        use std::ptr::NonNull;
+
+        let size = 64 * 1024;
+        let mut backing = vec![Page([0; 4096]); size / 4096];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives the server (stopped below) and is not
+        // referenced while the server runs.
+        let mem =
+            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
+        let target = Target::new(TargetParams {
+            nlanes: 1,
+            pool_size: size as u64,
+            min_offset: 0,
+            inline_max: 64,
+            flush_mode: FlushMode::Cpu,
+            method: Method::Gpspm,
+        })
+        .unwrap();
+        let secret = [9u8; SECRET_LEN];
+        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
+        config.hello_timeout = Duration::from_secs(30);
+        config.peer = Some("127.0.0.2".parse().unwrap());
+        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        let addr = server.local_addr();
+        let stranger = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 1), addr);
+        assert!(closed_within(&stranger, Duration::from_secs(1)));
+        let mut client = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr);
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(
+            handshake(&mut client, 0, &secret, LaneMode::Sealed),
+            HelloStatus::Ok
+        );
+        assert_eq!(server.lanes_connected(), 1);
+        server.stop();
+        drop(backing);
     }
 
     /// A client of the real server that writes many inline persist messages

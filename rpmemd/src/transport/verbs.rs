@@ -44,7 +44,7 @@
 //! with the right. FLUSHes are executed by the NIC (or rxe's kernel code)
 //! without this process.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{execute, HelloAccepted, HelloReject, ServerError, StreamServer, Target};
@@ -233,6 +233,19 @@ fn check_hello(
     })
 }
 
+/// The refusal of a request from `from` when only `client` may connect.
+fn peer_refusal(client: Option<IpAddr>, from: Option<SocketAddr>) -> Option<Refused> {
+    let client = client?;
+    if from.is_some_and(|a| a.ip().to_canonical() == client.to_canonical()) {
+        return None;
+    }
+    Some(Refused {
+        answer: None,
+        kind: RefusalKind::Refused,
+        why: format!("only the ssh client's address {client} may connect"),
+    })
+}
+
 /// A registry refusal as a refused request.
 fn registry_refusal(r: Refusal) -> Refused {
     Refused {
@@ -261,6 +274,9 @@ pub struct VerbsConfig {
     /// Register the pool for persistent RDMA FLUSH where the device can
     /// (the pool is persistent memory).
     pub flush: bool,
+    /// Accept connection requests only from this address (the ssh
+    /// client's, from `SSH_CONNECTION`); `None`: from any (local mode).
+    pub peer: Option<IpAddr>,
 }
 
 /// What became of registering the pool for persistent RDMA FLUSH.
@@ -326,6 +342,8 @@ struct Shared {
     // Keeps the pool registered while lanes run; dropped by `stop`.
     pd: Arc<Pd>,
     refusals: RefusalLog,
+    /// `VerbsConfig::peer`.
+    peer: Option<IpAddr>,
 }
 
 /// The running verbs data path of one session.
@@ -404,6 +422,7 @@ impl VerbsServer {
             window: config.send_window.max(1),
             pd,
             refusals: RefusalLog::new(),
+            peer: config.peer,
         });
         let reg = Arc::clone(&registry);
         let mr_for_lanes = Arc::clone(&pool_mr);
@@ -558,9 +577,12 @@ fn admit(
     shared: &Arc<Shared>,
     pool_mr: &Arc<Mr>,
 ) {
-    let peer = req
-        .peer_addr()
-        .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+    let peer_addr = req.peer_addr();
+    let peer = peer_addr.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+    if let Some(refused) = peer_refusal(shared.peer, peer_addr) {
+        reject(req, &refused, &peer, &shared.refusals);
+        return;
+    }
     // The hello, as on TCP; private data is padded by the transport.
     let accepted = match check_hello(req.private_data(), shared.target, &shared.secret) {
         Ok(a) => a,
@@ -810,6 +832,15 @@ mod tests {
         let r = check_hello(&no_lane, t, &SECRET).unwrap_err();
         assert_eq!(r.kind, RefusalKind::Refused);
         assert_eq!(r.answer, Some(ack(HelloStatus::BadLane)));
+
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let from = |a: &str| Some(SocketAddr::new(a.parse().unwrap(), 4791));
+        assert!(peer_refusal(None, from("198.51.100.1")).is_none());
+        assert!(peer_refusal(Some(client), from("192.0.2.7")).is_none());
+        assert!(peer_refusal(Some(client), from("::ffff:192.0.2.7")).is_none());
+        let other = peer_refusal(Some(client), from("192.0.2.8")).unwrap();
+        assert_eq!((other.kind, other.answer), (RefusalKind::Refused, None));
+        assert!(peer_refusal(Some(client), None).is_some());
 
         let busy = registry_refusal(Refusal::TooManyPending(16));
         assert_eq!((busy.kind, busy.answer), (RefusalKind::Busy, None));
