@@ -11,6 +11,7 @@
 //! | `RPMEM_SPIN_US` | 50 | microseconds a waiting call polls before it sleeps |
 //! | `RPMEM_PROVIDER` | `tcp` | data path: `tcp` (any network), or `verbs` (native RDMA; the library and rpmemd must be built with the cargo feature `verbs`) |
 //! | `RPMEM_DATA_ADDR` | unset | a test hook: TCP lanes connect to this `HOST:PORT` (`[V6]:PORT`) instead of the address and port rpmemd announced, e.g. a proxy in front of rpmemd's data port (`tests/tests/proxy.rs`) |
+//! | `RPMEM_TCP_PLAINTEXT` | `0` | `1`: TCP lanes in the clear after the handshake (which still proves the session secret both ways), only with an rpmemd configured `tcp-plaintext = yes`; logged. `0`: every lane sealed (AES-256-GCM, `docs/protocol.md`), and an rpmemd that offers only plaintext is refused |
 //! | `RPMEM_RDMA_FLUSH` | `1` | `1`: over verbs, make writes durable with RDMA FLUSH where rpmemd offers it and this host's device can post it; `0`: always use the method rpmemd announces (APM or GPSPM) |
 //!
 //! An empty variable counts as unset (as in librpmem). A value that cannot
@@ -39,6 +40,8 @@ pub const ENV_SPIN_US: &str = "RPMEM_SPIN_US";
 pub const ENV_PROVIDER: &str = "RPMEM_PROVIDER";
 /// `RPMEM_RDMA_FLUSH` (ours).
 pub const ENV_RDMA_FLUSH: &str = "RPMEM_RDMA_FLUSH";
+/// `RPMEM_TCP_PLAINTEXT` (ours).
+pub const ENV_TCP_PLAINTEXT: &str = "RPMEM_TCP_PLAINTEXT";
 /// `RPMEM_DATA_ADDR` (ours, a test hook).
 pub const ENV_DATA_ADDR: &str = "RPMEM_DATA_ADDR";
 
@@ -177,6 +180,9 @@ pub struct Options {
     pub(crate) inline_size: u64,
     pub(crate) transport: Transport,
     pub(crate) rdma_flush: bool,
+    /// `RPMEM_TCP_PLAINTEXT`: TCP lanes in the clear (both sides must
+    /// choose it).
+    pub(crate) tcp_plaintext: bool,
     /// `RPMEM_DATA_ADDR`: where TCP lanes connect instead of rpmemd's
     /// announced address (host, port).
     pub(crate) data_addr: Option<(String, u16)>,
@@ -198,6 +204,7 @@ impl Default for Options {
             inline_size: DEFAULT_INLINE_SIZE,
             transport: Transport::Tcp,
             rdma_flush: true,
+            tcp_plaintext: false,
             data_addr: None,
         }
     }
@@ -274,6 +281,19 @@ impl Options {
                 }
             };
         }
+        if let Some(v) = get(ENV_TCP_PLAINTEXT) {
+            o.tcp_plaintext = match v.as_str() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(Error::Env {
+                        name: ENV_TCP_PLAINTEXT,
+                        value: v,
+                        reason: "expected 0 or 1",
+                    })
+                }
+            };
+        }
         if let Some(v) = get(ENV_DATA_ADDR) {
             o.data_addr = Some(parse_host_port(&v).ok_or(Error::Env {
                 name: ENV_DATA_ADDR,
@@ -327,6 +347,11 @@ impl Options {
     /// How long a waiting call polls before it sleeps.
     pub fn spin(&self) -> Duration {
         self.spin
+    }
+
+    /// TCP lanes in the clear (`RPMEM_TCP_PLAINTEXT=1`).
+    pub fn tcp_plaintext(&self) -> bool {
+        self.tcp_plaintext
     }
 
     /// Deadline of each control-path wait.
@@ -448,6 +473,13 @@ impl OptionsBuilder {
         self
     }
 
+    /// TCP lanes in the clear after the handshake (`RPMEM_TCP_PLAINTEXT`);
+    /// rpmemd must be configured `tcp-plaintext = yes` too. Default off.
+    pub fn tcp_plaintext(mut self, on: bool) -> Self {
+        self.opts.tcp_plaintext = on;
+        self
+    }
+
     /// How long a waiting call polls before it sleeps (`RPMEM_SPIN_US`).
     pub fn spin(mut self, d: Duration) -> Self {
         self.opts.spin = d;
@@ -557,6 +589,7 @@ mod tests {
             ("RPMEM_MAX_NLANES", "3"),
             ("RPMEM_WORK_QUEUE_SIZE", "7"),
             ("RPMEM_SPIN_US", "0"),
+            ("RPMEM_TCP_PLAINTEXT", "1"),
             ("RPMEM_PROVIDER", "verbs"),
             ("RPMEM_RDMA_FLUSH", "0"),
         ])
@@ -570,6 +603,7 @@ mod tests {
         assert_eq!(o.max_nlanes(), 3);
         assert_eq!(o.wq_size(), 7);
         assert_eq!(o.spin(), Duration::ZERO);
+        assert!(o.tcp_plaintext());
     }
 
     #[test]
@@ -619,6 +653,7 @@ mod tests {
     #[case("RPMEM_WORK_QUEUE_SIZE", "+5")]
     #[case("RPMEM_WORK_QUEUE_SIZE", "0")]
     #[case("RPMEM_SPIN_US", "1.5")]
+    #[case("RPMEM_TCP_PLAINTEXT", "yes")]
     #[case("RPMEM_LAUNCH", "rsh")]
     #[case("RPMEM_RDMA_FLUSH", "yes")]
     fn bad_values_are_errors_naming_the_variable(#[case] name: &str, #[case] value: &str) {

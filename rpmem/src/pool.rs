@@ -303,6 +303,7 @@ impl RemotePool {
                 port,
             ));
         }
+        let mode = tcp_lane_mode(&host, ext.flags, opts.tcp_plaintext)?;
         // TCP lanes connect on first use (`LaneSlot`), except lane 0: its
         // connection at open time shows that the data path works (the port is
         // reachable, the secret is right) before the pool is handed out.
@@ -319,7 +320,7 @@ impl RemotePool {
                 host: host.clone(),
                 addr,
                 secret: ext.secret,
-                mode: rpmem_core::seal::LaneMode::Sealed,
+                mode,
                 params: lane_params,
                 spin: opts.spin,
                 stall: opts.data_timeout,
@@ -600,6 +601,39 @@ impl Drop for Lane<'_> {
                 *sync::lock(slot) = Some(conn);
             }
         }
+    }
+}
+
+/// The mode of a session's TCP lanes: sealed unless both sides chose
+/// plaintext (rpmemd says so with the `PLAINTEXT` extension flag, the
+/// client with `RPMEM_TCP_PLAINTEXT=1`); a mismatch is refused, naming the
+/// side that did not choose it.
+pub(crate) fn tcp_lane_mode(
+    host: &str,
+    ext_flags: u32,
+    client_plaintext: bool,
+) -> Result<rpmem_core::seal::LaneMode, Error> {
+    use rpmem_core::seal::LaneMode;
+    use rpmem_core::wire::oob::ext_flags::PLAINTEXT;
+    let refused = |detail: &str| Error::Protocol {
+        host: host.to_owned(),
+        during: "choosing the data path's protection".to_owned(),
+        detail: detail.to_owned(),
+    };
+    match (ext_flags & PLAINTEXT != 0, client_plaintext) {
+        (false, false) => Ok(LaneMode::Sealed),
+        (true, true) => {
+            log::warn!(
+                "{host}: plaintext TCP lanes (RPMEM_TCP_PLAINTEXT=1 and rpmemd's tcp-plaintext = yes): the pool's bytes cross the network in the clear"
+            );
+            Ok(LaneMode::Plaintext)
+        }
+        (true, false) => Err(refused(
+            "rpmemd offers only plaintext TCP lanes (its configuration says tcp-plaintext = yes) and this client did not choose plaintext (RPMEM_TCP_PLAINTEXT=1): refused by the client",
+        )),
+        (false, true) => Err(refused(
+            "this client chose plaintext TCP lanes (RPMEM_TCP_PLAINTEXT=1) but rpmemd seals every lane (its configuration does not say tcp-plaintext = yes): refused by rpmemd's configuration",
+        )),
     }
 }
 

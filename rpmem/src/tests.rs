@@ -769,3 +769,19 @@ fn remove_reports_exit_status_and_stderr() {
     )
     .expect("true succeeds");
 }
+
+#[test]
+fn plaintext_lanes_need_both_sides() {
+    use crate::pool::tcp_lane_mode;
+    use rpmem_core::seal::LaneMode;
+    use rpmem_core::wire::oob::ext_flags::{PLAINTEXT, PMEM};
+    assert_eq!(tcp_lane_mode("h", PMEM, false).unwrap(), LaneMode::Sealed);
+    assert_eq!(
+        tcp_lane_mode("h", PLAINTEXT | PMEM, true).unwrap(),
+        LaneMode::Plaintext
+    );
+    let e = tcp_lane_mode("h", PLAINTEXT, false).unwrap_err().to_string();
+    assert!(e.contains("refused by the client"), "{e}");
+    let e = tcp_lane_mode("h", 0, true).unwrap_err().to_string();
+    assert!(e.contains("refused by rpmemd's configuration"), "{e}");
+}

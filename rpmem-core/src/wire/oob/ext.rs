@@ -45,6 +45,11 @@ pub mod flags {
     /// make its WRITEs durable with FLUSH instead of the announced method
     /// (see `rpmem_core::policy`, RDMA FLUSH). Only with the verbs provider.
     pub const RDMA_FLUSH: u32 = 1 << 2;
+    /// The session's TCP lanes are plaintext (rpmemd's `tcp-plaintext =
+    /// yes`): after the handshake, frames go in the clear. A client that
+    /// did not choose plaintext refuses the session; one that did refuses a
+    /// session without this bit. Only with the TCP provider.
+    pub const PLAINTEXT: u32 = 1 << 3;
 }
 
 /// Wire layout of `rpmem_msg_ext`.
