@@ -625,6 +625,23 @@ impl Campaign {
             std::thread::sleep(Duration::from_millis(5));
         }
 
+        // rpmemd's stderr reaches the client's error messages; its log must
+        // not show a panic either.
+        let client_err = fs::read_to_string(env.path("client.err")).unwrap_or_default();
+        for (what, text) in [
+            ("rpmemd's log", env.log()),
+            ("the client's stderr", client_err),
+        ] {
+            if let Some(line) = text.lines().find(|l| l.contains("panicked")) {
+                return Err(Wrong::Other(format!("a panic in {what}: {line}")));
+            }
+        }
+        if let Some(line) = seen.errors.iter().find(|l| l.contains("panicked")) {
+            return Err(Wrong::Other(format!(
+                "a panic reported to the client: {line}"
+            )));
+        }
+
         let created = plan.ops.first() == Some(&Op::Open) || seen.ok.contains(&0);
         if created {
             check_pool(env, plan, &seen, &local).map(|()| Fine::Reopened)
