@@ -330,3 +330,43 @@ fn a_fault_fails_the_call_in_flight_and_is_replayed() {
     assert_eq!(f.fault, Some(at), "{f}");
     assert!(f.to_string().contains("target process killed"), "{f}");
 }
+
+/// A thread that panics or returns an error is a run error (reported, not
+/// unwound out of `run`), and the other threads are released: their calls
+/// return Stopped and the run ends.
+#[test]
+fn a_failing_thread_stops_the_run_and_releases_the_others() {
+    for panic in [false, true] {
+        let stopped = AtomicU64::new(0);
+        let workload = |r: &mut SimLane<'_>| -> Res {
+            let d = r.data_start();
+            if r.thread() == 1 {
+                r.persist(d, 8, 0)?;
+                if panic {
+                    panic!("thread 1 gives up");
+                }
+                return Err("thread 1 gives up".into());
+            }
+            for n in 0..1000u64 {
+                match r.persist(d + 64 + 8 * (n % 100), 8, 0) {
+                    Ok(()) => {}
+                    Err(SimCallError::Stopped) => {
+                        stopped.fetch_add(1, Ordering::Relaxed);
+                        return Err(SimCallError::Stopped.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        };
+        let report = Simulation::new(workload, |_: &[u8], _: &[Call]| Ok(()))
+            .threads(2)
+            .seeds(1..3)
+            .run();
+        assert_eq!(report.errors.len(), 1, "{report}");
+        let what = &report.errors[0].what;
+        assert!(what.contains("thread 1 gives up"), "{what}");
+        assert_eq!(what.contains("panicked"), panic, "{what}");
+        assert_eq!(stopped.load(Ordering::Relaxed), 1);
+    }
+}
