@@ -6,6 +6,7 @@
 //! cargo run -p sim --release --example replicated_log -- --seeds 200
 //! cargo run -p sim --release --example replicated_log -- --seed 7 --config adr-ddio/gpspm --verbose
 //! cargo run -p sim --release --example replicated_log -- --seeds 1000 --bench   # images/s, and the simulator alone
+//! cargo run -p sim --release --example replicated_log -- --faults   # also rpmemd killed, a lane reset
 //! ```
 //!
 //! The application code (`append`, `recover`) is written against
@@ -27,7 +28,7 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use sim::app::{Call, Replica, SimLane, Simulation};
+use sim::app::{Call, Fault, Replica, SimLane, Simulation};
 use sim::platform::{parse_method, platform, Config};
 
 /// Bytes of one record: sequence number, value, check word.
@@ -228,7 +229,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sim = simulation(args.seeds.clone(), args.configs.clone()).verbose(args.verbose);
+    let mut sim = simulation(args.seeds.clone(), args.configs.clone()).verbose(args.verbose);
+    if args.rest.iter().any(|a| a == "--faults") {
+        // Each seed once more with the target process killed and once with
+        // a lane reset, at seeded steps.
+        sim = sim.faults(vec![Fault::TargetKilled, Fault::LaneReset]);
+    }
     if args.verbose {
         print_trace(&sim, &args);
     }

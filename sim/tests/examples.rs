@@ -25,6 +25,18 @@ fn the_correct_log_survives_every_crash_in_every_allowed_configuration() {
 }
 
 #[test]
+fn the_correct_log_survives_a_killed_target_and_a_reset_lane() {
+    let report = log::simulation(1..11, allowed())
+        .faults(vec![
+            sim::app::Fault::TargetKilled,
+            sim::app::Fault::LaneReset,
+        ])
+        .run();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.faulted_runs, 2 * 10 * allowed().len() as u64);
+}
+
+#[test]
 fn the_tail_first_bug_is_caught_in_every_allowed_configuration() {
     for config in allowed() {
         let sim = log_bug::simulation("tail-first", 1..4, vec![config]).unwrap();
