@@ -1890,12 +1890,7 @@ impl<'s> Run<'s> {
                     set_word(&mut self.img, *w, &cand.value);
                 }
             }
-            self.images = self.images.saturating_add(1);
-            let recover = self.recover;
-            let (img, history) = (&self.img, &self.history);
-            let verdict = catch_unwind(AssertUnwindSafe(|| recover(img, history)))
-                .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))));
-            if let Err(reason) = verdict {
+            if let Err(reason) = self.judge_image() {
                 let sources: BTreeMap<u64, &'static str> = words
                     .iter()
                     .zip(&pick)
@@ -1923,18 +1918,22 @@ impl<'s> Run<'s> {
         }
     }
 
+    /// `recover`'s verdict on the image in `img` (a panic rejects it).
+    fn judge_image(&mut self) -> Result<(), String> {
+        self.images = self.images.saturating_add(1);
+        let recover = self.recover;
+        let (img, history) = (&self.img, &self.history);
+        catch_unwind(AssertUnwindSafe(|| recover(img, history)))
+            .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))))
+    }
+
     /// After the target process was killed and the run ended: the host
     /// stayed up, so the pool holds what its memory holds (every word's
     /// current, coherent value).
     fn judge_surviving_host(&mut self) {
         let size = self.info.size;
         self.img = self.world.mem().read(0, size);
-        self.images = self.images.saturating_add(1);
-        let recover = self.recover;
-        let (img, history) = (&self.img, &self.history);
-        let verdict = catch_unwind(AssertUnwindSafe(|| recover(img, history)))
-            .unwrap_or_else(|p| Err(format!("recover panicked: {}", panic_text(&*p))));
-        if let Err(reason) = verdict {
+        if let Err(reason) = self.judge_image() {
             self.fail(reason, &BTreeMap::new(), 1, Judged::SurvivingHost, 0);
         }
         self.img.clone_from(&self.base);
