@@ -110,6 +110,9 @@ pub enum Op {
         len: u64,
         key: u64,
     },
+    /// The next `count` steps (persists on disjoint ranges and different
+    /// lanes) at once, one thread each.
+    Burst { count: u8 },
     /// `set_attr` with the attributes of generation `gen`.
     SetAttr { gen: u8 },
     /// Read back a range and compare it with the region.
@@ -125,7 +128,7 @@ impl Op {
         match self {
             Op::Create => "create",
             Op::Open => "open",
-            Op::Persist { .. } | Op::DeepPersist { .. } => "persist",
+            Op::Persist { .. } | Op::DeepPersist { .. } | Op::Burst { .. } => "persist",
             Op::SetAttr { .. } => "set_attr",
             Op::Read { .. } => "read",
             Op::Close => "close",
@@ -200,6 +203,30 @@ impl Plan {
                 let off = HDR + rng.below(POOL_LEN - HDR - len + 1);
                 let lane = rng.below(u64::from(NLANES)) as u32;
                 let key = (seed << 16) ^ (ops.len() as u64);
+                if !last && (6..14).contains(&roll) {
+                    // 2 to 4 persists at once, each in its own slice of
+                    // the pool, on lanes 0, 1, ...
+                    let count = 2 + rng.below(3);
+                    ops.push(Op::Burst { count: count as u8 });
+                    let slice = (POOL_LEN - HDR) / count;
+                    for t in 0..count {
+                        let len = len.min(slice).max(1);
+                        let off = HDR + t * slice + rng.below(slice - len + 1);
+                        let flags = if rng.below(2) == 0 {
+                            0
+                        } else {
+                            PERSIST_RELAXED
+                        };
+                        ops.push(Op::Persist {
+                            lane: t as u32,
+                            off,
+                            len,
+                            flags,
+                            key: (seed << 16) ^ (ops.len() as u64),
+                        });
+                    }
+                    continue;
+                }
                 if roll < 6 {
                     Op::DeepPersist {
                         lane,
@@ -397,6 +424,8 @@ pub struct Outcome {
     pub client_end: Option<Duration>,
     /// Persists acknowledged before the kill.
     pub acked: usize,
+    /// Steps begun and never acknowledged (more than one: a burst was cut).
+    pub unacked: usize,
     /// The verdict.
     pub result: Result<Fine, Wrong>,
 }
@@ -483,6 +512,7 @@ impl Campaign {
             killed: false,
             client_end: None,
             acked: 0,
+            unacked: 0,
             result: Ok(Fine::Reopened),
         };
         outcome.result = self.run_in(&env, &plan, &mut outcome);
@@ -573,6 +603,7 @@ impl Campaign {
             .iter()
             .filter(|i| plan.ops.get(**i).and_then(Op::write).is_some())
             .count();
+        outcome.unacked = seen.began.iter().filter(|i| !seen.ok.contains(i)).count();
         if let Some(m) = seen.mismatches.first() {
             return Err(Wrong::Other(format!(
                 "the client read back other bytes: {m}"
@@ -671,7 +702,7 @@ impl Campaign {
             match rx.recv_timeout(left.max(Duration::from_millis(1))) {
                 Ok(line) => {
                     seen.take(&line);
-                    at_step = seen.last_begun() == Some(kill.step);
+                    at_step = seen.began.contains(&kill.step);
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -772,8 +803,14 @@ fn check_pool(env: &TestEnv, plan: &Plan, seen: &Seen, opts: &Options) -> Result
     r.read_at(0, &mut got)
         .map_err(|e| Wrong::Other(format!("read_at: {e}")))?;
 
-    // The step in flight: begun, not acknowledged.
-    let in_flight = seen.began.iter().copied().find(|i| !seen.ok.contains(i));
+    // The steps in flight: begun, not acknowledged (one, or the persists
+    // of a burst).
+    let in_flight: Vec<usize> = seen
+        .began
+        .iter()
+        .copied()
+        .filter(|i| !seen.ok.contains(i))
+        .collect();
 
     // Attributes: the last acknowledged generation, or the one in flight.
     let mut acked_gen = 0u8;
@@ -783,8 +820,10 @@ fn check_pool(env: &TestEnv, plan: &Plan, seen: &Seen, opts: &Options) -> Result
         }
     }
     let mut allowed = vec![attr_of(plan.seed, acked_gen)];
-    if let Some(Op::SetAttr { gen }) = in_flight.and_then(|i| plan.ops.get(i)) {
-        allowed.push(attr_of(plan.seed, *gen));
+    for i in &in_flight {
+        if let Some(Op::SetAttr { gen }) = plan.ops.get(*i) {
+            allowed.push(attr_of(plan.seed, *gen));
+        }
     }
     match got_attr {
         Some(a) if allowed.contains(&a) => {}
@@ -807,19 +846,21 @@ fn check_pool(env: &TestEnv, plan: &Plan, seen: &Seen, opts: &Options) -> Result
             expect[off as usize..(off + len) as usize].copy_from_slice(&pattern(len as usize, key));
         }
     }
-    let flight = in_flight
-        .and_then(|i| plan.ops.get(i))
-        .and_then(Op::write)
-        .map(|(off, len, key)| (off, len, pattern(len as usize, key)));
+    let flights: Vec<(u64, u64, Vec<u8>)> = in_flight
+        .iter()
+        .filter_map(|i| plan.ops.get(*i).and_then(Op::write))
+        .map(|(off, len, key)| (off, len, pattern(len as usize, key)))
+        .collect();
     for at in HDR as usize..POOL_LEN as usize {
         if got[at] == expect[at] {
             continue;
         }
-        if let Some((off, len, bytes)) = &flight {
+        let in_a_flight = flights.iter().any(|(off, len, bytes)| {
             let (off, len) = (*off as usize, *len as usize);
-            if at >= off && at < off + len && got[at] == bytes[at - off] {
-                continue;
-            }
+            at >= off && at < off + len && got[at] == bytes[at - off]
+        });
+        if in_a_flight {
+            continue;
         }
         let writer = seen
             .ok
@@ -924,6 +965,8 @@ pub struct Row {
     pub removed: u32,
     /// The longest time from a kill to the end of the client.
     pub slowest_end: Duration,
+    /// Runs that ended with two or more persists of a burst unacknowledged.
+    pub cut_bursts: u32,
 }
 
 impl Table {
@@ -938,6 +981,7 @@ impl Table {
         row.killed += u32::from(o.killed);
         row.acked += o.acked as u64;
         row.slowest_end = row.slowest_end.max(o.client_end.unwrap_or_default());
+        row.cut_bursts += u32::from(o.unacked >= 2);
         match &o.result {
             Ok(Fine::CreateKilledRemoved(_)) => row.removed += 1,
             Ok(_) => {}
@@ -951,12 +995,12 @@ impl Table {
     /// The table in Markdown.
     pub fn markdown(&self) -> String {
         let mut s = String::from(
-            "| launch | killed | phase | runs | victim alive at kill | acked persists checked | hangs | losses | reopen failures | other failures | create undone by remove | slowest client end after the kill |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| launch | killed | phase | runs | victim alive at kill | acked persists checked | hangs | losses | reopen failures | other failures | create undone by remove | slowest client end after the kill | cut with 2+ persists in flight |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let mut total = Row::default();
         for ((launch, victim, phase), r) in &self.rows {
             s.push_str(&format!(
-                "| {launch} | {victim} | {phase} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms |\n",
+                "| {launch} | {victim} | {phase} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {} |\n",
                 r.runs,
                 r.killed,
                 r.acked,
@@ -965,7 +1009,8 @@ impl Table {
                 r.reopen_failures,
                 r.other,
                 r.removed,
-                r.slowest_end.as_millis()
+                r.slowest_end.as_millis(),
+                r.cut_bursts
             ));
             total.runs += r.runs;
             total.killed += r.killed;
@@ -976,9 +1021,10 @@ impl Table {
             total.other += r.other;
             total.removed += r.removed;
             total.slowest_end = total.slowest_end.max(r.slowest_end);
+            total.cut_bursts += r.cut_bursts;
         }
         s.push_str(&format!(
-            "| **all** | | | {} | {} | {} | {} | {} | {} | {} | {} | {} ms |\n",
+            "| **all** | | | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {} |\n",
             total.runs,
             total.killed,
             total.acked,
@@ -987,7 +1033,8 @@ impl Table {
             total.reopen_failures,
             total.other,
             total.removed,
-            total.slowest_end.as_millis()
+            total.slowest_end.as_millis(),
+            total.cut_bursts
         ));
         s
     }

@@ -5,7 +5,7 @@
 //! attribute must be on the target, and every pool must open again (or,
 //! killed during create, be removable and creatable again).
 //!
-//! `CRASH_RUNS=N` runs N seeds (default 40, about 30 s in a debug build),
+//! `CRASH_RUNS=N` runs N seeds (default 32, 30-40 s in a debug build),
 //! from `CRASH_FIRST_SEED` (default: from the clock, printed);
 //! `CRASH_SEED=S` replays seed S alone. One run in three goes through the
 //! test's own OpenSSH server unless `RPMEM_SKIP_SSH_TESTS=1`. The result
@@ -53,7 +53,7 @@ fn crash_campaign() {
                     .map(|d| d.as_secs() % 1_000_000 * 1000)
                     .unwrap_or(0)
             });
-            (first, env_u64("CRASH_RUNS").unwrap_or(40))
+            (first, env_u64("CRASH_RUNS").unwrap_or(32))
         }
     };
     eprintln!(
@@ -111,6 +111,7 @@ fn plans_reach_every_phase() {
     // a campaign of a few dozen runs covers them all.
     let mut phases = std::collections::BTreeSet::new();
     let mut victims = std::collections::BTreeSet::new();
+    let mut bursts = 0;
     for seed in 0..300 {
         let plan = Plan::of(seed);
         assert!(matches!(
@@ -123,9 +124,27 @@ fn plans_reach_every_phase() {
         victims.insert(kill.victim);
         // The same seed, the same plan.
         assert_eq!(Plan::of(seed).ops, plan.ops);
+        // The persists of a burst follow it, on disjoint ranges.
+        for (i, op) in plan.ops.iter().enumerate() {
+            if let rpmem_e2e::crash::Op::Burst { count } = op {
+                bursts += 1;
+                let subs = &plan.ops[i + 1..=i + usize::from(*count)];
+                let ranges: Vec<(u64, u64, u64)> =
+                    subs.iter().map(|o| o.write().expect("a persist")).collect();
+                for (a, ra) in ranges.iter().enumerate() {
+                    for rb in &ranges[a + 1..] {
+                        assert!(
+                            ra.0 + ra.1 <= rb.0 || rb.0 + rb.1 <= ra.0,
+                            "seed {seed}: burst ranges overlap: {ranges:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
     for p in ["create", "open", "persist", "set_attr", "read", "close"] {
         assert!(phases.contains(p), "no kill during {p}: {phases:?}");
     }
     assert_eq!(victims.len(), 3, "{victims:?}");
+    assert!(bursts > 100, "{bursts} bursts in 300 plans");
 }

@@ -59,9 +59,22 @@ fn main() -> ExitCode {
     };
     let plan = Plan::of(seed);
     let mut pool: Option<RemotePool> = None;
-    for (i, op) in plan.ops.iter().enumerate() {
+    let mut i = 0;
+    while let Some(op) = plan.ops.get(i) {
         say(&format!("BEGIN {i}"));
-        let result = step(&plan, *op, &target, &pool_set, &region, &opts, &mut pool);
+        let (result, next) = match *op {
+            Op::Burst { count } => {
+                let subs = plan.ops.get(i + 1..i + 1 + usize::from(count));
+                (
+                    burst(i + 1, subs.unwrap_or(&[]), &region, pool.as_ref()),
+                    i + 1 + usize::from(count),
+                )
+            }
+            op => (
+                step(&plan, op, &target, &pool_set, &region, &opts, &mut pool),
+                i + 1,
+            ),
+        };
         match result {
             Ok(()) => say(&format!("OK {i}")),
             Err(Step::Failed(msg)) => {
@@ -73,8 +86,74 @@ fn main() -> ExitCode {
                 return ExitCode::from(4);
             }
         }
+        i = next;
     }
     ExitCode::SUCCESS
+}
+
+/// The persists `ops` (steps `first`, `first + 1`, ...) at once, one
+/// thread each; each says `BEGIN` and `OK` for itself.
+fn burst(
+    first: usize,
+    ops: &[Op],
+    region: &Arc<Region>,
+    pool: Option<&RemotePool>,
+) -> Result<(), Step> {
+    let pool = pool.ok_or_else(|| Step::Failed("no pool is open".to_owned()))?;
+    let results: Vec<Result<(), Step>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ops
+            .iter()
+            .enumerate()
+            .map(|(k, op)| {
+                let j = first + k;
+                s.spawn(move || {
+                    say(&format!("BEGIN {j}"));
+                    persist(pool, region, *op)?;
+                    say(&format!("OK {j}"));
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Step::Failed("a burst thread panicked".to_owned())))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// A persist or deep persist of `op`'s pattern.
+fn persist(p: &RemotePool, region: &Arc<Region>, op: Op) -> Result<(), Step> {
+    match op {
+        Op::Persist {
+            lane,
+            off,
+            len,
+            flags,
+            key,
+        } => {
+            region
+                .write_at(off as usize, &pattern(len as usize, key))
+                .map_err(failed)?;
+            p.persist(lane % p.nlanes(), off, len, flags)
+                .map_err(failed)
+        }
+        Op::DeepPersist {
+            lane,
+            off,
+            len,
+            key,
+        } => {
+            region
+                .write_at(off as usize, &pattern(len as usize, key))
+                .map_err(failed)?;
+            p.deep_persist(lane % p.nlanes(), off, len).map_err(failed)
+        }
+        other => Err(Step::Failed(format!("{other:?} is not a persist"))),
+    }
 }
 
 enum Step {
@@ -125,32 +204,9 @@ fn step(
             }
             *pool = Some(p);
         }
-        Op::Persist {
-            lane,
-            off,
-            len,
-            flags,
-            key,
-        } => {
-            let p = open_pool(pool)?;
-            region
-                .write_at(off as usize, &pattern(len as usize, key))
-                .map_err(failed)?;
-            p.persist(lane % p.nlanes(), off, len, flags)
-                .map_err(failed)?;
-        }
-        Op::DeepPersist {
-            lane,
-            off,
-            len,
-            key,
-        } => {
-            let p = open_pool(pool)?;
-            region
-                .write_at(off as usize, &pattern(len as usize, key))
-                .map_err(failed)?;
-            p.deep_persist(lane % p.nlanes(), off, len)
-                .map_err(failed)?;
+        Op::Persist { .. } | Op::DeepPersist { .. } => persist(open_pool(pool)?, region, op)?,
+        Op::Burst { .. } => {
+            return Err(Step::Failed("a burst runs in the main loop".to_owned()));
         }
         Op::SetAttr { gen } => {
             let p = open_pool(pool)?;
