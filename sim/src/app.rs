@@ -377,9 +377,17 @@ impl fmt::Display for Failure {
         } else if self.in_flight.is_empty() {
             writeln!(f, "  crash after step {}, between calls", self.step)?;
         } else {
-            for (l, c) in &self.in_flight {
-                writeln!(f, "  crash after step {}, during lane {l}: {c}", self.step)?;
-            }
+            let calls: Vec<String> = self
+                .in_flight
+                .iter()
+                .map(|(l, c)| format!("lane {l}: {c}"))
+                .collect();
+            writeln!(
+                f,
+                "  crash after step {}, during {}",
+                self.step,
+                calls.join("; ")
+            )?;
         }
         writeln!(
             f,

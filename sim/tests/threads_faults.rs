@@ -16,68 +16,22 @@ fn word(image: &[u8], at: u64) -> u64 {
 }
 
 fn plain_durable() -> Vec<Config> {
-    Config::all()
-        .into_iter()
-        .filter(|c| c.allowed() && !c.is_tcp() && c.platform.plain_persist_durable())
-        .collect()
+    handoff::configs()
 }
 
-const RECORD: u64 = 64; // thread 0's record, relative to data_start
-const READY: u64 = 128; // thread 0's local "persisted" mark (never sent)
-const FLAG: u64 = 0; // thread 1's published flag
-
-/// Thread 0 writes a record and persists it; thread 1 waits (making calls,
-/// which is when threads switch) until it sees the record in the local
-/// region (`early`) or thread 0's mark that the persist returned, then
-/// publishes a flag saying the record is durable.
-fn publish_workload(early: bool) -> impl Fn(&mut SimLane<'_>) -> Res + Sync {
-    move |r: &mut SimLane<'_>| -> Res {
-        let d = r.data_start();
-        if r.thread() == 0 {
-            r.write(d + RECORD, &0xabcd_u64.to_le_bytes())?;
-            r.persist(d + RECORD, 8, 0)?;
-            r.write(d + READY, &1u64.to_le_bytes())?;
-            return Ok(());
-        }
-        let watch = if early { d + RECORD } else { d + READY };
-        for _ in 0..200 {
-            let mut buf = [0u8; 8];
-            r.read_local(watch, &mut buf)?;
-            if u64::from_le_bytes(buf) != 0 {
-                r.write(d + FLAG, &1u64.to_le_bytes())?;
-                r.persist(d + FLAG, 8, 0)?;
-                return Ok(());
-            }
-            // A call: the other thread may run meanwhile.
-            r.read(d + FLAG, &mut buf)?;
-        }
-        Err("thread 0's record never appeared".into())
-    }
-}
-
-fn publish_recover(image: &[u8], _: &[Call]) -> Result<(), String> {
-    let (flag, record) = (word(image, 4096 + FLAG), word(image, 4096 + RECORD));
-    match (flag, record) {
-        (0, _) | (1, 0xabcd) => Ok(()),
-        _ => Err(format!("flag {flag} published, record {record:#x}")),
-    }
-}
+#[allow(dead_code)]
+#[path = "../examples/handoff.rs"]
+mod handoff;
 
 /// Publishing what another thread has written but not yet made durable is
 /// caught only because the two threads' calls overlap; publishing after
 /// the other thread's persist returned passes. Same seed, same failure.
+/// (`sim/examples/handoff.rs`.)
 #[test]
 fn a_thread_publishing_another_threads_unpersisted_record_is_caught() {
-    let good = Simulation::new(publish_workload(false), publish_recover)
-        .threads(2)
-        .configs(plain_durable())
-        .seeds(1..31)
-        .run();
+    let good = handoff::simulation(false, 1..31).run();
     assert!(good.passed(), "{good}");
-    let bad = Simulation::new(publish_workload(true), publish_recover)
-        .threads(2)
-        .configs(plain_durable())
-        .seeds(1..31);
+    let bad = handoff::simulation(true, 1..31);
     let report = bad.run();
     let f = report.failure.clone().expect("caught");
     assert!(f.reason.contains("flag 1 published"), "{f}");
@@ -102,16 +56,13 @@ fn a_thread_publishing_another_threads_unpersisted_record_is_caught() {
     // One thread cannot show it: its calls never overlap its own.
     let one = Simulation::new(
         |r: &mut SimLane<'_>| -> Res {
-            let d = r.data_start();
-            r.write(d + RECORD, &0xabcd_u64.to_le_bytes())?;
-            r.persist(d + RECORD, 8, 0)?;
-            r.write(d + FLAG, &1u64.to_le_bytes())?;
-            r.persist(d + FLAG, 8, 0)?;
+            handoff::produce(r)?;
+            assert!(handoff::publish(r, true)?);
             Ok(())
         },
-        publish_recover,
+        |image: &[u8], history: &[Call]| handoff::recover(image, history, 4096),
     )
-    .configs(plain_durable())
+    .configs(handoff::configs())
     .seeds(1..31)
     .run();
     assert!(one.passed(), "{one}");
