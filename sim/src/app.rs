@@ -682,6 +682,24 @@ impl<'a> Simulation<'a> {
     /// overlap. Which thread resumes when, and every step of the network
     /// and the target between, is drawn from the seed: the seed replays the
     /// interleaving.
+    ///
+    /// ```
+    /// use sim::app::{Call, Replica, SimLane, Simulation};
+    ///
+    /// // Each thread writes its own word on its own lane.
+    /// let workload = |r: &mut SimLane<'_>| -> Result<(), Box<dyn std::error::Error>> {
+    ///     let at = r.data_start() + 64 * u64::from(r.thread());
+    ///     assert_eq!(r.index(), r.thread()); // thread t starts on lane t
+    ///     r.write(at, &[1; 8])?;
+    ///     r.persist(at, 8, 0)?;
+    ///     Ok(())
+    /// };
+    /// let report = Simulation::new(workload, |_: &[u8], _: &[Call]| Ok(()))
+    ///     .threads(2)
+    ///     .seeds(1..3)
+    ///     .run();
+    /// assert!(report.passed(), "{report}");
+    /// ```
     pub fn threads(mut self, n: u32) -> Self {
         self.threads = n;
         self
@@ -693,6 +711,38 @@ impl<'a> Simulation<'a> {
     /// of every crash point of that run too. The workload sees its calls
     /// fail ([`SimCallError::Failed`]); an error it returns after the fault
     /// is not a run error.
+    ///
+    /// ```
+    /// use sim::app::{Call, Fault, Replica, SimLane, Simulation};
+    /// use sim::platform::Config;
+    ///
+    /// // A counter, persisted after each increment.
+    /// let workload = |r: &mut SimLane<'_>| -> Result<(), Box<dyn std::error::Error>> {
+    ///     let d = r.data_start();
+    ///     for n in 1..=3u64 {
+    ///         r.write(d, &n.to_le_bytes())?;
+    ///         r.persist(d, 8, 0)?; // fails once rpmemd is killed
+    ///     }
+    ///     Ok(())
+    /// };
+    /// // Every increment whose persist returned survives.
+    /// let recover = |image: &[u8], history: &[Call]| -> Result<(), String> {
+    ///     let count = u64::from_le_bytes(image[4096..4104].try_into().unwrap());
+    ///     let acked = history.iter().filter(|c| matches!(c, Call::Persist { .. })).count();
+    ///     if count as usize >= acked { Ok(()) } else { Err(format!("count {count}, {acked} acked")) }
+    /// };
+    /// let plain_durable = Config::all()
+    ///     .into_iter()
+    ///     .filter(|c| c.allowed() && c.platform.plain_persist_durable())
+    ///     .collect();
+    /// let report = Simulation::new(workload, recover)
+    ///     .configs(plain_durable)
+    ///     .faults(vec![Fault::TargetKilled, Fault::LaneReset])
+    ///     .seeds(1..6)
+    ///     .run();
+    /// assert!(report.passed(), "{report}");
+    /// assert!(report.faulted_runs > 0);
+    /// ```
     pub fn faults(mut self, faults: Vec<Fault>) -> Self {
         self.faults = faults;
         self
