@@ -31,6 +31,7 @@
 //! | evict | a dirty cache line is written back on its own |
 //! | drain | a write-pending-queue line or a dirty page reaches media on its own |
 //! | lose | (fault) a lane's connection is lost |
+//! | kill | (fault, application runs) the target process dies: every lane's connection is lost, the message being executed stops; the memory stays |
 
 use std::collections::VecDeque;
 use std::sync::RwLock;
