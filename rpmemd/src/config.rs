@@ -118,17 +118,21 @@ pub enum Key {
     UseSyslog,
     /// `log-level`: the least severe level logged.
     LogLevel,
+    /// `tcp-plaintext`: TCP lanes in the clear (after a handshake that
+    /// still proves the session secret), for clients that chose it too.
+    TcpPlaintext,
 }
 
 impl Key {
     /// Every key accepted in a configuration file.
-    pub const ALL: [Key; 6] = [
+    pub const ALL: [Key; 7] = [
         Key::LogFile,
         Key::PoolsetDir,
         Key::PersistApm,
         Key::PersistGeneral,
         Key::UseSyslog,
         Key::LogLevel,
+        Key::TcpPlaintext,
     ];
 
     /// The key's name (`log-file`, `poolset-dir`, ...).
@@ -140,6 +144,7 @@ impl Key {
             Key::PersistGeneral => "persist-general",
             Key::UseSyslog => "use-syslog",
             Key::LogLevel => "log-level",
+            Key::TcpPlaintext => "tcp-plaintext",
         }
     }
 
@@ -170,6 +175,8 @@ pub enum Setting {
     UseSyslog(bool),
     /// `log-level = err|warn|notice|info|debug`.
     LogLevel(LogLevel),
+    /// `tcp-plaintext = yes|no`.
+    TcpPlaintext(bool),
 }
 
 /// Why a value is not acceptable for its key.
@@ -224,6 +231,7 @@ impl Setting {
             Key::PersistGeneral => Setting::PersistGeneral(parse_bool_value(value)?),
             Key::UseSyslog => Setting::UseSyslog(parse_bool_value(value)?),
             Key::LogLevel => Setting::LogLevel(parse_log_level_value(value)?),
+            Key::TcpPlaintext => Setting::TcpPlaintext(parse_bool_value(value)?),
         })
     }
 }
@@ -240,10 +248,10 @@ pub enum LineError {
     /// Nothing but blanks before `=`.
     #[error("the key before '=' is empty")]
     EmptyKey,
-    /// A key that is not one of the six configuration keys.
+    /// A key that is not one of the seven configuration keys.
     #[error(
         "unknown key {0:?} (known keys: log-file, poolset-dir, persist-apm, persist-general, \
-         use-syslog, log-level)"
+         use-syslog, log-level, tcp-plaintext)"
     )]
     UnknownKey(String),
     /// Nothing but blanks (or a comment) after `=`.
@@ -530,6 +538,9 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Number of processing threads; 0 lets the transport choose.
     pub nthreads: usize,
+    /// TCP lanes in the clear, for clients that chose it too (default
+    /// off: every lane is sealed; `docs/protocol.md`).
+    pub tcp_plaintext: bool,
 }
 
 /// Where a configuration value came from.
@@ -576,6 +587,8 @@ pub struct Origins {
     pub log_level: Origin,
     /// `nthreads` (`-t`).
     pub nthreads: Origin,
+    /// `tcp-plaintext`.
+    pub tcp_plaintext: Origin,
 }
 
 /// A configuration file rpmemd looked for.
@@ -608,6 +621,7 @@ struct Layered {
     use_syslog: bool,
     log_level: LogLevel,
     nthreads: usize,
+    tcp_plaintext: bool,
     origins: Origins,
     files: Vec<FileLookup>,
 }
@@ -622,6 +636,7 @@ impl Layered {
             use_syslog: true,
             log_level: LogLevel::Err,
             nthreads: DEFAULT_NTHREADS,
+            tcp_plaintext: false,
             origins: Origins::default(),
             files: Vec::new(),
         }
@@ -661,6 +676,10 @@ impl Layered {
             Setting::LogLevel(level) => {
                 self.log_level = *level;
                 o.log_level = origin;
+            }
+            Setting::TcpPlaintext(on) => {
+                self.tcp_plaintext = *on;
+                o.tcp_plaintext = origin;
             }
         }
     }
@@ -711,6 +730,7 @@ fn option_name(setting: &Setting) -> &'static str {
         Setting::PersistGeneral(_) => Key::PersistGeneral.name(),
         Setting::UseSyslog(_) => Key::UseSyslog.name(),
         Setting::LogLevel(_) => Key::LogLevel.name(),
+        Setting::TcpPlaintext(_) => Key::TcpPlaintext.name(),
     }
 }
 
@@ -764,6 +784,7 @@ pub fn load_traced(env: &Environment, overrides: &Overrides) -> Result<Loaded, C
             use_syslog: layered.use_syslog,
             log_level: layered.log_level,
             nthreads: layered.nthreads,
+            tcp_plaintext: layered.tcp_plaintext,
         },
         origins: layered.origins,
         files: layered.files,
@@ -781,17 +802,23 @@ fn yes_no(on: bool) -> &'static str {
 impl Config {
     /// The `--dump-config` text: one `key = value` line per setting, configuration-file names,
     /// `yes`/`no` for booleans, in the order `log-file`, `poolset-dir`, `persist-apm`,
-    /// `persist-general`, `use-syslog`, `log-level`, `nthreads`.
+    /// `persist-general`, `use-syslog`, `log-level`, `tcp-plaintext` (only when `yes`, so that
+    /// the dump of a PMDK configuration is PMDK's), `nthreads`.
     pub fn dump(&self) -> String {
         format!(
             "log-file = {}\npoolset-dir = {}\npersist-apm = {}\npersist-general = {}\n\
-             use-syslog = {}\nlog-level = {}\nnthreads = {}\n",
+             use-syslog = {}\nlog-level = {}\n{}nthreads = {}\n",
             self.log_file.display(),
             self.poolset_dir.display(),
             yes_no(self.persist_apm),
             yes_no(self.persist_general),
             yes_no(self.use_syslog),
             self.log_level,
+            if self.tcp_plaintext {
+                "tcp-plaintext = yes\n"
+            } else {
+                ""
+            },
             self.nthreads,
         )
     }
@@ -807,6 +834,11 @@ impl Config {
         log::debug!("    use syslog: {}", yes_no(self.use_syslog));
         log::debug!("    log file: {}", self.log_file.display());
         log::debug!("    log level: {}", self.log_level);
+        if self.tcp_plaintext {
+            log::warn!(
+                "tcp-plaintext = yes: TCP lanes of clients that chose plaintext too (RPMEM_TCP_PLAINTEXT=1) cross the network in the clear; other clients are refused"
+            );
+        }
         if !self.persist_apm && !self.persist_general {
             log::warn!(
                 "persist-apm and persist-general are both 'no': no persistency method is enabled"
@@ -952,6 +984,7 @@ mod tests {
                 use_syslog: true,
                 log_level: LogLevel::Err,
                 nthreads: 0,
+                tcp_plaintext: false,
             })
         );
     }
@@ -979,11 +1012,12 @@ mod tests {
             use_syslog: false,
             log_level: LogLevel::Notice,
             nthreads: 3,
+            tcp_plaintext: true,
         };
         assert_eq!(
             config.dump(),
             "log-file = /l\npoolset-dir = /p\npersist-apm = yes\npersist-general = no\n\
-             use-syslog = no\nlog-level = notice\nnthreads = 3\n"
+             use-syslog = no\nlog-level = notice\ntcp-plaintext = yes\nnthreads = 3\n"
         );
     }
 
@@ -997,6 +1031,7 @@ mod tests {
             use_syslog: true,
             log_level: LogLevel::Debug,
             nthreads: 0,
+            tcp_plaintext: false,
         };
         let dump = config.dump();
         let without_nthreads: Vec<&str> = dump

@@ -1005,7 +1005,6 @@ const FLOOD: usize = 10_000;
 #[test]
 fn a_flood_of_wrong_secret_connections_gives_a_bounded_log() {
     use rpmem_core::oob::{ClientEvent, CreateRequest};
-    use rpmem_core::persist::StreamClient;
     use rpmem_core::wire::oob::{PoolDesc, Provider};
     use rpmem_core::wire::tcp::HELLO_ACK_LEN;
     use std::io::{Read, Write};

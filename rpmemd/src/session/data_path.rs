@@ -182,6 +182,7 @@ impl Session<'_> {
         } else {
             let mut config = TcpConfig::new(bind);
             config.spin = settings.spin;
+            config.plaintext = settings.tcp_plaintext;
             config.peer = settings.peer;
             let server = TcpServer::start(&config, target, secret, mem).map_err(|e| {
                 Failure::logged(
@@ -196,6 +197,10 @@ impl Session<'_> {
         let mut flags = 0;
         if pool.is_pmem() {
             flags |= ext_flags::PMEM;
+        }
+        if !verbs && settings.tcp_plaintext {
+            flags |= ext_flags::PLAINTEXT;
+            log::warn!("TCP lanes of this session are plaintext (tcp-plaintext = yes)");
         }
         if !pool.is_pmem() || !pool.deep_flush_regions().is_empty() {
             flags |= ext_flags::DEEP_FLUSH;

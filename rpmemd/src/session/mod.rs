@@ -94,6 +94,8 @@ pub struct Settings {
     pub peer: Option<std::net::IpAddr>,
     /// Spin budget of the lanes ([`tcp::SPIN_ENV`]).
     pub spin: Duration,
+    /// `tcp-plaintext`: TCP lanes in the clear for clients that chose it.
+    pub tcp_plaintext: bool,
     /// Environment-dependent pool settings (`PMEM_IS_PMEM_FORCE`, ...).
     pub pool_options: PoolOptions,
 }
@@ -120,6 +122,7 @@ impl Settings {
             listen: listen_addr(ssh.as_deref()),
             peer: client_addr(ssh.as_deref()),
             spin,
+            tcp_plaintext: config.tcp_plaintext,
             pool_options: PoolOptions::from_env(),
         }
     }

@@ -127,6 +127,7 @@ fn drive(
         listen: listen_addr(None),
         peer: None,
         spin: tcp::DEFAULT_SPIN,
+        tcp_plaintext: false,
         pool_options: crate::pool::PoolOptions::from_env(),
     };
     let (mut stdin, stdin_server) = UnixStream::pair().unwrap();

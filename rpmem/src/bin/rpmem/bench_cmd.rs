@@ -25,6 +25,14 @@ pub const MIN_PART: u64 = 2 << 20;
 pub const TARGET_LATENCY_RATIO: f64 = 1.5;
 /// 1 MiB persist throughput over the raw TCP stream.
 pub const TARGET_THROUGHPUT_RATIO: f64 = 0.7;
+/// The aim of sealed lanes: 64 B persist median at most this times the
+/// plaintext one (issue 15).
+pub const TARGET_SEALED_LATENCY_RATIO: f64 = 1.15;
+/// The aim of sealed lanes: 1 MiB persist throughput at least this share of
+/// the plaintext one.
+pub const TARGET_SEALED_THROUGHPUT_RATIO: f64 = 0.8;
+/// The sizes of the sealed-versus-plaintext rows.
+pub const SEALED_SIZES: [u64; 2] = [64, 1 << 20];
 
 /// The loopback address the TCP baselines use for `host`, when it is one.
 pub fn loopback_ip(host: &Target) -> Option<IpAddr> {
@@ -72,6 +80,10 @@ pub struct Report {
     pub results: Vec<CaseResult>,
     /// The baselines.
     pub baselines: Baselines,
+    /// Persist on sealed lanes and on plaintext lanes, measured one after
+    /// the other per size in this run (`--local` only: a second rpmemd
+    /// configured `tcp-plaintext = yes`).
+    pub sealed_vs_plaintext: Vec<(CaseResult, CaseResult)>,
 }
 
 impl Report {
@@ -198,7 +210,7 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         (None, pool)
     };
 
-    let outcome = measure(
+    let mut outcome = measure(
         &pool,
         &sizes,
         &modes,
@@ -208,6 +220,12 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         local.as_ref(),
         &mut note,
     );
+    if let (Ok(report), Some(lt)) = (outcome.as_mut(), local.as_ref()) {
+        match measure_plaintext(&pool, lt, &opts, a, &budget, need, &mut note) {
+            Ok(rows) => report.sealed_vs_plaintext = rows,
+            Err(e) => outcome = Err(e),
+        }
+    }
     let closed = pool
         .close()
         .map_err(CliError::rpmem("closing the benchmark's pool"));
@@ -225,6 +243,13 @@ pub fn bench(a: &BenchArgs) -> CliResult {
                 "results": report.results,
                 "baselines": report.baselines,
                 "setup": report.setup,
+                "sealed_vs_plaintext": report.sealed_vs_plaintext.iter().map(|(s, p)| json!({
+                    "size": s.size,
+                    "sealed": s,
+                    "plaintext": p,
+                    "p50_ratio": ratio(s.p50_us, p.p50_us),
+                    "mib_s_ratio": ratio(s.mib_s, p.mib_s),
+                })).collect::<Vec<_>>(),
                 "ratios": {
                     "persist_64_p50_over_tcp_rtt_p50": report.latency_ratio(),
                     "persist_1m_mib_s_over_tcp_stream": report.throughput_ratio(1),
@@ -236,6 +261,79 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         print_report(&report);
     }
     Ok(())
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// The sealed-versus-plaintext rows: a second local rpmemd whose
+/// configuration adds `tcp-plaintext = yes`, a pool of one plaintext lane
+/// on it, and per size of [`SEALED_SIZES`] a persist case on the sealed
+/// pool then one on the plaintext pool.
+fn measure_plaintext(
+    pool: &RemotePool,
+    lt: &LocalTarget,
+    opts: &rpmem::Options,
+    a: &BenchArgs,
+    budget: &Budget,
+    need: u64,
+    note: &mut dyn FnMut(&str),
+) -> CliResult<Vec<(CaseResult, CaseResult)>> {
+    let conf = lt.path().join("plaintext.conf");
+    let base = std::fs::read_to_string(lt.config_path()).map_err(CliError::io(format!(
+        "reading {}",
+        lt.config_path().display()
+    )))?;
+    std::fs::write(&conf, format!("{base}tcp-plaintext = yes\n"))
+        .map_err(CliError::io(format!("writing {}", conf.display())))?;
+    let command = lt.command().replace(
+        &lt.config_path().display().to_string(),
+        &conf.display().to_string(),
+    );
+    let part = round_up_page(need.max(MIN_PART))
+        .ok_or_else(|| CliError::Usage("the benchmark's pool would be too large".to_owned()))?;
+    lt.write_poolset("bench-plain.set", part, false)?;
+    let region = region(part, "the benchmark's pool size")?;
+    let attr = pool_cmds::attributes(&crate::cli::AttrArgs::default())?;
+    let popts = lt
+        .options(opts)
+        .to_builder()
+        .command(command)
+        .tcp_plaintext(true)
+        .build();
+    note("sealed versus plaintext lanes: a second rpmemd with tcp-plaintext = yes ...");
+    let plain = RemotePool::create(
+        LOCAL_TARGET,
+        "bench-plain.set",
+        region,
+        1,
+        attr.as_ref(),
+        &popts,
+    )
+    .map_err(CliError::rpmem(
+        "cannot create the plaintext pool on the second local rpmemd",
+    ))?;
+    bench::fill_pattern(plain.region()).map_err(CliError::rpmem("filling the region"))?;
+    let mut rows = Vec::new();
+    for size in SEALED_SIZES {
+        note(&format!(
+            "persist of {} on a sealed, then a plaintext lane ...",
+            human_bytes(size)
+        ));
+        let sealed = bench::run_case(pool, Mode::Persist, size, 1, a.relaxed, budget).map_err(
+            CliError::rpmem(format!("sealed persist of {size} bytes failed")),
+        )?;
+        let plaintext = bench::run_case(&plain, Mode::Persist, size, 1, a.relaxed, budget)
+            .map_err(CliError::rpmem(format!(
+                "plaintext persist of {size} bytes failed"
+            )))?;
+        rows.push((sealed, plaintext));
+    }
+    plain
+        .close()
+        .map_err(CliError::rpmem("closing the plaintext pool"))?;
+    Ok(rows)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -314,6 +412,7 @@ fn measure(
         setup,
         results,
         baselines,
+        sealed_vs_plaintext: Vec::new(),
     })
 }
 
@@ -448,5 +547,39 @@ fn print_report(r: &Report) {
             "the same by medians, TCP 1 MiB write+answer / 1 MiB persist, 1 lane: {x:.2} \
              (steadier on a busy machine)"
         );
+    }
+    if !r.sealed_vs_plaintext.is_empty() {
+        say!();
+        say!(
+            "sealed lanes (AES-256-GCM, the default) / plaintext lanes, persist, 1 lane, this run:"
+        );
+        for (s, p) in &r.sealed_vs_plaintext {
+            say!(
+                "  {:>9}  p50 {:.1} / {:.1} µs = {}   MiB/s {:.1} / {:.1} = {}",
+                human_bytes(s.size),
+                s.p50_us,
+                p.p50_us,
+                ratio(s.p50_us, p.p50_us).map_or("-".to_owned(), |x| format!("{x:.2}")),
+                s.mib_s,
+                p.mib_s,
+                ratio(s.mib_s, p.mib_s).map_or("-".to_owned(), |x| format!("{x:.2}")),
+            );
+            if s.size == 64 {
+                if let Some(x) = ratio(s.p50_us, p.p50_us) {
+                    say!(
+                        "    64 B median aim: at most {TARGET_SEALED_LATENCY_RATIO}x plaintext: {}",
+                        verdict(x <= TARGET_SEALED_LATENCY_RATIO)
+                    );
+                }
+            }
+            if s.size == 1 << 20 {
+                if let Some(x) = ratio(s.mib_s, p.mib_s) {
+                    say!(
+                        "    1 MiB throughput aim: at least {TARGET_SEALED_THROUGHPUT_RATIO}x plaintext: {}",
+                        verdict(x >= TARGET_SEALED_THROUGHPUT_RATIO)
+                    );
+                }
+            }
+        }
     }
 }
