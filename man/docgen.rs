@@ -2,10 +2,11 @@
 //! that the committed copies are current (docs/packaging.md).
 //!
 //! The command-line parts of a page (SYNOPSIS, OPTIONS, COMMANDS) come from the `clap::Command`;
-//! everything else (NAME, DESCRIPTION, CONFIGURATION, FILES, EXIT STATUS, ...) from one
-//! hand-written roff source, `man/src/<page>.in`, in which a line `.\" @SYNOPSIS@`,
-//! `.\" @OPTIONS@` or `.\" @COMMANDS@` stands where the generated part goes. Neither can drift
-//! from the program: the check fails when a committed file differs from what this generates.
+//! everything else (NAME, DESCRIPTION, CONFIGURATION FILES, EXIT STATUS, ...) from one Markdown
+//! source, `man/src/<page>.1.md`, converted by `man/mdroff.rs` like the library's pages, in
+//! which a line `<!-- @SYNOPSIS@ -->`, `<!-- @OPTIONS@ -->` or `<!-- @COMMANDS@ -->` stands
+//! where the generated part goes. No roff is written by hand, and neither part can drift from
+//! the program: the check fails when a committed file differs from what this generates.
 //!
 //! This file is not a crate: the tests that generate `rpmem(1)` (a unit test of the `rpmem`
 //! binary, where its `Cli` lives) and `rpmemd(1)` (`rpmemd/tests/generated_docs.rs`) include it
@@ -19,6 +20,11 @@ use std::path::{Path, PathBuf};
 use clap::Command;
 use clap_complete::Shell;
 use clap_mangen::Man;
+
+/// The Markdown converter; this generator uses the page's body and placeholders only.
+#[allow(dead_code)]
+#[path = "mdroff.rs"]
+mod mdroff;
 
 /// The `.TH` source field of every page.
 pub const SOURCE: &str = concat!("rpmem-rs ", env!("CARGO_PKG_VERSION"));
@@ -120,26 +126,52 @@ fn escape_text(text: &str) -> String {
     out
 }
 
-/// The man page of `cmd` from its hand-written source (see the module comment).
-pub fn man_page(cmd: &Command, title: &str, section: &str, source_text: &str) -> String {
+/// The man page of `cmd` from its Markdown source `source` (relative to the repository, e.g.
+/// `man/src/rpmemd.1.md`; see the module comment): the page's title and section are the
+/// source's front matter. Panics naming the source when it cannot be read or converted, is
+/// not `<program>.1.md`, has an unknown placeholder, or lacks one that the command needs
+/// (SYNOPSIS and OPTIONS; COMMANDS when it has visible subcommands), each exactly once.
+pub fn man_page(cmd: &Command, source: &str) -> String {
     let mut cmd = cmd.clone();
     cmd.build();
+    let text = std::fs::read_to_string(repo_root().join(source))
+        .unwrap_or_else(|e| panic!("reading {source}: {e}"));
+    let page = mdroff::convert(source, &text, SOURCE, MANUAL).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (page.title.as_str(), page.section.as_str()),
+        (cmd.get_name(), "1"),
+        "{source}: the front matter's title and section are not the program's"
+    );
+    assert!(
+        page.aliases.is_empty(),
+        "{source}: a section 1 page made from clap has no aliases"
+    );
+    let mut needed = vec!["SYNOPSIS", "OPTIONS"];
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        needed.push("COMMANDS");
+    }
+    let mut placeholders = page.placeholders.clone();
+    placeholders.sort();
+    needed.sort();
+    assert_eq!(
+        placeholders, needed,
+        "{source}: the placeholders `<!-- @NAME@ -->` must be these, each once"
+    );
     let man = Man::new(cmd.clone())
-        .title(title)
-        .section(section)
+        .title(page.title.to_ascii_uppercase())
+        .section(&page.section)
         .source(SOURCE)
         .manual(MANUAL);
     let mut out = String::new();
     out.push_str(&format!(
-        ".\\\" Generated from the clap definition of {} and man/src/{}.{}.in\n\
-         .\\\" by man/docgen.rs; edit those, then run REGENERATE_DOCS=1 cargo test.\n",
+        ".\\\" Generated from the clap definition of {} and {source}\n\
+         .\\\" by man/docgen.rs and man/mdroff.rs; edit those, then run\n\
+         .\\\" REGENERATE_DOCS=1 cargo test -p rpmem -p rpmemd -p librpmem generated_docs\n",
         cmd.get_name(),
-        cmd.get_name(),
-        section
     ));
     out.push_str(&render(|w| man.render_title(w)));
-    for line in source_text.lines() {
-        match line.trim() {
+    for line in page.body.lines() {
+        match line {
             ".\\\" @SYNOPSIS@" => {
                 out.push_str(".SH SYNOPSIS\n");
                 out.push_str(&synopsis_and_options(&cmd, false).0);

@@ -14,10 +14,14 @@
 //! * definition items: a line with the term, then a line `: definition` (continued by lines
 //!   indented two spaces), as in pandoc;
 //! * `<!-- comments -->` on lines of their own;
+//! * a placeholder, `<!-- @NAME@ -->` on a line of its own (`NAME` in capitals): the place of
+//!   a part that a generator fills (man/docgen.rs: the SYNOPSIS, OPTIONS and COMMANDS of a
+//!   section 1 page, from clap); it becomes the roff comment `.\" @NAME@`;
 //! * inline: `**bold**`, `*italic*`, `` `code` `` (bold), and `\` before a punctuation
 //!   character for that character itself.
 //!
-//! This file is not a crate: `librpmem/tests/generated_docs.rs` includes it with `#[path]`.
+//! This file is not a crate: `librpmem/tests/generated_docs.rs` includes it with `#[path]`
+//! (sections 3, 5 and 7), and man/docgen.rs does (the prose of the section 1 pages).
 
 use std::fmt;
 
@@ -45,8 +49,13 @@ impl std::error::Error for MdError {}
 pub struct Page {
     pub title: String,
     pub section: String,
+    /// The whole page: a comment naming the source, `.TH`, then [`Page::body`].
     pub roff: String,
+    /// The page after its `.TH` line (for a generator that writes its own title).
+    pub body: String,
     pub aliases: Vec<String>,
+    /// The placeholders (`<!-- @NAME@ -->`) in source order, as `NAME`.
+    pub placeholders: Vec<String>,
 }
 
 impl Page {
@@ -73,6 +82,7 @@ struct Converter<'a> {
     out: String,
     /// A `.SH`/`.SS` was the last thing written: the next paragraph needs no `.PP`.
     after_heading: bool,
+    placeholders: Vec<String>,
 }
 
 impl Converter<'_> {
@@ -121,7 +131,7 @@ impl Converter<'_> {
                         if font == Font::Bold {
                             return Err(self.err(n, "a code span inside bold text"));
                         }
-                        out.push_str("\\fB\\%");
+                        open_span(&mut out, "\\fB");
                         for c in code.chars() {
                             push_char(&mut out, c);
                         }
@@ -132,7 +142,7 @@ impl Converter<'_> {
                         font = match font {
                             Font::Roman => {
                                 opened_at = n;
-                                out.push_str("\\fB\\%");
+                                open_span(&mut out, "\\fB");
                                 Font::Bold
                             }
                             Font::Bold => {
@@ -146,7 +156,7 @@ impl Converter<'_> {
                         font = match font {
                             Font::Roman => {
                                 opened_at = n;
-                                out.push_str("\\fI\\%");
+                                open_span(&mut out, "\\fI");
                                 Font::Italic
                             }
                             Font::Italic => {
@@ -203,6 +213,23 @@ fn is_plain_use(c: char, line: &str) -> bool {
     }
 }
 
+/// Opens a bold or italic span (`font` is `\fB` or `\fI`) in a text line, and keeps groff
+/// from hyphenating the word it is in: `\%` does that only at the start of a word (inside one
+/// it marks a place to break), so within a word (`(**--remove**)`, `{**yes**\|**no**}`) it
+/// goes to the word's start, once.
+fn open_span(out: &mut String, font: &str) {
+    let start = out.rfind(' ').map_or(0, |i| i + 1);
+    if start == out.len() {
+        out.push_str(font);
+        out.push_str("\\%");
+        return;
+    }
+    if !out[start..].starts_with("\\%") && !out[start..].starts_with("\\f") {
+        out.insert_str(start, "\\%");
+    }
+    out.push_str(font);
+}
+
 /// Appends one character of text, escaped for roff.
 fn push_char(out: &mut String, c: char) {
     match c {
@@ -235,6 +262,7 @@ pub fn convert(file: &str, text: &str, source: &str, manual: &str) -> Result<Pag
         file,
         out: String::new(),
         after_heading: false,
+        placeholders: Vec::new(),
     };
     // Front matter.
     if lines.first().map(|l| l.1) != Some("---") {
@@ -291,11 +319,24 @@ pub fn convert(file: &str, text: &str, source: &str, manual: &str) -> Result<Pag
         ".TH {} {section} \"\" \"{source}\" \"{manual}\"",
         title.to_ascii_uppercase()
     ));
+    let body_start = c.out.len();
 
     while let Some(&(n, line)) = lines.get(i) {
         i += 1;
         if line.trim().is_empty() {
             continue;
+        }
+        if let Some(name) = placeholder(line) {
+            c.request(&format!(".\\\" @{name}@"));
+            c.placeholders.push(name.to_owned());
+            c.after_heading = false;
+            continue;
+        }
+        if line.trim_start().starts_with("<!-- @") {
+            return Err(c.err(
+                n,
+                "a placeholder is `<!-- @NAME@ -->` (capitals and `_`) on a line of its own",
+            ));
         }
         if let Some(rest) = line.strip_prefix("<!--") {
             // A comment, up to the line ending with `-->`.
@@ -402,9 +443,18 @@ pub fn convert(file: &str, text: &str, source: &str, manual: &str) -> Result<Pag
     Ok(Page {
         title,
         section,
+        body: c.out[body_start..].to_owned(),
         roff: c.out,
         aliases,
+        placeholders: c.placeholders,
     })
+}
+
+/// The `NAME` of a placeholder line `<!-- @NAME@ -->`, if `line` is one.
+fn placeholder(line: &str) -> Option<&str> {
+    let name = line.trim().strip_prefix("<!-- @")?.strip_suffix("@ -->")?;
+    let ok = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_');
+    ok.then_some(name)
 }
 
 #[cfg(test)]
@@ -438,11 +488,39 @@ mod tests {
     }
 
     #[test]
+    fn a_span_inside_a_word_keeps_the_word_whole() {
+        assert_eq!(
+            page("a (**--b**) {**c**\\|**d**} `e`*f*\n").unwrap(),
+            ".PP\na \\%(\\fB\\-\\-b\\fR) \\%{\\fBc\\fR|\\fBd\\fR} \\fB\\%e\\fR\\fIf\\fR\n"
+        );
+    }
+
+    #[test]
     fn spans_continue_on_the_next_line_of_a_block() {
         assert_eq!(
             page("a **b\nc** d\n").unwrap(),
             ".PP\na \\fB\\%b\nc\\fR d\n"
         );
+    }
+
+    #[test]
+    fn placeholders_are_kept_as_roff_comments() {
+        let text = "---\ntitle: a\nsection: 1\n---\n# NAME\n\na\n<!-- @SYNOPSIS@ -->\n\
+                    <!-- a comment -->\nb\n\n<!-- @OPTIONS@ -->\n";
+        let page = convert("f", text, "s", "m").unwrap();
+        assert_eq!(page.placeholders, ["SYNOPSIS", "OPTIONS"]);
+        assert_eq!(
+            page.body,
+            ".SH \"NAME\"\na\n.\\\" @SYNOPSIS@\n.PP\nb\n.\\\" @OPTIONS@\n"
+        );
+        assert!(page.roff.ends_with(&page.body));
+        assert!(page.roff.contains(".TH A 1 "));
+        for bad in ["<!-- @x@ -->", "<!-- @A@ --> b", "<!-- @@ -->"] {
+            let text = format!("---\ntitle: a\nsection: 1\n---\n{bad}\n");
+            let e = convert("f", &text, "s", "m").unwrap_err();
+            assert_eq!(e.line, 5, "{bad}: {e}");
+            assert!(e.what.contains("placeholder"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! rpmemd(1) and rpmemd's shell completions are generated from the clap definition
-//! (`rpmemd::cli::Cli`) and `man/src/rpmemd.1.in`; this test fails when the committed files are
+//! (`rpmemd::cli::Cli`) and `man/src/rpmemd.1.md`; this test fails when the committed files are
 //! out of date (`REGENERATE_DOCS=1` rewrites them). See man/docgen.rs and docs/packaging.md.
 
 #[path = "../../man/docgen.rs"]
@@ -25,11 +25,9 @@ fn command() -> clap::Command {
 
 #[test]
 fn generated_docs_are_current() {
-    let source = std::fs::read_to_string(docgen::repo_root().join("man/src/rpmemd.1.in"))
-        .expect("man/src/rpmemd.1.in");
     let mut files = vec![(
         std::path::PathBuf::from("man/man1/rpmemd.1"),
-        docgen::man_page(&command(), "RPMEMD", "1", &source),
+        docgen::man_page(&command(), "man/src/rpmemd.1.md"),
     )];
     files.extend(docgen::completions(&command()));
     docgen::check_or_write(&files);

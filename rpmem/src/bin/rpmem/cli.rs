@@ -640,7 +640,7 @@ mod tests {
 mod docgen;
 
 /// rpmem(1) and the tool's shell completions are generated from [`Cli`] and
-/// `man/src/rpmem.1.in`; this test fails when the committed files are out of
+/// `man/src/rpmem.1.md`; this test fails when the committed files are out of
 /// date (`REGENERATE_DOCS=1` rewrites them). See man/docgen.rs and
 /// docs/packaging.md. It is here because `Cli` lives in this binary.
 #[cfg(test)]
@@ -651,11 +651,9 @@ mod generated_docs {
     #[test]
     fn generated_docs_are_current() {
         let cmd = super::Cli::command();
-        let source = std::fs::read_to_string(docgen::repo_root().join("man/src/rpmem.1.in"))
-            .expect("man/src/rpmem.1.in");
         let mut files = vec![(
             std::path::PathBuf::from("man/man1/rpmem.1"),
-            docgen::man_page(&cmd, "RPMEM", "1", &source),
+            docgen::man_page(&cmd, "man/src/rpmem.1.md"),
         )];
         files.extend(docgen::completions(&cmd));
         docgen::check_or_write(&files);
