@@ -7,8 +7,10 @@
 //! hands over fits the read's destination; a call completes at most once;
 //! after a failure the lane stays failed.
 //!
-//! Input: byte 0 bit 0 — a valid hello acknowledgement comes first (so the
-//! fuzzer reaches the frames); byte 1 — the size of the pieces server bytes
+//! Input: byte 0 bit 0 — a server that knows the session secret answers the
+//! handshake first (server hello with its proof, then the hello answer; so
+//! the fuzzer reaches the frames), else the handshake's answers are server
+//! bytes like the rest; byte 1 — the size of the pieces server bytes
 //! arrive in; then groups of 4 bytes, each a call (kind, offset page, length,
 //! flags) followed by up to 64 server bytes whose count is the group's last
 //! byte (low 6 bits).
@@ -24,6 +26,7 @@
 use libfuzzer_sys::fuzz_target;
 use rpmem_core::negotiate::SessionParams;
 use rpmem_core::persist::{Chunk, Method, Placement, ReadSink, StreamInitiator};
+use rpmem_core::seal::{LaneMode, ServerHandshake};
 use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus};
 
 const POOL: u64 = 1 << 16;
@@ -47,18 +50,25 @@ impl ReadSink for Sink {
     }
 }
 
-fn transmit_all(lane: &mut StreamInitiator) {
+/// Writes everything the lane has; returns the machine's own bytes (the
+/// handshake's, frame and message headers).
+fn transmit_all(lane: &mut StreamInitiator) -> Vec<u8> {
     let mut total = 0u64;
+    let mut own = Vec::new();
     for c in lane.poll_transmit() {
         assert!(!c.is_empty());
-        if let Chunk::Region { offset, len } = c {
-            assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
+        match c {
+            Chunk::Region { offset, len } => {
+                assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
+            }
+            Chunk::Bytes(b) => own.extend_from_slice(b),
         }
         total += c.len();
     }
     if total > 0 {
         let _ = lane.on_transmitted(total);
     }
+    own
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -75,15 +85,30 @@ fuzz_target!(|input: &[u8]| {
         method: Method::Gpspm,
         announced: Method::Gpspm,
     };
-    let mut lane = StreamInitiator::new(session.lane(1, Placement::Stream), &SECRET).unwrap();
+    // The frames in the clear after the handshake (the record layer is the
+    // target `sealed_lane`).
+    let lane_mode = LaneMode::Plaintext;
+    let mut lane = StreamInitiator::new(
+        session.lane(1, Placement::Stream),
+        &SECRET,
+        [5; 32],
+        lane_mode,
+    )
+    .unwrap();
     let mut sink = Sink { len: 0 };
-    transmit_all(&mut lane);
+    let hello = transmit_all(&mut lane);
     if mode & 1 != 0 {
+        let hello: [u8; 48] = hello.as_slice().try_into().unwrap();
+        let (_, answer) =
+            ServerHandshake::on_hello(&SECRET, &hello, [6; 32], 2, lane_mode).unwrap();
+        lane.handle_bytes(&answer, &mut sink).unwrap();
+        assert_eq!(transmit_all(&mut lane).len(), 32, "the client proof");
         let ack = HelloAckRepr {
             status: HelloStatus::Ok,
         }
         .to_bytes();
-        let _ = lane.handle_bytes(&ack, &mut sink);
+        lane.handle_bytes(&ack, &mut sink).unwrap();
+        assert!(lane.is_connected());
     }
     let mut rounds = 0usize;
     while let [kind, page, size, count, more @ ..] = rest {

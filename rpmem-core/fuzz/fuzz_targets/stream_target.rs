@@ -9,19 +9,21 @@
 //! streamed lines of a body piece lie inside the piece, on cache lines; after
 //! an error the machine says nothing more but a refusal's answer.
 //!
-//! The first input byte chooses: bit 0 — a valid hello for lane
-//! `(byte >> 1) % 4` is sent first (so the fuzzer reaches the frames), else
-//! the hello is whatever the input holds; bit 1 — stream bodies; bit 2 — hold
-//! answers. The second byte is the size of the pieces the bytes arrive in.
+//! The first input byte chooses: bit 0 — a client that knows the session
+//! secret runs the handshake for lane `(byte >> 3) % 4` first (its hello,
+//! the server's answer checked, its proof; so the fuzzer reaches the
+//! frames), else the handshake is whatever the input holds; bit 1 — stream
+//! bodies; bit 2 — hold answers. The second byte is the size of the pieces
+//! the bytes arrive in. The frames are the machine's plaintext (the record
+//! layer is the target `sealed_lane`).
 //!
 //! `cargo fuzz run stream_target -s none`
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rpmem_core::flush::{FlushMode, CACHE_LINE};
-use rpmem_core::persist::{
-    execute, Method, Next, StreamClient, StreamTarget, Target, TargetParams,
-};
+use rpmem_core::persist::{execute, Method, Next, StreamTarget, Target, TargetParams};
+use rpmem_core::seal::{ClientHandshake, LaneMode};
 use rpmem_core_fuzz::FakeMem;
 
 const POOL: u64 = 1 << 16;
@@ -42,15 +44,34 @@ fuzz_target!(|input: &[u8]| {
         method: Method::Gpspm,
     })
     .unwrap();
-    let mut lane = StreamTarget::new(target, SECRET, mode & 2 != 0, 256, mode & 4 != 0);
-    let mut bytes: Vec<u8> = Vec::new();
+    let mut lane = StreamTarget::new(
+        target,
+        SECRET,
+        [0x42; 32],
+        LaneMode::Sealed,
+        mode & 2 != 0,
+        256,
+        mode & 4 != 0,
+    );
+    let mut claimed = false;
     if mode & 1 != 0 {
-        bytes.extend_from_slice(&StreamClient::new(u32::from(mode >> 1) % 4).hello(&SECRET));
+        let c = ClientHandshake::new(&SECRET, u32::from(mode >> 3) % 4, LaneMode::Sealed, [7; 32]);
+        lane.handle_bytes(c.hello()).unwrap();
+        let Next::Send { bytes, .. } = lane.poll() else {
+            panic!("no server hello");
+        };
+        let (proof, _) = c.on_server_hello(bytes.try_into().unwrap()).unwrap();
+        lane.on_sent();
+        lane.handle_bytes(&proof).unwrap();
+        assert!(matches!(lane.poll(), Next::Claim { .. }));
+        assert!(lane.take_keys().is_some());
+        claimed = true;
+        lane.on_claim(Ok(())).unwrap();
     }
+    let mut bytes: Vec<u8> = Vec::new();
     bytes.extend_from_slice(rest);
     let mut data: &[u8] = &bytes;
     let mut mem = FakeMem::new(POOL, MIN);
-    let mut claimed = false;
     let mut failed = false;
     // Every round either consumes input or moves the machine a step that
     // does not repeat without input: a bound far above that catches a loop.
