@@ -80,6 +80,60 @@ pub unsafe extern "C" fn rpmem_check_decoders(ptr: *const u8, len: usize) -> u32
     ok
 }
 
+/// The TCP lane handshake and record layer (`rpmem_core::seal`): a
+/// handshake answered for the hello in `ptr`, a record sealed in a stack
+/// buffer and opened through an [`Inbound`](rpmem_core::seal::Inbound) on
+/// another; returns the opened length.
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rpmem_check_seal(ptr: *const u8, len: usize) -> usize {
+    use rpmem_core::seal::{ClientHandshake, Inbound, LaneMode, ServerHandshake, INBOUND_BUF_LEN};
+    // SAFETY: forwarded contract.
+    let input = unsafe { bytes(ptr, len) };
+    let secret = [7u8; 32];
+    let mut hello = [0u8; 48];
+    for (d, s) in hello.iter_mut().zip(input) {
+        *d = *s;
+    }
+    let Ok((server, answer)) =
+        ServerHandshake::on_hello(&secret, &hello, [3; 32], 4, LaneMode::Sealed)
+    else {
+        return 0;
+    };
+    let client = ClientHandshake::new(&secret, server.lane(), LaneMode::Sealed, [4; 32]);
+    let Ok((proof, ckeys)) = client.on_server_hello(&answer) else {
+        return 0;
+    };
+    let (Ok(skeys), Some((mut sealer, _))) = (server.on_proof(&proof), ckeys.client()) else {
+        return 0;
+    };
+    let Some((_, opener)) = skeys.server() else {
+        return 0;
+    };
+    let mut rec = [0u8; 128];
+    let n = match sealer.seal_from(input.get(..64).unwrap_or(input), &mut rec) {
+        Ok(n) => n,
+        Err(_) => return 0,
+    };
+    static mut BUF: [u8; INBOUND_BUF_LEN] = [0; INBOUND_BUF_LEN];
+    // SAFETY: the only use of BUF, in a check that runs once at a time.
+    let buf: &mut [u8] = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
+    let Ok(mut inbound) = Inbound::new(opener, buf) else {
+        return 0;
+    };
+    let space = inbound.space();
+    for (d, s) in space.iter_mut().zip(rec.get(..n).unwrap_or(&[])) {
+        *d = *s;
+    }
+    inbound.received(n);
+    match inbound.open_next() {
+        Ok(true) => inbound.plaintext().len(),
+        _ => 0,
+    }
+}
+
 /// Flushes a buffer with the best instruction of the running CPU.
 ///
 /// # Safety
