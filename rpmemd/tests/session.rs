@@ -434,6 +434,18 @@ fn is_closed(stream: &mut TcpStream) -> bool {
 
 impl Lane {
     fn connect(port: u16, lane: u32, nlanes: u32, secret: &[u8; 32], min_offset: u64) -> Lane {
+        let mode = rpmem_core::seal::LaneMode::Sealed;
+        Lane::connect_mode(port, lane, nlanes, secret, min_offset, mode)
+    }
+
+    fn connect_mode(
+        port: u16,
+        lane: u32,
+        nlanes: u32,
+        secret: &[u8; 32],
+        min_offset: u64,
+        mode: rpmem_core::seal::LaneMode,
+    ) -> Lane {
         let mut params = LaneParams::new(
             lane,
             nlanes,
@@ -445,8 +457,7 @@ impl Lane {
         params.inline_max = 8192;
         let nonce = [lane as u8 ^ 0xa5; 32];
         let machine =
-            StreamInitiator::new(params, secret, nonce, rpmem_core::seal::LaneMode::Sealed)
-                .unwrap_or_else(|e| panic!("{e}"));
+            StreamInitiator::new(params, secret, nonce, mode).unwrap_or_else(|e| panic!("{e}"));
         let mut l = Lane {
             stream: tcp_connect(port),
             machine,
@@ -456,12 +467,15 @@ impl Lane {
         while !l.machine.is_connected() {
             l.exchange(&[]);
         }
-        let keys = l.machine.take_keys().expect("keys of a sealed lane");
-        let (sealer, opener) = keys.client().expect("a sealed lane");
-        let inbound =
-            rpmem_core::seal::Inbound::new(opener, vec![0u8; rpmem_core::seal::INBOUND_BUF_LEN])
-                .unwrap();
-        l.sealed = Some((sealer, inbound));
+        let keys = l.machine.take_keys().expect("the lane's keys");
+        if let Some((sealer, opener)) = keys.client() {
+            let inbound = rpmem_core::seal::Inbound::new(
+                opener,
+                vec![0u8; rpmem_core::seal::INBOUND_BUF_LEN],
+            )
+            .unwrap();
+            l.sealed = Some((sealer, inbound));
+        }
         l
     }
 
@@ -619,6 +633,8 @@ fn create_persist_read_set_attr_close_reopen_remove() {
     // PMEM_IS_PMEM_FORCE=0: not pmem, so a deep persist does more (msync).
     assert_eq!(ext.flags & ext_flags::PMEM, 0);
     assert_ne!(ext.flags & ext_flags::DEEP_FLUSH, 0);
+    // Sealed lanes unless configured otherwise.
+    assert_eq!(ext.flags & ext_flags::PLAINTEXT, 0);
     let mut l0 = Lane::connect(port, 0, nlanes, &ext.secret, HDR);
     let mut l1 = Lane::connect(port, 1, nlanes, &ext.secret, HDR);
     let mut l3 = Lane::connect(port, 3, nlanes, &ext.secret, HDR);
@@ -699,6 +715,56 @@ fn create_persist_read_set_attr_close_reopen_remove() {
         env.path("sets/pool.set").exists(),
         "but not the pool set file"
     );
+}
+
+/// Issue 15: `tcp-plaintext = yes` says so in the extension, refuses a
+/// sealed hello (mode refused), and serves plaintext lanes after the
+/// handshake; the default session refuses a plaintext hello.
+#[test]
+fn plaintext_lanes_only_where_configured() {
+    use rpmem_core::seal::{
+        ClientHandshake, LaneMode, SealError, SERVER_HELLO_LEN, STATUS_MODE_REFUSED,
+    };
+    let refused = |port: u16, secret: &[u8; 32], mode: LaneMode| {
+        let mut s = tcp_connect(port);
+        let c = ClientHandshake::new(secret, 0, mode, [1; 32]);
+        s.write_all(c.hello()).unwrap();
+        let mut sh = [0u8; SERVER_HELLO_LEN];
+        s.read_exact(&mut sh).unwrap();
+        c.on_server_hello(&sh).map(|_| ()).unwrap_err()
+    };
+    let want = SealError::Refused {
+        status: STATUS_MODE_REFUSED,
+    };
+    let env = Env::with_config("persist-general = yes\ntcp-plaintext = yes\n");
+    let part = env.poolset("pool.set", "pool.part", "");
+    let local = pattern(9);
+    let mut d = env.spawn();
+    let (port, nlanes, ext) = created(d.create("pool.set", attr(b"PLAIN\0\0\0", 1), 2));
+    assert_ne!(ext.flags & ext_flags::PLAINTEXT, 0);
+    assert_eq!(refused(port, &ext.secret, LaneMode::Sealed), want);
+    let mut l = Lane::connect_mode(port, 1, nlanes, &ext.secret, HDR, LaneMode::Plaintext);
+    assert!(l.sealed.is_none());
+    l.persist(&local, HDR, 4096, 0);
+    assert_eq!(
+        file_bytes(&part, HDR, 4096),
+        &local[HDR as usize..(HDR + 4096) as usize]
+    );
+    assert_eq!(d.close(0), ClientEvent::Closed);
+    let (status, _, _) = d.wait();
+    assert_eq!(exit_code(status), Some(0));
+    drop(l);
+    assert!(env.log().contains("lane 1 is plaintext"), "{}", env.log());
+
+    let env = Env::new();
+    env.poolset("pool.set", "pool.part", "");
+    let mut d = env.spawn();
+    let (port, _, ext) = created(d.create("pool.set", attr(b"SEALED\0\0", 1), 2));
+    assert_eq!(ext.flags & ext_flags::PLAINTEXT, 0);
+    assert_eq!(refused(port, &ext.secret, LaneMode::Plaintext), want);
+    assert_eq!(d.close(0), ClientEvent::Closed);
+    let (status, _, _) = d.wait();
+    assert_eq!(exit_code(status), Some(0));
 }
 
 #[test]
