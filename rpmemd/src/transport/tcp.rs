@@ -1064,6 +1064,25 @@ fn receive_piece(
         // the kernel writes it, no Rust reference exists.
         return unsafe { io.recv_raw(dst, n, None) }.map_err(LaneEnd::from);
     }
+    if piece.is_plain() {
+        // A sealed lane: the bytes are opened (authenticated) in the record
+        // buffer, then stored, at most STREAM_CHUNK at a time (a plain piece
+        // may be a whole WRITE body: the staging stays bounded).
+        let mut done = 0usize;
+        while done < n {
+            let k = (n - done).min(STREAM_CHUNK);
+            if chunk.len() < k {
+                chunk.resize(k, 0);
+            }
+            let Some(buf) = chunk.get_mut(..k) else {
+                return Err(LaneEnd::Range { offset, len });
+            };
+            io.recv_exact(buf, None)?;
+            mem.copy_in(offset.saturating_add(done as u64), buf);
+            done += k;
+        }
+        return Ok(());
+    }
     if chunk.len() < n {
         chunk.resize(n, 0);
     }
@@ -1072,12 +1091,6 @@ fn receive_piece(
     };
     io.recv_exact(buf, None)?;
     let data: &[u8] = buf;
-    if piece.is_plain() {
-        // A sealed lane: the bytes were opened (authenticated) in the
-        // record buffer before they reach the pool.
-        mem.copy_in(offset, data);
-        return Ok(());
-    }
     let at = |o: u64| usize::try_from(o.saturating_sub(offset)).unwrap_or(usize::MAX);
     let (head, rest) = data.split_at(at(piece.whole_from).min(data.len()));
     let (whole, tail) = rest.split_at(
