@@ -41,8 +41,8 @@ pub mod oob;
 pub mod persist;
 pub mod policy;
 pub mod pool_hdr;
-pub mod seal;
 pub mod poolset;
+pub mod seal;
 pub mod text;
 pub mod wire;
 

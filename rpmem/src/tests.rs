@@ -780,7 +780,9 @@ fn plaintext_lanes_need_both_sides() {
         tcp_lane_mode("h", PLAINTEXT | PMEM, true).unwrap(),
         LaneMode::Plaintext
     );
-    let e = tcp_lane_mode("h", PLAINTEXT, false).unwrap_err().to_string();
+    let e = tcp_lane_mode("h", PLAINTEXT, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("refused by the client"), "{e}");
     let e = tcp_lane_mode("h", 0, true).unwrap_err().to_string();
     assert!(e.contains("refused by rpmemd's configuration"), "{e}");
