@@ -700,7 +700,11 @@ impl Pool {
             let f = &p.file;
             if crash == Some(SetAttrCrash::TornHeader(i)) {
                 let mut torn = olds.get(i).copied().unwrap_or([0; POOL_HDR_SIZE]);
-                for (t, n) in torn.iter_mut().zip(e.new_header.iter()).take(POOL_HDR_SIZE / 2) {
+                for (t, n) in torn
+                    .iter_mut()
+                    .zip(e.new_header.iter())
+                    .take(POOL_HDR_SIZE / 2)
+                {
                     *t = *n;
                 }
                 return header::write(f, &torn, self.flush, &self.sysfs);
