@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rpmem::{Region, RemotePool};
-use rpmem_core::wire::tcp::{HelloRepr, HELLO_LEN, VERSION};
+use rpmem_core::seal::{ClientHandshake, LaneMode, HELLO_LEN, PROOF_LEN};
 use rpmem_e2e::{pattern, region, TestEnv};
 
 const MIB: u64 = 1 << 20;
@@ -31,7 +31,8 @@ enum Attack {
     Silent,
     /// Sends all of a correct-looking hello but its last byte, then waits.
     Partial,
-    /// Sends a whole hello for lane 0 with a wrong secret, then waits.
+    /// Sends a whole hello for lane 0 and a proof made without the
+    /// session's secret, then waits.
     WrongSecret,
 }
 
@@ -39,18 +40,16 @@ fn attacker(port: u16, kind: Attack) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_write_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let hello = HelloRepr {
-        version: VERSION,
-        lane: 0,
-        secret: [0x5a; 32],
-    }
-    .to_bytes();
+    let hello = *ClientHandshake::new(&[0x5a; 32], 0, LaneMode::Sealed, [0x17; 32]).hello();
     let mut w = &s;
     match kind {
         Attack::Silent => {}
         // rpmemd may already have closed it: errors are fine.
         Attack::Partial => drop(w.write_all(&hello[..HELLO_LEN - 1])),
-        Attack::WrongSecret => drop(w.write_all(&hello)),
+        Attack::WrongSecret => {
+            drop(w.write_all(&hello));
+            drop(w.write_all(&[0x5a; PROOF_LEN]));
+        }
     }
     s
 }

@@ -10,7 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rpmem::{Error, Region, RemotePool};
-use rpmem_core::wire::tcp::{FrameKind, FrameRepr, HelloRepr, VERSION};
+use rpmem_core::seal::{ClientHandshake, LaneMode, PROOF_LEN, SERVER_HELLO_LEN};
+use rpmem_core::wire::tcp::{FrameKind, FrameRepr};
 use rpmem_e2e::{
     assert_acked_on_target, kill9, pattern, persist_until_killed, process_alive, region, wait_for,
     TestEnv,
@@ -195,17 +196,21 @@ fn strangers_on_the_data_port_write_nothing() {
     }
     .to_bytes();
 
-    // A wrong secret.
+    // A wrong secret: the stranger cannot check rpmemd's proof, nor make
+    // its own, so it sends made-up proof bytes and then a frame.
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let hello = HelloRepr {
-        version: VERSION,
-        lane: 0,
-        secret: [0x55; 32],
-    }
-    .to_bytes();
-    let _ = s.write_all(&hello);
+    let stranger = ClientHandshake::new(&[0x55; 32], 0, LaneMode::Sealed, [0x33; 32]);
+    let _ = s.write_all(stranger.hello());
+    let mut server_hello = [0u8; SERVER_HELLO_LEN];
+    s.read_exact(&mut server_hello)
+        .expect("rpmemd answers a well-formed hello with its own");
+    assert!(
+        stranger.on_server_hello(&server_hello).is_err(),
+        "rpmemd's proof must not verify under another secret"
+    );
+    let _ = s.write_all(&[0x55; PROOF_LEN]);
     let _ = s.write_all(&frame);
     let _ = s.write_all(b"EVILDATA");
     let mut ack = Vec::new();
