@@ -119,6 +119,16 @@ impl Transport {
             Transport::Verbs => "verbs",
         }
     }
+
+    /// How this transport places data, in the core's terms (the one type
+    /// the persistency policy, the wire's provider field and the simulator
+    /// use): TCP copies through the target's CPU, verbs places by RDMA.
+    pub fn placement(self) -> rpmem_core::persist::Placement {
+        match self {
+            Transport::Tcp => rpmem_core::persist::Placement::Stream,
+            Transport::Verbs => rpmem_core::persist::Placement::Rdma,
+        }
+    }
 }
 
 /// The commands of `RPMEM_CMD`, taken in turn: each session (create, open,

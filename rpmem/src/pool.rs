@@ -720,10 +720,7 @@ const _: () = {
 
 /// The out-of-band provider for the chosen transport.
 fn provider(opts: &Options) -> Provider {
-    match opts.transport {
-        Transport::Tcp => Provider::TCP,
-        Transport::Verbs => Provider::VERBS,
-    }
+    opts.transport.placement().provider()
 }
 
 /// Connects every lane over RDMA (cargo feature `verbs`).
