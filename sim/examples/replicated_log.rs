@@ -7,6 +7,8 @@
 //! cargo run -p sim --release --example replicated_log -- --seed 7 --config adr-ddio/gpspm --verbose
 //! cargo run -p sim --release --example replicated_log -- --seeds 1000 --bench   # images/s, and the simulator alone
 //! cargo run -p sim --release --example replicated_log -- --faults   # also rpmemd killed, a lane reset
+//! cargo run -p sim --release --example replicated_log -- --placement tcp   # over TCP lanes (all: both)
+//! cargo run -p sim --release --example replicated_log -- --seed 7 --config adr-ddio/tcp --verbose
 //! ```
 //!
 //! The application code (`append`, `recover`) is written against
@@ -28,8 +30,8 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use sim::app::{Call, Fault, Replica, SimLane, Simulation};
-use sim::platform::{parse_method, platform, Config};
+use sim::app::{allowed_configs, Call, Fault, Placement, Replica, SimLane, Simulation};
+use sim::platform::{method_arg, parse_method, platform, Config};
 
 /// Bytes of one record: sequence number, value, check word.
 pub const RECORD: u64 = 24;
@@ -173,11 +175,25 @@ pub struct Args {
     pub rest: Vec<String>,
 }
 
-/// Parse `--seeds N`, `--seed S`, `--config PLATFORM/METHOD`, `--verbose`.
+/// `PLATFORM/METHOD` as `--config` takes it: `adr-ddio/gpspm`, or
+/// `adr-ddio/tcp` for a TCP configuration.
+pub fn config_arg(c: &Config) -> String {
+    let method = if c.is_tcp() {
+        "tcp"
+    } else {
+        method_arg(c.method)
+    };
+    format!("{}/{method}", c.platform.name)
+}
+
+/// Parse `--seeds N`, `--seed S`, `--config PLATFORM/METHOD` (METHOD
+/// `tcp`: the platform's TCP configuration), `--placement rdma|tcp|all`
+/// (every allowed configuration of that placement; default rdma),
+/// `--verbose`.
 pub fn args() -> Result<Args, String> {
     let mut a = Args {
         seeds: 1..21,
-        configs: Config::all().into_iter().filter(Config::allowed).collect(),
+        configs: allowed_configs(Placement::Rdma),
         verbose: false,
         rest: Vec::new(),
     };
@@ -199,8 +215,23 @@ pub fn args() -> Result<Args, String> {
                     "--config {v}: expected PLATFORM/METHOD, e.g. adr-ddio/gpspm"
                 ))?;
                 let p = platform(p).ok_or(format!("unknown platform {p}"))?;
-                let m = parse_method(m).ok_or(format!("unknown method {m}"))?;
-                a.configs = vec![Config::new(p, m)];
+                a.configs = vec![if m.eq_ignore_ascii_case("tcp") {
+                    Config::tcp(p)
+                } else {
+                    Config::new(p, parse_method(m).ok_or(format!("unknown method {m}"))?)
+                }];
+            }
+            "--placement" => {
+                a.configs = match value()?.to_ascii_lowercase().as_str() {
+                    "rdma" => allowed_configs(Placement::Rdma),
+                    "tcp" => allowed_configs(Placement::Stream),
+                    "all" => {
+                        let mut c = allowed_configs(Placement::Rdma);
+                        c.extend(allowed_configs(Placement::Stream));
+                        c
+                    }
+                    other => return Err(format!("--placement {other}: use rdma, tcp or all")),
+                };
             }
             "--verbose" => a.verbose = true,
             _ => a.rest.push(arg),

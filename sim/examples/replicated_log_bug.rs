@@ -8,6 +8,7 @@
 //! cargo run -p sim --release --example replicated_log_bug -- --bug plain-persist
 //! cargo run -p sim --release --example replicated_log_bug -- --bug undrained
 //! cargo run -p sim --release --example replicated_log_bug -- --seed 1 --config adr-ddio/gpspm --verbose
+//! cargo run -p sim --release --example replicated_log_bug -- --placement tcp    # over TCP lanes
 //! ```
 //!
 //! Bugs (`--bug`):
@@ -131,10 +132,9 @@ fn main() -> ExitCode {
     match &report.failure {
         Some(f) => {
             println!(
-                "caught: replay with --bug {bug} --seed {} --config {}/{}",
+                "caught: replay with --bug {bug} --seed {} --config {}",
                 f.seed,
-                f.config.platform.name,
-                sim::platform::method_arg(f.config.method)
+                log::config_arg(&f.config)
             );
             ExitCode::SUCCESS
         }

@@ -71,9 +71,20 @@
 //! the seed: the workload's calls fail, crash points go on, and after a
 //! killed target the memory of the surviving host is judged too.
 //!
-//! Limits of this slice: the RDMA placement only (TCP configurations are
-//! refused); the image given to `recover` has zeros in the pool header
-//! page (rpmemd keeps the real header there). See `docs/crash-testing.md`.
+//! Placements: by default the RDMA configurations (the NIC places the
+//! data); give [`Simulation::configs`] the TCP ones
+//! ([`allowed_configs`]`(`[`Placement::Stream`]`)`) to run the same
+//! workload over TCP lanes: each lane is then rpmem-core's
+//! `StreamInitiator` and `StreamTarget` over a modelled byte stream
+//! (sealed, segments of seeded sizes), with rpmemd's stores (CPU stores,
+//! non-temporal stores of streamed body lines, the unfenced write-back of a
+//! body's first line) in the memory model. A persist message's plan runs
+//! in one scheduler step, as in rpmemd's lane thread, with a crash point
+//! between two of its steps.
+//!
+//! Limits of this slice: the image given to `recover` has zeros in the pool
+//! header page (rpmemd keeps the real header there). See
+//! `docs/crash-testing.md`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -85,6 +96,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::mpsc;
 
+pub use rpmem_core::policy::Placement;
 pub use rpmem_replica::{Replica, FLUSH_RELAXED, PERSIST_RELAXED};
 
 use rpmem_core::persist::CallError;
@@ -94,7 +106,7 @@ use crate::memory::{Candidate, Word, PAGE, WORD};
 use crate::platform::{method_label, Config};
 use crate::rng::Rng;
 use crate::workload::Size;
-use crate::world::{draw_params, AppSetup, Stepped, World, MUTANT_LOCK};
+use crate::world::{draw_params, AppSetup, MidPoint, Stepped, World, MUTANT_LOCK};
 
 /// Default pool size: the header page and three data pages.
 pub const DEFAULT_POOL_SIZE: u64 = 4 * PAGE;
@@ -225,9 +237,35 @@ impl fmt::Display for Call {
     }
 }
 
-/// `platform METHOD`, e.g. `adr-ddio GPSPM`.
+/// `platform METHOD`, e.g. `adr-ddio GPSPM`; `platform TCP` for a TCP
+/// configuration (e.g. `adr-ddio TCP`).
 pub fn config_name(c: &Config) -> String {
+    if c.is_tcp() {
+        return format!("{} TCP", c.platform.name);
+    }
     format!("{} {}", c.platform.name, method_label(c.method))
+}
+
+/// Every configuration the persistency policy allows with `placement`:
+/// [`Placement::Rdma`], the 15 (method x platform) pairs of
+/// [`Config::all`] that are allowed ([`Simulation::new`]'s default);
+/// [`Placement::Stream`], the TCP configurations ([`Config::all_tcp`], one
+/// per platform, GPSPM with the policy's flush; all allowed). Give them to
+/// [`Simulation::configs`], or both lists joined.
+///
+/// ```
+/// use sim::app::{allowed_configs, Placement};
+///
+/// let tcp = allowed_configs(Placement::Stream);
+/// assert!(!tcp.is_empty() && tcp.iter().all(|c| c.is_tcp()));
+/// assert!(allowed_configs(Placement::Rdma).iter().all(|c| !c.is_tcp()));
+/// ```
+pub fn allowed_configs(placement: Placement) -> Vec<Config> {
+    let all = match placement {
+        Placement::Rdma => Config::all(),
+        Placement::Stream => Config::all_tcp(),
+    };
+    all.into_iter().filter(Config::allowed).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -640,7 +678,8 @@ impl fmt::Debug for Simulation<'_> {
 
 impl<'a> Simulation<'a> {
     /// A campaign over every allowed RDMA configuration
-    /// (`Config::all()` filtered by [`Config::allowed`]), seeds `1..21`, a
+    /// ([`allowed_configs`]`(`[`Placement::Rdma`]`)`; TCP ones with
+    /// [`Simulation::configs`]), seeds `1..21`, a
     /// pool of [`DEFAULT_POOL_SIZE`] bytes with a header page, one lane,
     /// one thread, power failures only.
     pub fn new(
@@ -748,9 +787,28 @@ impl<'a> Simulation<'a> {
         self
     }
 
-    /// The configurations to run (method x platform; see
-    /// [`crate::platform`]). TCP configurations are refused (a run error)
-    /// in this slice.
+    /// The configurations to run (method x platform over RDMA, or a
+    /// platform over TCP; see [`crate::platform`] and [`allowed_configs`]).
+    /// The two placements may be mixed in one campaign.
+    ///
+    /// ```
+    /// use sim::app::{allowed_configs, Call, Placement, Replica, SimLane, Simulation};
+    ///
+    /// let workload = |r: &mut SimLane<'_>| -> Result<(), Box<dyn std::error::Error>> {
+    ///     let d = r.data_start();
+    ///     r.write(d, &7u64.to_le_bytes())?;
+    ///     r.persist(d, 8, 0)?;
+    ///     let mut back = [0u8; 8];
+    ///     r.read(d, &mut back)?; // through the TCP lane's READ_RESP
+    ///     assert_eq!(u64::from_le_bytes(back), 7);
+    ///     Ok(())
+    /// };
+    /// let report = Simulation::new(workload, |_: &[u8], _: &[Call]| Ok(()))
+    ///     .configs(allowed_configs(Placement::Stream))
+    ///     .seeds(1..3)
+    ///     .run();
+    /// assert!(report.passed(), "{report}");
+    /// ```
     pub fn configs(mut self, configs: Vec<Config>) -> Self {
         self.configs = configs;
         self
@@ -1330,6 +1388,8 @@ struct Run<'s> {
     img: Vec<u8>,
     multi: BTreeMap<u64, Vec<Candidate>>,
     judged_history: Option<usize>,
+    /// Steps executed before the crash point being judged.
+    point_step: u64,
     // History and the acknowledged state.
     history: Vec<Call>,
     history_lanes: Vec<u32>,
@@ -1369,12 +1429,6 @@ impl<'s> Run<'s> {
             return Err(format!(
                 "{} lanes and {} threads asked: the simulator runs 1 to {MAX_LANES} of each",
                 sim.lanes, sim.threads
-            ));
-        }
-        if config.is_tcp() {
-            return Err(format!(
-                "{}: application runs over the TCP placement are not simulated yet",
-                config_name(&config)
             ));
         }
         let mut params = draw_params(seed, Some(Size::Small));
@@ -1471,6 +1525,7 @@ impl<'s> Run<'s> {
             img: vec![0; size],
             multi: BTreeMap::new(),
             judged_history: None,
+            point_step: 0,
             history: Vec::new(),
             history_lanes: Vec::new(),
             acked: vec![0; size],
@@ -1604,6 +1659,7 @@ impl<'s> Run<'s> {
     /// nothing moves (`None`).
     fn drive_until(&mut self, inline: Option<usize>) -> Option<Resp> {
         loop {
+            self.mid_points();
             self.collect();
             self.crash_point();
             if self.stopped {
@@ -1897,13 +1953,40 @@ impl<'s> Run<'s> {
 
     // ----- crash points -----
 
+    /// The crash points inside the last step (TCP: between two steps of a
+    /// persist message's plan, which the target runs in one scheduler step
+    /// as rpmemd's lane thread does), judged like the others.
+    fn mid_points(&mut self) {
+        for MidPoint { step, words } in self.world.take_mid_points() {
+            self.judge_point(step, words);
+        }
+    }
+
+    /// The crash point after the last step.
     fn crash_point(&mut self) {
         if self.stopped {
             return;
         }
-        let changed = self.world.mem_mut().take_changed();
-        for &w in &changed {
-            let cands = self.world.mem().crash_candidates(w);
+        let words = self
+            .world
+            .mem_mut()
+            .take_changed()
+            .into_iter()
+            .map(|w| (w, self.world.mem().crash_candidates(w)))
+            .collect();
+        let step = self.world.steps();
+        self.judge_point(step, words);
+    }
+
+    /// Judge a crash point after `step` steps, where `changed` are the words
+    /// whose candidates changed since the previous point.
+    fn judge_point(&mut self, step: u64, changed: Vec<(u64, Vec<Candidate>)>) {
+        if self.stopped {
+            return;
+        }
+        self.point_step = step;
+        let none_changed = changed.is_empty();
+        for (w, cands) in changed {
             let first = cands.first().map_or([0; 8], |c| c.value);
             set_word(&mut self.base, w, &first);
             set_word(&mut self.img, w, &first);
@@ -1914,7 +1997,7 @@ impl<'s> Run<'s> {
             }
         }
         self.crash_points = self.crash_points.saturating_add(1);
-        if changed.is_empty() && self.judged_history == Some(self.history.len()) {
+        if none_changed && self.judged_history == Some(self.history.len()) {
             self.unchanged_points = self.unchanged_points.saturating_add(1);
             return;
         }
@@ -1990,6 +2073,7 @@ impl<'s> Run<'s> {
     /// current, coherent value).
     fn judge_surviving_host(&mut self) {
         let size = self.info.size;
+        self.point_step = self.world.steps();
         self.img = self.world.mem().read(0, size);
         if let Err(reason) = self.judge_image() {
             self.fail(reason, &BTreeMap::new(), 1, Judged::SurvivingHost, 0);
@@ -2033,7 +2117,7 @@ impl<'s> Run<'s> {
             seed: self.seed,
             config: self.config,
             fault: self.fault.filter(|_| self.world.faulted()),
-            step: self.world.steps(),
+            step: self.point_step,
             reason,
             history: self.history.clone(),
             history_lanes: self.history_lanes.clone(),

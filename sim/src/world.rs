@@ -50,7 +50,7 @@ use crate::app::Call;
 use crate::checker::Checker;
 use crate::crash::{CrashTracker, Finding};
 use crate::handshake::{self, ClientAsk, HandshakeError, Session, TargetOffer};
-use crate::memory::{MemStats, Memory, LINE, PAGE, WORD};
+use crate::memory::{Candidate, MemStats, Memory, LINE, PAGE, WORD};
 use crate::platform::Config;
 use crate::rng::Rng;
 use crate::rnic::{Cqe, Inbound, Qp, CONN_RESET};
@@ -578,6 +578,9 @@ impl Engine {
 enum Failure {
     Rdma(LaneError),
     Tcp(StreamLaneError),
+    /// Application runs, TCP: the lane's connection was reset (an injected
+    /// fault) while the call was in flight.
+    Reset,
 }
 
 impl std::fmt::Display for Failure {
@@ -585,6 +588,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Rdma(e) => e.fmt(f),
             Failure::Tcp(e) => e.fmt(f),
+            Failure::Reset => f.write_str("the connection was reset"),
         }
     }
 }
@@ -655,6 +659,21 @@ pub(crate) struct World {
     /// Application runs: kill the target process at this step.
     kill_at: Option<u64>,
     killed: bool,
+    /// Application runs: crash points inside one scheduler step (between
+    /// the steps of a TCP persist message's plan), waiting for the
+    /// application's judge ([`World::take_mid_points`]).
+    mid_points: Vec<MidPoint>,
+}
+
+/// A crash point inside a scheduler step of an application run: the words
+/// whose crash candidates changed since the previous point, with their
+/// candidates then.
+#[derive(Debug)]
+pub(crate) struct MidPoint {
+    /// Steps executed before it.
+    pub(crate) step: u64,
+    /// The changed words and their candidates.
+    pub(crate) words: Vec<(u64, Vec<Candidate>)>,
 }
 
 mod tcp;
@@ -862,8 +881,8 @@ impl World {
                 // Handshake nonces from the seed (the secret is).
                 let mode = rpmem_core::seal::LaneMode::Sealed;
                 let nonce = |k: u8| secret.map(|b| b ^ k ^ l as u8);
-                let init = StreamInitiator::new(p, &secret, nonce(0x5c), mode)
-                    .map_err(|e| setup(&e))?;
+                let init =
+                    StreamInitiator::new(p, &secret, nonce(0x5c), mode).map_err(|e| setup(&e))?;
                 // rpmemd streams bodies only where the target flushes CPU
                 // caches (and the CPU can).
                 let stream = config.flush == FlushMode::Cpu && params.tcp.stream_bodies;
@@ -930,6 +949,7 @@ impl World {
             app: false,
             kill_at: None,
             killed: false,
+            mid_points: Vec::new(),
         })
     }
 
@@ -1363,6 +1383,9 @@ impl World {
                     self.errors.push(match error {
                         Failure::Rdma(error) => SimError::LaneBroken { lane: l, error },
                         Failure::Tcp(error) => SimError::StreamBroken { lane: l, error },
+                        Failure::Reset => SimError::Internal(format!(
+                            "lane {l}: connection reset without an injected fault"
+                        )),
                     });
                 }
                 self.note(format!("lane {l}: {call} fails: {error}"));
@@ -1657,9 +1680,17 @@ impl World {
             Call::Write { .. } => return Ok(()),
         };
         // The application checks the lane first: a missing one is busy.
+        let reset = self.conns.get(lane_idx(l)).is_some_and(|c| c.broken);
         let Some(lane) = self.lanes.get_mut(lane_idx(l)) else {
             return Err(CallError::Busy(kind));
         };
+        if reset {
+            // TCP: the connection is gone (rpmem's lane sees the reset).
+            return Err(CallError::Broken(LaneError::OpFailed {
+                op: rpmem_core::persist::OpKind::Recv,
+                status: CONN_RESET,
+            }));
+        }
         lane.engine.call_app(call)?;
         lane.read_buf = vec![0; idx(read_len)];
         lane.current = Some((spec, kind, None));
@@ -1675,7 +1706,27 @@ impl World {
         lane.done.take().map(|r| r.map_err(|e| e.to_string()))
     }
 
-    /// What an RDMA READ of lane `l` brought back.
+    /// A crash point inside the current step (TCP: between two steps of a
+    /// persist message's plan), for the application to judge.
+    fn app_mid_point(&mut self) {
+        let words = self
+            .mem
+            .take_changed()
+            .into_iter()
+            .map(|w| (w, self.mem.crash_candidates(w)))
+            .collect();
+        self.mid_points.push(MidPoint {
+            step: self.step,
+            words,
+        });
+    }
+
+    /// The crash points inside the last step, oldest first.
+    pub(crate) fn take_mid_points(&mut self) -> Vec<MidPoint> {
+        std::mem::take(&mut self.mid_points)
+    }
+
+    /// What a READ of lane `l` brought back (RDMA or TCP).
     pub(crate) fn take_read(&mut self, l: u32) -> Vec<u8> {
         self.lanes
             .get_mut(lane_idx(l))

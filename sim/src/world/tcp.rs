@@ -176,6 +176,23 @@ impl ReadSink for Discard {
     }
 }
 
+/// Application runs: `READ_RESP` bytes go to the lane's read buffer (what
+/// the application's `read` returns).
+struct ToBuf<'a>(&'a mut Vec<u8>);
+
+impl ReadSink for ToBuf<'_> {
+    fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
+        let end = at.saturating_add(bytes.len() as u64);
+        match self.0.get_mut(idx(at)..idx(end)) {
+            Some(d) => {
+                d.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl World {
     /// Whether this run's target streams `WRITE` bodies.
     pub(super) fn streams_bodies(&self) -> bool {
@@ -283,13 +300,19 @@ impl World {
     pub(super) fn tcp_deliver(&mut self, l: u32) {
         let budget = self.segment();
         let direct = self.params.tcp.direct;
+        let app = self.app;
         let i = lane_idx(l);
-        let (Some(Engine::Tcp(s)), Some(c)) = (
-            self.lanes.get_mut(i).map(|lane| &mut lane.engine),
+        let (Some((Engine::Tcp(s), read_buf)), Some(c)) = (
+            self.lanes
+                .get_mut(i)
+                .map(|lane| (&mut lane.engine, &mut lane.read_buf)),
             self.conns.get_mut(i),
         ) else {
             return;
         };
+        let mut discard = Discard;
+        let mut to_buf = ToBuf(read_buf);
+        let sink: &mut dyn ReadSink = if app { &mut to_buf } else { &mut discard };
         let mut n = idx(budget).min(c.s2c.len());
         let sealed = c.srv.is_some() && c.s2c_clear == 0;
         if c.srv.is_some() && c.s2c_clear > 0 {
@@ -298,10 +321,14 @@ impl World {
             c.s2c_clear -= n;
         }
         let r = match s.read_direct() {
-            Some((_, want)) if direct && !sealed => {
+            Some((at, want)) if direct && !sealed => {
                 n = n.min(idx(want));
-                c.s2c.drain(..n);
-                s.on_read_direct(n as u64)
+                let bytes: Vec<u8> = c.s2c.drain(..n).collect();
+                if app && !sink.put(at, &bytes) {
+                    Err(rpmem_core::persist::StreamLaneError::ReadDestination { len: want })
+                } else {
+                    s.on_read_direct(n as u64)
+                }
             }
             _ if sealed => {
                 let bytes: Vec<u8> = c.s2c.drain(..n).collect();
@@ -311,7 +338,7 @@ impl World {
                 match (c.srv.as_mut(), c.cli.as_mut()) {
                     (Some(srv), Some(cli)) if !bytes.is_empty() => {
                         match through_records(&bytes, srv, cli) {
-                            Ok(opened) => s.handle_bytes(&opened, &mut Discard),
+                            Ok(opened) => s.handle_bytes(&opened, sink),
                             Err(e) => Err(rpmem_core::persist::StreamLaneError::Handshake(e)),
                         }
                     }
@@ -325,7 +352,7 @@ impl World {
             }
             _ => {
                 let bytes: Vec<u8> = c.s2c.drain(..n).collect();
-                s.handle_bytes(&bytes, &mut Discard)
+                s.handle_bytes(&bytes, sink)
             }
         };
         if let Err(e) = r {
@@ -357,11 +384,16 @@ impl World {
             c.held.clear();
         }
         let mut failed = None;
+        let app = self.app;
         if let Some(lane) = self.lanes.get_mut(i) {
             lane.fault = true;
             lane.dead = true;
             if let Some((spec, _, _)) = lane.current.take() {
                 failed = Some(spec);
+                if app {
+                    // The application's call returns the reset.
+                    lane.done = Some(Err(Failure::Reset));
+                }
             }
         }
         if let Some(spec) = failed {
@@ -581,7 +613,12 @@ impl World {
         for k in 0..steps {
             if k > 0 {
                 self.step = self.step.saturating_add(1);
-                self.maybe_crash_point();
+                if self.app {
+                    // The application judges it (crate::app).
+                    self.app_mid_point();
+                } else {
+                    self.maybe_crash_point();
+                }
             }
             let Some(step) = plan.steps().get(k).copied() else {
                 break;
