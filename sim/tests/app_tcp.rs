@@ -163,3 +163,34 @@ fn a_call_on_a_reset_tcp_lane_fails_and_does_not_hang() {
     assert!(report.passed(), "{report}");
     assert_eq!(report.faulted_runs, 2 * 5 * tcp().len() as u64);
 }
+
+#[allow(dead_code)]
+#[path = "../examples/two_slot.rs"]
+mod two_slot;
+
+#[allow(dead_code)]
+#[path = "../examples/handoff.rs"]
+mod handoff;
+
+#[test]
+fn the_other_shapes_run_over_tcp_too() {
+    // The two-slot update: correct passes, in place is caught torn.
+    let good = two_slot::simulation(false, 1..6).configs(tcp()).run();
+    assert!(good.passed(), "{good}");
+    let bad = two_slot::simulation(true, 1..6).configs(tcp()).run();
+    let f = bad.failure.expect("in-place update caught over TCP");
+    assert!(f.reason.contains("its slot holds"), "{f}");
+    // Two threads on two TCP lanes, calls overlapping (plain persists:
+    // the platforms where they are durable, as the example runs).
+    let plain: Vec<Config> = tcp()
+        .into_iter()
+        .filter(|c| c.platform.plain_persist_durable())
+        .collect();
+    let good = handoff::simulation(false, 1..6)
+        .configs(plain.clone())
+        .run();
+    assert!(good.passed(), "{good}");
+    let bad = handoff::simulation(true, 1..11).configs(plain).run();
+    let f = bad.failure.expect("early publication caught over TCP");
+    assert!(f.config.is_tcp(), "{f}");
+}
