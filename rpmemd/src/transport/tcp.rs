@@ -1066,22 +1066,13 @@ fn receive_piece(
     }
     if piece.is_plain() {
         // A sealed lane: the bytes are opened (authenticated) in the record
-        // buffer, then stored, at most STREAM_CHUNK at a time (a plain piece
-        // may be a whole WRITE body: the staging stays bounded).
-        let mut done = 0usize;
-        while done < n {
-            let k = (n - done).min(STREAM_CHUNK);
-            if chunk.len() < k {
-                chunk.resize(k, 0);
-            }
-            let Some(buf) = chunk.get_mut(..k) else {
-                return Err(LaneEnd::Range { offset, len });
-            };
-            io.recv_exact(buf, None)?;
-            mem.copy_in(offset.saturating_add(done as u64), buf);
-            done += k;
-        }
-        return Ok(());
+        // buffer and stored from there, one opened record at a time (no
+        // byte of a record reaches the pool before its tag verified).
+        return io
+            .recv_opened_with(n, None, |done, bytes| {
+                mem.copy_in(offset.saturating_add(done as u64), bytes);
+            })
+            .map_err(LaneEnd::from);
     }
     if chunk.len() < n {
         chunk.resize(n, 0);
@@ -1296,20 +1287,34 @@ impl<'a> SockIo<'a> {
     /// Fills `buf` with opened (authenticated) bytes of a sealed lane:
     /// records are received into the record buffer and opened there.
     fn recv_opened(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), IoError> {
+        self.recv_opened_with(buf.len(), deadline, |done, src| {
+            if let Some(d) = buf.get_mut(done..done + src.len()) {
+                d.copy_from_slice(src);
+            }
+        })
+    }
+
+    /// Receives `want` opened (authenticated) bytes of a sealed lane and
+    /// hands them to `put(bytes already handed, bytes)` straight from the
+    /// record buffer, in order. `put` only ever sees bytes of records whose
+    /// tag verified.
+    fn recv_opened_with(
+        &mut self,
+        want: usize,
+        deadline: Option<Instant>,
+        mut put: impl FnMut(usize, &[u8]),
+    ) -> Result<(), IoError> {
         let mut done = 0usize;
         let mut spin_from = None;
-        while done < buf.len() {
+        while done < want {
             let Some(s) = self.seal.as_deref_mut() else {
                 return Err(IoError::Stopped);
             };
             match s.inbound.open_next() {
                 Ok(true) => {
                     let have = s.inbound.plaintext();
-                    let take = have.len().min(buf.len() - done);
-                    if let (Some(d), Some(src)) = (buf.get_mut(done..done + take), have.get(..take))
-                    {
-                        d.copy_from_slice(src);
-                    }
+                    let take = have.len().min(want - done);
+                    put(done, have.get(..take).unwrap_or_default());
                     s.inbound.consume(take);
                     done += take;
                     continue;
