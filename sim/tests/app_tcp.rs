@@ -194,3 +194,45 @@ fn the_other_shapes_run_over_tcp_too() {
     let f = bad.failure.expect("early publication caught over TCP");
     assert!(f.config.is_tcp(), "{f}");
 }
+
+#[test]
+fn rpmemd_streamed_and_written_back_body_lines_are_in_the_images() {
+    // A 200-byte record flushed RELAXED on lane 0 and never drained, a
+    // flag persisted on lane 1: the flag may be durable while the record's
+    // lines are not. Where the seed makes rpmemd stream bodies, the whole
+    // lines of the record are non-temporal stores (its partial first line
+    // is written back without a fence): rejected images show words of
+    // those stores not yet fenced.
+    const LEN: u64 = 200;
+    let workload = |r: &mut SimLane<'_>| -> Result<(), Box<dyn std::error::Error>> {
+        let at = r.data_start() + 64 + 8;
+        r.write(at, &[0xab; LEN as usize])?;
+        r.flush(at, LEN, sim::app::FLUSH_RELAXED)?;
+        let mut lane1 = r.lane(1)?;
+        let flag = r.data_start();
+        lane1.write(flag, &1u64.to_le_bytes())?;
+        lane1.persist(flag, 8, 0)?;
+        Ok(())
+    };
+    let recover = |image: &[u8], _: &[Call]| -> Result<(), String> {
+        let record = &image[4096 + 72..4096 + 72 + LEN as usize];
+        if image[4096] == 1 && record.iter().any(|&b| b != 0xab) {
+            return Err("flag set, record not whole".into());
+        }
+        Ok(())
+    };
+    let config = Config::tcp(sim::platform::platform("adr-ddio").expect("platform"));
+    let sim = Simulation::new(workload, recover)
+        .lanes(2)
+        .configs(vec![config]);
+    let mut sources = std::collections::BTreeSet::new();
+    for seed in 1..31 {
+        if let Some(f) = sim.run_one(seed, config).failure {
+            sources.extend(f.diff.iter().map(|d| d.source));
+        }
+    }
+    assert!(
+        sources.contains("unfenced non-temporal store"),
+        "{sources:?}"
+    );
+}
