@@ -1706,6 +1706,91 @@ mod tests {
         assert!(bytes[o + l..].iter().all(|&b| b == 0));
     }
 
+    /// A plain WRITE body piece on a sealed lane is stored straight from the
+    /// opened records: whole when every tag verifies; when the second
+    /// record was altered on the way, the first record's bytes land and not
+    /// one byte of the second.
+    #[rstest::rstest]
+    #[case(false)]
+    #[case(true)]
+    fn sealed_plain_pieces_store_only_verified_records(#[case] tamper: bool) {
+        use rpmem_core::flush::cpu::FlushInstr;
+        use rpmem_core::seal::{ClientHandshake, ServerHandshake, MAX_RECORD_WIRE, NONCE_LEN};
+        use std::io::Write;
+        use std::ptr::NonNull;
+
+        let secret = [7u8; SECRET_LEN];
+        let c = ClientHandshake::new(&secret, 0, LaneMode::Sealed, [3; 32]);
+        let (sh, server_hello) =
+            ServerHandshake::on_hello(&secret, c.hello(), [4; NONCE_LEN], 1, LaneMode::Sealed)
+                .unwrap();
+        let (proof, client_keys) = c.on_server_hello(&server_hello).unwrap();
+        let (_, opener) = sh.on_proof(&proof).unwrap().server().unwrap();
+        let (mut sealer, _) = client_keys.client().unwrap();
+
+        let (offset, len) = (4096u64, MAX_RECORD + 34_464);
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+        let mut wire = Vec::new();
+        for part in body.chunks(MAX_RECORD) {
+            let mut rec = vec![0u8; MAX_RECORD_WIRE];
+            let n = sealer.seal_from(part, &mut rec).unwrap();
+            wire.push(rec[..n].to_vec());
+        }
+        assert_eq!(wire.len(), 2);
+        if tamper {
+            wire[1][RECORD_HEADER_LEN + 100] ^= 1;
+        }
+
+        let size = 256 * 1024;
+        let mut backing = vec![Page([0; 4096]); size / 4096];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` outlives `mem` and is not referenced while
+        // `mem` writes it.
+        let mut mem = unsafe {
+            PoolMemory::new(
+                base,
+                size,
+                FlushInstr::detect(),
+                crate::transport::DeepFlush::default(),
+            )
+        };
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            for rec in wire {
+                tx.write_all(&rec).unwrap();
+            }
+        });
+        let stop = || false;
+        let mut io = SockIo::new(rx.as_raw_fd(), Duration::from_micros(50), true, &stop);
+        io.seal = Some(Box::new(SealIo {
+            sealer: client_keys.client().unwrap().0,
+            inbound: Inbound::new(opener, vec![0u8; INBOUND_BUF_LEN].into()).unwrap(),
+            out: Vec::new(),
+        }));
+        let piece = BodyPiece {
+            offset,
+            len: len as u64,
+            whole_from: 0,
+            whole_to: 0,
+        };
+        assert!(piece.is_plain());
+        let got = receive_piece(&mut io, &mut mem, &piece, &mut Vec::new());
+        writer.join().unwrap();
+        drop(mem);
+        let bytes: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        let o = offset as usize;
+        assert!(bytes[..o].iter().all(|&b| b == 0));
+        if tamper {
+            assert!(matches!(got, Err(LaneEnd::Io(IoError::Seal(_)))), "{got:?}");
+            assert_eq!(&bytes[o..o + MAX_RECORD], &body[..MAX_RECORD]);
+            assert!(bytes[o + MAX_RECORD..].iter().all(|&b| b == 0));
+        } else {
+            got.unwrap();
+            assert_eq!(&bytes[o..o + len], &body[..]);
+            assert!(bytes[o + len..].iter().all(|&b| b == 0));
+        }
+    }
+
     /// A page-aligned scratch "pool" for a real server.
     #[repr(C, align(4096))]
     #[derive(Clone, Copy)]
