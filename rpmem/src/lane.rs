@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use rpmem_core::persist::{Chunk, LaneParams, ReadDest, ReadSink, StreamInitiator};
 use rpmem_core::seal::{
-    Inbound, LaneMode, Sealer, INBOUND_BUF_LEN, MAX_RECORD, NONCE_LEN, RECORD_HEADER_LEN, TAG_LEN,
+    Inbound, LaneMode, Sealer, INBOUND_BUF_LEN, MAX_RECORD, MAX_RECORD_WIRE, NONCE_LEN,
+    RECORD_HEADER_LEN,
 };
 use rpmem_core::wire::tcp::SECRET_LEN;
 
@@ -94,8 +95,11 @@ pub(crate) struct LaneConn {
 struct Sealed {
     sealer: Sealer,
     inbound: Inbound<Box<[u8]>>,
-    /// The record being written: `out[sent..]` is still to go.
-    out: Vec<u8>,
+    /// The record buffer ([`MAX_RECORD_WIRE`] bytes, zeroed once): the
+    /// record being written is `out[..out_len]`, `out[sent..out_len]` is
+    /// still to go.
+    out: Box<[u8]>,
+    out_len: usize,
     sent: usize,
     /// Plaintext bytes of the machine that record holds.
     out_plain: u64,
@@ -259,7 +263,8 @@ impl LaneConn {
                 Some(Box::new(Sealed {
                     sealer,
                     inbound,
-                    out: Vec::with_capacity(MAX_RECORD + RECORD_HEADER_LEN + TAG_LEN),
+                    out: vec![0u8; MAX_RECORD_WIRE].into_boxed_slice(),
+                    out_len: 0,
                     sent: 0,
                     out_plain: 0,
                 }))
@@ -361,8 +366,8 @@ impl LaneConn {
             let Some(s) = self.sealed.as_deref_mut() else {
                 return Ok(progressed);
             };
-            if s.sent < s.out.len() {
-                let rest = s.out.get(s.sent..).unwrap_or(&[]);
+            if s.sent < s.out_len {
+                let rest = s.out.get(s.sent..s.out_len).unwrap_or(&[]);
                 let iov = [libc::iovec {
                     iov_base: rest.as_ptr() as *mut libc::c_void,
                     iov_len: rest.len(),
@@ -378,9 +383,9 @@ impl LaneConn {
                 }
                 progressed = true;
                 s.sent += n;
-                if s.sent == s.out.len() {
+                if s.sent == s.out_len {
                     let plain = s.out_plain;
-                    s.out.clear();
+                    s.out_len = 0;
                     s.sent = 0;
                     s.out_plain = 0;
                     if let Err(e) = self.cx.engine.on_transmitted(plain) {
@@ -389,32 +394,36 @@ impl LaneConn {
                 }
                 continue;
             }
-            // The next record: what the machine has, up to MAX_RECORD bytes.
-            s.out.clear();
-            s.out.resize(RECORD_HEADER_LEN, 0);
+            // The next record: what the machine has, up to MAX_RECORD bytes,
+            // copied straight behind the header (no zeroing first).
+            let mut fill = RECORD_HEADER_LEN;
             let mut bad = None;
             for chunk in self.cx.engine.poll_transmit() {
-                let room = MAX_RECORD + RECORD_HEADER_LEN - s.out.len();
+                let room = MAX_RECORD + RECORD_HEADER_LEN - fill;
                 if room == 0 {
                     break;
                 }
                 match chunk {
                     Chunk::Bytes(b) => {
-                        s.out
-                            .extend_from_slice(b.get(..room.min(b.len())).unwrap_or(b));
+                        let take = room.min(b.len());
+                        if let (Some(dst), Some(src)) =
+                            (s.out.get_mut(fill..fill + take), b.get(..take))
+                        {
+                            dst.copy_from_slice(src);
+                        }
+                        fill += take;
                     }
                     Chunk::Region { offset, len } => {
                         let take = usize::try_from(len).unwrap_or(usize::MAX).min(room);
-                        let at = s.out.len();
-                        s.out.resize(at + take, 0);
-                        let dst = s.out.get_mut(at..).unwrap_or_default();
-                        let ok = usize::try_from(offset)
-                            .ok()
-                            .is_some_and(|o| self.region.read_at(o, dst).is_ok());
+                        let ok = match (usize::try_from(offset), s.out.get_mut(fill..fill + take)) {
+                            (Ok(o), Some(dst)) => self.region.read_at(o, dst).is_ok(),
+                            _ => false,
+                        };
                         if !ok {
                             bad = Some((offset, len));
                             break;
                         }
+                        fill += take;
                     }
                 }
             }
@@ -423,14 +432,13 @@ impl LaneConn {
                     "frame for region range {range:?} lies outside the region"
                 )));
             }
-            let plain = s.out.len() - RECORD_HEADER_LEN;
+            let plain = fill - RECORD_HEADER_LEN;
             if plain == 0 {
-                s.out.clear();
                 return Ok(progressed);
             }
-            s.out.resize(plain + RECORD_HEADER_LEN + TAG_LEN, 0);
-            if let Err(e) = s.sealer.seal_in_place(&mut s.out, plain) {
-                return Err(self.cx.fail(e.to_string()));
+            match s.sealer.seal_in_place(&mut s.out, plain) {
+                Ok(total) => s.out_len = total,
+                Err(e) => return Err(self.cx.fail(e.to_string())),
             }
             s.sent = 0;
             s.out_plain = plain as u64;
