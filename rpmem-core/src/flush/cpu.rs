@@ -198,17 +198,25 @@ impl FlushInstr {
     pub fn persist(self, data: &[u8]) {
         if let Some(first) = data.first() {
             let addr = first as *const u8 as usize;
-            let skew = addr % CACHE_LINE as usize;
-            // Flush the first line, then one byte per following line.
-            self.flush_line(first);
-            let mut i = CACHE_LINE as usize - skew;
-            while let Some(b) = data.get(i) {
-                self.flush_line(b);
-                i += CACHE_LINE as usize;
+            for i in line_starts(addr, data.len()) {
+                if let Some(b) = data.get(i) {
+                    self.flush_line(b);
+                }
             }
         }
         self.fence();
     }
+}
+
+/// For `len` bytes at address `addr`: the index of one byte in each cache
+/// line they overlap, in order (the first byte, then the first byte of each
+/// following line). What [`FlushInstr::persist`] flushes, kept apart so the
+/// arithmetic is tested without flushing anything.
+pub fn line_starts(addr: usize, len: usize) -> impl Iterator<Item = usize> {
+    let line = CACHE_LINE as usize;
+    let first_next = line - addr % line;
+    let rest = (first_next..len).step_by(line);
+    (len > 0).then_some(0).into_iter().chain(rest)
 }
 
 /// How [`store_line`] stores a 64-byte line.
@@ -289,6 +297,61 @@ pub unsafe fn store_line(dst: *mut u8, line: &[u8; 64], how: LineStore) -> bool 
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case(0x1000, 0, &[])]
+    #[case(0x1000, 1, &[0])]
+    #[case(0x1000, 64, &[0])]
+    #[case(0x1000, 65, &[0, 64])]
+    #[case(0x1000, 128, &[0, 64])]
+    #[case(0x1003, 61, &[0])]
+    #[case(0x1003, 62, &[0, 61])]
+    #[case(0x1003, 200, &[0, 61, 125, 189])]
+    #[case(0x103f, 2, &[0, 1])]
+    fn persist_touches_each_line_once(
+        #[case] addr: usize,
+        #[case] len: usize,
+        #[case] want: &[usize],
+    ) {
+        let got: std::vec::Vec<usize> = line_starts(addr, len).collect();
+        assert_eq!(got, want);
+        // One index per line the range overlaps, each in a different line.
+        let lines = if len == 0 {
+            0
+        } else {
+            (addr + len - 1) / 64 - addr / 64 + 1
+        };
+        assert_eq!(got.len(), lines);
+    }
+
+    #[test]
+    fn names_and_support() {
+        for (i, name, supported) in [
+            (FlushInstr::Clwb, "clwb", true),
+            (FlushInstr::ClflushOpt, "clflushopt", true),
+            (FlushInstr::Clflush, "clflush", true),
+            (FlushInstr::DcCvap, "dc cvap", true),
+            (FlushInstr::DcCvac, "dc cvac", true),
+            (FlushInstr::Unsupported, "none", false),
+        ] {
+            assert_eq!(i.name(), name);
+            assert_eq!(i.is_supported(), supported, "{name}");
+        }
+    }
+
+    /// `detect_with` reads CPUID leaf 7 when the CPU has it: the answer is
+    /// what `from_cpuid7_ebx` makes of this CPU's own leaf.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn detection_reads_this_cpus_leaf_7() {
+        let ebx = core::arch::x86_64::__cpuid_count(7, 0).ebx;
+        for (no_clwb, no_clflushopt) in [(false, false), (true, false), (true, true)] {
+            assert_eq!(
+                FlushInstr::detect_with(no_clwb, no_clflushopt),
+                FlushInstr::from_cpuid7_ebx(ebx, no_clwb, no_clflushopt)
+            );
+        }
+    }
 
     #[rstest]
     #[case(CPUID7_EBX_CLWB | CPUID7_EBX_CLFLUSHOPT, false, false, FlushInstr::Clwb)]
