@@ -54,6 +54,8 @@ const STAGE_LEN: usize = 64 * 1024;
 const DIRECT_MIN: usize = 4096;
 /// Most gather entries per `sendmsg`.
 const MAX_IOV: usize = 64;
+/// Records a sealed lane seals before it writes them with one `sendmsg`.
+const SEAL_BATCH: usize = 4;
 /// Bytes of the buffer the hello's answer is received into.
 const HELLO_BUF: usize = 64;
 
@@ -95,13 +97,13 @@ pub(crate) struct LaneConn {
 struct Sealed {
     sealer: Sealer,
     inbound: Inbound<Box<[u8]>>,
-    /// The record buffer ([`MAX_RECORD_WIRE`] bytes, zeroed once): the
-    /// record being written is `out[..out_len]`, `out[sent..out_len]` is
-    /// still to go.
+    /// The record buffer ([`SEAL_BATCH`] records of [`MAX_RECORD_WIRE`]
+    /// bytes, zeroed once): the records being written are `out[..out_len]`,
+    /// `out[sent..out_len]` is still to go.
     out: Box<[u8]>,
     out_len: usize,
     sent: usize,
-    /// Plaintext bytes of the machine that record holds.
+    /// Plaintext bytes of the machine those records hold.
     out_plain: u64,
 }
 
@@ -263,7 +265,7 @@ impl LaneConn {
                 Some(Box::new(Sealed {
                     sealer,
                     inbound,
-                    out: vec![0u8; MAX_RECORD_WIRE].into_boxed_slice(),
+                    out: vec![0u8; SEAL_BATCH * MAX_RECORD_WIRE].into_boxed_slice(),
                     out_len: 0,
                     sent: 0,
                     out_plain: 0,
@@ -394,54 +396,78 @@ impl LaneConn {
                 }
                 continue;
             }
-            // The next record: what the machine has, up to MAX_RECORD bytes,
-            // copied straight behind the header (no zeroing first).
-            let mut fill = RECORD_HEADER_LEN;
-            let mut bad = None;
-            for chunk in self.cx.engine.poll_transmit() {
-                let room = MAX_RECORD + RECORD_HEADER_LEN - fill;
-                if room == 0 {
+            // The next records: what the machine has, up to SEAL_BATCH
+            // records of up to MAX_RECORD bytes each, back to back in `out`
+            // (one `sendmsg` for them), copied straight behind each header.
+            s.sent = 0;
+            s.out_len = 0;
+            s.out_plain = 0;
+            while s.out_len + MAX_RECORD_WIRE <= s.out.len() {
+                let at = s.out_len;
+                let body = at + RECORD_HEADER_LEN;
+                let end = body + MAX_RECORD;
+                let mut fill = body;
+                // Bytes of the machine already sealed into this batch.
+                let mut skip = s.out_plain;
+                let mut bad = None;
+                for chunk in self.cx.engine.poll_transmit() {
+                    if fill == end {
+                        break;
+                    }
+                    let room = end - fill;
+                    match chunk {
+                        Chunk::Bytes(b) => {
+                            let k = usize::try_from(skip).unwrap_or(usize::MAX).min(b.len());
+                            skip -= k as u64;
+                            let b = b.get(k..).unwrap_or_default();
+                            let take = room.min(b.len());
+                            if let (Some(dst), Some(src)) =
+                                (s.out.get_mut(fill..fill + take), b.get(..take))
+                            {
+                                dst.copy_from_slice(src);
+                            }
+                            fill += take;
+                        }
+                        Chunk::Region { offset, len } => {
+                            let k = skip.min(len);
+                            skip -= k;
+                            let (from, left) = (offset.saturating_add(k), len - k);
+                            if left == 0 {
+                                continue;
+                            }
+                            let take = usize::try_from(left).unwrap_or(usize::MAX).min(room);
+                            let ok = match (usize::try_from(from), s.out.get_mut(fill..fill + take))
+                            {
+                                (Ok(o), Some(dst)) => self.region.read_at(o, dst).is_ok(),
+                                _ => false,
+                            };
+                            if !ok {
+                                bad = Some((offset, len));
+                                break;
+                            }
+                            fill += take;
+                        }
+                    }
+                }
+                if let Some(range) = bad {
+                    return Err(self.cx.fail(format!(
+                        "frame for region range {range:?} lies outside the region"
+                    )));
+                }
+                let plain = fill - body;
+                if plain == 0 {
                     break;
                 }
-                match chunk {
-                    Chunk::Bytes(b) => {
-                        let take = room.min(b.len());
-                        if let (Some(dst), Some(src)) =
-                            (s.out.get_mut(fill..fill + take), b.get(..take))
-                        {
-                            dst.copy_from_slice(src);
-                        }
-                        fill += take;
-                    }
-                    Chunk::Region { offset, len } => {
-                        let take = usize::try_from(len).unwrap_or(usize::MAX).min(room);
-                        let ok = match (usize::try_from(offset), s.out.get_mut(fill..fill + take)) {
-                            (Ok(o), Some(dst)) => self.region.read_at(o, dst).is_ok(),
-                            _ => false,
-                        };
-                        if !ok {
-                            bad = Some((offset, len));
-                            break;
-                        }
-                        fill += take;
-                    }
+                let rec = s.out.get_mut(at..).unwrap_or_default();
+                match s.sealer.seal_in_place(rec, plain) {
+                    Ok(total) => s.out_len += total,
+                    Err(e) => return Err(self.cx.fail(e.to_string())),
                 }
+                s.out_plain += plain as u64;
             }
-            if let Some(range) = bad {
-                return Err(self.cx.fail(format!(
-                    "frame for region range {range:?} lies outside the region"
-                )));
-            }
-            let plain = fill - RECORD_HEADER_LEN;
-            if plain == 0 {
+            if s.out_len == 0 {
                 return Ok(progressed);
             }
-            match s.sealer.seal_in_place(&mut s.out, plain) {
-                Ok(total) => s.out_len = total,
-                Err(e) => return Err(self.cx.fail(e.to_string())),
-            }
-            s.sent = 0;
-            s.out_plain = plain as u64;
         }
     }
 
