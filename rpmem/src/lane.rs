@@ -359,9 +359,9 @@ impl LaneConn {
     }
 
     /// Seals what the machine has to transmit into records of at most
-    /// [`MAX_RECORD`] bytes and writes them until the socket takes no more.
-    /// The machine learns of its bytes as written once their whole record
-    /// went out.
+    /// [`MAX_RECORD`] bytes, up to [`SEAL_BATCH`] at a time, and writes them
+    /// until the socket takes no more. The machine learns of its bytes as
+    /// written once the whole batch holding them went out.
     fn write_sealed(&mut self) -> Result<bool, Error> {
         let mut progressed = false;
         loop {
