@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rpmem_core::oob::{
     Client, ClientEvent, CreateRequest, CreateResponse, OobError, OpenRequest, OpenResponse,
 };
-use rpmem_core::wire::oob::MsgType;
+use rpmem_core::wire::oob::{CommonRepr, MsgType, Provider, Status, PROTO_MINOR};
 use rpmem_core::PoolAttr;
 
 use crate::error::Error;
@@ -28,6 +28,8 @@ pub(crate) struct OobSession {
     host: String,
     pool_set: String,
     timeout: Duration,
+    /// The provider of the CREATE / OPEN sent, once sent.
+    provider: Option<Provider>,
 }
 
 impl std::fmt::Debug for OobSession {
@@ -57,6 +59,7 @@ impl OobSession {
             host: host.to_owned(),
             pool_set: pool_set.to_owned(),
             timeout,
+            provider: None,
         };
         match s.wait_event("waiting for rpmemd's start-up status word")? {
             ClientEvent::Ready => Ok(s),
@@ -77,6 +80,7 @@ impl OobSession {
             .send_create(req)
             .map_err(|e| local_request_error(&e))?
             .to_vec();
+        self.provider = Some(req.provider);
         self.send(&bytes, "sending CREATE")?;
         match self.wait_event(during)? {
             ClientEvent::Created(r) => Ok(r),
@@ -92,6 +96,7 @@ impl OobSession {
             .send_open(req)
             .map_err(|e| local_request_error(&e))?
             .to_vec();
+        self.provider = Some(req.provider);
         self.send(&bytes, "sending OPEN")?;
         match self.wait_event(during)? {
             ClientEvent::Opened(r) => Ok(r),
@@ -208,7 +213,7 @@ impl OobSession {
         }
     }
 
-    fn refused(&mut self, status: rpmem_core::wire::oob::Status, request: MsgType) -> Error {
+    fn refused(&mut self, status: Status, request: MsgType) -> Error {
         // rpmemd ends the session after a failed CREATE, OPEN or CLOSE; wait
         // for it so that its last words are on stderr.
         let grace = if request == MsgType::SetAttr {
@@ -220,11 +225,7 @@ impl OobSession {
             STDERR_GRACE
         };
         let text = self.remote.info().stderr.text(grace);
-        let message = if text.is_empty() {
-            "rpmemd wrote nothing on stderr; its log on the target may say more".to_owned()
-        } else {
-            text
-        };
+        let message = refusal_message(&self.host, self.provider, status, text);
         Error::Refused {
             host: self.host.clone(),
             request,
@@ -327,8 +328,91 @@ impl OobSession {
     }
 }
 
+/// The message of [`Error::Refused`]: rpmemd's stderr `text`, or a
+/// pointer to its log when it wrote nothing. When the refusal means rpmemd
+/// predates sealed TCP lanes (`RPMEM_ERR_BADPROTO` to a request for the TCP
+/// provider, which this client sends at protocol 0.2), it says so first,
+/// naming both versions and what to do.
+fn refusal_message(host: &str, provider: Option<Provider>, status: Status, text: String) -> String {
+    let said = if text.is_empty() {
+        "rpmemd wrote nothing on stderr; its log on the target may say more".to_owned()
+    } else {
+        text
+    };
+    match provider {
+        Some(p) if CommonRepr::refusal_predates_sealing(p, status) => format!(
+            "rpmemd on {host} predates sealed TCP lanes: this client needs protocol 0.{new} with \
+             the tcp provider and that rpmemd accepts only 0.{old}; upgrade rpmemd on {host} \
+             (rpmemd said: {said})",
+            new = CommonRepr::SEALED_TCP_MINOR,
+            old = PROTO_MINOR,
+        ),
+        _ => said,
+    }
+}
+
 /// A request the core refused to build: a caller mistake (bad pool set name,
 /// no lanes) caught before anything was sent.
 fn local_request_error(e: &OobError) -> Error {
     Error::InvalidArgument(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_proto_to_a_tcp_request_names_an_rpmemd_from_before_sealing() {
+        let old_rpmemd = "CREATE refused: CREATE: c.minor 2 at offset 14 should be 1".to_owned();
+        let m = refusal_message(
+            "node7",
+            Some(Provider::TCP),
+            Status::BadProto,
+            old_rpmemd.clone(),
+        );
+        assert_eq!(
+            m,
+            "rpmemd on node7 predates sealed TCP lanes: this client needs protocol 0.2 with the \
+             tcp provider and that rpmemd accepts only 0.1; upgrade rpmemd on node7 (rpmemd \
+             said: CREATE refused: CREATE: c.minor 2 at offset 14 should be 1)"
+        );
+        let e = Error::Refused {
+            host: "node7".to_owned(),
+            request: MsgType::Create,
+            pool_set: "p.set".to_owned(),
+            status: Status::BadProto,
+            message: m,
+        };
+        let shown = e.to_string();
+        assert!(shown.contains("upgrade rpmemd on node7"), "{shown}");
+        assert_eq!(e.errno(), libc::EPROTONOSUPPORT);
+        // Not with PMDK's providers, nor with another status.
+        assert_eq!(
+            refusal_message(
+                "n",
+                Some(Provider::LIBFABRIC_VERBS),
+                Status::BadProto,
+                old_rpmemd.clone()
+            ),
+            old_rpmemd
+        );
+        assert_eq!(
+            refusal_message(
+                "n",
+                Some(Provider::TCP),
+                Status::NoExist,
+                old_rpmemd.clone()
+            ),
+            old_rpmemd
+        );
+        assert_eq!(
+            refusal_message("n", None, Status::BadProto, String::new()),
+            "rpmemd wrote nothing on stderr; its log on the target may say more"
+        );
+        assert!(
+            refusal_message("n", Some(Provider::TCP), Status::BadProto, String::new()).ends_with(
+                "(rpmemd said: rpmemd wrote nothing on stderr; its log on the target may say more)"
+            )
+        );
+    }
 }

@@ -793,7 +793,10 @@ fn parse_open<'a>(
     Ok((repr.common, PoolAttr::ZERO, repr.pool_desc))
 }
 
-/// PMDK's `rpmemd_obc_check_proto_ver`: exactly 0.1.
+/// PMDK's `rpmemd_obc_check_proto_ver`: exactly 0.1, except with our TCP
+/// provider, whose lanes are sealed: exactly 0.2
+/// ([`CommonRepr::SEALED_TCP_MINOR`]); 0.1 with it is a client from before
+/// the sealing, refused with [`wire::Error::ClientPredatesSealing`].
 fn check_version(msg: &'static str, common: &Common<'_>) -> Result<(), (Status, wire::Error)> {
     let at = create_field::C.start;
     if common.major() != PROTO_MAJOR {
@@ -808,19 +811,32 @@ fn check_version(msg: &'static str, common: &Common<'_>) -> Result<(), (Status, 
             },
         ));
     }
-    if common.minor() != PROTO_MINOR {
+    let needed = CommonRepr::minor_for(common.provider());
+    if common.minor() == needed {
+        return Ok(());
+    }
+    let offset = at + common_field::MINOR.start;
+    if common.provider() == Provider::TCP && common.minor() == PROTO_MINOR {
         return Err((
             Status::BadProto,
-            wire::Error::Mismatch {
+            wire::Error::ClientPredatesSealing {
                 msg,
-                field: "c.minor",
-                offset: at + common_field::MINOR.start,
-                value: u64::from(common.minor()),
-                expected: u64::from(PROTO_MINOR),
+                offset,
+                minor: common.minor(),
+                needed,
             },
         ));
     }
-    Ok(())
+    Err((
+        Status::BadProto,
+        wire::Error::Mismatch {
+            msg,
+            field: "c.minor",
+            offset,
+            value: u64::from(common.minor()),
+            expected: u64::from(needed),
+        },
+    ))
 }
 
 fn len_u64(len: usize) -> u64 {

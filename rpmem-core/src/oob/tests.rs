@@ -423,6 +423,115 @@ fn server_refuses_open_and_create(
     ));
 }
 
+/// A client from before sealed TCP lanes (CREATE / OPEN for the TCP
+/// provider at protocol 0.1) is refused at the out-of-band step, before any
+/// lane connects, with a reason naming both versions and what to do; 0.2 is
+/// refused with PMDK's providers.
+#[rstest]
+#[case::old_tcp_create(true, Provider::TCP, 1, "c.minor 1 at offset 14 with provider tcp: the client predates sealed TCP lanes (it speaks protocol 0.1, this rpmemd needs 0.2 with tcp); upgrade the client")]
+#[case::old_tcp_open(false, Provider::TCP, 1, "the client predates sealed TCP lanes (it speaks protocol 0.1, this rpmemd needs 0.2 with tcp); upgrade the client")]
+#[case::future_tcp(true, Provider::TCP, 3, "c.minor 3 at offset 14 should be 2")]
+#[case::sealed_minor_with_pmdk(
+    false,
+    Provider::LIBFABRIC_SOCKETS,
+    2,
+    "c.minor 2 at offset 14 should be 1"
+)]
+fn server_refuses_a_client_from_before_sealed_tcp_lanes(
+    #[case] create: bool,
+    #[case] provider: Provider,
+    #[case] minor: u16,
+    #[case] reason: &str,
+) {
+    let mut b = request_bytes(create);
+    be32(&mut b, 28, provider.0);
+    be16(&mut b, 14, minor);
+    let (_, mut server) = ready_pair();
+    let err = server_feed(&mut server, &b, &[7]).unwrap_err();
+    let request = if create {
+        MsgType::Create
+    } else {
+        MsgType::Open
+    };
+    match err {
+        OobError::Rejected {
+            request: r,
+            status: s,
+            reason: RejectReason::Invalid(e),
+        } => {
+            assert_eq!((r, s), (request, Status::BadProto));
+            assert_eq!((e.field(), e.offset()), (Some("c.minor"), Some(14)));
+            if minor == 1 {
+                assert!(matches!(
+                    e,
+                    crate::wire::oob::Error::ClientPredatesSealing {
+                        minor: 1,
+                        needed: 2,
+                        ..
+                    }
+                ));
+            }
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    let text = format!("{err}");
+    assert!(text.contains(reason), "{text:?} should contain {reason:?}");
+    assert!(server.reject_response().is_some());
+}
+
+/// A sealing client asks for protocol 0.2 with the TCP provider (0.1 with
+/// PMDK's); an rpmemd from before the sealing accepts only 0.1 and answers
+/// `RPMEM_ERR_BADPROTO`, which the client recognises as "rpmemd predates
+/// sealed TCP lanes" (only with the TCP provider).
+#[test]
+fn client_from_after_sealing_is_refused_by_an_old_rpmemd() {
+    for (provider, minor) in [
+        (Provider::TCP, 2u16),
+        (Provider::VERBS, 1),
+        (Provider::LIBFABRIC_SOCKETS, 1),
+        (Provider::LIBFABRIC_VERBS, 1),
+    ] {
+        let (mut client, _) = ready_pair();
+        let bytes = client
+            .send_create(&CreateRequest {
+                pool_size: 1 << 20,
+                nlanes: 3,
+                provider,
+                buff_size: 8192,
+                attr: PoolAttr::ZERO,
+                pool_desc: PoolDesc::from_text("x").unwrap(),
+            })
+            .unwrap()
+            .to_vec();
+        assert_eq!(bytes[14..16], minor.to_be_bytes(), "{provider}");
+        assert_eq!(CommonRepr::minor_for(provider), minor);
+        // PMDK 1.12.1's (and our pre-sealing) rpmemd: exactly 0.1.
+        let old_rpmemd_accepts = minor == crate::wire::oob::PROTO_MINOR;
+        assert_eq!(old_rpmemd_accepts, provider != Provider::TCP);
+    }
+    let mut client = created_client(Provider::TCP, 3);
+    let b = create_resp(Status::BadProto, IbcRepr::ZERO, None);
+    assert_eq!(
+        client_feed(&mut client, &b, &[5]).unwrap(),
+        Some(ClientEvent::Failed {
+            status: Status::BadProto,
+            request: MsgType::Create
+        })
+    );
+    assert!(CommonRepr::refusal_predates_sealing(
+        Provider::TCP,
+        Status::BadProto
+    ));
+    assert!(!CommonRepr::refusal_predates_sealing(
+        Provider::LIBFABRIC_VERBS,
+        Status::BadProto
+    ));
+    assert!(!CommonRepr::refusal_predates_sealing(
+        Provider::TCP,
+        Status::NoExist
+    ));
+}
+
 #[test]
 fn server_refuses_a_provider_it_does_not_serve() {
     let limits = Limits {

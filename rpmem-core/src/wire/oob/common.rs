@@ -105,7 +105,8 @@ impl<'a> Common<'a> {
 pub struct CommonRepr {
     /// Protocol major version ([`PROTO_MAJOR`]).
     pub major: u16,
-    /// Protocol minor version ([`PROTO_MINOR`]).
+    /// Protocol minor version ([`PROTO_MINOR`], or
+    /// [`CommonRepr::SEALED_TCP_MINOR`] with [`Provider::TCP`]).
     pub minor: u16,
     /// Minimum pool size the client needs.
     pub pool_size: u64,
@@ -118,11 +119,38 @@ pub struct CommonRepr {
 }
 
 impl CommonRepr {
-    /// A request at the protocol version this crate speaks.
+    /// The minor version of a request naming [`Provider::TCP`] since its
+    /// lanes are sealed (hello `"RPT2"`): a client before that sent
+    /// [`PROTO_MINOR`] with it and cannot speak to a sealing rpmemd, an
+    /// rpmemd before that refuses this minor with `RPMEM_ERR_BADPROTO`.
+    /// PMDK's providers keep [`PROTO_MINOR`].
+    pub const SEALED_TCP_MINOR: u16 = 2;
+
+    /// The minor version a request naming `provider` carries (and the only
+    /// one rpmemd accepts with it).
+    pub const fn minor_for(provider: Provider) -> u16 {
+        if provider.0 == Provider::TCP.0 {
+            Self::SEALED_TCP_MINOR
+        } else {
+            PROTO_MINOR
+        }
+    }
+
+    /// True when rpmemd answering a request for `provider` with `status`
+    /// means it predates sealed TCP lanes: a sealing rpmemd accepts
+    /// [`CommonRepr::SEALED_TCP_MINOR`] with [`Provider::TCP`], one from
+    /// before refuses every minor but [`PROTO_MINOR`] with
+    /// `RPMEM_ERR_BADPROTO`.
+    pub fn refusal_predates_sealing(provider: Provider, status: super::Status) -> bool {
+        provider == Provider::TCP && status == super::Status::BadProto
+    }
+
+    /// A request at the protocol version this crate speaks for `provider`
+    /// ([`CommonRepr::minor_for`]).
     pub const fn new(pool_size: u64, nlanes: u32, provider: Provider, buff_size: u64) -> Self {
         CommonRepr {
             major: PROTO_MAJOR,
-            minor: PROTO_MINOR,
+            minor: Self::minor_for(provider),
             pool_size,
             nlanes,
             provider,

@@ -70,6 +70,22 @@ pub enum Error {
         /// The value required.
         expected: u64,
     },
+    /// A CREATE / OPEN names [`Provider::TCP`](super::Provider::TCP) at
+    /// the protocol minor version from before TCP lanes were sealed: the
+    /// client cannot speak to this rpmemd's lanes.
+    #[error(
+        "{msg}: c.minor {minor} at offset {offset} with provider tcp: the client predates sealed TCP lanes (it speaks protocol 0.{minor}, this rpmemd needs 0.{needed} with tcp); upgrade the client"
+    )]
+    ClientPredatesSealing {
+        /// Message name.
+        msg: &'static str,
+        /// Byte offset of `c.minor` in the message.
+        offset: usize,
+        /// The minor version the client sent.
+        minor: u16,
+        /// The minor version this rpmemd needs with the TCP provider.
+        needed: u16,
+    },
     /// A field holds a value outside its enumeration.
     #[error("{msg}: {field} {value} at offset {offset} is not a known value")]
     Unknown {
@@ -168,7 +184,8 @@ impl Error {
             | Error::EmbeddedNul { msg, .. }
             | Error::BadMagic { msg, .. }
             | Error::NonZero { msg, .. }
-            | Error::AllZero { msg, .. } => msg,
+            | Error::AllZero { msg, .. }
+            | Error::ClientPredatesSealing { msg, .. } => msg,
         }
     }
 
@@ -184,6 +201,7 @@ impl Error {
             Error::UnexpectedType { .. } => Some("hdr.type"),
             Error::NotTerminated { .. } | Error::EmbeddedNul { .. } => Some("pool_desc.desc"),
             Error::BadMagic { .. } => Some("ext.magic"),
+            Error::ClientPredatesSealing { .. } => Some("c.minor"),
             Error::Truncated { .. } | Error::BufferTooSmall { .. } => None,
         }
     }
@@ -200,7 +218,8 @@ impl Error {
             | Error::EmbeddedNul { offset, .. }
             | Error::BadMagic { offset, .. }
             | Error::NonZero { offset, .. }
-            | Error::AllZero { offset, .. } => Some(offset),
+            | Error::AllZero { offset, .. }
+            | Error::ClientPredatesSealing { offset, .. } => Some(offset),
             Error::Truncated { .. } | Error::BufferTooSmall { .. } => None,
         }
     }
