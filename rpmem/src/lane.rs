@@ -163,6 +163,36 @@ impl LaneConn {
         region: Arc<Region>,
         remote: Option<Arc<RemoteInfo>>,
     ) -> Result<LaneConn, Error> {
+        // rpmemd closes connections that wait for their hello while too
+        // many others do (a flood from the same address, docs/protocol.md):
+        // a lane closed before rpmemd said anything is tried again, with a
+        // growing pause, until the connect timeout has passed.
+        let give_up = Instant::now() + setup.connect_timeout;
+        let mut pause = RETRY_FIRST_PAUSE;
+        loop {
+            match Self::attempt(setup, Arc::clone(&region), remote.clone(), give_up) {
+                Ok(conn) => return Ok(conn),
+                Err(Attempt::Closed(e)) if Instant::now() + pause < give_up => {
+                    log::debug!(
+                        "rpmem: lane {} to {}: {e}; trying again in {pause:?}",
+                        setup.params.lane,
+                        setup.host
+                    );
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX_PAUSE);
+                }
+                Err(Attempt::Closed(e) | Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One connection and handshake, until `give_up` at the latest.
+    fn attempt(
+        setup: &LaneSetup,
+        region: Arc<Region>,
+        remote: Option<Arc<RemoteInfo>>,
+        give_up: Instant,
+    ) -> Result<LaneConn, Attempt> {
         let index = setup.params.lane;
         let conn_err = |what: String, message: String| Error::Connection {
             host: setup.host.clone(),
@@ -170,26 +200,33 @@ impl LaneConn {
             what,
             message,
         };
-        let nonce = fresh_nonce().map_err(|e| Error::Io {
-            what: format!("lane {index}: drawing the handshake nonce"),
-            source: e,
+        let nonce = fresh_nonce().map_err(|e| {
+            Attempt::Failed(Error::Io {
+                what: format!("lane {index}: drawing the handshake nonce"),
+                source: e,
+            })
         })?;
         let mut machine = StreamInitiator::new(setup.params, &setup.secret, nonce, setup.mode)
-            .map_err(|e| Error::Protocol {
-                host: setup.host.clone(),
-                during: format!("setting up lane {index}"),
-                detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
+            .map_err(|e| {
+                Attempt::Failed(Error::Protocol {
+                    host: setup.host.clone(),
+                    during: format!("setting up lane {index}"),
+                    detail: format!("rpmemd's answer gives lane parameters that cannot work: {e}"),
+                })
             })?;
         let (host, port) = (&setup.addr.0, setup.addr.1);
         let what = format!("connecting to {host} port {port}");
         let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
-            .map_err(|e| conn_err(what.clone(), e.to_string()))?
+            .map_err(|e| Attempt::Failed(conn_err(what.clone(), e.to_string())))?
             .collect();
         let mut last = None;
         let mut sock = None;
+        let left = give_up
+            .saturating_duration_since(Instant::now())
+            .max(RETRY_FIRST_PAUSE);
         for a in &addrs {
-            match TcpStream::connect_timeout(a, setup.connect_timeout) {
+            match TcpStream::connect_timeout(a, left) {
                 Ok(s) => {
                     sock = Some(s);
                     break;
@@ -203,22 +240,28 @@ impl LaneConn {
                 .as_ref()
                 .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
                 .unwrap_or_default();
-            return Err(conn_err(what, format!("{os}{words}")));
+            return Err(Attempt::Failed(conn_err(what, format!("{os}{words}"))));
         };
-        let io_err = |what: &str, e: io::Error| conn_err(what.to_owned(), e.to_string());
+        let io_err =
+            |what: &str, e: io::Error| Attempt::Failed(conn_err(what.to_owned(), e.to_string()));
         sock.set_nodelay(true)
             .map_err(|e| io_err("setting TCP_NODELAY", e))?;
-        let deadline = Instant::now() + setup.connect_timeout;
+        let deadline = give_up;
         sock.set_nonblocking(true)
             .map_err(|e| io_err("making the socket non-blocking", e))?;
         let fd = sock.as_raw_fd();
         // The handshake: the machine says what to send (its hello, then
         // its proof) and judges what arrives.
-        let protocol = |e: rpmem_core::persist::StreamLaneError| Error::Protocol {
-            host: setup.host.clone(),
-            during: format!("opening lane {index}"),
-            detail: e.to_string(),
+        let protocol = |e: rpmem_core::persist::StreamLaneError| {
+            Attempt::Failed(Error::Protocol {
+                host: setup.host.clone(),
+                during: format!("opening lane {index}"),
+                detail: e.to_string(),
+            })
         };
+        // Whether rpmemd sent anything: a connection it closed before that
+        // may be tried again; after it, a failure is the lane's answer.
+        let mut heard = false;
         let mut buf = [0u8; HELLO_BUF];
         while !machine.is_connected() {
             let out: Vec<u8> = machine
@@ -230,12 +273,21 @@ impl LaneConn {
                 .flatten()
                 .collect();
             if !out.is_empty() {
-                send_exact(fd, &out, deadline).map_err(|e| io_err("sending the handshake", e))?;
+                send_exact(fd, &out, deadline).map_err(|e| {
+                    let closed = !heard && closed_by_peer(&e);
+                    let e = conn_err("sending the handshake".to_owned(), e.to_string());
+                    if closed {
+                        Attempt::Closed(e)
+                    } else {
+                        Attempt::Failed(e)
+                    }
+                })?;
                 machine.on_transmitted(out.len() as u64).map_err(protocol)?;
                 continue;
             }
             match recv_some(fd, &mut buf, deadline) {
                 Ok(n) => {
+                    heard = true;
                     let got = buf.get(..n).unwrap_or(&[]);
                     let mut nothing = ReadInto::Nothing;
                     let mut sink = Sink {
@@ -245,14 +297,20 @@ impl LaneConn {
                     machine.handle_bytes(got, &mut sink).map_err(protocol)?;
                 }
                 Err(e) => {
+                    let closed = !heard && closed_by_peer(&e);
                     let words = remote
                         .as_ref()
                         .map(|r| format!("; {}", r.describe(STDERR_GRACE)))
                         .unwrap_or_default();
-                    return Err(conn_err(
+                    let e = conn_err(
                         "waiting for rpmemd's side of the handshake".to_owned(),
                         format!("{e}{words}"),
-                    ));
+                    );
+                    return Err(if closed {
+                        Attempt::Closed(e)
+                    } else {
+                        Attempt::Failed(e)
+                    });
                 }
             }
         }
@@ -260,7 +318,10 @@ impl LaneConn {
             Some((sealer, opener)) => {
                 let inbound = Inbound::new(opener, vec![0u8; INBOUND_BUF_LEN].into_boxed_slice())
                     .map_err(|e| {
-                    conn_err("setting up the record layer".to_owned(), e.to_string())
+                    Attempt::Failed(conn_err(
+                        "setting up the record layer".to_owned(),
+                        e.to_string(),
+                    ))
                 })?;
                 Some(Box::new(Sealed {
                     sealer,
@@ -662,6 +723,31 @@ impl Drop for LaneConn {
     fn drop(&mut self) {
         Driven::shutdown(self);
     }
+}
+
+/// First pause before a lane closed during its handshake is tried again.
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause between two tries.
+const RETRY_MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// How one try at connecting a lane ended.
+enum Attempt {
+    /// rpmemd closed the connection before it sent anything (it may have
+    /// shed a connection waiting for its hello): worth another try.
+    Closed(Error),
+    /// Anything else: the error to report.
+    Failed(Error),
+}
+
+/// The peer ended the connection (closed or reset it).
+fn closed_by_peer(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 fn is_again(e: &io::Error) -> bool {

@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -130,22 +130,35 @@ struct Proxy {
     mode: Arc<AtomicU8>,
     tap: Arc<Mutex<Tap>>,
     stop: Arc<AtomicBool>,
+    /// Connections still to be closed at once, unread, as rpmemd sheds
+    /// connections waiting for their hello in a flood.
+    shed: Arc<AtomicUsize>,
 }
 
 impl Proxy {
     /// Listens on 127.0.0.1; each connection is passed to the data port
-    /// named in `log` (rpmemd's log file) once it appears there.
-    fn start(log: std::path::PathBuf) -> Proxy {
+    /// named in `log` (rpmemd's log file) once it appears there, except the
+    /// first `shed`, which are closed unread.
+    fn start(log: std::path::PathBuf, shed: usize) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listens");
         let addr = listener.local_addr().expect("proxy address");
         listener.set_nonblocking(true).expect("nonblocking");
         let mode = Arc::new(AtomicU8::new(Mode::Pass as u8));
         let tap = Arc::new(Mutex::new(Tap::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let shed = Arc::new(AtomicUsize::new(shed));
         let (m, t, s) = (Arc::clone(&mode), Arc::clone(&tap), Arc::clone(&stop));
+        let to_shed = Arc::clone(&shed);
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok((client, _))
+                        if to_shed
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok() =>
+                    {
+                        drop(client);
+                    }
                     Ok((client, _)) => {
                         client.set_nonblocking(false).expect("blocking");
                         let upstream = connect_upstream(&log);
@@ -160,6 +173,7 @@ impl Proxy {
             mode,
             tap,
             stop,
+            shed,
         }
     }
 
@@ -295,6 +309,11 @@ struct Session {
 
 impl Session {
     fn start(nlanes: u32) -> Session {
+        Session::start_shedding(nlanes, 0)
+    }
+
+    /// A session whose proxy closes its first `shed` lane connections unread.
+    fn start_shedding(nlanes: u32, shed: usize) -> Session {
         let env = TestEnv::new();
         let part = env.poolset("p.set", &[POOL], false).remove(0);
         let wrapper = env.path("rpmemd-tee");
@@ -310,7 +329,7 @@ impl Session {
         )
         .expect("wrapper");
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let proxy = Proxy::start(env.path("rpmemd.log"));
+        let proxy = Proxy::start(env.path("rpmemd.log"), shed);
         let hook = proxy.addr.to_string();
         let opts = Options::from_lookup(|n| (n == "RPMEM_DATA_ADDR").then(|| hook.clone()))
             .expect("RPMEM_DATA_ADDR")
@@ -399,6 +418,27 @@ fn through_the_proxy_untouched_persists_land() {
     assert!(
         !s.proxy.captured().is_empty(),
         "the lanes went through the proxy"
+    );
+}
+
+/// Issue 15: a lane whose connection is closed before rpmemd says anything
+/// (as rpmemd sheds connections waiting for their hello in a flood) is
+/// tried again within the connect timeout, and its persists land.
+#[test]
+fn lanes_closed_before_the_handshake_are_tried_again() {
+    let s = Session::start_shedding(2, 3);
+    for lane in 0..2u32 {
+        let off = 4096 * (1 + u64::from(lane));
+        put(&s.region, off, &block(3));
+        s.pool()
+            .persist(lane, off, 4096, 0)
+            .unwrap_or_else(|e| panic!("persist on lane {lane} after shed connections: {e}"));
+        assert_eq!(s.on_target(off, 4096), block(3));
+    }
+    assert_eq!(
+        s.proxy.shed.load(Ordering::SeqCst),
+        0,
+        "the proxy closed all three connections it was to close"
     );
 }
 
