@@ -48,6 +48,20 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// `N` fresh random bytes from the operating system's random source
+/// (`getrandom(2)` on Linux, through ring's `SystemRandom`): the drivers'
+/// handshake nonces and rpmemd's session secret. The core itself never
+/// draws randomness; this is for the std drivers only.
+#[cfg(feature = "std")]
+pub fn fresh_random<const N: usize>() -> std::io::Result<[u8; N]> {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| std::io::Error::other("the system's random source (getrandom) failed"))?;
+    Ok(out)
+}
+
 /// Magic of the client hello and the server hello.
 pub const MAGIC: [u8; 4] = *b"RPT2";
 /// Handshake version this code speaks.

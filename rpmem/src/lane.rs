@@ -107,26 +107,6 @@ struct Sealed {
     out_plain: u64,
 }
 
-/// Fresh random bytes from the kernel.
-pub(crate) fn fresh_nonce() -> io::Result<[u8; NONCE_LEN]> {
-    let mut nonce = [0u8; NONCE_LEN];
-    let mut filled = 0usize;
-    while filled < NONCE_LEN {
-        let rest = nonce.get_mut(filled..).unwrap_or_default();
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled = filled.saturating_add(n.unsigned_abs());
-    }
-    Ok(nonce)
-}
-
 impl std::fmt::Debug for LaneConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaneConn")
@@ -200,7 +180,7 @@ impl LaneConn {
             what,
             message,
         };
-        let nonce = fresh_nonce().map_err(|e| {
+        let nonce = rpmem_core::seal::fresh_random::<NONCE_LEN>().map_err(|e| {
             Attempt::Failed(Error::Io {
                 what: format!("lane {index}: drawing the handshake nonce"),
                 source: e,

@@ -75,21 +75,7 @@ fn zone_index(zone: &str) -> Option<u32> {
 
 /// A fresh session secret from the kernel's random source (`getrandom`).
 pub fn fresh_secret() -> io::Result<[u8; SECRET_LEN]> {
-    let mut secret = [0u8; SECRET_LEN];
-    let mut filled = 0usize;
-    while filled < SECRET_LEN {
-        let rest = secret.get_mut(filled..).unwrap_or_default();
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled = filled.saturating_add(n.unsigned_abs());
-    }
+    let secret = rpmem_core::seal::fresh_random::<SECRET_LEN>()?;
     if secret.iter().all(|&b| b == 0) {
         // 2^-256: the kernel's random source is broken.
         return Err(io::Error::other("getrandom returned 32 zero bytes"));
