@@ -28,6 +28,14 @@ use std::time::Instant;
 
 use rpmem::{Launch, Options, PoolAttr, Region, RemotePool};
 
+/// The raw TCP ping-pong of `rpmem bench`: the one file the `rpmem` tool
+/// measures its baselines with (std only), compiled here too rather than
+/// copied or exported from the rpmem library. This example uses its
+/// ping-pong only.
+#[path = "../../rpmem/src/bin/rpmem/baseline.rs"]
+#[allow(dead_code)]
+mod baseline;
+
 const POOL: u64 = 16 << 20;
 const SIZES: [u64; 3] = [64, 4096, 1 << 20];
 
@@ -324,7 +332,7 @@ fn bench(a: &Args) -> Result<(), String> {
         "round  tcp_rtt_us  tx_local_us  tx_remote_us  persists/tx  c_persist_us(64,4K,1M)  rust_persist_us(64,4K,1M)"
     );
     for round in 1..=a.rounds {
-        let rtt = median_ns(rpmem::bench::ping_pong(lo, true, 4000).map_err(|e| e.to_string())?);
+        let rtt = median_ns(baseline::ping_pong(lo, true, 4000).map_err(|e| e.to_string())?);
         let (tx_local, _) = setup.tx(a.tx, false)?;
         let (tx_remote, persists) = setup.tx(a.tx, true)?;
         let c = setup.c_persist(a.ops)?;

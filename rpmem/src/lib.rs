@@ -75,7 +75,6 @@
     )
 )]
 
-pub mod bench;
 mod datapath;
 mod driver;
 mod error;

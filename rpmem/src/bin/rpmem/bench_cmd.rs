@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use rpmem::bench::{self, BaselineBudget, Baselines, Budget, CaseResult, Mode};
+use crate::bench::{self, BaselineBudget, Baselines, Budget, CaseResult, Mode};
 use rpmem::{RemotePool, Target};
 use serde_json::json;
 

@@ -562,7 +562,7 @@ pub struct BenchArgs {
     /// Operations to measure, comma-separated or repeated [default: all:
     /// persist, flush-drain, deep, read]
     #[arg(long, value_name = "MODE", value_delimiter = ',', value_parser = parse_mode)]
-    pub mode: Vec<rpmem::bench::Mode>,
+    pub mode: Vec<crate::bench::Mode>,
     /// Use the relaxed flags (PERSIST_RELAXED, FLUSH_RELAXED): no 8-byte
     /// atomicity, fewer messages
     #[arg(long)]
@@ -580,8 +580,8 @@ pub struct BenchArgs {
     pub conn: ConnArgs,
 }
 
-fn parse_mode(text: &str) -> Result<rpmem::bench::Mode, String> {
-    rpmem::bench::Mode::parse(text)
+fn parse_mode(text: &str) -> Result<crate::bench::Mode, String> {
+    crate::bench::Mode::parse(text)
         .ok_or_else(|| format!("{text:?} is not a mode: use persist, flush-drain, deep or read"))
 }
 
@@ -630,7 +630,7 @@ mod tests {
             panic!("not bench");
         };
         assert_eq!(b.sizes, [64, 4096]);
-        assert_eq!(b.mode, [rpmem::bench::Mode::Read, rpmem::bench::Mode::Deep]);
+        assert_eq!(b.mode, [crate::bench::Mode::Read, crate::bench::Mode::Deep]);
     }
 }
 

@@ -67,7 +67,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn mib_s(bytes: u64, d: Duration) -> String {
-    format!("{:.0} MiB/s", rpmem::bench::mib_per_s(bytes, d))
+    format!("{:.0} MiB/s", crate::baseline::mib_per_s(bytes, d))
 }
 
 fn lib(what: &str) -> impl FnOnce(rpmem::Error) -> CliError {
@@ -288,14 +288,14 @@ pub fn demo(a: &DemoArgs) -> CliResult {
         }
     }
     samples.sort_unstable();
-    let p50 = rpmem::bench::percentile(&samples, 0.5) as f64 / 1000.0;
-    let p99 = rpmem::bench::percentile(&samples, 0.99) as f64 / 1000.0;
+    let p50 = crate::baseline::percentile(&samples, 0.5) as f64 / 1000.0;
+    let p99 = crate::baseline::percentile(&samples, 0.99) as f64 / 1000.0;
     detail(&format!(
         "latency of one persist: median {p50:.1} µs, 99th percentile {p99:.1} µs"
     ));
     let mut tcp_rtt = None;
-    if let Ok(rtt) = rpmem::bench::ping_pong(IpAddr::V4(Ipv4Addr::LOCALHOST), true, 2000) {
-        let raw = rpmem::bench::percentile(&rtt, 0.5) as f64 / 1000.0;
+    if let Ok(rtt) = crate::baseline::ping_pong(IpAddr::V4(Ipv4Addr::LOCALHOST), true, 2000) {
+        let raw = crate::baseline::percentile(&rtt, 0.5) as f64 / 1000.0;
         tcp_rtt = Some(raw);
         detail(&format!(
             "for scale: a bare TCP round trip (64 bytes there, 8 back) takes {raw:.1} µs here"
@@ -421,7 +421,7 @@ pub fn demo(a: &DemoArgs) -> CliResult {
     );
     say!("lists the commands that work with a real remote host (create, info, put, get, ...).");
     if a.json {
-        let mib = |bytes: u64, d: Duration| rpmem::bench::mib_per_s(bytes, d);
+        let mib = |bytes: u64, d: Duration| crate::baseline::mib_per_s(bytes, d);
         emit!(
             "{}",
             serde_json::json!({

@@ -57,6 +57,8 @@ macro_rules! tell {
     }};
 }
 
+mod baseline;
+mod bench;
 mod bench_cmd;
 mod cli;
 mod demo;
