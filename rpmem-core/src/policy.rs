@@ -73,7 +73,65 @@ impl Placement {
             Placement::Stream => Provider::TCP,
         }
     }
+
+    /// Every placement, in the order [`Placement::name`]s are listed.
+    pub const ALL: [Placement; 2] = [Placement::Rdma, Placement::Stream];
+
+    /// The placement's one name, as command lines take it and reports print
+    /// it: `rdma` for [`Placement::Rdma`], `tcp` for [`Placement::Stream`]
+    /// (our only stream transport).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Placement::Rdma => "rdma",
+            Placement::Stream => "tcp",
+        }
+    }
+
+    /// Parses a [`Placement::name`], in any ASCII case; `stream` is also
+    /// accepted for [`Placement::Stream`]. The error names the word and the
+    /// accepted names.
+    pub fn from_name(word: &str) -> Result<Placement, UnknownPlacement<'_>> {
+        if word.eq_ignore_ascii_case("stream") {
+            return Ok(Placement::Stream);
+        }
+        Placement::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(word))
+            .ok_or(UnknownPlacement { word })
+    }
 }
+
+impl core::fmt::Display for Placement {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// [`Placement::from_name`] was given a word that names no placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPlacement<'a> {
+    /// The word given.
+    pub word: &'a str,
+}
+
+impl core::fmt::Display for UnknownPlacement<'_> {
+    /// `unknown placement "x": use rdma or tcp`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "unknown placement {:?}: use ", self.word)?;
+        for (i, p) in Placement::ALL.iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                i if i + 1 == Placement::ALL.len() => " or ",
+                _ => ", ",
+            };
+            write!(f, "{sep}{}", p.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for UnknownPlacement<'_> {}
 
 /// Persistency method (`enum rpmem_persist_method`; the values are PMDK's
 /// wire values in `rpmem_msg_ibc_attr.persist_method`).
@@ -275,6 +333,43 @@ mod tests {
         ] {
             assert_eq!(Placement::of_provider(p), None, "{p}");
         }
+    }
+
+    #[rstest]
+    #[case("rdma", Placement::Rdma)]
+    #[case("RDMA", Placement::Rdma)]
+    #[case("tcp", Placement::Stream)]
+    #[case("Tcp", Placement::Stream)]
+    #[case("stream", Placement::Stream)]
+    fn placement_names_parse(#[case] word: &str, #[case] want: Placement) {
+        assert_eq!(Placement::from_name(word), Ok(want));
+    }
+
+    #[test]
+    fn placement_names_round_trip_and_print() {
+        extern crate std;
+        use std::string::ToString;
+        for p in Placement::ALL {
+            assert_eq!(Placement::from_name(p.name()), Ok(p));
+            assert_eq!(p.to_string(), p.name());
+        }
+        assert_eq!(Placement::Rdma.name(), "rdma");
+        assert_eq!(Placement::Stream.name(), "tcp");
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("verbs")]
+    #[case("tcp ")]
+    fn unknown_placements_name_the_word_and_the_choices(#[case] word: &str) {
+        extern crate std;
+        use std::string::ToString;
+        let e = Placement::from_name(word).unwrap_err();
+        assert_eq!(e, UnknownPlacement { word });
+        assert_eq!(
+            e.to_string(),
+            std::format!("unknown placement {word:?}: use rdma or tcp")
+        );
     }
 
     fn input(apm: bool, general: bool, pmem: bool, placement: Placement) -> PolicyInput {

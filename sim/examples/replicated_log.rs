@@ -179,7 +179,7 @@ pub struct Args {
 /// `adr-ddio/tcp` for a TCP configuration.
 pub fn config_arg(c: &Config) -> String {
     let method = if c.is_tcp() {
-        "tcp"
+        Placement::Stream.name()
     } else {
         method_arg(c.method)
     };
@@ -215,22 +215,23 @@ pub fn args() -> Result<Args, String> {
                     "--config {v}: expected PLATFORM/METHOD, e.g. adr-ddio/gpspm"
                 ))?;
                 let p = platform(p).ok_or(format!("unknown platform {p}"))?;
-                a.configs = vec![if m.eq_ignore_ascii_case("tcp") {
+                a.configs = vec![if m.eq_ignore_ascii_case(Placement::Stream.name()) {
                     Config::tcp(p)
                 } else {
                     Config::new(p, parse_method(m).ok_or(format!("unknown method {m}"))?)
                 }];
             }
             "--placement" => {
-                a.configs = match value()?.to_ascii_lowercase().as_str() {
-                    "rdma" => allowed_configs(Placement::Rdma),
-                    "tcp" => allowed_configs(Placement::Stream),
-                    "all" => {
-                        let mut c = allowed_configs(Placement::Rdma);
-                        c.extend(allowed_configs(Placement::Stream));
-                        c
-                    }
-                    other => return Err(format!("--placement {other}: use rdma, tcp or all")),
+                let v = value()?;
+                a.configs = if v.eq_ignore_ascii_case("all") {
+                    Placement::ALL
+                        .into_iter()
+                        .flat_map(allowed_configs)
+                        .collect()
+                } else {
+                    let p = Placement::from_name(&v)
+                        .map_err(|e| format!("--placement: {e} (or all)"))?;
+                    allowed_configs(p)
                 };
             }
             "--verbose" => a.verbose = true,

@@ -106,7 +106,7 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
 }
 
 fn parse_placement(s: &str) -> Result<Placement, String> {
-    platform::parse_placement(s).ok_or_else(|| format!("unknown placement {s:?}: use rdma or tcp"))
+    Placement::from_name(s).map_err(|e| e.to_string())
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -226,7 +226,7 @@ fn print_details(r: &ConfigResult) {
                 "    replay: cargo run -p sim --release -- check --replay {seed} --method {} --platform {} --placement {}",
                 platform::method_arg(r.config.method),
                 r.config.platform.name,
-                platform::placement_arg(r.config.placement)
+                r.config.placement.name()
             );
         }
     }

@@ -331,23 +331,6 @@ impl fmt::Display for Config {
     }
 }
 
-/// The `--placement` argument: `rdma` or `tcp`.
-pub fn placement_arg(p: Placement) -> &'static str {
-    match p {
-        Placement::Rdma => "rdma",
-        Placement::Stream => "tcp",
-    }
-}
-
-/// Parse a placement name (`rdma` / `tcp`, any case).
-pub fn parse_placement(s: &str) -> Option<Placement> {
-    match s.to_ascii_lowercase().as_str() {
-        "rdma" => Some(Placement::Rdma),
-        "tcp" | "stream" => Some(Placement::Stream),
-        _ => None,
-    }
-}
-
 /// Parse a method name (`apm` / `gpspm` / `flush` or `rdma-flush`, any
 /// case).
 pub fn parse_method(s: &str) -> Option<Method> {
@@ -480,12 +463,6 @@ mod tests {
         assert_eq!(Config::all_tcp().len(), 7);
         let c = Config::tcp(platform("adr-ddio").unwrap());
         assert_eq!(c.to_string(), "adr-ddio     TCP  ");
-        assert_eq!(parse_placement("TCP"), Some(Placement::Stream));
-        assert_eq!(
-            parse_placement(placement_arg(Placement::Rdma)),
-            Some(Placement::Rdma)
-        );
-        assert_eq!(parse_placement("x"), None);
     }
 
     #[test]
