@@ -1588,6 +1588,80 @@ mod tests {
             .status
     }
 
+    /// [`handshake`] of a sealed lane, with a 10 s read timeout on `s`.
+    fn sealed_hello(
+        s: &mut TcpStream,
+        lane: u32,
+        secret: &[u8; SECRET_LEN],
+    ) -> rpmem_core::wire::tcp::HelloStatus {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        handshake(s, lane, secret, LaneMode::Sealed)
+    }
+
+    /// One page of a [`ScratchPool`].
+    #[repr(C, align(4096))]
+    #[derive(Clone, Copy)]
+    struct Page([u8; 4096]);
+
+    /// A zeroed, page-aligned scratch "pool" on the heap: the target side of
+    /// a test writes it through [`ScratchPool::memory`].
+    struct ScratchPool(Vec<Page>);
+
+    impl ScratchPool {
+        fn new(size: usize) -> ScratchPool {
+            assert_eq!(size % 4096, 0, "whole pages");
+            ScratchPool(vec![Page([0; 4096]); size / 4096])
+        }
+
+        fn len(&self) -> usize {
+            self.0.len() * 4096
+        }
+
+        /// The pool as rpmemd's [`PoolMemory`], flushing with this CPU's
+        /// instructions.
+        ///
+        /// # Safety
+        ///
+        /// The pool must outlive every use of the returned memory (and of
+        /// its clones), and must not be read while that memory writes it.
+        unsafe fn memory(&mut self) -> PoolMemory {
+            use crate::transport::DeepFlush;
+            use rpmem_core::flush::cpu::FlushInstr;
+            let len = self.len();
+            let base = std::ptr::NonNull::new(self.0.as_mut_ptr().cast::<u8>()).unwrap();
+            // SAFETY: one heap allocation of `len` bytes, readable and
+            // writable, page aligned (`Page`); the caller keeps it alive and
+            // unread while the memory writes it.
+            unsafe { PoolMemory::new(base, len, FlushInstr::detect(), DeepFlush::default()) }
+        }
+
+        /// A copy of the pool's bytes.
+        fn bytes(&self) -> Vec<u8> {
+            self.0.iter().flat_map(|p| p.0).collect()
+        }
+    }
+
+    /// A GPSPM target of `nlanes` lanes over a pool of `pool_size` bytes
+    /// (all of it writable), taking inline bodies of up to `inline_max`
+    /// bytes and flushing by `flush_mode`.
+    fn gpspm_target(
+        nlanes: u32,
+        pool_size: usize,
+        inline_max: u64,
+        flush_mode: FlushMode,
+    ) -> Target {
+        use rpmem_core::persist::{Method, TargetParams};
+        Target::new(TargetParams {
+            nlanes,
+            pool_size: pool_size as u64,
+            min_offset: 0,
+            inline_max,
+            flush_mode,
+            method: Method::Gpspm,
+        })
+        .unwrap()
+    }
+
     #[test]
     fn spin_budget_from_the_environment() {
         assert_eq!(parse_spin(None), Ok(DEFAULT_SPIN));
@@ -1625,33 +1699,16 @@ mod tests {
     #[case(64, 131_077)]
     #[case(7, 150_000)]
     fn streamed_bodies_land_whole(#[case] offset: u64, #[case] len: u64) {
-        use crate::transport::DeepFlush;
-        use rpmem_core::flush::cpu::FlushInstr;
-        use rpmem_core::persist::{Method, StreamClient, TargetParams};
+        use rpmem_core::persist::StreamClient;
         use rpmem_core::wire::tcp::{FrameKind, FrameRepr};
         use std::io::Write;
-        use std::ptr::NonNull;
 
-        /// One page, page aligned (`PoolMemory` wants a page-aligned base).
-        #[repr(C, align(4096))]
-        #[derive(Clone, Copy)]
-        struct Page([u8; 4096]);
         let size = 256 * 1024;
-        let mut backing = vec![Page([0; 4096]); size / 4096];
-        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `backing` outlives `mem` and is not referenced while
-        // `mem` writes it.
-        let mut mem =
-            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
-        let target = Target::new(TargetParams {
-            nlanes: 1,
-            pool_size: size as u64,
-            min_offset: 0,
-            inline_max: 64,
-            flush_mode: FlushMode::Cpu,
-            method: Method::Gpspm,
-        })
-        .unwrap();
+        let mut pool = ScratchPool::new(size);
+        // SAFETY: `pool` outlives `mem` and is read only after `mem` wrote
+        // its last byte.
+        let mut mem = unsafe { pool.memory() };
+        let target = gpspm_target(1, size, 64, FlushMode::Cpu);
         let secret = [1u8; SECRET_LEN];
         let mut lane =
             StreamTarget::new(target, secret, [2; 32], LaneMode::Sealed, true, 4096, false);
@@ -1699,7 +1756,7 @@ mod tests {
             }
         }
         writer.join().unwrap();
-        let bytes: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        let bytes = pool.bytes();
         let (o, l) = (offset as usize, len as usize);
         assert_eq!(&bytes[o..o + l], &body[..]);
         assert!(bytes[..o].iter().all(|&b| b == 0));
@@ -1714,10 +1771,8 @@ mod tests {
     #[case(false)]
     #[case(true)]
     fn sealed_plain_pieces_store_only_verified_records(#[case] tamper: bool) {
-        use rpmem_core::flush::cpu::FlushInstr;
         use rpmem_core::seal::{ClientHandshake, ServerHandshake, MAX_RECORD_WIRE, NONCE_LEN};
         use std::io::Write;
-        use std::ptr::NonNull;
 
         let secret = [7u8; SECRET_LEN];
         let c = ClientHandshake::new(&secret, 0, LaneMode::Sealed, [3; 32]);
@@ -1741,19 +1796,10 @@ mod tests {
             wire[1][RECORD_HEADER_LEN + 100] ^= 1;
         }
 
-        let size = 256 * 1024;
-        let mut backing = vec![Page([0; 4096]); size / 4096];
-        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `backing` outlives `mem` and is not referenced while
-        // `mem` writes it.
-        let mut mem = unsafe {
-            PoolMemory::new(
-                base,
-                size,
-                FlushInstr::detect(),
-                crate::transport::DeepFlush::default(),
-            )
-        };
+        let mut pool = ScratchPool::new(256 * 1024);
+        // SAFETY: `pool` outlives `mem`, which is dropped before the pool is
+        // read.
+        let mut mem = unsafe { pool.memory() };
         let (mut tx, rx) = UnixStream::pair().unwrap();
         let writer = std::thread::spawn(move || {
             for rec in wire {
@@ -1777,7 +1823,7 @@ mod tests {
         let got = receive_piece(&mut io, &mut mem, &piece, &mut Vec::new());
         writer.join().unwrap();
         drop(mem);
-        let bytes: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        let bytes = pool.bytes();
         let o = offset as usize;
         assert!(bytes[..o].iter().all(|&b| b == 0));
         if tamper {
@@ -1790,11 +1836,6 @@ mod tests {
             assert!(bytes[o + len..].iter().all(|&b| b == 0));
         }
     }
-
-    /// A page-aligned scratch "pool" for a real server.
-    #[repr(C, align(4096))]
-    #[derive(Clone, Copy)]
-    struct Page([u8; 4096]);
 
     fn loopback_pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1919,41 +1960,21 @@ mod tests {
     /// a lane that proved the secret is never counted.
     #[test]
     fn a_flood_from_one_address_closes_only_its_own_waiting_connections() {
-        use crate::transport::DeepFlush;
-        use rpmem_core::flush::cpu::FlushInstr;
-        use rpmem_core::persist::{Method, TargetParams};
         use rpmem_core::wire::tcp::HelloStatus;
-        use std::ptr::NonNull;
 
-        let size = 64 * 1024;
-        let mut backing = vec![Page([0; 4096]); size / 4096];
-        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `backing` outlives the server (stopped below) and is not
-        // referenced while the server runs.
-        let mem =
-            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
-        let target = Target::new(TargetParams {
-            nlanes: 2,
-            pool_size: size as u64,
-            min_offset: 0,
-            inline_max: 64,
-            flush_mode: FlushMode::Cpu,
-            method: Method::Gpspm,
-        })
-        .unwrap();
+        let mut pool = ScratchPool::new(64 * 1024);
+        // SAFETY: `pool` outlives the server (stopped below) and is not read.
+        let mem = unsafe { pool.memory() };
+        let target = gpspm_target(2, pool.len(), 64, FlushMode::Cpu);
         let secret = [7u8; SECRET_LEN];
         let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         config.max_pending = 4;
         config.hello_timeout = Duration::from_secs(30);
         let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
         let addr = server.local_addr();
-        let hello_ok = |s: &mut TcpStream, lane: u32| {
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            handshake(s, lane, &secret, LaneMode::Sealed)
-        };
         // A lane that proved the secret first: it is never counted.
         let mut lane0 = TcpStream::connect(addr).unwrap();
-        assert_eq!(hello_ok(&mut lane0, 0), HelloStatus::Ok);
+        assert_eq!(sealed_hello(&mut lane0, 0, &secret), HelloStatus::Ok);
         let mut other = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr);
         std::thread::sleep(Duration::from_millis(100));
         let flood: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -1965,7 +1986,7 @@ mod tests {
             assert!(!closed_within(s, Duration::from_millis(50)));
         }
         assert!(!closed_within(&other, Duration::from_millis(50)));
-        assert_eq!(hello_ok(&mut other, 1), HelloStatus::Ok);
+        assert_eq!(sealed_hello(&mut other, 1, &secret), HelloStatus::Ok);
         assert_eq!(server.lanes_connected(), 2);
         drop(flood);
         server.stop();
@@ -1976,28 +1997,12 @@ mod tests {
     /// lanes connect.
     #[test]
     fn only_the_ssh_clients_address_may_connect() {
-        use crate::transport::DeepFlush;
-        use rpmem_core::flush::cpu::FlushInstr;
-        use rpmem_core::persist::{Method, TargetParams};
         use rpmem_core::wire::tcp::HelloStatus;
-        use std::ptr::NonNull;
 
-        let size = 64 * 1024;
-        let mut backing = vec![Page([0; 4096]); size / 4096];
-        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `backing` outlives the server (stopped below) and is not
-        // referenced while the server runs.
-        let mem =
-            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
-        let target = Target::new(TargetParams {
-            nlanes: 1,
-            pool_size: size as u64,
-            min_offset: 0,
-            inline_max: 64,
-            flush_mode: FlushMode::Cpu,
-            method: Method::Gpspm,
-        })
-        .unwrap();
+        let mut pool = ScratchPool::new(64 * 1024);
+        // SAFETY: `pool` outlives the server (stopped below) and is not read.
+        let mem = unsafe { pool.memory() };
+        let target = gpspm_target(1, pool.len(), 64, FlushMode::Cpu);
         let secret = [9u8; SECRET_LEN];
         let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         config.hello_timeout = Duration::from_secs(30);
@@ -2007,16 +2012,10 @@ mod tests {
         let stranger = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 1), addr);
         assert!(closed_within(&stranger, Duration::from_secs(1)));
         let mut client = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr);
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        assert_eq!(
-            handshake(&mut client, 0, &secret, LaneMode::Sealed),
-            HelloStatus::Ok
-        );
+        assert_eq!(sealed_hello(&mut client, 0, &secret), HelloStatus::Ok);
         assert_eq!(server.lanes_connected(), 1);
         server.stop();
-        drop(backing);
+        drop(pool);
     }
 
     /// A client of the real server that writes many inline persist messages
@@ -2031,34 +2030,20 @@ mod tests {
         #[case] flush_mode: FlushMode,
         #[case] hold: bool,
     ) {
-        use crate::transport::DeepFlush;
-        use rpmem_core::flush::cpu::FlushInstr;
         use rpmem_core::persist::{
-            FrameBody, Method, Op, PersistMode, PersistMsgRepr, ReadDest, ServerFrame,
-            StreamClient, TargetParams,
+            FrameBody, Op, PersistMode, PersistMsgRepr, ReadDest, ServerFrame, StreamClient,
         };
         use rpmem_core::wire::persist::RESP_LEN;
         use rpmem_core::wire::tcp::FRAME_HEADER_LEN;
         use std::io::{Read, Write};
-        use std::ptr::NonNull;
 
         const INLINE: u64 = 64 * 1024;
         let size = 2usize << 20;
-        let mut backing = vec![Page([0; 4096]); size / 4096];
-        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `backing` outlives the server (stopped below before it is
-        // read) and is not referenced while the server writes it.
-        let mem =
-            unsafe { PoolMemory::new(base, size, FlushInstr::detect(), DeepFlush::default()) };
-        let target = Target::new(TargetParams {
-            nlanes: 1,
-            pool_size: size as u64,
-            min_offset: 0,
-            inline_max: INLINE,
-            flush_mode,
-            method: Method::Gpspm,
-        })
-        .unwrap();
+        let mut pool = ScratchPool::new(size);
+        // SAFETY: `pool` outlives the server (stopped below before it is
+        // read) and is not read while the server writes it.
+        let mem = unsafe { pool.memory() };
+        let target = gpspm_target(1, size, INLINE, flush_mode);
         let secret = [9u8; SECRET_LEN];
         let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         config.hold_answers = hold;
@@ -2143,7 +2128,7 @@ mod tests {
         );
         drop(sock);
         server.stop();
-        let pool: Vec<u8> = backing.iter().flat_map(|p| p.0).collect();
+        let pool = pool.bytes();
         let end = (first + 16 * INLINE + 8) as usize;
         assert_eq!(&pool[first as usize..end], &local[first as usize..end]);
         assert!(pool[..first as usize].iter().all(|&b| b == 0));
