@@ -127,6 +127,14 @@ pub struct CaseResult {
     /// in MiB/s. Unlike `mib_s` it ignores the slowest operations, so it
     /// is steadier on a busy machine.
     pub mib_s_p50: f64,
+    /// CPU time per operation in microseconds (user and system, all
+    /// threads) of this process during the case, from `/proc/self/stat`.
+    /// `None` where `/proc` cannot be read.
+    pub client_cpu_us: Option<f64>,
+    /// The same for the pool's local child process (rpmemd with `--local`;
+    /// over ssh it is the ssh client, which does not do the target's work,
+    /// so the figure is left out there).
+    pub target_cpu_us: Option<f64>,
 }
 
 /// The raw baselines of one run. A TCP figure is `None` when it was not
@@ -249,6 +257,11 @@ pub fn run_case(
         .collect::<Result<Vec<_>, _>>()?;
     let slot = slot_size(size);
     let barrier = Barrier::new(handles.len());
+    let target_pid = pool.remote_pid().filter(|&pid| is_rpmemd(pid));
+    let cpu_before = (
+        cpu_ticks("self"),
+        target_pid.and_then(|p| cpu_ticks(&p.to_string())),
+    );
     let outcome: Vec<Result<LaneRun, Error>> = std::thread::scope(|s| {
         let workers: Vec<_> = handles
             .into_iter()
@@ -280,6 +293,16 @@ pub fn run_case(
         last_end = Some(last_end.map_or(run.end, |t| t.max(run.end)));
         samples.extend(run.samples_ns);
     }
+    let per_op = |before: Option<u64>, after: Option<u64>, ops: u64| match (before, after) {
+        (Some(b), Some(a)) if ops > 0 => {
+            Some(a.saturating_sub(b) as f64 * 1e6 / clock_ticks_per_s() / ops as f64)
+        }
+        _ => None,
+    };
+    let cpu_after = (
+        cpu_ticks("self"),
+        target_pid.and_then(|p| cpu_ticks(&p.to_string())),
+    );
     samples.sort_unstable();
     let ops = samples.len() as u64;
     let elapsed = match (first_start, last_end) {
@@ -299,7 +322,40 @@ pub fn run_case(
             size.saturating_mul(u64::from(lanes)),
             Duration::from_nanos(p50),
         ),
+        client_cpu_us: per_op(cpu_before.0, cpu_after.0, ops),
+        target_cpu_us: per_op(cpu_before.1, cpu_after.1, ops),
     })
+}
+
+/// User plus system CPU time of process `pid` ("self" for this one), all
+/// its threads including those that ended, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count the fields after its closing parenthesis (field 3 onwards).
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Whether process `pid` runs rpmemd (with `--local` the pool's child is
+/// rpmemd itself; over ssh it is the ssh client).
+fn is_rpmemd(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("rpmemd"))
+}
+
+/// Clock ticks per second of `/proc`'s CPU times.
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 /// What one lane thread measured.

@@ -573,6 +573,27 @@ fn print_report(r: &Report) {
                 }
             }
             if s.size == 1 << 20 {
+                if let (Some(sc), Some(st), Some(pc), Some(pt)) = (
+                    s.client_cpu_us,
+                    s.target_cpu_us,
+                    p.client_cpu_us,
+                    p.target_cpu_us,
+                ) {
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    let floor = (sc + st) / cores as f64;
+                    // The plaintext case's mean time per persist, from its
+                    // throughput: the sealed one can reach at most this share.
+                    let plain_mean = ratio(s.size as f64 / (1024.0 * 1024.0) * 1e6, p.mib_s);
+                    say!(
+                        "    CPU per persist, client + rpmemd: {sc:.0} + {st:.0} µs sealed, \
+                         {pc:.0} + {pt:.0} µs plaintext; with {cores} core(s) a sealed one \
+                         takes at least {floor:.0} µs on average, at most {} of the plaintext \
+                         throughput",
+                        plain_mean
+                            .and_then(|m| ratio(m, floor))
+                            .map_or("-".to_owned(), |x| format!("{x:.2}x"))
+                    );
+                }
                 if let Some(x) = ratio(s.mib_s, p.mib_s) {
                     say!(
                         "    1 MiB throughput aim: at least {TARGET_SEALED_THROUGHPUT_RATIO}x plaintext: {}",
