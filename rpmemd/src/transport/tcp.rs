@@ -1662,6 +1662,35 @@ mod tests {
         .unwrap()
     }
 
+    /// A [`TcpServer`] on `config` over `pool` with a [`gpspm_target`] of
+    /// `nlanes` lanes.
+    ///
+    /// # Safety
+    ///
+    /// As [`ScratchPool::memory`]: `pool` outlives the server and is not
+    /// read before the server stopped.
+    unsafe fn start_server(
+        config: &TcpConfig,
+        pool: &mut ScratchPool,
+        nlanes: u32,
+        inline_max: u64,
+        flush_mode: FlushMode,
+        secret: [u8; SECRET_LEN],
+    ) -> TcpServer {
+        let target = gpspm_target(nlanes, pool.len(), inline_max, flush_mode);
+        // SAFETY: the caller's promise.
+        let mem = unsafe { pool.memory() };
+        TcpServer::start(config, target, secret, mem).unwrap()
+    }
+
+    /// The configuration of the tests that count waiting connections: on
+    /// 127.0.0.1, a hello may wait 30 s.
+    fn waiting_config() -> TcpConfig {
+        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
+        config.hello_timeout = Duration::from_secs(30);
+        config
+    }
+
     #[test]
     fn spin_budget_from_the_environment() {
         assert_eq!(parse_spin(None), Ok(DEFAULT_SPIN));
@@ -1963,14 +1992,11 @@ mod tests {
         use rpmem_core::wire::tcp::HelloStatus;
 
         let mut pool = ScratchPool::new(64 * 1024);
-        // SAFETY: `pool` outlives the server (stopped below) and is not read.
-        let mem = unsafe { pool.memory() };
-        let target = gpspm_target(2, pool.len(), 64, FlushMode::Cpu);
         let secret = [7u8; SECRET_LEN];
-        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut config = waiting_config();
         config.max_pending = 4;
-        config.hello_timeout = Duration::from_secs(30);
-        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        // SAFETY: `pool` outlives the server (stopped below) and is not read.
+        let mut server = unsafe { start_server(&config, &mut pool, 2, 64, FlushMode::Cpu, secret) };
         let addr = server.local_addr();
         // A lane that proved the secret first: it is never counted.
         let mut lane0 = TcpStream::connect(addr).unwrap();
@@ -2000,14 +2026,11 @@ mod tests {
         use rpmem_core::wire::tcp::HelloStatus;
 
         let mut pool = ScratchPool::new(64 * 1024);
-        // SAFETY: `pool` outlives the server (stopped below) and is not read.
-        let mem = unsafe { pool.memory() };
-        let target = gpspm_target(1, pool.len(), 64, FlushMode::Cpu);
         let secret = [9u8; SECRET_LEN];
-        let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
-        config.hello_timeout = Duration::from_secs(30);
+        let mut config = waiting_config();
         config.peer = Some("127.0.0.2".parse().unwrap());
-        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        // SAFETY: `pool` outlives the server (stopped below) and is not read.
+        let mut server = unsafe { start_server(&config, &mut pool, 1, 64, FlushMode::Cpu, secret) };
         let addr = server.local_addr();
         let stranger = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 1), addr);
         assert!(closed_within(&stranger, Duration::from_secs(1)));
@@ -2040,16 +2063,14 @@ mod tests {
         const INLINE: u64 = 64 * 1024;
         let size = 2usize << 20;
         let mut pool = ScratchPool::new(size);
-        // SAFETY: `pool` outlives the server (stopped below before it is
-        // read) and is not read while the server writes it.
-        let mem = unsafe { pool.memory() };
-        let target = gpspm_target(1, size, INLINE, flush_mode);
         let secret = [9u8; SECRET_LEN];
         let mut config = TcpConfig::new("127.0.0.1:0".parse().unwrap());
         config.hold_answers = hold;
         // Frames in the clear: this test counts them on the wire.
         config.plaintext = true;
-        let mut server = TcpServer::start(&config, target, secret, mem).unwrap();
+        // SAFETY: `pool` outlives the server, stopped below before the pool
+        // is read.
+        let mut server = unsafe { start_server(&config, &mut pool, 1, INLINE, flush_mode, secret) };
         let mut sock = TcpStream::connect(server.local_addr()).unwrap();
         sock.set_nodelay(true).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(20)))
