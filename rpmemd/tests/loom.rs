@@ -8,10 +8,13 @@
 //! The TCP parts (`TcpServer`, its accepting thread and lane workers) block
 //! in `poll` and cannot run under loom; the threads below make the registry
 //! calls those threads make, in the same order (see `transport/tcp.rs`):
-//! the acceptor `admit`s and starts a worker, the worker `claim`s its lane
-//! after the hello, touches the pool, blocks "in recv" until its connection
-//! is shut down, and drops its guard last; `TcpServer::stop` is `stop`, join
-//! the acceptor, `wait_idle`. What each model checks is in `docs/loom.md`.
+//! the acceptor reads a connection's hello and `admit_lane`s it with its
+//! lane (models 5 to 7; models 4 and 4b: it `admit`s the connection and the
+//! worker `claim`s its lane after the hello, as the RDMA path still does)
+//! and starts a worker, which touches the pool, blocks "in recv" until its
+//! connection is shut down, and drops its guard last; `TcpServer::stop` is
+//! `stop`, join the acceptor, `wait_idle`. What each model checks is in
+//! `docs/loom.md`.
 #![cfg(loom)]
 
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
@@ -143,23 +146,38 @@ fn worker(
     finished: Arc<AtomicUsize>,
 ) -> Claimed {
     let claimed = match guard.registry().claim(&guard, lane) {
-        Ok(()) => {
-            let index = usize::try_from(lane).expect("small lane");
-            pool.flush(index);
-            conn.recv_until_shut();
-            // The message being executed when the socket was shut down is
-            // still flushed; only its answer fails to go out.
-            pool.flush(index);
-            Claimed::Yes
-        }
+        Ok(()) => Claimed::Yes,
         Err(refusal) => Claimed::No(refusal),
     };
+    let lane = (claimed == Claimed::Yes).then_some(lane);
+    serve(guard, conn, lane, &pool, &finished);
+    claimed
+}
+
+/// What a worker does once it holds its lane (`Some`), or after it was
+/// refused one (`None`): flush into the lane's bytes, block in recv until
+/// the connection is shut down, finish the flush in hand; then shut its
+/// connection and drop the guard last.
+fn serve(
+    guard: WorkerGuard<FakeConn>,
+    conn: Arc<FakeConn>,
+    lane: Option<u32>,
+    pool: &FakePool,
+    finished: &AtomicUsize,
+) {
+    if let Some(lane) = lane {
+        let index = usize::try_from(lane).expect("small lane");
+        pool.flush(index);
+        conn.recv_until_shut();
+        // The message being executed when the socket was shut down is
+        // still flushed; only its answer fails to go out.
+        pool.flush(index);
+    }
     conn.shut_down();
     drop(conn);
     finished.fetch_add(1, Ordering::SeqCst);
     // Last: after this the session may unmap the pool.
     drop(guard);
-    claimed
 }
 
 fn spawn_worker(
@@ -300,6 +318,278 @@ fn lane_is_claimed_once_while_stopping() {
         }
         assert_eq!(reg.claimed(), owners);
         assert_eq!(written, [2 * owners as u64, 0]);
+    });
+    assert!(runs > 1, "explored {runs} executions");
+}
+
+/// What a connection racing for a lane through `admit_lane` saw, counted
+/// over all executions of a model (std atomics: outside the model), so that
+/// a model can show it reached each outcome and is not checking nothing.
+#[derive(Debug, Default)]
+struct Outcomes {
+    counts: [StdAtomicUsize; 4],
+}
+
+impl Outcomes {
+    fn note(&self, i: usize) {
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn get(&self, i: usize) -> usize {
+        self.counts
+            .get(i)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// A worker started for a connection that `admit_lane` admitted together
+/// with its lane (the accepting thread of `transport/tcp.rs` read and
+/// verified its hello): no claim of its own.
+fn spawn_admitted(
+    guard: WorkerGuard<FakeConn>,
+    conn: Arc<FakeConn>,
+    lane: u32,
+    pool: &Arc<FakePool>,
+    finished: &Arc<AtomicUsize>,
+) -> JoinHandle<()> {
+    let pool = Arc::clone(pool);
+    let finished = Arc::clone(finished);
+    loom::thread::spawn(move || serve(guard, conn, Some(lane), &pool, &finished))
+}
+
+/// Model 5: the accepting thread admits two proven connections, for lanes
+/// 0 and 1, with `admit_lane` while the session stops (`TcpServer::stop`:
+/// `stop`, join the acceptor, `wait_idle`, unmap).
+///
+/// Checked in every interleaving: `admit_lane` refuses (`Stopping`, nothing
+/// else) once `stop` has returned; every connection it admitted is shut
+/// down (otherwise its worker never leaves recv: loom reports a deadlock);
+/// `wait_idle` returns only after every admitted worker finished, and their
+/// pool accesses happen before the unmap (race detector); a lane is counted
+/// as claimed exactly when its connection was admitted.
+#[test]
+fn admit_lane_while_stopping() {
+    // How many of the two connections were admitted: 0, 1 or 2.
+    let seen = std::sync::Arc::new(Outcomes::default());
+    let seen_in = std::sync::Arc::clone(&seen);
+    let runs = model(move || {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 1));
+        let pool = FakePool::new();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let stop_returned = Arc::new(AtomicBool::new(false));
+        let conns = [FakeConn::new(), FakeConn::new()];
+
+        let acceptor = {
+            let reg = Arc::clone(&reg);
+            let pool = Arc::clone(&pool);
+            let finished = Arc::clone(&finished);
+            let stop_returned = Arc::clone(&stop_returned);
+            let conns = conns.clone();
+            loom::thread::spawn(move || {
+                let mut workers = Vec::new();
+                for (lane, conn) in (0u32..).zip(conns) {
+                    let after_stop = stop_returned.load(Ordering::SeqCst);
+                    match LaneRegistry::admit_lane(&reg, Arc::clone(&conn), lane) {
+                        Ok(guard) => {
+                            assert!(!after_stop, "lane {lane} was admitted after stop returned");
+                            workers.push(spawn_admitted(guard, conn, lane, &pool, &finished));
+                        }
+                        Err(refusal) => {
+                            assert_eq!(refusal, Refusal::Stopping);
+                            conn.shut_down();
+                        }
+                    }
+                }
+                workers
+            })
+        };
+
+        let open = reg.stop();
+        stop_returned.store(true, Ordering::SeqCst);
+        let workers = acceptor.join().expect("the acceptor does not panic");
+        reg.wait_idle();
+
+        let admitted = workers.len();
+        assert_eq!(finished.load(Ordering::SeqCst), admitted);
+        assert_eq!(reg.workers(), 0);
+        let written = pool.unmap();
+        assert!(open <= admitted, "stop shut {open} connections down");
+        for w in workers {
+            w.join().expect("a worker does not panic");
+        }
+        // The acceptor goes lane by lane and a refusal is final, so the
+        // admitted lanes are the first ones; each flushed twice.
+        let expected: [u64; 2] = [0, 1].map(|i| if i < admitted { 2 } else { 0 });
+        assert_eq!(written, expected);
+        assert_eq!(reg.claimed(), admitted);
+        for conn in &conns {
+            assert!(conn.shutdowns.load(Ordering::SeqCst) >= 1);
+        }
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, FakeConn::new(), 1).err(),
+            Some(Refusal::Stopping)
+        );
+        seen_in.note(admitted);
+    });
+    assert!(runs > 1, "explored {runs} executions");
+    for admitted in 0..=2 {
+        assert!(
+            seen.get(admitted) > 0,
+            "no execution admitted exactly {admitted} connections"
+        );
+    }
+}
+
+/// Model 6: two proven connections for the same lane race through
+/// `admit_lane` while the session stops. (The TCP path admits from its one
+/// accepting thread; the registry promises this to any caller.)
+///
+/// Checked in every interleaving: at most one is admitted; a connection
+/// is told `LaneTaken(0)` only when the other one has the lane; when
+/// neither was refused for the stop, exactly one has the lane and the other
+/// is told `LaneTaken(0)`; nothing is admitted after `stop` returned; only
+/// the owner writes the lane's bytes (a second writer is a race loom
+/// reports), before the unmap; `claimed()` agrees.
+#[test]
+fn admit_lane_races_for_one_lane() {
+    // 0: one admitted, one LaneTaken; 1: one admitted, one Stopping;
+    // 2: both Stopping.
+    let seen = std::sync::Arc::new(Outcomes::default());
+    let seen_in = std::sync::Arc::clone(&seen);
+    let runs = model(move || {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 1));
+        let pool = FakePool::new();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let stop_returned = Arc::new(AtomicBool::new(false));
+        let conns = [FakeConn::new(), FakeConn::new()];
+
+        let racers: Vec<JoinHandle<Claimed>> = conns
+            .iter()
+            .map(|conn| {
+                let reg = Arc::clone(&reg);
+                let pool = Arc::clone(&pool);
+                let finished = Arc::clone(&finished);
+                let stop_returned = Arc::clone(&stop_returned);
+                let conn = Arc::clone(conn);
+                loom::thread::spawn(move || {
+                    let after_stop = stop_returned.load(Ordering::SeqCst);
+                    match LaneRegistry::admit_lane(&reg, Arc::clone(&conn), 0) {
+                        Ok(guard) => {
+                            assert!(!after_stop, "lane 0 was admitted after stop returned");
+                            // The worker, on this thread: the model's
+                            // threads stay few.
+                            serve(guard, conn, Some(0), &pool, &finished);
+                            Claimed::Yes
+                        }
+                        Err(refusal) => {
+                            conn.shut_down();
+                            Claimed::No(refusal)
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        reg.stop();
+        stop_returned.store(true, Ordering::SeqCst);
+        let seen: Vec<Claimed> = racers
+            .into_iter()
+            .map(|r| r.join().expect("a racer does not panic"))
+            .collect();
+        reg.wait_idle();
+        let written = pool.unmap();
+
+        let owners = seen.iter().filter(|&&c| c == Claimed::Yes).count();
+        let taken = seen
+            .iter()
+            .filter(|&&c| c == Claimed::No(Refusal::LaneTaken(0)))
+            .count();
+        let stopped = seen
+            .iter()
+            .filter(|&&c| c == Claimed::No(Refusal::Stopping))
+            .count();
+        assert_eq!(owners + taken + stopped, 2, "unexpected outcome: {seen:?}");
+        assert!(owners <= 1, "lane 0 was admitted twice: {seen:?}");
+        assert!(
+            taken == 0 || owners == 1,
+            "LaneTaken without an owner: {seen:?}"
+        );
+        if stopped == 0 {
+            assert_eq!((owners, taken), (1, 1), "{seen:?}");
+        }
+        assert_eq!(finished.load(Ordering::SeqCst), owners);
+        assert_eq!(reg.claimed(), owners);
+        assert_eq!(reg.workers(), 0);
+        assert_eq!(written, [2 * owners as u64, 0]);
+        for conn in &conns {
+            assert!(conn.shutdowns.load(Ordering::SeqCst) >= 1);
+        }
+        seen_in.note(match (owners, taken) {
+            (1, 1) => 0,
+            (1, 0) => 1,
+            _ => 2,
+        });
+    });
+    assert!(runs > 1, "explored {runs} executions");
+    for (i, what) in ["owner + LaneTaken", "owner + Stopping", "both Stopping"]
+        .iter()
+        .enumerate()
+    {
+        assert!(seen.get(i) > 0, "no execution ended with {what}");
+    }
+}
+
+/// Model 7: the bound on connections waiting for their hello (`admit`'s
+/// `max_pending`, here 1) and `admit_lane`. A connection admitted with
+/// `admit` waits for its hello and fills the bound; one thread admits a
+/// proven connection for lane 0 with `admit_lane`, while another claims
+/// lane 1 for the waiting connection and then admits a new waiting one.
+///
+/// Checked in every interleaving: `admit_lane` is never refused for the
+/// waiting connections, and the connection it admits, which has its lane,
+/// never counts as waiting: once the waiting connection has its lane, the
+/// next `admit` succeeds however the two threads interleave.
+#[test]
+fn admit_lane_is_outside_the_pending_bound() {
+    let runs = model(|| {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 1));
+        let waiting =
+            LaneRegistry::admit(&reg, FakeConn::new()).expect("the first waiting connection");
+        assert_eq!(
+            LaneRegistry::admit(&reg, FakeConn::new()).err(),
+            Some(Refusal::TooManyPending(1))
+        );
+
+        let proven = {
+            let reg = Arc::clone(&reg);
+            loom::thread::spawn(move || LaneRegistry::admit_lane(&reg, FakeConn::new(), 0))
+        };
+        let hello = {
+            let reg = Arc::clone(&reg);
+            loom::thread::spawn(move || {
+                assert_eq!(reg.claim(&waiting, 1), Ok(()));
+                let next = LaneRegistry::admit(&reg, FakeConn::new());
+                (waiting, next)
+            })
+        };
+        let proven = proven.join().expect("no panic");
+        let (waiting, next) = hello.join().expect("no panic");
+        let proven = proven.expect("admit_lane refused a proven connection");
+        let next = next.expect("a connection with its lane counted as waiting");
+
+        assert_eq!(reg.claimed(), 2);
+        assert_eq!(reg.workers(), 3);
+        // The new connection waits for its hello: the bound is full again.
+        assert_eq!(
+            LaneRegistry::admit(&reg, FakeConn::new()).err(),
+            Some(Refusal::TooManyPending(1))
+        );
+        assert_eq!(reg.stop(), 3);
+        drop((proven, waiting, next));
+        reg.wait_idle();
+        assert_eq!(reg.workers(), 0);
     });
     assert!(runs > 1, "explored {runs} executions");
 }
