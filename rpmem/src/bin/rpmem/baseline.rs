@@ -82,95 +82,107 @@ fn write_all_spin(sock: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Round trips of [`PING_LEN`] bytes out and [`PONG_LEN`] back; `busy`:
-/// both ends poll non-blocking sockets without ever sleeping. Returns the
-/// sorted round-trip times in nanoseconds.
-pub fn ping_pong(ip: IpAddr, busy: bool, rounds: u32) -> io::Result<Vec<u64>> {
-    let (mut client, mut server) = tcp_pair(ip)?;
+/// Runs `serve` on the server end of a fresh TCP pair on `ip` (see
+/// [`tcp_pair`]) in a thread named `name`, and `drive` on the client end in
+/// this thread; then shuts the client end down and joins the thread. Both
+/// ends are non-blocking when `busy`. The client's error comes first, then
+/// the server's.
+fn with_peer<T>(
+    ip: IpAddr,
+    busy: bool,
+    name: &str,
+    serve: impl FnOnce(TcpStream) -> io::Result<()> + Send + 'static,
+    drive: impl FnOnce(&mut TcpStream) -> io::Result<T>,
+) -> io::Result<T> {
+    let (mut client, server) = tcp_pair(ip)?;
     client.set_nonblocking(busy)?;
     server.set_nonblocking(busy)?;
-    let warmup = (rounds / 10).clamp(1, 1000);
-    let total = rounds.saturating_add(warmup);
-    let echo = std::thread::Builder::new()
-        .name("baseline-pong".to_owned())
-        .spawn(move || -> io::Result<()> {
-            let mut ping = [0u8; PING_LEN];
-            let pong = [1u8; PONG_LEN];
-            for _ in 0..total {
-                read_exact_spin(&mut server, &mut ping)?;
-                write_all_spin(&mut server, &pong)?;
-            }
-            Ok(())
-        })?;
-    let ping = [2u8; PING_LEN];
-    let mut pong = [0u8; PONG_LEN];
+    let peer = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || serve(server))?;
+    let result = drive(&mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let served = peer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other(format!("the {name} thread panicked"))));
+    let value = result?;
+    served?;
+    Ok(value)
+}
+
+/// `warmup` untimed calls of `exchange`, then `rounds` timed ones. Returns
+/// the sorted times of the timed calls in nanoseconds.
+fn timed_rounds(
+    warmup: u32,
+    rounds: u32,
+    mut exchange: impl FnMut() -> io::Result<()>,
+) -> io::Result<Vec<u64>> {
     let mut samples = Vec::with_capacity(usize::try_from(rounds).unwrap_or(0));
-    let mut result = Ok(());
-    for i in 0..total {
+    for i in 0..rounds.saturating_add(warmup) {
         let t = Instant::now();
-        if let Err(e) = write_all_spin(&mut client, &ping)
-            .and_then(|()| read_exact_spin(&mut client, &mut pong))
-        {
-            result = Err(e);
-            break;
-        }
+        exchange()?;
         if i >= warmup {
             samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
     }
-    let _ = client.shutdown(Shutdown::Both);
-    let served = echo
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the ping-pong thread panicked")));
-    result?;
-    served?;
     samples.sort_unstable();
     Ok(samples)
+}
+
+/// Round trips of [`PING_LEN`] bytes out and [`PONG_LEN`] back; `busy`:
+/// both ends poll non-blocking sockets without ever sleeping. Returns the
+/// sorted round-trip times in nanoseconds.
+pub fn ping_pong(ip: IpAddr, busy: bool, rounds: u32) -> io::Result<Vec<u64>> {
+    let warmup = (rounds / 10).clamp(1, 1000);
+    let total = rounds.saturating_add(warmup);
+    let echo = move |mut server: TcpStream| {
+        let mut ping = [0u8; PING_LEN];
+        let pong = [1u8; PONG_LEN];
+        for _ in 0..total {
+            read_exact_spin(&mut server, &mut ping)?;
+            write_all_spin(&mut server, &pong)?;
+        }
+        Ok(())
+    };
+    with_peer(ip, busy, "baseline-pong", echo, |client| {
+        let ping = [2u8; PING_LEN];
+        let mut pong = [0u8; PONG_LEN];
+        timed_rounds(warmup, rounds, || {
+            write_all_spin(client, &ping)?;
+            read_exact_spin(client, &mut pong)
+        })
+    })
 }
 
 /// One-way stream of `bytes` bytes in 1 MiB writes; the reader discards
 /// them and answers one byte at the end. Returns MiB/s.
 pub fn tcp_stream(ip: IpAddr, bytes: u64) -> io::Result<f64> {
     const CHUNK: usize = 1 << 20;
-    let (mut client, mut server) = tcp_pair(ip)?;
-    let sink = std::thread::Builder::new()
-        .name("baseline-sink".to_owned())
-        .spawn(move || -> io::Result<()> {
-            let mut buf = vec![0u8; CHUNK];
-            let mut left = bytes;
-            while left > 0 {
-                let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-                let n = server.read(buf.get_mut(..want).unwrap_or(&mut []))?;
-                if n == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                left = left.saturating_sub(n as u64);
+    let sink = move |mut server: TcpStream| {
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = bytes;
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let n = server.read(buf.get_mut(..want).unwrap_or(&mut []))?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            server.write_all(&[1])
-        })?;
-    let data = vec![3u8; CHUNK];
-    let start = Instant::now();
-    let mut left = bytes;
-    let mut result = Ok(());
-    while left > 0 {
-        let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
-        if let Err(e) = client.write_all(data.get(..n).unwrap_or(&[])) {
-            result = Err(e);
-            break;
+            left = left.saturating_sub(n as u64);
         }
-        left -= n as u64;
-    }
-    let mut ack = [0u8; 1];
-    if result.is_ok() {
-        result = client.read_exact(&mut ack);
-    }
-    let elapsed = start.elapsed();
-    let _ = client.shutdown(Shutdown::Both);
-    let served = sink
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the stream thread panicked")));
-    result?;
-    served?;
+        server.write_all(&[1])
+    };
+    let elapsed = with_peer(ip, false, "baseline-sink", sink, |client| {
+        let data = vec![3u8; CHUNK];
+        let start = Instant::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            client.write_all(data.get(..n).unwrap_or(&[]))?;
+            left -= n as u64;
+        }
+        client.read_exact(&mut [0u8; 1])?;
+        Ok(start.elapsed())
+    })?;
     Ok(mib_per_s(bytes, elapsed))
 }
 
@@ -178,44 +190,24 @@ pub fn tcp_stream(ip: IpAddr, bytes: u64) -> io::Result<f64> {
 /// one-byte answer once it has all of them (blocking I/O, `TCP_NODELAY`).
 /// Returns the sorted times in nanoseconds.
 pub fn write_ack(ip: IpAddr, len: usize, rounds: u32) -> io::Result<Vec<u64>> {
-    let (mut client, mut server) = tcp_pair(ip)?;
     let warmup = (rounds / 10).clamp(1, 50);
     let total = rounds.saturating_add(warmup);
-    let reader = std::thread::Builder::new()
-        .name("baseline-ack".to_owned())
-        .spawn(move || -> io::Result<()> {
-            let mut buf = vec![0u8; len];
-            for _ in 0..total {
-                server.read_exact(&mut buf)?;
-                server.write_all(&[1])?;
-            }
-            Ok(())
-        })?;
-    let data = vec![4u8; len];
-    let mut ack = [0u8; 1];
-    let mut samples = Vec::with_capacity(usize::try_from(rounds).unwrap_or(0));
-    let mut result = Ok(());
-    for i in 0..total {
-        let t = Instant::now();
-        if let Err(e) = client
-            .write_all(&data)
-            .and_then(|()| client.read_exact(&mut ack))
-        {
-            result = Err(e);
-            break;
+    let reader = move |mut server: TcpStream| {
+        let mut buf = vec![0u8; len];
+        for _ in 0..total {
+            server.read_exact(&mut buf)?;
+            server.write_all(&[1])?;
         }
-        if i >= warmup {
-            samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        }
-    }
-    let _ = client.shutdown(Shutdown::Both);
-    let served = reader
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the write-ack thread panicked")));
-    result?;
-    served?;
-    samples.sort_unstable();
-    Ok(samples)
+        Ok(())
+    };
+    with_peer(ip, false, "baseline-ack", reader, |client| {
+        let data = vec![4u8; len];
+        let mut ack = [0u8; 1];
+        timed_rounds(warmup, rounds, || {
+            client.write_all(&data)?;
+            client.read_exact(&mut ack)
+        })
+    })
 }
 
 /// `memcpy` bandwidth: copies between two 64 MiB buffers (touched first)
@@ -275,5 +267,16 @@ mod tests {
             assert_eq!(s.len(), 50);
             assert!(s.windows(2).all(|w| w[0] <= w[1]), "{s:?}");
         }
+    }
+
+    #[test]
+    fn write_ack_and_stream_move_all_their_bytes() {
+        let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let s = write_ack(lo, 100_000, 20).expect("loopback write-ack");
+        assert_eq!(s.len(), 20);
+        assert!(s.windows(2).all(|w| w[0] <= w[1]), "{s:?}");
+        // Not a whole number of 1 MiB writes: the last one is short.
+        let mib_s = tcp_stream(lo, (3 << 20) + 5).expect("loopback stream");
+        assert!(mib_s > 0.0, "{mib_s}");
     }
 }
