@@ -8,53 +8,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpmem_core::flush::{FlushError, FlushMode, FlushOps};
-use rpmem_core::persist::{
-    execute, Method, PersistMode, Target, TargetMemory, TargetParams, TargetStep,
-};
+use rpmem_core::flush::FlushMode;
+use rpmem_core::persist::{execute, PersistMode, TargetStep};
+use rpmem_core_fuzz::{target, FakeMem, MIN, POOL};
 
-const POOL: u64 = 1 << 16;
-const MIN: u64 = 4096;
 const INLINE_MAX: u64 = 8192;
-
-/// A pool that asserts every access stays inside it.
-struct FakeMem {
-    pool: Vec<u8>,
-}
-
-impl FlushOps for FakeMem {
-    fn flush_line(&mut self, offset: u64) {
-        assert!(offset < POOL, "flush of line {offset} outside the pool");
-    }
-    fn fence(&mut self) {}
-    fn msync(&mut self, offset: u64, len: u64) -> Result<(), FlushError> {
-        assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
-        Ok(())
-    }
-}
-
-impl TargetMemory for FakeMem {
-    fn copy_in(&mut self, offset: u64, data: &[u8]) {
-        assert!(
-            offset >= MIN,
-            "inline copy into the pool header at {offset}"
-        );
-        let s = offset as usize;
-        self.pool[s..s + data.len()].copy_from_slice(data);
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     for flush_mode in [FlushMode::Cpu, FlushMode::FenceOnly, FlushMode::Msync] {
-        let target = Target::new(TargetParams {
-            nlanes: 4,
-            pool_size: POOL,
-            min_offset: MIN,
-            inline_max: INLINE_MAX,
-            flush_mode,
-            method: Method::Gpspm,
-        })
-        .unwrap();
+        let target = target(4, INLINE_MAX, flush_mode);
         let Ok(plan) = target.handle_persist_msg(data) else {
             continue;
         };
@@ -69,9 +31,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(data.len(), 24);
         }
         assert!(matches!(plan.steps().last(), Some(TargetStep::Respond(_))));
-        let mut mem = FakeMem {
-            pool: vec![0; POOL as usize],
-        };
+        let mut mem = FakeMem::new(POOL, MIN);
         let resp = execute(&plan, &mut mem).unwrap();
         assert_eq!(resp, Some(plan.response()));
         if msg.mode == PersistMode::PersistSend {

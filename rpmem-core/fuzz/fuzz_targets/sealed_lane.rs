@@ -23,15 +23,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use rpmem_core::flush::FlushMode;
-use rpmem_core::persist::{execute, Method, Next, StreamTarget, Target, TargetParams};
-use rpmem_core::seal::{
-    ClientHandshake, Inbound, LaneMode, INBOUND_BUF_LEN, RECORD_HEADER_LEN, TAG_LEN,
-};
-use rpmem_core_fuzz::FakeMem;
-
-const POOL: u64 = 1 << 16;
-const MIN: u64 = 4096;
-const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+use rpmem_core::persist::{execute, Next, StreamTarget};
+use rpmem_core::seal::{Inbound, LaneMode, INBOUND_BUF_LEN, RECORD_HEADER_LEN, TAG_LEN};
+use rpmem_core_fuzz::{sealed_handshake, target, FakeMem, MIN, POOL, SECRET};
 
 fuzz_target!(|input: &[u8]| {
     let [piece, rest @ ..] = input else {
@@ -39,27 +33,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut rest: &[u8] = rest;
     let piece = usize::from(*piece).max(1);
-    let target = Target::new(TargetParams {
-        nlanes: 1,
-        pool_size: POOL,
-        min_offset: MIN,
-        inline_max: 256,
-        flush_mode: FlushMode::Cpu,
-        method: Method::Gpspm,
-    })
-    .unwrap();
+    let target = target(1, 256, FlushMode::Cpu);
     // The handshake, as a client with the secret runs it.
     let mut lane = StreamTarget::new(target, SECRET, [1; 32], LaneMode::Sealed, false, 0, false);
-    let c = ClientHandshake::new(&SECRET, 0, LaneMode::Sealed, [2; 32]);
-    lane.handle_bytes(c.hello()).unwrap();
-    let Next::Send { bytes, .. } = lane.poll() else {
-        panic!("no server hello");
-    };
-    let (proof, client_keys) = c.on_server_hello(bytes.try_into().unwrap()).unwrap();
-    lane.on_sent();
-    lane.handle_bytes(&proof).unwrap();
-    assert_eq!(lane.poll(), Next::Claim { lane: 0 });
-    let (_, opener) = lane.take_keys().unwrap().server().unwrap();
+    let (server_keys, client_keys) = sealed_handshake(&mut lane, 0, [2; 32]);
+    let (_, opener) = server_keys.server().unwrap();
     lane.on_claim(Ok(())).unwrap();
     assert!(matches!(lane.poll(), Next::Send { .. }));
     lane.on_sent();

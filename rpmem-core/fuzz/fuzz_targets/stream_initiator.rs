@@ -28,9 +28,7 @@ use rpmem_core::negotiate::SessionParams;
 use rpmem_core::persist::{Chunk, Method, Placement, ReadSink, StreamInitiator};
 use rpmem_core::seal::{LaneMode, ServerHandshake};
 use rpmem_core::wire::tcp::{HelloAckRepr, HelloStatus};
-
-const POOL: u64 = 1 << 16;
-const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+use rpmem_core_fuzz::{POOL, SECRET};
 
 /// The destination of the read in flight.
 struct Sink {

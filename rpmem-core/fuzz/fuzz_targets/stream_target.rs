@@ -22,28 +22,16 @@
 
 use libfuzzer_sys::fuzz_target;
 use rpmem_core::flush::{FlushMode, CACHE_LINE};
-use rpmem_core::persist::{execute, Method, Next, StreamTarget, Target, TargetParams};
-use rpmem_core::seal::{ClientHandshake, LaneMode};
-use rpmem_core_fuzz::FakeMem;
-
-const POOL: u64 = 1 << 16;
-const MIN: u64 = 4096;
-const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+use rpmem_core::persist::{execute, Next, StreamTarget};
+use rpmem_core::seal::LaneMode;
+use rpmem_core_fuzz::{sealed_handshake, target, FakeMem, MIN, POOL, SECRET};
 
 fuzz_target!(|input: &[u8]| {
     let [mode, piece, rest @ ..] = input else {
         return;
     };
     let piece = usize::from(*piece).max(1);
-    let target = Target::new(TargetParams {
-        nlanes: 4,
-        pool_size: POOL,
-        min_offset: MIN,
-        inline_max: 256,
-        flush_mode: FlushMode::Cpu,
-        method: Method::Gpspm,
-    })
-    .unwrap();
+    let target = target(4, 256, FlushMode::Cpu);
     let mut lane = StreamTarget::new(
         target,
         SECRET,
@@ -55,16 +43,7 @@ fuzz_target!(|input: &[u8]| {
     );
     let mut claimed = false;
     if mode & 1 != 0 {
-        let c = ClientHandshake::new(&SECRET, u32::from(mode >> 3) % 4, LaneMode::Sealed, [7; 32]);
-        lane.handle_bytes(c.hello()).unwrap();
-        let Next::Send { bytes, .. } = lane.poll() else {
-            panic!("no server hello");
-        };
-        let (proof, _) = c.on_server_hello(bytes.try_into().unwrap()).unwrap();
-        lane.on_sent();
-        lane.handle_bytes(&proof).unwrap();
-        assert!(matches!(lane.poll(), Next::Claim { .. }));
-        assert!(lane.take_keys().is_some());
+        sealed_handshake(&mut lane, u32::from(mode >> 3) % 4, [7; 32]);
         claimed = true;
         lane.on_claim(Ok(())).unwrap();
     }

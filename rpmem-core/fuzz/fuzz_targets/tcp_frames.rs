@@ -17,14 +17,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rpmem_core::flush::FlushMode;
-use rpmem_core::persist::{
-    execute, Method, ServerError, ServerStep, StreamClient, StreamServer, Target, TargetParams,
-};
-use rpmem_core_fuzz::FakeMem;
-
-const POOL: u64 = 1 << 16;
-const MIN: u64 = 4096;
-const SECRET: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+use rpmem_core::persist::{execute, ServerError, ServerStep, StreamClient, StreamServer};
+use rpmem_core_fuzz::{target, FakeMem, MIN, POOL, SECRET};
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if data.len() < n {
@@ -39,15 +33,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, mut data)) = input.split_first() else {
         return;
     };
-    let target = Target::new(TargetParams {
-        nlanes: 4,
-        pool_size: POOL,
-        min_offset: MIN,
-        inline_max: 256,
-        flush_mode: FlushMode::Cpu,
-        method: Method::Gpspm,
-    })
-    .unwrap();
+    let target = target(4, 256, FlushMode::Cpu);
     let mut server = StreamServer::new(target);
     let mut mem = FakeMem::new(POOL, MIN);
 
