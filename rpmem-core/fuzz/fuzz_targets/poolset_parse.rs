@@ -39,7 +39,7 @@ fn check(data: &[u8]) {
         assert!(r.nhdrs() <= r.nparts());
         for p in r.parts() {
             assert!(p.path().starts_with('/'));
-            assert!(p.size().bytes().map_or(true, |n| n >= 4096));
+            assert!(p.size().bytes().is_none_or(|n| n >= 4096));
         }
         let _ = (r.size(), r.size_with(|_| Some(1 << 30)), r.line());
     }

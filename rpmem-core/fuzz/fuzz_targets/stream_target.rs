@@ -115,7 +115,7 @@ fuzz_target!(|input: &[u8]| {
             }
             Next::Msg { len } => {
                 assert!(claimed && !failed);
-                assert!(len >= 24 && len <= 24 + 256, "message of {len} bytes");
+                assert!((24..=24 + 256).contains(&len), "message of {len} bytes");
                 if data.len() < len {
                     return;
                 }

@@ -87,7 +87,7 @@ fuzz_target!(|input: &[u8]| {
                 assert!(offset.checked_add(len).is_some_and(|e| e <= POOL));
             }
             ServerStep::ReceiveMsg { len } => {
-                assert!(len >= 24 && len <= 24 + 256);
+                assert!((24..=24 + 256).contains(&len));
                 let Some(body) = take(&mut data, len) else {
                     return;
                 };
