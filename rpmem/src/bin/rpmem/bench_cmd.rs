@@ -583,8 +583,9 @@ fn print_report(r: &Report) {
                     let floor = (sc + st) / cores as f64;
                     // Spinning for the socket counts as CPU time too: the
                     // floor is the work alone only without it.
-                    let spinning = r.setup["client_spin_us"].as_u64().unwrap_or(0) > 0
-                        || r.setup["rpmemd_spin_us"].as_u64().unwrap_or(0) > 0;
+                    let spin_us = |key: &str| r.setup.get(key).and_then(|v| v.as_u64());
+                    let spinning = spin_us("client_spin_us").unwrap_or(0) > 0
+                        || spin_us("rpmemd_spin_us").unwrap_or(0) > 0;
                     // The plaintext case's mean time per persist, from its
                     // throughput: the sealed one can reach at most this share.
                     let plain_mean = ratio(s.size as f64 / (1024.0 * 1024.0) * 1e6, p.mib_s);
