@@ -39,8 +39,7 @@ use rpmem_core::seal::{
 };
 use rpmem_core::wire::tcp::SECRET_LEN;
 
-pub(crate) use crate::driver::{deliver, ReadInto};
-use crate::driver::{Driven, LaneCx};
+use crate::driver::{deliver, Driven, LaneCx, ReadInto};
 use crate::error::Error;
 use crate::launch::{poll_ms, RemoteInfo};
 use crate::oob::STDERR_GRACE;

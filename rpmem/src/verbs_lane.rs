@@ -44,9 +44,8 @@ use rpmem_verbs::{
     Wc, WcKind,
 };
 
-use crate::driver::{DriveLane, LaneCx};
+use crate::driver::{deliver, DriveLane, LaneCx, ReadInto};
 use crate::error::Error;
-use crate::lane::{deliver, ReadInto};
 use crate::launch::RemoteInfo;
 use crate::oob::STDERR_GRACE;
 use crate::region::Region;
