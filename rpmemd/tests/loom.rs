@@ -192,6 +192,55 @@ fn spawn_worker(
     loom::thread::spawn(move || worker(guard, conn, lane, pool, finished))
 }
 
+/// The registry call that admits a connection (with the lane its hello
+/// named, for `admit_lane`).
+type Admit =
+    fn(&Arc<LaneRegistry<FakeConn>>, Arc<FakeConn>, u32) -> Result<WorkerGuard<FakeConn>, Refusal>;
+
+/// The worker started for an admitted connection.
+type Spawn<W> = fn(
+    WorkerGuard<FakeConn>,
+    Arc<FakeConn>,
+    u32,
+    &Arc<FakePool>,
+    &Arc<AtomicUsize>,
+) -> JoinHandle<W>;
+
+/// The accepting thread of models 4 and 5: takes `conns` in turn (lane 0,
+/// 1, ...), `admit`s each and starts its worker with `spawn`, or shuts a
+/// refused one down; a refusal must be `Stopping`, and nothing may be
+/// admitted after `stop_returned` was set. Returns the workers.
+fn spawn_acceptor<W: 'static>(
+    reg: &Arc<LaneRegistry<FakeConn>>,
+    pool: &Arc<FakePool>,
+    finished: &Arc<AtomicUsize>,
+    stop_returned: &Arc<AtomicBool>,
+    conns: &[Arc<FakeConn>; 2],
+    admit: Admit,
+    spawn: Spawn<W>,
+) -> JoinHandle<Vec<JoinHandle<W>>> {
+    let (reg, pool, finished) = (Arc::clone(reg), Arc::clone(pool), Arc::clone(finished));
+    let stop_returned = Arc::clone(stop_returned);
+    let conns = conns.clone();
+    loom::thread::spawn(move || {
+        let mut workers = Vec::new();
+        for (lane, conn) in (0u32..).zip(conns) {
+            let after_stop = stop_returned.load(Ordering::SeqCst);
+            match admit(&reg, Arc::clone(&conn), lane) {
+                Ok(guard) => {
+                    assert!(!after_stop, "lane {lane} was admitted after stop returned");
+                    workers.push(spawn(guard, conn, lane, &pool, &finished));
+                }
+                Err(refusal) => {
+                    assert_eq!(refusal, Refusal::Stopping);
+                    conn.shut_down();
+                }
+            }
+        }
+        workers
+    })
+}
+
 /// Model 4: rpmemd shuts the data path down while an acceptor admits two
 /// connections and their workers flush.
 ///
@@ -210,30 +259,15 @@ fn stop_while_workers_flush() {
         let stop_returned = Arc::new(AtomicBool::new(false));
         let conns = [FakeConn::new(), FakeConn::new()];
 
-        let acceptor = {
-            let reg = Arc::clone(&reg);
-            let pool = Arc::clone(&pool);
-            let finished = Arc::clone(&finished);
-            let stop_returned = Arc::clone(&stop_returned);
-            let conns = conns.clone();
-            loom::thread::spawn(move || {
-                let mut workers = Vec::new();
-                for (lane, conn) in (0u32..).zip(conns) {
-                    let after_stop = stop_returned.load(Ordering::SeqCst);
-                    match LaneRegistry::admit(&reg, Arc::clone(&conn)) {
-                        Ok(guard) => {
-                            assert!(!after_stop, "a connection was admitted after stop returned");
-                            workers.push(spawn_worker(guard, conn, lane, &pool, &finished));
-                        }
-                        Err(refusal) => {
-                            assert_eq!(refusal, Refusal::Stopping);
-                            conn.shut_down();
-                        }
-                    }
-                }
-                workers
-            })
-        };
+        let acceptor = spawn_acceptor(
+            &reg,
+            &pool,
+            &finished,
+            &stop_returned,
+            &conns,
+            |reg, conn, _lane| LaneRegistry::admit(reg, conn),
+            spawn_worker,
+        );
 
         // TcpServer::stop: stop, join the acceptor, wait for the workers.
         let open = reg.stop();
@@ -381,30 +415,15 @@ fn admit_lane_while_stopping() {
         let stop_returned = Arc::new(AtomicBool::new(false));
         let conns = [FakeConn::new(), FakeConn::new()];
 
-        let acceptor = {
-            let reg = Arc::clone(&reg);
-            let pool = Arc::clone(&pool);
-            let finished = Arc::clone(&finished);
-            let stop_returned = Arc::clone(&stop_returned);
-            let conns = conns.clone();
-            loom::thread::spawn(move || {
-                let mut workers = Vec::new();
-                for (lane, conn) in (0u32..).zip(conns) {
-                    let after_stop = stop_returned.load(Ordering::SeqCst);
-                    match LaneRegistry::admit_lane(&reg, Arc::clone(&conn), lane) {
-                        Ok(guard) => {
-                            assert!(!after_stop, "lane {lane} was admitted after stop returned");
-                            workers.push(spawn_admitted(guard, conn, lane, &pool, &finished));
-                        }
-                        Err(refusal) => {
-                            assert_eq!(refusal, Refusal::Stopping);
-                            conn.shut_down();
-                        }
-                    }
-                }
-                workers
-            })
-        };
+        let acceptor = spawn_acceptor(
+            &reg,
+            &pool,
+            &finished,
+            &stop_returned,
+            &conns,
+            LaneRegistry::admit_lane,
+            spawn_admitted,
+        );
 
         let open = reg.stop();
         stop_returned.store(true, Ordering::SeqCst);
