@@ -1,10 +1,10 @@
 //! A lane of whichever data path the session uses: TCP ([`LaneConn`]) or
-//! native RDMA (`VerbsLane`, cargo feature `verbs`). Both drive the same
-//! rpmem-core engine; this only forwards the calls.
+//! native RDMA (`VerbsLane`, cargo feature `verbs`), each the I/O of one
+//! [`Driver`] that runs the calls over the rpmem-core engine.
 
 use std::sync::Arc;
 
-use crate::driver::Driven;
+use crate::driver::{Call, Driver};
 use crate::error::Error;
 use crate::lane::{LaneConn, LaneSetup};
 use crate::launch::RemoteInfo;
@@ -18,61 +18,38 @@ use crate::verbs_lane::VerbsLane;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum DataLane {
     /// Our TCP data path.
-    Tcp(LaneConn),
+    Tcp(Driver<LaneConn>),
     /// Native RDMA.
     #[cfg(feature = "verbs")]
-    Verbs(VerbsLane),
-}
-
-macro_rules! forward {
-    ($self:ident, $l:ident => $e:expr) => {
-        match $self {
-            DataLane::Tcp($l) => $e,
-            #[cfg(feature = "verbs")]
-            DataLane::Verbs($l) => $e,
-        }
-    };
+    Verbs(Driver<VerbsLane>),
 }
 
 impl DataLane {
     /// The lane's number.
     pub(crate) fn index(&self) -> u32 {
-        forward!(self, l => l.index())
+        match self {
+            DataLane::Tcp(l) => l.index(),
+            #[cfg(feature = "verbs")]
+            DataLane::Verbs(l) => l.index(),
+        }
     }
 
     /// Closes the connection.
     pub(crate) fn shutdown(&self) {
-        forward!(self, l => l.shutdown())
+        match self {
+            DataLane::Tcp(l) => l.shutdown(),
+            #[cfg(feature = "verbs")]
+            DataLane::Verbs(l) => l.shutdown(),
+        }
     }
 
-    /// `rpmem_persist`.
-    pub(crate) fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        forward!(self, l => l.persist(offset, len, flags))
-    }
-
-    /// `rpmem_deep_persist`.
-    pub(crate) fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        forward!(self, l => l.deep_persist(offset, len))
-    }
-
-    /// `rpmem_flush`.
-    pub(crate) fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        forward!(self, l => l.flush(offset, len, flags))
-    }
-
-    /// `rpmem_drain`.
-    pub(crate) fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        forward!(self, l => l.drain(flags))
-    }
-
-    /// `rpmem_read` into `buf`.
-    pub(crate) fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        forward!(self, l => l.read(offset, buf))
-    }
-
-    /// `rpmem_read` into the region.
-    pub(crate) fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        forward!(self, l => l.read_to_region(offset, len))
+    /// Runs one call (`rpmem_persist`, `rpmem_read`, ...) to its result.
+    pub(crate) fn call(&mut self, call: Call<'_>) -> Result<(), Error> {
+        match self {
+            DataLane::Tcp(l) => l.call(call),
+            #[cfg(feature = "verbs")]
+            DataLane::Verbs(l) => l.call(call),
+        }
     }
 }
 

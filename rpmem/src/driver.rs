@@ -3,14 +3,17 @@
 //! result (spin, then sleep, within the data deadline), and the errors that
 //! say what the lane was doing and what became of rpmemd.
 //!
-//! A transport implements [`Driven`] over the core machine that owns its
-//! lane ([`CallEngine`]: the TCP lane's `StreamInitiator`, or the
-//! `InitiatorLane` that `VerbsLane` posts from, through [`DriveLane`]): one
-//! round of moving bytes or posting and reaping ([`Driven::pump`]), whether
-//! anything still waits in this process ([`Driven::flushed`]), a bounded
-//! sleep ([`Driven::wait`]) and closing the connection. Its errors come from
-//! [`LaneCx`], which marks the lane broken; the driver closes the connection
-//! of a broken lane before the call returns.
+//! A transport implements [`LaneIo`] over the core machine that owns its
+//! lane ([`CallEngine`]: `StreamInitiator` for TCP, `InitiatorLane` for
+//! RDMA): one round of moving bytes or posting and reaping
+//! ([`LaneIo::pump`]), whether anything still waits in this process
+//! ([`LaneIo::flushed`]), a bounded sleep ([`LaneIo::wait`]) and closing the
+//! connection. [`Driver`] holds a transport's I/O beside the shared state
+//! ([`LaneCx`]) and runs every call ([`Call`]) with one loop. Errors come
+//! from [`LaneCx`], which marks the lane broken; the driver closes the
+//! connection of a broken lane before the call returns. This module knows
+//! no transport: `lane.rs` (TCP) and `verbs_lane.rs` (RDMA) depend on it,
+//! not the other way round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,164 +186,159 @@ impl<E: CallEngine> LaneCx<E> {
     }
 }
 
-/// A transport's part of a lane that posts from the core's `InitiatorLane`
-/// (RDMA); [`Driven`] comes with it.
-pub(crate) trait DriveLane {
-    /// The shared state.
-    fn cx(&self) -> &LaneCx;
-    /// The shared state, to change.
-    fn cx_mut(&mut self) -> &mut LaneCx;
-    /// One round: post what the engine allows, move bytes, reap
-    /// completions. Returns whether anything moved.
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error>;
-    /// True when nothing of the calls so far waits in this process (a
-    /// finished flush must leave nothing behind for the next call).
-    fn flushed(&self) -> bool;
-    /// Sleeps until something may move, at most `limit`.
-    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error>;
-    /// What the lane waits for when the deadline passes, in words.
-    fn waiting_for(&self) -> &'static str;
-    /// Closes the connection (rpmemd sees the lane end).
-    fn shutdown(&self);
-}
-
-impl<T: DriveLane> Driven for T {
-    type Engine = InitiatorLane;
-    fn cx(&self) -> &LaneCx {
-        DriveLane::cx(self)
-    }
-    fn cx_mut(&mut self) -> &mut LaneCx {
-        DriveLane::cx_mut(self)
-    }
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
-        DriveLane::pump(self, into)
-    }
-    fn flushed(&self) -> bool {
-        DriveLane::flushed(self)
-    }
-    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
-        DriveLane::wait(self, into, limit)
-    }
-    fn waiting_for(&self) -> &'static str {
-        DriveLane::waiting_for(self)
-    }
-    fn shutdown(&self) {
-        DriveLane::shutdown(self)
-    }
-}
-
-/// A transport's part of a lane; the calls and their loop come with it.
-pub(crate) trait Driven {
+/// A transport's I/O for one lane: what moves the bytes (or posts and
+/// reaps the work requests) of the core machine [`LaneIo::Engine`]. The
+/// shared state comes in as `cx`; [`Driver`] runs the calls over it.
+pub(crate) trait LaneIo {
     /// The core machine the lane drives.
     type Engine: CallEngine;
-    /// The shared state.
-    fn cx(&self) -> &LaneCx<Self::Engine>;
-    /// The shared state, to change.
-    fn cx_mut(&mut self) -> &mut LaneCx<Self::Engine>;
     /// One round: move what the machine allows, feed it what arrived.
     /// Returns whether anything moved.
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error>;
+    fn pump(
+        &mut self,
+        cx: &mut LaneCx<Self::Engine>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error>;
     /// True when nothing of the calls so far waits in this process (a
     /// finished flush must leave nothing behind for the next call).
     fn flushed(&self) -> bool;
     /// Sleeps until something may move, at most `limit`.
-    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error>;
+    fn wait(
+        &mut self,
+        cx: &mut LaneCx<Self::Engine>,
+        into: &mut ReadInto<'_>,
+        limit: Duration,
+    ) -> Result<(), Error>;
     /// What the lane waits for when the deadline passes, in words.
-    fn waiting_for(&self) -> &'static str;
+    fn waiting_for(&self, cx: &LaneCx<Self::Engine>) -> &'static str;
     /// Closes the connection (rpmemd sees the lane end).
     fn shutdown(&self);
+}
 
-    /// The lane's number.
-    fn index(&self) -> u32 {
-        self.cx().index
-    }
-
+/// One call of the API, with where its READ bytes go.
+#[derive(Debug)]
+pub(crate) enum Call<'a> {
     /// `rpmem_persist`.
-    fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.persist(offset, len, flags), ReadInto::Nothing)
-    }
-
+    Persist { offset: u64, len: u64, flags: u32 },
     /// `rpmem_deep_persist`.
-    fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.deep_persist(offset, len), ReadInto::Nothing)
-    }
-
+    DeepPersist { offset: u64, len: u64 },
     /// `rpmem_flush`.
-    fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.flush(offset, len, flags), ReadInto::Nothing)
-    }
-
+    Flush { offset: u64, len: u64, flags: u32 },
     /// `rpmem_drain`.
-    fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        self.call(|e| e.drain(flags), ReadInto::Nothing)
-    }
-
+    Drain { flags: u32 },
     /// `rpmem_read` into the caller's buffer.
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        let len = buf.len() as u64;
-        self.call(|e| e.read(offset, len), ReadInto::User(buf))
+    Read { offset: u64, buf: &'a mut [u8] },
+    /// `rpmem_read` into the region at the same offset.
+    ReadToRegion { offset: u64, len: u64 },
+}
+
+impl<'a> Call<'a> {
+    /// Starts the call on `engine`; gives back where its READ bytes go.
+    fn start<E: CallEngine>(self, engine: &mut E) -> (Result<(), CallError>, ReadInto<'a>) {
+        match self {
+            Call::Persist { offset, len, flags } => {
+                (engine.persist(offset, len, flags), ReadInto::Nothing)
+            }
+            Call::DeepPersist { offset, len } => {
+                (engine.deep_persist(offset, len), ReadInto::Nothing)
+            }
+            Call::Flush { offset, len, flags } => {
+                (engine.flush(offset, len, flags), ReadInto::Nothing)
+            }
+            Call::Drain { flags } => (engine.drain(flags), ReadInto::Nothing),
+            Call::Read { offset, buf } => {
+                let len = buf.len() as u64;
+                (engine.read(offset, len), ReadInto::User(buf))
+            }
+            Call::ReadToRegion { offset, len } => {
+                (engine.read(offset, len), ReadInto::Region { offset, len })
+            }
+        }
+    }
+}
+
+/// One connected lane: the shared state with the core machine, and the
+/// transport's I/O. The calls and their loop are here, once for every
+/// transport.
+pub(crate) struct Driver<T: LaneIo> {
+    /// The shared state.
+    pub(crate) cx: LaneCx<T::Engine>,
+    /// The transport's part.
+    pub(crate) io: T,
+}
+
+impl<T: LaneIo + std::fmt::Debug> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("index", &self.cx.index)
+            .field("broken", &self.cx.broken)
+            .field("io", &self.io)
+            .finish()
+    }
+}
+
+impl<T: LaneIo> Driver<T> {
+    /// The lane's number.
+    pub(crate) fn index(&self) -> u32 {
+        self.cx.index
     }
 
-    /// `rpmem_read` into the region at the same offset.
-    fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.call(|e| e.read(offset, len), ReadInto::Region { offset, len })
+    /// Closes the connection (rpmemd sees the lane end).
+    pub(crate) fn shutdown(&self) {
+        self.io.shutdown();
     }
 
     /// Starts a call on the engine and drives it to its result. A lane
     /// that broke is closed before the error is returned.
-    fn call(
-        &mut self,
-        start: impl FnOnce(&mut Self::Engine) -> Result<(), CallError>,
-        into: ReadInto<'_>,
-    ) -> Result<(), Error> {
-        let cx = self.cx_mut();
+    pub(crate) fn call(&mut self, call: Call<'_>) -> Result<(), Error> {
+        let cx = &mut self.cx;
         if let Some(cause) = &cx.broken {
             return Err(Error::LaneBroken {
                 lane: cx.index,
                 cause: cause.clone(),
             });
         }
-        let started = start(&mut cx.engine).map_err(|source| match source {
+        let (started, mut into) = call.start(&mut cx.engine);
+        let started = started.map_err(|source| match source {
             CallError::Broken(e) => cx.fail(format!("the lane engine is broken: {e}")),
             source => Error::Call {
                 lane: cx.index,
                 source,
             },
         });
-        let mut into = into;
         let result = started.and_then(|()| self.run(&mut into));
-        if result.is_err() && self.cx().broken.is_some() {
-            self.shutdown();
+        if result.is_err() && self.cx.broken.is_some() {
+            self.io.shutdown();
         }
         result
     }
 
     /// Drives the call in flight to its result: pump while things move;
     /// when nothing does, spin (yielding the CPU) for the spin budget, then
-    /// sleep in [`wait`](Self::wait); fail when nothing moved for the data
+    /// sleep in [`LaneIo::wait`]; fail when nothing moved for the data
     /// deadline.
     fn run(&mut self, into: &mut ReadInto<'_>) -> Result<(), Error> {
         let mut last_progress = Instant::now();
-        let mut spin_until = last_progress + self.cx().spin;
+        let mut spin_until = last_progress + self.cx.spin;
         let mut done = false;
         loop {
-            let progressed = self.pump(into)?;
+            let progressed = self.io.pump(&mut self.cx, into)?;
             if !done {
-                match self.cx_mut().engine.poll_done() {
+                match self.cx.engine.poll_done() {
                     Some(Ok(())) => done = true,
-                    Some(Err(e)) => return Err(self.cx_mut().fail(e.to_string())),
+                    Some(Err(e)) => return Err(self.cx.fail(e.to_string())),
                     None => {}
                 }
             }
             // A flush is done once everything is posted; keep going until
             // nothing waits in this process for the next call.
-            if done && self.flushed() {
+            if done && self.io.flushed() {
                 return Ok(());
             }
             let now = Instant::now();
             if progressed {
                 last_progress = now;
-                spin_until = now + self.cx().spin;
+                spin_until = now + self.cx.spin;
                 continue;
             }
             if now < spin_until {
@@ -351,12 +349,12 @@ pub(crate) trait Driven {
                 continue;
             }
             let idle = now.saturating_duration_since(last_progress);
-            let stall = self.cx().stall;
+            let stall = self.cx.stall;
             if idle >= stall {
-                let waiting = self.waiting_for();
-                return Err(self.cx_mut().timed_out(waiting));
+                let waiting = self.io.waiting_for(&self.cx);
+                return Err(self.cx.timed_out(waiting));
             }
-            self.wait(into, stall - idle)?;
+            self.io.wait(&mut self.cx, into, stall - idle)?;
         }
     }
 }

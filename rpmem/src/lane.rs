@@ -39,7 +39,7 @@ use rpmem_core::seal::{
 };
 use rpmem_core::wire::tcp::SECRET_LEN;
 
-use crate::driver::{deliver, Driven, LaneCx, ReadInto};
+use crate::driver::{deliver, Driver, LaneCx, LaneIo, ReadInto};
 use crate::error::Error;
 use crate::launch::{poll_ms, RemoteInfo};
 use crate::oob::STDERR_GRACE;
@@ -81,9 +81,9 @@ pub(crate) struct LaneSetup {
     pub(crate) watch_fd: Option<RawFd>,
 }
 
-/// One connected lane.
+/// The TCP I/O of one connected lane (the shared state and the core's
+/// [`StreamInitiator`] are in its [`Driver`]).
 pub(crate) struct LaneConn {
-    cx: LaneCx<StreamInitiator>,
     sock: TcpStream,
     region: Arc<Region>,
     stage: Box<[u8]>,
@@ -109,9 +109,7 @@ struct Sealed {
 impl std::fmt::Debug for LaneConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaneConn")
-            .field("index", &self.cx.index)
-            .field("unsent", &self.cx.engine.has_unsent())
-            .field("broken", &self.cx.broken)
+            .field("sealed", &self.sealed.is_some())
             .finish()
     }
 }
@@ -141,7 +139,7 @@ impl LaneConn {
         setup: &LaneSetup,
         region: Arc<Region>,
         remote: Option<Arc<RemoteInfo>>,
-    ) -> Result<LaneConn, Error> {
+    ) -> Result<Driver<LaneConn>, Error> {
         // rpmemd closes connections that wait for their hello while too
         // many others do (a flood from the same address, docs/protocol.md):
         // a lane closed before rpmemd said anything is tried again, with a
@@ -171,7 +169,7 @@ impl LaneConn {
         region: Arc<Region>,
         remote: Option<Arc<RemoteInfo>>,
         give_up: Instant,
-    ) -> Result<LaneConn, Attempt> {
+    ) -> Result<Driver<LaneConn>, Attempt> {
         let index = setup.params.lane;
         let conn_err = |what: String, message: String| Error::Connection {
             host: setup.host.clone(),
@@ -319,7 +317,7 @@ impl LaneConn {
                 None
             }
         };
-        Ok(LaneConn {
+        Ok(Driver {
             cx: LaneCx {
                 index,
                 engine: machine,
@@ -330,32 +328,38 @@ impl LaneConn {
                 stall: setup.stall,
                 label: "",
             },
-            sock,
-            region,
-            stage: vec![0u8; STAGE_LEN].into_boxed_slice(),
-            watch_fd: setup.watch_fd,
-            sealed,
+            io: LaneConn {
+                sock,
+                region,
+                stage: vec![0u8; STAGE_LEN].into_boxed_slice(),
+                watch_fd: setup.watch_fd,
+                sealed,
+            },
         })
     }
 
     /// One round of writing and reading. Returns whether anything moved.
-    fn pump_io(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
-        let wrote = self.write_out()?;
-        let read = self.read_in(into)?;
+    fn pump_io(
+        &mut self,
+        cx: &mut LaneCx<StreamInitiator>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
+        let wrote = self.write_out(cx)?;
+        let read = self.read_in(cx, into)?;
         Ok(wrote || read)
     }
 
     /// Writes what the machine has to transmit until the socket takes no
     /// more.
-    fn write_out(&mut self) -> Result<bool, Error> {
+    fn write_out(&mut self, cx: &mut LaneCx<StreamInitiator>) -> Result<bool, Error> {
         if self.sealed.is_some() {
-            return self.write_sealed();
+            return self.write_sealed(cx);
         }
         let mut progressed = false;
         loop {
             let mut iov = IovList::new();
             let mut bad = None;
-            for chunk in self.cx.engine.poll_transmit() {
+            for chunk in cx.engine.poll_transmit() {
                 if iov.len() == MAX_IOV {
                     break;
                 }
@@ -375,7 +379,7 @@ impl LaneConn {
                 });
             }
             if let Some(range) = bad {
-                return Err(self.cx.fail(format!(
+                return Err(cx.fail(format!(
                     "frame for region range {range:?} lies outside the region"
                 )));
             }
@@ -386,14 +390,14 @@ impl LaneConn {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.connection_lost("sending", &e)),
+                Err(e) => return Err(connection_lost(cx, "sending", &e)),
             };
             if n == 0 {
                 return Ok(progressed);
             }
             progressed = true;
-            if let Err(e) = self.cx.engine.on_transmitted(n as u64) {
-                return Err(self.cx.fail(e.to_string()));
+            if let Err(e) = cx.engine.on_transmitted(n as u64) {
+                return Err(cx.fail(e.to_string()));
             }
         }
     }
@@ -402,7 +406,7 @@ impl LaneConn {
     /// [`MAX_RECORD`] bytes, up to [`SEAL_BATCH`] at a time, and writes them
     /// until the socket takes no more. The machine learns of its bytes as
     /// written once the whole batch holding them went out.
-    fn write_sealed(&mut self) -> Result<bool, Error> {
+    fn write_sealed(&mut self, cx: &mut LaneCx<StreamInitiator>) -> Result<bool, Error> {
         let mut progressed = false;
         loop {
             let Some(s) = self.sealed.as_deref_mut() else {
@@ -418,7 +422,7 @@ impl LaneConn {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(self.connection_lost("sending", &e)),
+                    Err(e) => return Err(connection_lost(cx, "sending", &e)),
                 };
                 if n == 0 {
                     return Ok(progressed);
@@ -430,8 +434,8 @@ impl LaneConn {
                     s.out_len = 0;
                     s.sent = 0;
                     s.out_plain = 0;
-                    if let Err(e) = self.cx.engine.on_transmitted(plain) {
-                        return Err(self.cx.fail(e.to_string()));
+                    if let Err(e) = cx.engine.on_transmitted(plain) {
+                        return Err(cx.fail(e.to_string()));
                     }
                 }
                 continue;
@@ -450,7 +454,7 @@ impl LaneConn {
                 // Bytes of the machine already sealed into this batch.
                 let mut skip = s.out_plain;
                 let mut bad = None;
-                for chunk in self.cx.engine.poll_transmit() {
+                for chunk in cx.engine.poll_transmit() {
                     if fill == end {
                         break;
                     }
@@ -490,7 +494,7 @@ impl LaneConn {
                     }
                 }
                 if let Some(range) = bad {
-                    return Err(self.cx.fail(format!(
+                    return Err(cx.fail(format!(
                         "frame for region range {range:?} lies outside the region"
                     )));
                 }
@@ -501,7 +505,7 @@ impl LaneConn {
                 let rec = s.out.get_mut(at..).unwrap_or_default();
                 match s.sealer.seal_in_place(rec, plain) {
                     Ok(total) => s.out_len += total,
-                    Err(e) => return Err(self.cx.fail(e.to_string())),
+                    Err(e) => return Err(cx.fail(e.to_string())),
                 }
                 s.out_plain += plain as u64;
             }
@@ -513,7 +517,11 @@ impl LaneConn {
 
     /// Reads records from the socket, opens them (the core's [`Inbound`])
     /// and hands their bytes to the machine.
-    fn read_sealed(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn read_sealed(
+        &mut self,
+        cx: &mut LaneCx<StreamInitiator>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
         let mut progressed = false;
         loop {
             let Some(s) = self.sealed.as_deref_mut() else {
@@ -528,26 +536,26 @@ impl LaneConn {
                             region: &self.region,
                             into,
                         };
-                        if let Err(e) = self.cx.engine.handle_bytes(got, &mut sink) {
-                            return Err(self.cx.fail(e.to_string()));
+                        if let Err(e) = cx.engine.handle_bytes(got, &mut sink) {
+                            return Err(cx.fail(e.to_string()));
                         }
                         s.inbound.consume(n);
                     }
                     Ok(false) => break,
                     Err(e) => {
-                        return Err(self
-                            .cx
-                            .fail(format!("the data from rpmemd does not authenticate: {e}")))
+                        return Err(
+                            cx.fail(format!("the data from rpmemd does not authenticate: {e}"))
+                        )
                     }
                 }
             }
             let space = s.inbound.space();
             let (ptr, cap) = (space.as_mut_ptr(), space.len());
             let n = match recv_raw(self.sock.as_raw_fd(), ptr, cap) {
-                Ok(0) => return Err(self.closed_by_peer()),
+                Ok(0) => return Err(closed_by_peer_during(cx)),
                 Ok(n) => n.min(cap),
                 Err(e) if is_again(&e) => return Ok(progressed),
-                Err(e) => return Err(self.connection_lost("receiving", &e)),
+                Err(e) => return Err(connection_lost(cx, "receiving", &e)),
             };
             progressed = true;
             s.inbound.received(n);
@@ -555,27 +563,31 @@ impl LaneConn {
     }
 
     /// Reads what the server sent and hands it to the machine.
-    fn read_in(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn read_in(
+        &mut self,
+        cx: &mut LaneCx<StreamInitiator>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
         if self.sealed.is_some() {
-            return self.read_sealed(into);
+            return self.read_sealed(cx, into);
         }
         let mut progressed = false;
         loop {
             // Large READ_RESP bodies go straight to their destination.
-            if let Some((at, want)) = self.cx.engine.read_direct() {
+            if let Some((at, want)) = cx.engine.read_direct() {
                 if want >= DIRECT_MIN as u64 {
                     if let Some(ptr) = dest_ptr(&self.region, into, at, want) {
                         let fd = self.sock.as_raw_fd();
                         let want = usize::try_from(want).unwrap_or(usize::MAX);
                         let n = match recv_raw(fd, ptr, want) {
-                            Ok(0) => return Err(self.closed_by_peer()),
+                            Ok(0) => return Err(closed_by_peer_during(cx)),
                             Ok(n) => n,
                             Err(e) if is_again(&e) => return Ok(progressed),
-                            Err(e) => return Err(self.connection_lost("receiving", &e)),
+                            Err(e) => return Err(connection_lost(cx, "receiving", &e)),
                         };
                         progressed = true;
-                        if let Err(e) = self.cx.engine.on_read_direct(n as u64) {
-                            return Err(self.cx.fail(e.to_string()));
+                        if let Err(e) = cx.engine.on_read_direct(n as u64) {
+                            return Err(cx.fail(e.to_string()));
                         }
                         continue;
                     }
@@ -586,10 +598,10 @@ impl LaneConn {
             let fd = self.sock.as_raw_fd();
             let (ptr, cap) = (self.stage.as_mut_ptr(), self.stage.len());
             let n = match recv_raw(fd, ptr, cap) {
-                Ok(0) => return Err(self.closed_by_peer()),
+                Ok(0) => return Err(closed_by_peer_during(cx)),
                 Ok(n) => n.min(cap),
                 Err(e) if is_again(&e) => return Ok(progressed),
-                Err(e) => return Err(self.connection_lost("receiving", &e)),
+                Err(e) => return Err(connection_lost(cx, "receiving", &e)),
             };
             progressed = true;
             let got = self.stage.get(..n).unwrap_or(&[]);
@@ -597,17 +609,17 @@ impl LaneConn {
                 region: &self.region,
                 into,
             };
-            if let Err(e) = self.cx.engine.handle_bytes(got, &mut sink) {
-                return Err(self.cx.fail(e.to_string()));
+            if let Err(e) = cx.engine.handle_bytes(got, &mut sink) {
+                return Err(cx.fail(e.to_string()));
             }
         }
     }
 
     /// Sleeps until the socket is ready, rpmemd's channel hangs up, or
     /// `limit` passes.
-    fn wait_io(&mut self, limit: Duration) -> Result<(), Error> {
+    fn wait_io(&mut self, cx: &mut LaneCx<StreamInitiator>, limit: Duration) -> Result<(), Error> {
         let mut events = libc::POLLIN;
-        if self.cx.engine.has_unsent() {
+        if cx.engine.has_unsent() {
             events |= libc::POLLOUT;
         }
         let mut fds = [
@@ -629,50 +641,46 @@ impl LaneConn {
             if e.raw_os_error() == Some(libc::EINTR) {
                 return Ok(());
             }
-            return Err(self.fail_io("waiting for the data connection", e));
+            return Err(fail_io(cx, "waiting for the data connection", e));
         }
         let [sock, watch] = fds;
         if watch.revents & (libc::POLLHUP | libc::POLLERR) != 0 && sock.revents == 0 {
-            return Err(self.cx.hung_up());
+            return Err(cx.hung_up());
         }
         Ok(())
     }
+}
 
-    fn fail_io(&mut self, what: &str, e: io::Error) -> Error {
-        self.cx.note_broken(format!("{what}: {e}"));
-        Error::Io {
-            what: format!("lane {}: {what}", self.cx.index),
-            source: e,
-        }
-    }
-
-    fn closed_by_peer(&mut self) -> Error {
-        let what = format!(
-            "rpmemd closed the data connection during a {}",
-            self.cx.what()
-        );
-        self.cx.lost(what)
-    }
-
-    fn connection_lost(&mut self, doing: &str, e: &io::Error) -> Error {
-        let what = format!("{doing} during a {} failed ({e})", self.cx.what());
-        self.cx.lost(what)
+/// Breaks the lane for a failed system call `what`.
+fn fail_io(cx: &mut LaneCx<StreamInitiator>, what: &str, e: io::Error) -> Error {
+    cx.note_broken(format!("{what}: {e}"));
+    Error::Io {
+        what: format!("lane {}: {what}", cx.index),
+        source: e,
     }
 }
 
-impl Driven for LaneConn {
+/// Breaks the lane because rpmemd closed its connection.
+fn closed_by_peer_during(cx: &mut LaneCx<StreamInitiator>) -> Error {
+    let what = format!("rpmemd closed the data connection during a {}", cx.what());
+    cx.lost(what)
+}
+
+/// Breaks the lane because `doing` failed with `e`.
+fn connection_lost(cx: &mut LaneCx<StreamInitiator>, doing: &str, e: &io::Error) -> Error {
+    let what = format!("{doing} during a {} failed ({e})", cx.what());
+    cx.lost(what)
+}
+
+impl LaneIo for LaneConn {
     type Engine = StreamInitiator;
 
-    fn cx(&self) -> &LaneCx<StreamInitiator> {
-        &self.cx
-    }
-
-    fn cx_mut(&mut self) -> &mut LaneCx<StreamInitiator> {
-        &mut self.cx
-    }
-
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
-        self.pump_io(into)
+    fn pump(
+        &mut self,
+        cx: &mut LaneCx<StreamInitiator>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
+        self.pump_io(cx, into)
     }
 
     /// The machine's result already waits for every frame of the call.
@@ -680,12 +688,17 @@ impl Driven for LaneConn {
         true
     }
 
-    fn wait(&mut self, _into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
-        self.wait_io(limit)
+    fn wait(
+        &mut self,
+        cx: &mut LaneCx<StreamInitiator>,
+        _into: &mut ReadInto<'_>,
+        limit: Duration,
+    ) -> Result<(), Error> {
+        self.wait_io(cx, limit)
     }
 
-    fn waiting_for(&self) -> &'static str {
-        if self.cx.engine.has_unsent() {
+    fn waiting_for(&self, cx: &LaneCx<StreamInitiator>) -> &'static str {
+        if cx.engine.has_unsent() {
             "sending data"
         } else {
             "waiting for rpmemd's answer"
@@ -700,7 +713,7 @@ impl Driven for LaneConn {
 
 impl Drop for LaneConn {
     fn drop(&mut self) {
-        Driven::shutdown(self);
+        LaneIo::shutdown(self);
     }
 }
 

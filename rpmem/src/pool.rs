@@ -39,6 +39,7 @@ use rpmem_core::wire::oob::{PoolDesc, Provider, CLOSE_FLAGS_REMOVE};
 use rpmem_core::PoolAttr;
 
 use crate::datapath::{DataLane, LaneSlot, PendingTcp};
+use crate::driver::Call;
 use crate::error::Error;
 #[cfg(loom)]
 use crate::lane::LaneConn;
@@ -447,34 +448,34 @@ impl RemotePool {
     /// `rpmem_persist` on lane `lane` (locks the lane for the call).
     /// `flags`: 0 or [`PERSIST_RELAXED`](crate::PERSIST_RELAXED).
     pub fn persist(&self, lane: u32, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.persist(offset, len, flags))
+        self.with_lane(lane, |c| c.call(Call::Persist { offset, len, flags }))
     }
 
     /// `rpmem_deep_persist` on lane `lane`.
     pub fn deep_persist(&self, lane: u32, offset: u64, len: u64) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.deep_persist(offset, len))
+        self.with_lane(lane, |c| c.call(Call::DeepPersist { offset, len }))
     }
 
     /// `rpmem_flush` on lane `lane`. `flags`: 0 or
     /// [`FLUSH_RELAXED`](crate::FLUSH_RELAXED).
     pub fn flush(&self, lane: u32, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.flush(offset, len, flags))
+        self.with_lane(lane, |c| c.call(Call::Flush { offset, len, flags }))
     }
 
     /// `rpmem_drain` on lane `lane`. `flags` must be 0.
     pub fn drain(&self, lane: u32, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.drain(flags))
+        self.with_lane(lane, |c| c.call(Call::Drain { flags }))
     }
 
     /// `rpmem_read`: pool bytes at `offset` into `buf`, on lane `lane`.
     pub fn read(&self, lane: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.read(offset, buf))
+        self.with_lane(lane, |c| c.call(Call::Read { offset, buf }))
     }
 
     /// Reads pool `[offset, offset + len)` into the region at the same
     /// offset, on lane `lane`.
     pub fn read_to_region(&self, lane: u32, offset: u64, len: u64) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.read_to_region(offset, len))
+        self.with_lane(lane, |c| c.call(Call::ReadToRegion { offset, len }))
     }
 
     /// `rpmem_set_attr`: replaces the attributes stored in the pool (`None`
@@ -558,13 +559,13 @@ impl Lane<'_> {
     /// failure atomicity: the data travels inside persist messages) or
     /// [`PERSIST_RELAXED`](crate::PERSIST_RELAXED).
     pub fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.conn()?.persist(offset, len, flags)
+        self.conn()?.call(Call::Persist { offset, len, flags })
     }
 
     /// `rpmem_deep_persist`: as `persist`, then flushes the range to the
     /// lowest persistence domain the target reaches.
     pub fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.conn()?.deep_persist(offset, len)
+        self.conn()?.call(Call::DeepPersist { offset, len })
     }
 
     /// `rpmem_flush`: sends region `[offset, offset + len)`; a later
@@ -572,25 +573,25 @@ impl Lane<'_> {
     /// Returns once the bytes are handed to the kernel. `flags`: 0 or
     /// [`FLUSH_RELAXED`](crate::FLUSH_RELAXED).
     pub fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.conn()?.flush(offset, len, flags)
+        self.conn()?.call(Call::Flush { offset, len, flags })
     }
 
     /// `rpmem_drain`: makes every earlier flush of this lane durable.
     /// `flags` must be 0.
     pub fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        self.conn()?.drain(flags)
+        self.conn()?.call(Call::Drain { flags })
     }
 
     /// `rpmem_read`: pool bytes at `offset` into `buf` (received straight
     /// into it). Reading the pool header is allowed.
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.conn()?.read(offset, buf)
+        self.conn()?.call(Call::Read { offset, buf })
     }
 
     /// Reads pool `[offset, offset + len)` into the region at the same
     /// offset (received straight into it).
     pub fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.conn()?.read_to_region(offset, len)
+        self.conn()?.call(Call::ReadToRegion { offset, len })
     }
 }
 

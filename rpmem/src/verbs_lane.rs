@@ -44,7 +44,7 @@ use rpmem_verbs::{
     Wc, WcKind,
 };
 
-use crate::driver::{deliver, DriveLane, LaneCx, ReadInto};
+use crate::driver::{deliver, Driver, LaneCx, LaneIo, ReadInto};
 use crate::error::Error;
 use crate::launch::RemoteInfo;
 use crate::oob::STDERR_GRACE;
@@ -107,9 +107,9 @@ pub(crate) struct VerbsSetup {
     pub(crate) watch_fd: Option<RawFd>,
 }
 
-/// One connected RDMA lane.
+/// The RDMA I/O of one connected lane (the shared state and the core's
+/// [`InitiatorLane`] are in its [`Driver`]).
 pub(crate) struct VerbsLane {
-    cx: LaneCx,
     ep: Box<Endpoint>,
     region: Arc<Region>,
     blocked: VecDeque<Op>,
@@ -124,9 +124,7 @@ pub(crate) struct VerbsLane {
 impl std::fmt::Debug for VerbsLane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerbsLane")
-            .field("index", &self.cx.index)
             .field("blocked", &self.blocked.len())
-            .field("broken", &self.cx.broken)
             .finish()
     }
 }
@@ -156,7 +154,7 @@ impl VerbsLane {
         region: Arc<Region>,
         remote: Option<Arc<RemoteInfo>>,
         shared: &mut Option<Shared>,
-    ) -> Result<VerbsLane, Error> {
+    ) -> Result<Driver<VerbsLane>, Error> {
         let index = setup.params.lane;
         let (host, port) = (&setup.addr.0, setup.addr.1);
         let what = format!("connecting over RDMA to {host} port {port}");
@@ -263,7 +261,7 @@ impl VerbsLane {
             ));
         }
         let nreads = usize::try_from(READ_SLOTS).unwrap_or(0);
-        Ok(VerbsLane {
+        Ok(Driver {
             cx: LaneCx {
                 index,
                 engine,
@@ -274,21 +272,23 @@ impl VerbsLane {
                 stall: setup.stall,
                 label: " (RDMA)",
             },
-            ep,
-            region,
-            blocked: VecDeque::new(),
-            reads: vec![None; nreads],
-            wcs: Vec::with_capacity(16),
-            watch_fd: setup.watch_fd,
-            min_offset: setup.params.min_offset,
+            io: VerbsLane {
+                ep,
+                region,
+                blocked: VecDeque::new(),
+                reads: vec![None; nreads],
+                wcs: Vec::with_capacity(16),
+                watch_fd: setup.watch_fd,
+                min_offset: setup.params.min_offset,
+            },
         })
     }
 
     /// Posts what the engine allows, then reaps completions. Returns
     /// whether anything moved.
-    fn pump_io(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn pump_io(&mut self, cx: &mut LaneCx, into: &mut ReadInto<'_>) -> Result<bool, Error> {
         let mut progressed = false;
-        while let Some(op) = self.cx.engine.poll_op() {
+        while let Some(op) = cx.engine.poll_op() {
             self.blocked.push_back(op);
             progressed = true;
         }
@@ -297,7 +297,7 @@ impl VerbsLane {
         self.ep.begin_batch();
         let mut posted = Ok(());
         while let Some(op) = self.blocked.front().copied() {
-            match self.post(&op) {
+            match self.post(cx, &op) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
@@ -311,17 +311,17 @@ impl VerbsLane {
         let ended = self.ep.end_batch();
         posted?;
         if let Err(e) = ended {
-            return Err(self.cx.fail(format!("posting work requests: {e}")));
+            return Err(cx.fail(format!("posting work requests: {e}")));
         }
         self.wcs.clear();
         let n = match self.ep.poll(&mut self.wcs) {
             Ok(n) => n,
-            Err(e) => return Err(self.cx.fail(format!("polling completions: {e}"))),
+            Err(e) => return Err(cx.fail(format!("polling completions: {e}"))),
         };
         let wcs = std::mem::take(&mut self.wcs);
         let mut result = Ok(());
         for wc in &wcs {
-            if let Err(e) = self.complete(wc, into) {
+            if let Err(e) = self.complete(cx, wc, into) {
                 result = Err(e);
                 break;
             }
@@ -332,7 +332,7 @@ impl VerbsLane {
     }
 
     /// Posts one operation; false when it must wait for a free slot.
-    fn post(&mut self, op: &Op) -> Result<bool, Error> {
+    fn post(&mut self, cx: &mut LaneCx, op: &Op) -> Result<bool, Error> {
         // The engine never writes below `min_offset`; a user read there
         // (the pool header) is refused here, with its reason, instead of
         // taking the queue pair to the error state with a remote access
@@ -345,7 +345,7 @@ impl VerbsLane {
         } = *op
         {
             if offset < self.min_offset {
-                return Err(self.cx.fail(format!(
+                return Err(cx.fail(format!(
                     "an RDMA READ of {len} bytes at offset {offset}: rpmemd registers the pool \
                      from offset {} on (the pool header is not reachable over RDMA)",
                     self.min_offset
@@ -359,8 +359,8 @@ impl VerbsLane {
                 signaled,
                 ..
             } => {
-                let len = u32::try_from(len)
-                    .map_err(|_| self.cx.fail(format!("a WRITE of {len} bytes")))?;
+                let len =
+                    u32::try_from(len).map_err(|_| cx.fail(format!("a WRITE of {len} bytes")))?;
                 self.ep
                     .post_write(0, offset, len, offset, signaled)
                     .map(|()| true)
@@ -371,8 +371,8 @@ impl VerbsLane {
                 dest: ReadDest::Flush,
                 ..
             } => {
-                let len = u32::try_from(len)
-                    .map_err(|_| self.cx.fail(format!("a READ of {len} bytes")))?;
+                let len =
+                    u32::try_from(len).map_err(|_| cx.fail(format!("a READ of {len} bytes")))?;
                 // APM's READ only has to follow the WRITEs on the queue pair;
                 // what it reads does not matter. PMDK (and the engine) read
                 // the pool's first bytes, which rpmemd does not register (the
@@ -383,8 +383,8 @@ impl VerbsLane {
             Op::Read {
                 offset, len, dest, ..
             } => {
-                let len32 = u32::try_from(len)
-                    .map_err(|_| self.cx.fail(format!("a READ of {len} bytes")))?;
+                let len32 =
+                    u32::try_from(len).map_err(|_| cx.fail(format!("a READ of {len} bytes")))?;
                 match self.ep.post_read(0, offset, len32) {
                     Ok(Some(slot)) => {
                         if let Some(r) = self.reads.get_mut(slot as usize) {
@@ -397,8 +397,8 @@ impl VerbsLane {
                 }
             }
             Op::Flush { offset, len, .. } => {
-                let len = u32::try_from(len)
-                    .map_err(|_| self.cx.fail(format!("a FLUSH of {len} bytes")))?;
+                let len =
+                    u32::try_from(len).map_err(|_| cx.fail(format!("a FLUSH of {len} bytes")))?;
                 self.ep
                     .post_flush(0, offset, len, FlushType::Persistent)
                     .map(|()| true)
@@ -406,10 +406,8 @@ impl VerbsLane {
             Op::Send { msg, inline, .. } => {
                 let head = msg.to_bytes();
                 let tail = if inline {
-                    let size = u32::try_from(msg.size).map_err(|_| {
-                        self.cx
-                            .fail(format!("an inline message of {} bytes", msg.size))
-                    })?;
+                    let size = u32::try_from(msg.size)
+                        .map_err(|_| cx.fail(format!("an inline message of {} bytes", msg.size)))?;
                     Some((msg.offset, size))
                 } else {
                     None
@@ -417,11 +415,11 @@ impl VerbsLane {
                 self.ep.post_send(0, &head, tail).map(|s| s.is_some())
             }
         };
-        posted.map_err(|e| self.cx.fail(format!("posting a {}: {e}", op.kind())))
+        posted.map_err(|e| cx.fail(format!("posting a {}: {e}", op.kind())))
     }
 
-    fn complete(&mut self, wc: &Wc, into: &mut ReadInto<'_>) -> Result<(), Error> {
-        let lane = self.cx.index;
+    fn complete(&mut self, cx: &mut LaneCx, wc: &Wc, into: &mut ReadInto<'_>) -> Result<(), Error> {
+        let lane = cx.index;
         let op = match wc.kind {
             WcKind::Send => OpKind::Send,
             WcKind::Write => OpKind::Write,
@@ -436,23 +434,21 @@ impl VerbsLane {
                 op,
                 status: i32::try_from(wc.status).unwrap_or(i32::MAX),
             };
-            let _ = self.cx.engine.handle_completion(c);
-            let what = format!("{op} failed during a {}: {status}", self.cx.what());
-            return Err(self.cx.lost(what));
+            let _ = cx.engine.handle_completion(c);
+            let what = format!("{op} failed during a {}: {status}", cx.what());
+            return Err(cx.lost(what));
         }
         let handled = match wc.kind {
-            WcKind::Send => self.cx.engine.handle_completion(Completion::Send { lane }),
-            WcKind::Write => self.cx.engine.handle_completion(Completion::Write { lane }),
+            WcKind::Send => cx.engine.handle_completion(Completion::Send { lane }),
+            WcKind::Write => cx.engine.handle_completion(Completion::Write { lane }),
             WcKind::Discard if wc.is_flush() => {
-                self.cx.engine.handle_completion(Completion::Flush { lane })
+                cx.engine.handle_completion(Completion::Flush { lane })
             }
-            WcKind::Discard => self.cx.engine.handle_completion(Completion::Read { lane }),
+            WcKind::Discard => cx.engine.handle_completion(Completion::Read { lane }),
             WcKind::Read => {
                 let slot = wc.slot as usize;
                 let Some((dest, len)) = self.reads.get_mut(slot).and_then(Option::take) else {
-                    return Err(self
-                        .cx
-                        .fail(format!("a READ completed in unused slot {slot}")));
+                    return Err(cx.fail(format!("a READ completed in unused slot {slot}")));
                 };
                 let n = usize::try_from(len).unwrap_or(usize::MAX);
                 let region = &self.region;
@@ -461,36 +457,33 @@ impl VerbsLane {
                     .take_read(wc.slot, n, |bytes| deliver(region, into, dest, 0, bytes))
                     .unwrap_or(false);
                 if !ok {
-                    return Err(self
-                        .cx
-                        .fail(format!("the {len} bytes READ do not fit the destination")));
+                    return Err(cx.fail(format!("the {len} bytes READ do not fit the destination")));
                 }
-                self.cx.engine.handle_completion(Completion::Read { lane })
+                cx.engine.handle_completion(Completion::Read { lane })
             }
             WcKind::Recv => {
                 let len = wc.byte_len as usize;
                 let r = match self.ep.recv_data(wc.slot, len) {
-                    Some(bytes) => self
-                        .cx
+                    Some(bytes) => cx
                         .engine
                         .handle_completion(Completion::Recv { lane, bytes }),
                     None => {
-                        return Err(self.cx.fail(format!(
+                        return Err(cx.fail(format!(
                             "rpmemd sent a {len}-byte answer, longer than a persist response"
                         )))
                     }
                 };
                 if let Err(e) = self.ep.post_recv(wc.slot) {
-                    return Err(self.cx.fail(format!("posting a receive buffer again: {e}")));
+                    return Err(cx.fail(format!("posting a receive buffer again: {e}")));
                 }
                 r
             }
         };
-        handled.map_err(|e| self.cx.fail(e.to_string()))
+        handled.map_err(|e| cx.fail(e.to_string()))
     }
 
     /// Fails the call if rpmemd's channel hung up.
-    fn check_channel(&mut self) -> Result<(), Error> {
+    fn check_channel(&self, cx: &mut LaneCx) -> Result<(), Error> {
         let Some(fd) = self.watch_fd else {
             return Ok(());
         };
@@ -502,54 +495,50 @@ impl VerbsLane {
         // SAFETY: one valid pollfd; a zero timeout does not block.
         let r = unsafe { libc::poll(&mut p, 1, 0) };
         if r > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            return Err(self.cx.hung_up());
+            return Err(cx.hung_up());
         }
         Ok(())
     }
 }
 
-impl DriveLane for VerbsLane {
-    fn cx(&self) -> &LaneCx {
-        &self.cx
-    }
+impl LaneIo for VerbsLane {
+    type Engine = InitiatorLane;
 
-    fn cx_mut(&mut self) -> &mut LaneCx {
-        &mut self.cx
-    }
-
-    fn pump(&mut self, into: &mut ReadInto<'_>) -> Result<bool, Error> {
-        self.pump_io(into)
+    fn pump(&mut self, cx: &mut LaneCx, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+        self.pump_io(cx, into)
     }
 
     fn flushed(&self) -> bool {
         self.blocked.is_empty()
     }
 
-    fn wait(&mut self, into: &mut ReadInto<'_>, limit: Duration) -> Result<(), Error> {
+    fn wait(
+        &mut self,
+        cx: &mut LaneCx,
+        into: &mut ReadInto<'_>,
+        limit: Duration,
+    ) -> Result<(), Error> {
         let wake = match self.ep.wait(SLICE.min(limit)) {
             Ok(w) => w,
-            Err(e) => return Err(self.cx.fail(format!("waiting for completions: {e}"))),
+            Err(e) => return Err(cx.fail(format!("waiting for completions: {e}"))),
         };
         match wake {
             Wake::Rearmed | Wake::Completion => Ok(()),
             // Take what completed first: a failed completion names the
             // cause better than the disconnect.
             Wake::Disconnected => {
-                if self.pump_io(into)? {
+                if self.pump_io(cx, into)? {
                     Ok(())
                 } else {
-                    let what = format!(
-                        "rpmemd disconnected the RDMA lane during a {}",
-                        self.cx.what()
-                    );
-                    Err(self.cx.lost(what))
+                    let what = format!("rpmemd disconnected the RDMA lane during a {}", cx.what());
+                    Err(cx.lost(what))
                 }
             }
-            Wake::TimedOut => self.check_channel(),
+            Wake::TimedOut => self.check_channel(cx),
         }
     }
 
-    fn waiting_for(&self) -> &'static str {
+    fn waiting_for(&self, _cx: &LaneCx) -> &'static str {
         if self.blocked.is_empty() {
             "waiting for completions"
         } else {
