@@ -34,6 +34,111 @@ pub const TARGET_SEALED_THROUGHPUT_RATIO: f64 = 0.8;
 /// The sizes of the sealed-versus-plaintext rows.
 pub const SEALED_SIZES: [u64; 2] = [64, 1 << 20];
 
+/// The smallest believable ratio of a time over the time of something it
+/// contains (a 64 B persist over the bare round trip it includes, a sealed
+/// persist over the plaintext one): 1.0 up to noise; below this the
+/// denominator was disturbed (a busy machine), not beaten.
+pub const MIN_TIME_RATIO: f64 = 0.5;
+/// The largest believable ratio of a rate over the rate of something it
+/// cannot outrun (1 MiB persists over the bare TCP stream they travel on):
+/// 1.0 up to noise; above this the denominator was disturbed.
+pub const MAX_RATE_RATIO: f64 = 1.5;
+
+/// What a ratio compares, which bounds what it can believably be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RatioKind {
+    /// A time over a time it cannot be shorter than: at least
+    /// [`MIN_TIME_RATIO`]; its aim is an upper limit.
+    TimeOverFloor,
+    /// A rate over a rate it cannot exceed: at most [`MAX_RATE_RATIO`]; its
+    /// aim is a lower limit.
+    RateOverCeiling,
+}
+
+impl RatioKind {
+    /// True when `x` can be a measurement of this kind rather than of a
+    /// disturbed baseline.
+    pub fn plausible(self, x: f64) -> bool {
+        x.is_finite()
+            && match self {
+                RatioKind::TimeOverFloor => x >= MIN_TIME_RATIO,
+                RatioKind::RateOverCeiling => x <= MAX_RATE_RATIO,
+            }
+    }
+
+    /// `x` judged against `aim`.
+    pub fn judge(self, x: f64, aim: f64) -> Verdict {
+        if !self.plausible(x) {
+            return Verdict::Unreliable;
+        }
+        let reached = match self {
+            RatioKind::TimeOverFloor => x <= aim,
+            RatioKind::RateOverCeiling => x >= aim,
+        };
+        if reached {
+            Verdict::Reached
+        } else {
+            Verdict::NotReached
+        }
+    }
+
+    /// Why `x` is not believable, naming the two figures (`num` over
+    /// `den`, each with its unit), or `None` when it is.
+    pub fn doubt(self, x: f64, num: &str, den: &str) -> Option<String> {
+        if self.plausible(x) {
+            return None;
+        }
+        Some(match self {
+            RatioKind::TimeOverFloor => format!(
+                "{num} is {x:.2}x {den}, which it cannot beat (at least {MIN_TIME_RATIO}x is \
+                 believable): the baseline was disturbed, run again"
+            ),
+            RatioKind::RateOverCeiling => format!(
+                "{num} is {x:.2}x {den}, which it cannot outrun (at most {MAX_RATE_RATIO}x is \
+                 believable): the baseline was disturbed, run again"
+            ),
+        })
+    }
+}
+
+/// A ratio against its aim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within the aim.
+    Reached,
+    /// Outside the aim.
+    NotReached,
+    /// Not judged: the ratio is not believable ([`RatioKind::plausible`]).
+    Unreliable,
+}
+
+impl Verdict {
+    /// The words of the text output.
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Reached => "reached",
+            Verdict::NotReached => "NOT reached",
+            Verdict::Unreliable => "not judged, the baseline is unreliable",
+        }
+    }
+
+    /// The value in `--json`'s `verdicts`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Verdict::Reached => "reached",
+            Verdict::NotReached => "not reached",
+            Verdict::Unreliable => "unreliable",
+        }
+    }
+}
+
+/// The `--json` key of the latency ratio.
+const LATENCY_KEY: &str = "persist_64_p50_over_tcp_rtt_p50";
+/// The `--json` key of the throughput ratio.
+const THROUGHPUT_KEY: &str = "persist_1m_mib_s_over_tcp_stream";
+/// The `--json` key of the throughput ratio by medians.
+const MEDIAN_KEY: &str = "tcp_1m_ack_p50_over_persist_1m_p50";
+
 /// The loopback address the TCP baselines use for `host`, when it is one.
 pub fn loopback_ip(host: &Target) -> Option<IpAddr> {
     if !host.is_loopback() {
@@ -97,6 +202,95 @@ impl Report {
     pub fn latency_ratio(&self) -> Option<f64> {
         let r = self.find(Mode::Persist, 64, 1)?;
         Some(r.p50_us / self.baselines.tcp_rtt_p50_us.filter(|v| *v > 0.0)?)
+    }
+
+    /// Why the latency ratio is not believable, if it is not.
+    pub fn latency_doubt(&self) -> Option<String> {
+        let x = self.latency_ratio()?;
+        let r = self.find(Mode::Persist, 64, 1)?;
+        RatioKind::TimeOverFloor.doubt(
+            x,
+            &format!("the 64 B persist median ({:.1} µs)", r.p50_us),
+            &format!(
+                "the busy-polling ping-pong median ({:.1} µs), a round trip each persist \
+                 includes,",
+                self.baselines.tcp_rtt_p50_us.unwrap_or(0.0)
+            ),
+        )
+    }
+
+    /// Why the throughput ratio of `lanes` lanes is not believable, if it
+    /// is not: `lanes` lanes may together outrun one stream `lanes` times.
+    pub fn throughput_doubt(&self, lanes: u32) -> Option<String> {
+        let x = self.throughput_ratio(lanes)?;
+        let r = self.find(Mode::Persist, 1 << 20, lanes)?;
+        let per_lane = x / f64::from(lanes.max(1));
+        RatioKind::RateOverCeiling.doubt(
+            per_lane,
+            &format!(
+                "1 MiB persists ({:.1} MiB/s per lane of {lanes})",
+                r.mib_s / f64::from(lanes.max(1))
+            ),
+            &format!(
+                "the bare TCP stream ({:.1} MiB/s) they travel on",
+                self.baselines.tcp_stream_mib_s.unwrap_or(0.0)
+            ),
+        )
+    }
+
+    /// Why the throughput ratio by medians is not believable, if it is not.
+    pub fn median_throughput_doubt(&self) -> Option<String> {
+        let x = self.median_throughput_ratio()?;
+        let r = self.find(Mode::Persist, 1 << 20, 1)?;
+        RatioKind::RateOverCeiling.doubt(
+            x,
+            &format!(
+                "the raw 1 MiB write-and-answer median ({:.1} µs) in the time of a 1 MiB persist",
+                self.baselines.tcp_1m_ack_p50_us.unwrap_or(0.0)
+            ),
+            &format!(
+                "the 1 MiB persist median ({:.1} µs), which includes such an exchange,",
+                r.p50_us
+            ),
+        )
+    }
+
+    /// The ratios of `--json`: `ratios` (as measured, `null` when not
+    /// measured), `verdicts` (the ratios with an aim: `reached`, `not
+    /// reached` or `unreliable`) and `unreliable_ratios` (key to reason, for
+    /// each ratio that is not believable).
+    pub fn ratios_json(&self) -> serde_json::Value {
+        let judge = |x: Option<f64>, kind: RatioKind, aim: f64| x.map(|x| kind.judge(x, aim).key());
+        let mut unreliable = serde_json::Map::new();
+        for (key, doubt) in [
+            (LATENCY_KEY, self.latency_doubt()),
+            (THROUGHPUT_KEY, self.throughput_doubt(1)),
+            (MEDIAN_KEY, self.median_throughput_doubt()),
+        ] {
+            if let Some(why) = doubt {
+                unreliable.insert(key.to_owned(), why.into());
+            }
+        }
+        json!({
+            "ratios": {
+                LATENCY_KEY: self.latency_ratio(),
+                THROUGHPUT_KEY: self.throughput_ratio(1),
+                MEDIAN_KEY: self.median_throughput_ratio(),
+            },
+            "verdicts": {
+                LATENCY_KEY: judge(
+                    self.latency_ratio(),
+                    RatioKind::TimeOverFloor,
+                    TARGET_LATENCY_RATIO,
+                ),
+                THROUGHPUT_KEY: judge(
+                    self.throughput_ratio(1),
+                    RatioKind::RateOverCeiling,
+                    TARGET_THROUGHPUT_RATIO,
+                ),
+            },
+            "unreliable_ratios": unreliable,
+        })
     }
 
     /// 1 MiB persist throughput (lanes) over the raw stream.
@@ -237,26 +431,34 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     let report = outcome?;
     closed?;
     if a.json {
-        emit!(
-            "{}",
-            json!({
-                "results": report.results,
-                "baselines": report.baselines,
-                "setup": report.setup,
-                "sealed_vs_plaintext": report.sealed_vs_plaintext.iter().map(|(s, p)| json!({
+        let mut out = json!({
+            "results": report.results,
+            "baselines": report.baselines,
+            "setup": report.setup,
+            "sealed_vs_plaintext": report.sealed_vs_plaintext.iter().map(|(s, p)| {
+                let (p50, mib_s) = sealed_doubts(s, p);
+                let mut unreliable = serde_json::Map::new();
+                for (key, doubt) in [("p50_ratio", p50), ("mib_s_ratio", mib_s)] {
+                    if let Some(why) = doubt {
+                        unreliable.insert(key.to_owned(), why.into());
+                    }
+                }
+                json!({
                     "size": s.size,
                     "sealed": s,
                     "plaintext": p,
                     "p50_ratio": ratio(s.p50_us, p.p50_us),
                     "mib_s_ratio": ratio(s.mib_s, p.mib_s),
-                })).collect::<Vec<_>>(),
-                "ratios": {
-                    "persist_64_p50_over_tcp_rtt_p50": report.latency_ratio(),
-                    "persist_1m_mib_s_over_tcp_stream": report.throughput_ratio(1),
-                    "tcp_1m_ack_p50_over_persist_1m_p50": report.median_throughput_ratio(),
-                },
-            })
-        );
+                    "unreliable_ratios": unreliable,
+                })
+            }).collect::<Vec<_>>(),
+        });
+        if let (Some(out), serde_json::Value::Object(ratios)) =
+            (out.as_object_mut(), report.ratios_json())
+        {
+            out.extend(ratios);
+        }
+        emit!("{out}");
     } else {
         print_report(&report);
     }
@@ -265,6 +467,27 @@ pub fn bench(a: &BenchArgs) -> CliResult {
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+/// Why the sealed-over-plaintext median ratio and throughput ratio of one
+/// row are not believable, each if it is not: sealing adds work to a
+/// plaintext persist and takes none away.
+fn sealed_doubts(s: &CaseResult, p: &CaseResult) -> (Option<String>, Option<String>) {
+    let p50 = ratio(s.p50_us, p.p50_us).and_then(|x| {
+        RatioKind::TimeOverFloor.doubt(
+            x,
+            &format!("the sealed median ({:.1} µs)", s.p50_us),
+            &format!("the plaintext median ({:.1} µs)", p.p50_us),
+        )
+    });
+    let mib_s = ratio(s.mib_s, p.mib_s).and_then(|x| {
+        RatioKind::RateOverCeiling.doubt(
+            x,
+            &format!("the sealed throughput ({:.1} MiB/s)", s.mib_s),
+            &format!("the plaintext throughput ({:.1} MiB/s)", p.mib_s),
+        )
+    });
+    (p50, mib_s)
 }
 
 /// The sealed-versus-plaintext rows: a second local rpmemd whose
@@ -515,31 +738,44 @@ fn print_report(r: &Report) {
         "  memcpy                                   {:.1} MiB/s",
         b.memcpy_mib_s
     );
-    let verdict = |ok: bool| if ok { "reached" } else { "NOT reached" };
+    // A ratio that is not believable is not judged: its reason instead.
+    let doubted = |doubt: Option<String>| {
+        if let Some(why) = doubt {
+            say!("  UNRELIABLE: {why}");
+        }
+    };
     if let Some(x) = r.latency_ratio() {
         say!();
         say!("64 B persist median / busy-polling TCP ping-pong median: {x:.2}");
         say!(
             "  how much longer a durable 64-byte write takes than a bare 64-byte network round \
              trip; 1.0 is the network's floor, rpmem aims for at most {TARGET_LATENCY_RATIO}: {}",
-            verdict(x <= TARGET_LATENCY_RATIO)
+            RatioKind::TimeOverFloor
+                .judge(x, TARGET_LATENCY_RATIO)
+                .text()
         );
+        doubted(r.latency_doubt());
     }
     if let Some(x) = r.throughput_ratio(1) {
         say!("1 MiB persist throughput, 1 lane / TCP stream throughput: {x:.2}");
         say!(
             "  the share of a bare TCP stream's bandwidth that durable 1 MiB writes get; 1.0 is \
              the network's ceiling, rpmem aims for at least {TARGET_THROUGHPUT_RATIO}: {}",
-            verdict(x >= TARGET_THROUGHPUT_RATIO)
+            RatioKind::RateOverCeiling
+                .judge(x, TARGET_THROUGHPUT_RATIO)
+                .text()
         );
+        doubted(r.throughput_doubt(1));
     }
-    let lanes = s["lanes"]
-        .as_u64()
+    let lanes = s
+        .get("lanes")
+        .and_then(|l| l.as_u64())
         .and_then(|l| u32::try_from(l).ok())
         .unwrap_or(1);
     if lanes > 1 {
         if let Some(x) = r.throughput_ratio(lanes) {
             say!("1 MiB persist throughput, {lanes} lanes / TCP stream: {x:.2}");
+            doubted(r.throughput_doubt(lanes));
         }
     }
     if let Some(x) = r.median_throughput_ratio() {
@@ -547,6 +783,7 @@ fn print_report(r: &Report) {
             "the same by medians, TCP 1 MiB write+answer / 1 MiB persist, 1 lane: {x:.2} \
              (steadier on a busy machine)"
         );
+        doubted(r.median_throughput_doubt());
     }
     if !r.sealed_vs_plaintext.is_empty() {
         say!();
@@ -564,11 +801,16 @@ fn print_report(r: &Report) {
                 p.mib_s,
                 ratio(s.mib_s, p.mib_s).map_or("-".to_owned(), |x| format!("{x:.2}")),
             );
+            let (p50_doubt, mib_s_doubt) = sealed_doubts(s, p);
+            doubted(p50_doubt);
+            doubted(mib_s_doubt);
             if s.size == 64 {
                 if let Some(x) = ratio(s.p50_us, p.p50_us) {
                     say!(
                         "    64 B median aim: at most {TARGET_SEALED_LATENCY_RATIO}x plaintext: {}",
-                        verdict(x <= TARGET_SEALED_LATENCY_RATIO)
+                        RatioKind::TimeOverFloor
+                            .judge(x, TARGET_SEALED_LATENCY_RATIO)
+                            .text()
                     );
                 }
             }
@@ -607,10 +849,138 @@ fn print_report(r: &Report) {
                 if let Some(x) = ratio(s.mib_s, p.mib_s) {
                     say!(
                         "    1 MiB throughput aim: at least {TARGET_SEALED_THROUGHPUT_RATIO}x plaintext: {}",
-                        verdict(x >= TARGET_SEALED_THROUGHPUT_RATIO)
+                        RatioKind::RateOverCeiling
+                            .judge(x, TARGET_SEALED_THROUGHPUT_RATIO)
+                            .text()
                     );
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn case(size: u64, lanes: u32, p50_us: f64, mib_s: f64) -> CaseResult {
+        CaseResult {
+            mode: Mode::Persist,
+            size,
+            lanes,
+            ops: 1000,
+            p50_us,
+            p99_us: p50_us * 2.0,
+            mib_s,
+            mib_s_p50: mib_s,
+            client_cpu_us: None,
+            target_cpu_us: None,
+        }
+    }
+
+    /// A report of a 64 B and a 1 MiB persist case on one lane against
+    /// the given baselines.
+    fn report(rtt_us: f64, stream_mib_s: f64, ack_1m_us: f64) -> Report {
+        Report {
+            setup: json!({}),
+            results: vec![case(64, 1, 20.0, 3.0), case(1 << 20, 1, 500.0, 2000.0)],
+            baselines: Baselines {
+                tcp_rtt_p50_us: Some(rtt_us),
+                tcp_rtt_blocking_p50_us: Some(rtt_us),
+                tcp_stream_mib_s: Some(stream_mib_s),
+                memcpy_mib_s: 7000.0,
+                tcp_1m_ack_p50_us: Some(ack_1m_us),
+            },
+            sealed_vs_plaintext: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_are_judged_against_their_aims_and_what_is_possible() {
+        let time = RatioKind::TimeOverFloor;
+        assert_eq!(time.judge(1.2, 1.5), Verdict::Reached);
+        assert_eq!(time.judge(1.5, 1.5), Verdict::Reached);
+        assert_eq!(time.judge(2.0, 1.5), Verdict::NotReached);
+        assert_eq!(time.judge(0.97, 1.5), Verdict::Reached, "noise around 1.0");
+        assert_eq!(time.judge(0.5, 1.5), Verdict::Reached);
+        assert_eq!(time.judge(0.49, 1.5), Verdict::Unreliable);
+        // The busy machine's ping-pong of 7956 µs against a 20 µs persist.
+        assert_eq!(time.judge(20.0 / 7956.0, 1.5), Verdict::Unreliable);
+        let rate = RatioKind::RateOverCeiling;
+        assert_eq!(rate.judge(0.8, 0.7), Verdict::Reached);
+        assert_eq!(rate.judge(0.5, 0.7), Verdict::NotReached);
+        assert_eq!(rate.judge(1.5, 0.7), Verdict::Reached);
+        assert_eq!(rate.judge(1.51, 0.7), Verdict::Unreliable);
+        for bad in [f64::NAN, f64::INFINITY] {
+            assert_eq!(time.judge(bad, 1.5), Verdict::Unreliable);
+            assert_eq!(rate.judge(bad, 0.7), Verdict::Unreliable);
+        }
+        assert!(time.doubt(1.0, "a", "b").is_none());
+        let why = time.doubt(0.1, "the persist", "the round trip").unwrap();
+        assert!(why.contains("the persist is 0.10x the round trip"), "{why}");
+        assert_ne!(Verdict::Unreliable.text(), Verdict::Reached.text());
+    }
+
+    #[test]
+    fn a_disturbed_baseline_is_reported_not_judged() {
+        // Believable: 20 µs over a 15 µs round trip, 2000 MiB/s of 2500,
+        // a raw exchange of 400 µs in a persist's 500 µs.
+        let good = report(15.0, 2500.0, 400.0);
+        assert!(good.latency_doubt().is_none());
+        assert!(good.throughput_doubt(1).is_none());
+        assert!(good.median_throughput_doubt().is_none());
+        let v = good.ratios_json();
+        assert_eq!(v["verdicts"][LATENCY_KEY], "reached");
+        assert_eq!(v["verdicts"][THROUGHPUT_KEY], "reached");
+        assert_eq!(v["unreliable_ratios"], json!({}));
+        assert!((v["ratios"][LATENCY_KEY].as_f64().unwrap() - 20.0 / 15.0).abs() < 1e-9);
+
+        // A ping-pong median of 7956 µs, a stream of 100 MiB/s, a raw
+        // exchange of 5000 µs: every ratio is past what can be.
+        let bad = report(7956.0, 100.0, 5000.0);
+        let v = bad.ratios_json();
+        assert_eq!(v["verdicts"][LATENCY_KEY], "unreliable");
+        assert_eq!(v["verdicts"][THROUGHPUT_KEY], "unreliable");
+        // The measured ratios stay, under their keys.
+        assert!(v["ratios"][LATENCY_KEY].as_f64().unwrap() < 0.01);
+        for key in [LATENCY_KEY, THROUGHPUT_KEY, MEDIAN_KEY] {
+            let why = v["unreliable_ratios"][key].as_str().unwrap_or_default();
+            assert!(why.contains("run again"), "{key}: {v}");
+        }
+        let why = bad.latency_doubt().unwrap();
+        assert!(why.contains("7956.0 µs"), "{why}");
+        assert!(why.contains("(20.0 µs)"), "{why}");
+
+        // Not reached is still said when the baseline is believable.
+        let slow = report(5.0, 2500.0, 400.0);
+        assert_eq!(slow.ratios_json()["verdicts"][LATENCY_KEY], "not reached");
+
+        // Not measured: null ratio, null verdict, no doubt.
+        let mut none = report(15.0, 2500.0, 400.0);
+        none.baselines.tcp_rtt_p50_us = None;
+        let v = none.ratios_json();
+        assert_eq!(v["ratios"][LATENCY_KEY], Value::Null);
+        assert_eq!(v["verdicts"][LATENCY_KEY], Value::Null);
+        assert!(none.latency_doubt().is_none());
+    }
+
+    #[test]
+    fn several_lanes_may_outrun_one_stream_as_many_times() {
+        let mut r = report(15.0, 1000.0, 400.0);
+        r.results.push(case(1 << 20, 2, 600.0, 2600.0));
+        // 1300 MiB/s per lane over a 1000 MiB/s stream: believable.
+        assert!(r.throughput_doubt(2).is_none());
+        r.results.push(case(1 << 20, 3, 600.0, 6000.0));
+        assert!(r.throughput_doubt(3).is_some());
+    }
+
+    #[test]
+    fn sealed_rows_cannot_beat_plaintext_by_much() {
+        let s = case(64, 1, 25.0, 2.5);
+        assert_eq!(sealed_doubts(&s, &case(64, 1, 20.0, 3.0)), (None, None));
+        let (p50, mib_s) = sealed_doubts(&s, &case(64, 1, 900.0, 0.1));
+        assert!(p50.unwrap().contains("plaintext median (900.0 µs)"));
+        assert!(mib_s.unwrap().contains("plaintext throughput (0.1 MiB/s)"));
     }
 }
