@@ -1,5 +1,5 @@
-//! What every lane driver shares, whatever moves its bytes: the call API
-//! over the core's [`InitiatorLane`], the loop that drives a call to its
+//! The one lane driver, whatever moves the bytes: the call API over the
+//! core's lane machine ([`CallEngine`]), the loop that drives a call to its
 //! result (spin, then sleep, within the data deadline), and the errors that
 //! say what the lane was doing and what became of rpmemd.
 //!

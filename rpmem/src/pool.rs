@@ -38,7 +38,7 @@ use rpmem_core::persist::{Method, Placement};
 use rpmem_core::wire::oob::{PoolDesc, Provider, CLOSE_FLAGS_REMOVE};
 use rpmem_core::PoolAttr;
 
-use crate::datapath::{DataLane, LaneSlot, PendingTcp};
+use crate::datapath::{LaneSlot, PendingTcp};
 use crate::driver::Call;
 use crate::error::Error;
 #[cfg(loom)]
@@ -298,11 +298,7 @@ impl RemotePool {
                 (&ibc, &ext),
                 &params,
             )?;
-            return Ok((
-                lanes.into_iter().map(LaneSlot::Ready).collect(),
-                method,
-                port,
-            ));
+            return Ok((lanes, method, port));
         }
         let mode = tcp_lane_mode(&host, ext.flags, opts.tcp_plaintext)?;
         // TCP lanes connect on first use (`LaneSlot`), except lane 0: its
@@ -334,7 +330,7 @@ impl RemotePool {
                 remote: Some(Arc::clone(&info)),
             });
             if lane == 0 {
-                slot.ready()?;
+                slot.connect()?;
             }
             lanes.push(slot);
         }
@@ -431,16 +427,12 @@ impl RemotePool {
             })
     }
 
-    /// Runs `f` on lane `index`, holding its lock for the call.
-    fn with_lane<T>(
-        &self,
-        index: u32,
-        f: impl FnOnce(&mut DataLane) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    /// Runs `call` on lane `index`, holding its lock for the call.
+    fn call_on(&self, index: u32, call: Call<'_>) -> Result<(), Error> {
         let slot = self.slot(index)?;
         let mut guard = sync::lock(slot);
         match guard.as_mut() {
-            Some(slot) => f(slot.ready()?),
+            Some(slot) => slot.call(call),
             None => Err(Error::LaneInUse { lane: index }),
         }
     }
@@ -448,34 +440,34 @@ impl RemotePool {
     /// `rpmem_persist` on lane `lane` (locks the lane for the call).
     /// `flags`: 0 or [`PERSIST_RELAXED`](crate::PERSIST_RELAXED).
     pub fn persist(&self, lane: u32, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::Persist { offset, len, flags }))
+        self.call_on(lane, Call::Persist { offset, len, flags })
     }
 
     /// `rpmem_deep_persist` on lane `lane`.
     pub fn deep_persist(&self, lane: u32, offset: u64, len: u64) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::DeepPersist { offset, len }))
+        self.call_on(lane, Call::DeepPersist { offset, len })
     }
 
     /// `rpmem_flush` on lane `lane`. `flags`: 0 or
     /// [`FLUSH_RELAXED`](crate::FLUSH_RELAXED).
     pub fn flush(&self, lane: u32, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::Flush { offset, len, flags }))
+        self.call_on(lane, Call::Flush { offset, len, flags })
     }
 
     /// `rpmem_drain` on lane `lane`. `flags` must be 0.
     pub fn drain(&self, lane: u32, flags: u32) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::Drain { flags }))
+        self.call_on(lane, Call::Drain { flags })
     }
 
     /// `rpmem_read`: pool bytes at `offset` into `buf`, on lane `lane`.
     pub fn read(&self, lane: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::Read { offset, buf }))
+        self.call_on(lane, Call::Read { offset, buf })
     }
 
     /// Reads pool `[offset, offset + len)` into the region at the same
     /// offset, on lane `lane`.
     pub fn read_to_region(&self, lane: u32, offset: u64, len: u64) -> Result<(), Error> {
-        self.with_lane(lane, |c| c.call(Call::ReadToRegion { offset, len }))
+        self.call_on(lane, Call::ReadToRegion { offset, len })
     }
 
     /// `rpmem_set_attr`: replaces the attributes stored in the pool (`None`
@@ -537,11 +529,11 @@ pub struct Lane<'p> {
 }
 
 impl Lane<'_> {
-    fn conn(&mut self) -> Result<&mut DataLane, Error> {
+    fn call(&mut self, call: Call<'_>) -> Result<(), Error> {
         self.conn
             .as_deref_mut()
             .ok_or_else(|| Error::InvalidArgument("the lane handle is empty".to_owned()))?
-            .ready()
+            .call(call)
     }
 
     /// The lane number.
@@ -559,13 +551,13 @@ impl Lane<'_> {
     /// failure atomicity: the data travels inside persist messages) or
     /// [`PERSIST_RELAXED`](crate::PERSIST_RELAXED).
     pub fn persist(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.conn()?.call(Call::Persist { offset, len, flags })
+        self.call(Call::Persist { offset, len, flags })
     }
 
     /// `rpmem_deep_persist`: as `persist`, then flushes the range to the
     /// lowest persistence domain the target reaches.
     pub fn deep_persist(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.conn()?.call(Call::DeepPersist { offset, len })
+        self.call(Call::DeepPersist { offset, len })
     }
 
     /// `rpmem_flush`: sends region `[offset, offset + len)`; a later
@@ -573,25 +565,25 @@ impl Lane<'_> {
     /// Returns once the bytes are handed to the kernel. `flags`: 0 or
     /// [`FLUSH_RELAXED`](crate::FLUSH_RELAXED).
     pub fn flush(&mut self, offset: u64, len: u64, flags: u32) -> Result<(), Error> {
-        self.conn()?.call(Call::Flush { offset, len, flags })
+        self.call(Call::Flush { offset, len, flags })
     }
 
     /// `rpmem_drain`: makes every earlier flush of this lane durable.
     /// `flags` must be 0.
     pub fn drain(&mut self, flags: u32) -> Result<(), Error> {
-        self.conn()?.call(Call::Drain { flags })
+        self.call(Call::Drain { flags })
     }
 
     /// `rpmem_read`: pool bytes at `offset` into `buf` (received straight
     /// into it). Reading the pool header is allowed.
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.conn()?.call(Call::Read { offset, buf })
+        self.call(Call::Read { offset, buf })
     }
 
     /// Reads pool `[offset, offset + len)` into the region at the same
     /// offset (received straight into it).
     pub fn read_to_region(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        self.conn()?.call(Call::ReadToRegion { offset, len })
+        self.call(Call::ReadToRegion { offset, len })
     }
 }
 
@@ -686,11 +678,11 @@ impl RemotePool {
                 connect_timeout: opts.control_timeout,
                 watch_fd,
             };
-            lanes.push(LaneSlot::Ready(DataLane::Tcp(LaneConn::connect(
+            lanes.push(LaneSlot::Tcp(LaneConn::connect(
                 &setup,
                 Arc::clone(&region),
                 None,
-            )?)));
+            )?));
         }
         Ok(RemotePool {
             lanes: lanes
@@ -738,7 +730,7 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::ExtRepr,
     ),
     session_params: &SessionParams,
-) -> Result<(Vec<DataLane>, Method), Error> {
+) -> Result<(Vec<LaneSlot>, Method), Error> {
     use crate::verbs_lane::{VerbsLane, VerbsSetup, READ_SLOT};
     use rpmem_core::wire::oob::ext_flags;
     let rkey = u32::try_from(ibc.rkey).map_err(|_| Error::Protocol {
@@ -770,7 +762,7 @@ fn connect_verbs_lanes(
             connect_timeout: opts.control_timeout,
             watch_fd: Some(session.remote().watch_fd()),
         };
-        lanes.push(DataLane::Verbs(VerbsLane::connect(
+        lanes.push(LaneSlot::Verbs(VerbsLane::connect(
             &setup,
             Arc::clone(region),
             Some(Arc::clone(&info)),
@@ -797,7 +789,7 @@ fn connect_verbs_lanes(
         &rpmem_core::wire::oob::ExtRepr,
     ),
     _params: &SessionParams,
-) -> Result<(Vec<DataLane>, Method), Error> {
+) -> Result<(Vec<LaneSlot>, Method), Error> {
     Err(Error::InvalidArgument(format!(
         "RPMEM_PROVIDER=verbs (for {host}): this rpmem was built without the cargo feature `verbs`"
     )))
