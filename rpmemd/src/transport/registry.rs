@@ -177,7 +177,8 @@ impl<C: Connection> LaneRegistry<C> {
     }
 
     /// Gives lane `lane` to the connection of `guard`. Each lane may be
-    /// claimed once per session, even after its connection closed.
+    /// claimed once per session, even after its connection closed (unless
+    /// its worker never started: [`WorkerGuard::unstarted`]).
     pub fn claim(&self, guard: &WorkerGuard<C>, lane: u32) -> Result<(), Refusal> {
         let mut s = lock(&self.state);
         if s.stopping {
@@ -201,6 +202,21 @@ impl<C: Connection> LaneRegistry<C> {
             e.lane = Some(lane);
         }
         Ok(())
+    }
+
+    /// Frees the lane of connection `id`, if it has one (see
+    /// [`WorkerGuard::unstarted`]).
+    fn unclaim(&self, id: ConnId) -> Option<u32> {
+        let mut s = lock(&self.state);
+        let lane = s
+            .conns
+            .iter_mut()
+            .find(|e| e.id == id)
+            .and_then(|e| e.lane.take())?;
+        if let Some(t) = s.taken.get_mut(usize::try_from(lane).unwrap_or(usize::MAX)) {
+            *t = false;
+        }
+        Some(lane)
     }
 
     /// True once [`stop`](Self::stop) was called.
@@ -266,6 +282,15 @@ impl<C: Connection> WorkerGuard<C> {
     /// The registry.
     pub fn registry(&self) -> &LaneRegistry<C> {
         &self.registry
+    }
+
+    /// For a worker that never started (its thread could not be created):
+    /// gives back the lane its connection claimed, as nothing was received
+    /// or written through it, so that a new connection may claim it; then
+    /// unregisters the connection and the worker, as dropping the guard
+    /// does. Returns the lane freed, `None` when the connection had none.
+    pub fn unstarted(self) -> Option<u32> {
+        self.registry.unclaim(self.id)
     }
 }
 
@@ -342,6 +367,35 @@ mod tests {
         );
         drop(b);
         assert_eq!(reg.workers(), 1);
+    }
+
+    #[test]
+    fn a_lane_whose_worker_never_started_is_given_back() {
+        let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 8));
+        let a = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).unwrap();
+        let served = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).unwrap();
+        assert_eq!(reg.claimed(), 2);
+        assert_eq!(reg.workers(), 2);
+        assert_eq!(a.unstarted(), Some(1));
+        assert_eq!(reg.claimed(), 1);
+        assert_eq!(reg.workers(), 1);
+        // Lane 1 may be connected again; lane 0 (served) still may not.
+        let b = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).unwrap();
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).err(),
+            Some(Refusal::LaneTaken(0))
+        );
+        drop(served);
+        assert_eq!(
+            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).err(),
+            Some(Refusal::LaneTaken(0))
+        );
+        // A connection without a lane frees nothing.
+        let waiting = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
+        assert_eq!(waiting.unstarted(), None);
+        assert_eq!(reg.claimed(), 2);
+        drop(b);
+        assert_eq!(reg.workers(), 0);
     }
 
     #[test]

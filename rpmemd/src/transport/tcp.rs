@@ -766,6 +766,10 @@ fn log_refusal(end: &LaneEnd, peer: SocketAddr, shared: &Shared) {
     }
 }
 
+/// Starts the worker of a lane just claimed. If its thread cannot be
+/// created, the lane is given back (nothing was received on it) and the
+/// connection closed without the hello's answer; the client may connect
+/// the lane again.
 fn start_worker(
     guard: WorkerGuard<TcpStream>,
     conn: Arc<TcpStream>,
@@ -775,16 +779,74 @@ fn start_worker(
     shared: &Arc<Shared>,
 ) {
     let shared = Arc::clone(shared);
-    let spawned = Builder::new()
-        .name("rpmemd-lane".to_owned())
-        .stack_size(WORKER_STACK)
-        .spawn(move || worker(guard, conn, lane, number, &shared, peer));
+    let starting = Starting(Some(guard));
+    let spawned = spawn_worker(peer, move || {
+        if let Some(guard) = starting.started() {
+            worker(guard, conn, lane, number, &shared, peer);
+        }
+    });
     if let Err(e) = spawned {
-        // The closure (with the guard and the connection) was dropped: the
-        // connection is unregistered and closed.
-        log::error!("cannot start a lane worker for {peer}: {e}");
+        // The closure was dropped unrun: `Starting` gave the lane back, and
+        // the connection is unregistered and closed.
+        log::error!(
+            "cannot start the worker thread of lane {number} ({peer}): {e}; the connection is \
+             closed without an answer and the lane is free to be connected again"
+        );
     }
 }
+
+/// A claimed lane's guard on its way into the worker's thread. Dropped
+/// before the worker took it (the thread could not be created, and its
+/// closure was dropped unrun), it gives the lane back
+/// ([`WorkerGuard::unstarted`]).
+struct Starting(Option<WorkerGuard<TcpStream>>);
+
+impl Starting {
+    /// In the worker's thread: the guard, now the worker's to drop last.
+    fn started(mut self) -> Option<WorkerGuard<TcpStream>> {
+        self.0.take()
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.take() {
+            guard.unstarted();
+        }
+    }
+}
+
+/// Runs `f` on a new lane worker thread. Under test, the thread of a
+/// connection from an address in [`NO_THREAD_FOR`] is refused as the
+/// system refuses one (`EAGAIN`), once per entry.
+fn spawn_worker<F: FnOnce() + Send + 'static>(peer: SocketAddr, f: F) -> io::Result<()> {
+    #[cfg(all(test, not(loom)))]
+    {
+        let mut refuse = NO_THREAD_FOR
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = refuse.iter().position(|ip| *ip == peer.ip()) {
+            refuse.remove(i);
+            // As `std::thread::Builder::spawn` does when the thread cannot
+            // be created: the closure is dropped unrun.
+            drop(f);
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+    }
+    #[cfg(not(all(test, not(loom))))]
+    let _ = peer;
+    Builder::new()
+        .name("rpmemd-lane".to_owned())
+        .stack_size(WORKER_STACK)
+        .spawn(f)
+        .map(drop)
+}
+
+/// Test hook of [`spawn_worker`]: the addresses whose next lane worker
+/// thread cannot be created. A test's own `std` mutex: nothing of the
+/// loom models.
+#[cfg(all(test, not(loom)))]
+static NO_THREAD_FOR: std::sync::Mutex<Vec<IpAddr>> = std::sync::Mutex::new(Vec::new());
 
 /// Why a lane connection ended.
 #[derive(Debug)]
@@ -1334,18 +1396,34 @@ impl<'a> SockIo<'a> {
                 spin_from = None;
                 continue;
             }
-            if n == 0 {
-                return Err(IoError::Eof { got: done });
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock if !self.answers.is_empty() => self.flush_answers()?,
-                io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, &mut spin_from, deadline)?,
-                _ => return Err(IoError::Os(e)),
-            }
+            self.recv_stalled(n, done, &mut spin_from, deadline)?;
         }
         Ok(())
+    }
+
+    /// After a receive that returned `n` (zero or less) with `got` bytes
+    /// already in: the end of the stream (`n == 0`) or the socket's error,
+    /// or `Ok` to try again (interrupted; nothing to read yet, so the
+    /// answers held back go first, or else the socket is waited for). Called
+    /// right after the receive, before anything can change `errno`.
+    fn recv_stalled(
+        &mut self,
+        n: isize,
+        got: usize,
+        spin_from: &mut Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), IoError> {
+        if n == 0 {
+            return Err(IoError::Eof { got });
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => Ok(()),
+            // Nothing to read now: what is held back goes first.
+            io::ErrorKind::WouldBlock if !self.answers.is_empty() => self.flush_answers(),
+            io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, spin_from, deadline),
+            _ => Err(IoError::Os(e)),
+        }
     }
 
     /// Receives exactly `len` bytes into `ptr`.
@@ -1369,19 +1447,7 @@ impl<'a> SockIo<'a> {
                 spin_from = None;
                 continue;
             }
-            if n == 0 {
-                return Err(IoError::Eof { got: done });
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock if !self.answers.is_empty() => {
-                    // Nothing to read now: what is held back goes first.
-                    self.flush_answers()?;
-                }
-                io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, &mut spin_from, deadline)?,
-                _ => return Err(IoError::Os(e)),
-            }
+            self.recv_stalled(n, done, &mut spin_from, deadline)?;
         }
         Ok(())
     }
@@ -2036,6 +2102,44 @@ mod tests {
         assert!(closed_within(&stranger, Duration::from_secs(1)));
         let mut client = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr);
         assert_eq!(sealed_hello(&mut client, 0, &secret), HelloStatus::Ok);
+        assert_eq!(server.lanes_connected(), 1);
+        server.stop();
+        drop(pool);
+    }
+
+    /// A lane whose worker thread cannot be created is given back: its
+    /// connection closes without the hello's answer, and the client's next
+    /// connection for the same lane is served.
+    #[test]
+    fn a_lane_whose_worker_cannot_start_may_be_connected_again() {
+        use rpmem_core::wire::tcp::HelloStatus;
+        use std::io::{Read, Write};
+
+        let mut pool = ScratchPool::new(64 * 1024);
+        let secret = [5u8; SECRET_LEN];
+        // SAFETY: `pool` outlives the server (stopped below) and is not read.
+        let mut server =
+            unsafe { start_server(&waiting_config(), &mut pool, 1, 64, FlushMode::Cpu, secret) };
+        let addr = server.local_addr();
+        // An address of this test's own: the hook refuses its next thread.
+        let from = std::net::Ipv4Addr::new(127, 0, 0, 3);
+        NO_THREAD_FOR.lock().unwrap().push(IpAddr::V4(from));
+        let mut first = connect_from(from, addr);
+        first
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let c = rpmem_core::seal::ClientHandshake::new(&secret, 0, LaneMode::Sealed, [3; 32]);
+        first.write_all(c.hello()).unwrap();
+        let mut sh = [0u8; rpmem_core::seal::SERVER_HELLO_LEN];
+        first.read_exact(&mut sh).unwrap();
+        let (proof, _) = c.on_server_hello(&sh).unwrap();
+        first.write_all(&proof).unwrap();
+        // The lane was claimed, its worker refused: closed, nothing said.
+        assert!(closed_within(&first, Duration::from_secs(10)));
+        assert!(NO_THREAD_FOR.lock().unwrap().is_empty(), "the hook ran");
+        assert_eq!(server.lanes_connected(), 0);
+        let mut second = connect_from(from, addr);
+        assert_eq!(sealed_hello(&mut second, 0, &secret), HelloStatus::Ok);
         assert_eq!(server.lanes_connected(), 1);
         server.stop();
         drop(pool);
