@@ -372,24 +372,18 @@ mod tests {
     #[test]
     fn a_lane_whose_worker_never_started_is_given_back() {
         let reg = Arc::new(LaneRegistry::<FakeConn>::new(2, 8));
-        let a = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).unwrap();
-        let served = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).unwrap();
-        assert_eq!(reg.claimed(), 2);
-        assert_eq!(reg.workers(), 2);
+        let lane = |n: u32| LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), n);
+        let a = lane(1).unwrap();
+        let served = lane(0).unwrap();
+        assert_eq!((reg.claimed(), reg.workers()), (2, 2));
         assert_eq!(a.unstarted(), Some(1));
-        assert_eq!(reg.claimed(), 1);
-        assert_eq!(reg.workers(), 1);
-        // Lane 1 may be connected again; lane 0 (served) still may not.
-        let b = LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 1).unwrap();
-        assert_eq!(
-            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).err(),
-            Some(Refusal::LaneTaken(0))
-        );
+        assert_eq!((reg.claimed(), reg.workers()), (1, 1));
+        // Lane 1 may be connected again; lane 0 (served) still may not,
+        // neither while served nor after.
+        let b = lane(1).unwrap();
+        assert_eq!(lane(0).err(), Some(Refusal::LaneTaken(0)));
         drop(served);
-        assert_eq!(
-            LaneRegistry::admit_lane(&reg, Arc::new(FakeConn::default()), 0).err(),
-            Some(Refusal::LaneTaken(0))
-        );
+        assert_eq!(lane(0).err(), Some(Refusal::LaneTaken(0)));
         // A connection without a lane frees nothing.
         let waiting = LaneRegistry::admit(&reg, Arc::new(FakeConn::default())).unwrap();
         assert_eq!(waiting.unstarted(), None);
