@@ -82,7 +82,7 @@ call_engine!(StreamInitiator, StreamLaneError, poll_completion);
 
 /// The state of a lane that is not about moving bytes.
 #[derive(Debug)]
-pub(crate) struct LaneCx<E = InitiatorLane> {
+pub(crate) struct LaneCx<E> {
     /// The lane's number.
     pub(crate) index: u32,
     /// The core's machine: what to post or send, when a call is done.

@@ -286,7 +286,11 @@ impl VerbsLane {
 
     /// Posts what the engine allows, then reaps completions. Returns
     /// whether anything moved.
-    fn pump_io(&mut self, cx: &mut LaneCx, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn pump_io(
+        &mut self,
+        cx: &mut LaneCx<InitiatorLane>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
         let mut progressed = false;
         while let Some(op) = cx.engine.poll_op() {
             self.blocked.push_back(op);
@@ -332,7 +336,7 @@ impl VerbsLane {
     }
 
     /// Posts one operation; false when it must wait for a free slot.
-    fn post(&mut self, cx: &mut LaneCx, op: &Op) -> Result<bool, Error> {
+    fn post(&mut self, cx: &mut LaneCx<InitiatorLane>, op: &Op) -> Result<bool, Error> {
         // The engine never writes below `min_offset`; a user read there
         // (the pool header) is refused here, with its reason, instead of
         // taking the queue pair to the error state with a remote access
@@ -418,7 +422,12 @@ impl VerbsLane {
         posted.map_err(|e| cx.fail(format!("posting a {}: {e}", op.kind())))
     }
 
-    fn complete(&mut self, cx: &mut LaneCx, wc: &Wc, into: &mut ReadInto<'_>) -> Result<(), Error> {
+    fn complete(
+        &mut self,
+        cx: &mut LaneCx<InitiatorLane>,
+        wc: &Wc,
+        into: &mut ReadInto<'_>,
+    ) -> Result<(), Error> {
         let lane = cx.index;
         let op = match wc.kind {
             WcKind::Send => OpKind::Send,
@@ -483,7 +492,7 @@ impl VerbsLane {
     }
 
     /// Fails the call if rpmemd's channel hung up.
-    fn check_channel(&self, cx: &mut LaneCx) -> Result<(), Error> {
+    fn check_channel(&self, cx: &mut LaneCx<InitiatorLane>) -> Result<(), Error> {
         let Some(fd) = self.watch_fd else {
             return Ok(());
         };
@@ -504,7 +513,11 @@ impl VerbsLane {
 impl LaneIo for VerbsLane {
     type Engine = InitiatorLane;
 
-    fn pump(&mut self, cx: &mut LaneCx, into: &mut ReadInto<'_>) -> Result<bool, Error> {
+    fn pump(
+        &mut self,
+        cx: &mut LaneCx<InitiatorLane>,
+        into: &mut ReadInto<'_>,
+    ) -> Result<bool, Error> {
         self.pump_io(cx, into)
     }
 
@@ -514,7 +527,7 @@ impl LaneIo for VerbsLane {
 
     fn wait(
         &mut self,
-        cx: &mut LaneCx,
+        cx: &mut LaneCx<InitiatorLane>,
         into: &mut ReadInto<'_>,
         limit: Duration,
     ) -> Result<(), Error> {
@@ -538,7 +551,7 @@ impl LaneIo for VerbsLane {
         }
     }
 
-    fn waiting_for(&self, _cx: &LaneCx) -> &'static str {
+    fn waiting_for(&self, _cx: &LaneCx<InitiatorLane>) -> &'static str {
         if self.blocked.is_empty() {
             "waiting for completions"
         } else {
