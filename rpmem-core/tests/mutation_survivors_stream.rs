@@ -9,11 +9,14 @@
 
 use rpmem_core::flush::{FlushMode, CACHE_LINE};
 use rpmem_core::persist::{
-    BodyPiece, ClientError, FrameBody, HelloAccepted, HelloReject, Method, Next, Op, OpKind,
-    PersistMode, PersistMsgRepr, ReadDest, ServerError, ServerFrame, ServerStep, StreamClient,
+    BodyPiece, CallError, CallKind, Chunk, ClientError, FrameBody, HelloAccepted, HelloReject,
+    LaneParams, Method, Next, Op, OpKind, PersistMode, PersistMsgRepr, Placement, ReadDest,
+    ReadSink, ServerError, ServerFrame, ServerStep, StreamClient, StreamInitiator, StreamLaneError,
     StreamServer, StreamTarget, Target, TargetParams, TargetStep, ANSWER_LEN,
 };
-use rpmem_core::seal::{ClientHandshake, LaneMode, HELLO_LEN, PROOF_LEN, SERVER_HELLO_LEN};
+use rpmem_core::seal::{
+    ClientHandshake, LaneMode, SealError, HELLO_LEN, PROOF_LEN, SERVER_HELLO_LEN,
+};
 use rpmem_core::wire::tcp::{
     Error as TcpError, Frame, FrameKind, FrameRepr, Hello, HelloAckRepr, HelloRepr, HelloStatus,
     FRAME_HEADER_LEN, HELLO_ACK_LEN, VERSION,
@@ -877,4 +880,323 @@ fn write_back_reports_are_checked_and_recorded() {
         .unwrap();
     assert!(!s.on_body_written_back(128));
     assert_eq!(flush_start(&mut s), 100);
+}
+
+// ---- persist/stream_initiator.rs: the client lane, step by step ----
+
+/// A sink that takes bytes into a buffer, or refuses them all.
+struct Sink {
+    buf: Vec<u8>,
+    refuse: bool,
+}
+
+impl ReadSink for Sink {
+    fn put(&mut self, at: u64, bytes: &[u8]) -> bool {
+        if self.refuse {
+            return false;
+        }
+        let at = at as usize;
+        match self.buf.get_mut(at..at + bytes.len()) {
+            Some(d) => {
+                d.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn sink() -> Sink {
+    Sink {
+        buf: vec![0; 4096],
+        refuse: false,
+    }
+}
+
+fn initiator(lane: u32, mode: LaneMode) -> StreamInitiator {
+    let mut p = LaneParams::new(lane, 2, Method::Gpspm, POOL, 0, Placement::Stream);
+    p.inline_max = 64;
+    StreamInitiator::new(p, &SECRET, [0x44; 32], mode).expect("valid lane parameters")
+}
+
+/// Everything `poll_transmit` offers, as bytes (region bytes are `0xee`).
+fn offered(l: &mut StreamInitiator) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in l.poll_transmit() {
+        match c {
+            Chunk::Bytes(b) => out.extend_from_slice(b),
+            Chunk::Region { len, .. } => out.extend(std::iter::repeat_n(0xee, len as usize)),
+        }
+    }
+    out
+}
+
+/// Runs the server's steps up to its next `Recv`, returning what it sent.
+fn server_run(t: &mut StreamTarget) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        match t.poll() {
+            Next::Claim { .. } => t.on_claim(Ok(())).unwrap(),
+            Next::Send { bytes, .. } => {
+                out.extend_from_slice(bytes);
+                t.on_sent();
+            }
+            Next::FlushHeld => t.on_sent(),
+            _ => return out,
+        }
+    }
+}
+
+/// The handshake between an initiator and a target machine, each step's
+/// bytes checked; returns the pair connected.
+fn connected_pair(mode: LaneMode) -> (StreamInitiator, StreamTarget) {
+    let mut l = initiator(1, mode);
+    let mut t = machine(mode, true, 4096);
+    assert_eq!(l.lane(), 1);
+    assert_eq!(l.params().lane, 1);
+    assert!(!l.is_connected());
+    assert!(l.has_unsent(), "the hello is due");
+    let hello = offered(&mut l);
+    assert_eq!(hello.len(), HELLO_LEN);
+    l.on_transmitted(HELLO_LEN as u64 - 1).unwrap();
+    assert!(l.has_unsent(), "one byte of the hello is due");
+    assert_eq!(offered(&mut l), hello[HELLO_LEN - 1..]);
+    l.on_transmitted(1).unwrap();
+    assert!(!l.has_unsent(), "the server hello is awaited");
+    assert!(offered(&mut l).is_empty());
+    t.handle_bytes(&hello).unwrap();
+    let sh = server_run(&mut t);
+    l.handle_bytes(&sh, &mut sink()).unwrap();
+    assert!(l.has_unsent(), "the proof is due");
+    assert!(!l.is_connected());
+    let proof = offered(&mut l);
+    assert_eq!(proof.len(), PROOF_LEN);
+    l.on_transmitted(PROOF_LEN as u64).unwrap();
+    assert!(!l.has_unsent(), "the answer is awaited");
+    t.handle_bytes(&proof).unwrap();
+    let ack = server_run(&mut t);
+    assert_eq!(ack.len(), HELLO_ACK_LEN);
+    // The answer in two pieces.
+    l.handle_bytes(&ack[..3], &mut sink()).unwrap();
+    assert!(!l.is_connected());
+    l.handle_bytes(&ack[3..], &mut sink()).unwrap();
+    assert!(l.is_connected());
+    assert!(!l.has_unsent());
+    assert!(l.take_keys().is_some());
+    assert!(l.take_keys().is_none(), "the keys are given once");
+    assert_eq!(l.failure(), None);
+    (l, t)
+}
+
+/// The handshake's order is enforced: no server hello before the client
+/// hello went out, no answer before the proof went out, and on a sealed
+/// lane nothing in the clear after the answer.
+#[test]
+fn the_initiator_handshake_keeps_its_order() {
+    connected_pair(LaneMode::Plaintext);
+    connected_pair(LaneMode::Sealed);
+
+    // A server hello before the client hello was reported written.
+    let mut l = initiator(1, LaneMode::Plaintext);
+    let mut t = machine(LaneMode::Plaintext, true, 4096);
+    let hello = offered(&mut l);
+    t.handle_bytes(&hello).unwrap();
+    let sh = server_run(&mut t);
+    let e = StreamLaneError::Handshake(SealError::Malformed {
+        what: "server hello",
+        why: "it arrived before the client hello was sent",
+    });
+    assert_eq!(l.handle_bytes(&sh, &mut sink()), Err(e));
+    assert_eq!(l.failure(), Some(e));
+    assert!(
+        offered(&mut l).is_empty(),
+        "nothing goes out after a failure"
+    );
+    assert_eq!(l.on_transmitted(1), Err(e));
+
+    // The answer before the proof was reported written.
+    let mut l = initiator(1, LaneMode::Plaintext);
+    let mut t = machine(LaneMode::Plaintext, true, 4096);
+    let hello = offered(&mut l);
+    l.on_transmitted(hello.len() as u64).unwrap();
+    t.handle_bytes(&hello).unwrap();
+    l.handle_bytes(&server_run(&mut t), &mut sink()).unwrap();
+    let proof = offered(&mut l);
+    l.on_transmitted(PROOF_LEN as u64 - 1).unwrap();
+    t.handle_bytes(&proof).unwrap();
+    let ack = server_run(&mut t);
+    assert_eq!(
+        l.handle_bytes(&ack, &mut sink()),
+        Err(StreamLaneError::Handshake(SealError::Malformed {
+            what: "hello answer",
+            why: "it arrived before the client's proof was sent",
+        }))
+    );
+    assert!(!l.is_connected());
+
+    // Bytes after the answer: frames in the clear are fine on a plaintext
+    // lane (here the first bytes of a header), not on a sealed one.
+    for mode in [LaneMode::Plaintext, LaneMode::Sealed] {
+        let mut l = initiator(1, mode);
+        let mut t = machine(mode, true, 4096);
+        let hello = offered(&mut l);
+        l.on_transmitted(hello.len() as u64).unwrap();
+        t.handle_bytes(&hello).unwrap();
+        l.handle_bytes(&server_run(&mut t), &mut sink()).unwrap();
+        let proof = offered(&mut l);
+        l.on_transmitted(PROOF_LEN as u64).unwrap();
+        t.handle_bytes(&proof).unwrap();
+        let mut bytes = server_run(&mut t);
+        bytes.extend_from_slice(&[0x82, 0, 0]);
+        let r = l.handle_bytes(&bytes, &mut sink());
+        if mode == LaneMode::Sealed {
+            assert_eq!(
+                r,
+                Err(StreamLaneError::Handshake(SealError::Malformed {
+                    what: "hello answer",
+                    why: "bytes in the clear follow it on a sealed lane",
+                }))
+            );
+            assert!(!l.is_connected());
+        } else {
+            assert_eq!(r, Ok(()));
+            assert!(l.is_connected());
+        }
+    }
+}
+
+/// Reads: the body goes to the sink at the read's offsets, or is received
+/// directly; a sink that refuses it, or a driver that reports more bytes
+/// than are due, breaks the lane with a named error that stays the cause.
+#[test]
+fn read_bodies_go_where_they_are_due() {
+    let resp = |len: u64| {
+        let mut b = server_frame(FrameKind::ReadResp, 1, 0, 4096, len).to_vec();
+        b.extend((0..len).map(|i| i as u8));
+        b
+    };
+    // Through the sink, in pieces.
+    let (mut l, _) = connected_pair(LaneMode::Plaintext);
+    l.read(4096, 100).unwrap();
+    assert_eq!(l.call_in_flight(), Some(CallKind::Read));
+    let req = offered(&mut l);
+    assert_eq!(req.len(), FRAME_HEADER_LEN);
+    assert!(l.has_unsent());
+    l.on_transmitted(req.len() as u64).unwrap();
+    assert!(!l.has_unsent());
+    let mut s = sink();
+    let bytes = resp(100);
+    for piece in bytes.chunks(7) {
+        assert_eq!(l.poll_completion(), None);
+        l.handle_bytes(piece, &mut s).unwrap();
+    }
+    assert_eq!(l.poll_completion(), Some(Ok(())));
+    assert_eq!(l.call_in_flight(), None);
+    assert_eq!(&s.buf[..100], &bytes[FRAME_HEADER_LEN..]);
+
+    // Directly: the lane names where and how much.
+    let (mut l, _) = connected_pair(LaneMode::Plaintext);
+    assert_eq!(l.read_direct(), None);
+    assert_eq!(
+        l.on_read_direct(1),
+        Err(StreamLaneError::Overrun {
+            what: "received",
+            got: 1,
+            max: 0
+        })
+    );
+    let (mut l, _) = connected_pair(LaneMode::Plaintext);
+    l.read(4096, 100).unwrap();
+    let n = offered(&mut l).len() as u64;
+    l.on_transmitted(n).unwrap();
+    l.handle_bytes(&resp(100)[..FRAME_HEADER_LEN + 30], &mut sink())
+        .unwrap();
+    assert_eq!(l.read_direct(), Some((30, 70)));
+    l.on_read_direct(20).unwrap();
+    assert_eq!(l.read_direct(), Some((50, 50)));
+    let e = StreamLaneError::Overrun {
+        what: "received",
+        got: 51,
+        max: 50,
+    };
+    assert_eq!(l.on_read_direct(51), Err(e));
+    assert_eq!(l.failure(), Some(e));
+    assert_eq!(l.read_direct(), None, "nothing is due on a broken lane");
+    assert_eq!(l.poll_completion(), Some(Err(e)));
+    // The first cause stays.
+    assert_eq!(l.on_read_direct(1), Err(e));
+    assert_eq!(l.handle_bytes(&[0], &mut sink()), Err(e));
+    assert!(matches!(l.persist(0, 8, 0), Err(CallError::Broken(_))));
+    assert!(matches!(l.read(0, 8), Err(CallError::Broken(_))));
+    assert!(matches!(l.flush(0, 8, 0), Err(CallError::Broken(_))));
+    assert!(matches!(l.deep_persist(0, 8), Err(CallError::Broken(_))));
+    assert!(matches!(l.drain(0), Err(CallError::Broken(_))));
+
+    // A sink that refuses the bytes.
+    let (mut l, _) = connected_pair(LaneMode::Plaintext);
+    l.read(4096, 100).unwrap();
+    let n = offered(&mut l).len() as u64;
+    l.on_transmitted(n).unwrap();
+    let mut s = sink();
+    s.refuse = true;
+    assert_eq!(
+        l.handle_bytes(&resp(100), &mut s),
+        Err(StreamLaneError::ReadDestination { len: 100 })
+    );
+}
+
+/// A frame completes its call only once written whole; the offered bytes
+/// are the rest of each frame; reporting more is refused.
+#[test]
+fn frames_are_offered_and_counted_to_the_byte() {
+    let (mut l, mut t) = connected_pair(LaneMode::Plaintext);
+    l.persist(4096, 40, 0).unwrap();
+    assert_eq!(l.call_in_flight(), Some(CallKind::Persist));
+    let all = offered(&mut l);
+    // A SEND frame: header, message header, 40 inline bytes.
+    assert_eq!(all.len(), FRAME_HEADER_LEN + 24 + 40);
+    let chunks: Vec<u64> = l.poll_transmit().map(|c| c.len()).collect();
+    assert_eq!(chunks, [FRAME_HEADER_LEN as u64, 24, 40]);
+    assert!(l.poll_transmit().all(|c| !c.is_empty()));
+    for (i, cut) in [10usize, 30, 20].iter().enumerate() {
+        let done: usize = [10usize, 30, 20][..i].iter().sum();
+        assert_eq!(offered(&mut l), all[done..], "after {done} bytes");
+        l.on_transmitted(*cut as u64).unwrap();
+    }
+    assert_eq!(offered(&mut l), all[60..]);
+    assert_eq!(
+        l.poll_transmit().next(),
+        Some(Chunk::Region {
+            offset: 4096 + 4,
+            len: 36
+        })
+    );
+    l.on_transmitted(36).unwrap();
+    assert!(!l.has_unsent());
+    // The persist completes with the server's answer, not before.
+    assert_eq!(l.poll_completion(), None);
+    t.handle_bytes(&all[..FRAME_HEADER_LEN]).unwrap();
+    assert_eq!(t.poll(), Next::Msg { len: 24 + 40 });
+    let plan = t.on_msg(&all[FRAME_HEADER_LEN..]).unwrap();
+    assert_eq!(plan.msg().offset, 4096);
+    let resp = plan.response();
+    t.on_answer(resp, false).unwrap();
+    let answer = server_run(&mut t);
+    assert_eq!(answer.len(), ANSWER_LEN);
+    l.handle_bytes(&answer[..ANSWER_LEN - 1], &mut sink())
+        .unwrap();
+    assert_eq!(l.poll_completion(), None);
+    l.handle_bytes(&answer[ANSWER_LEN - 1..], &mut sink())
+        .unwrap();
+    assert_eq!(l.poll_completion(), Some(Ok(())));
+    assert_eq!(l.call_in_flight(), None);
+    // Reporting more bytes written than were offered breaks the lane.
+    assert_eq!(
+        l.on_transmitted(1),
+        Err(StreamLaneError::Overrun {
+            what: "written",
+            got: 1,
+            max: 0
+        })
+    );
 }
