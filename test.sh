@@ -52,7 +52,7 @@ step "sim: crash check" cargo run -p sim --release --locked -- check --seeds 300
 mutant_env=(env RUSTFLAGS="--cfg rpmem_mutants" CARGO_TARGET_DIR=target/mutants)
 mutants() {
   "${mutant_env[@]}" cargo test --release --locked -p sim &&
-    "${mutant_env[@]}" cargo test --release --locked -p rpmem-core --test persist_engine &&
+    "${mutant_env[@]}" cargo test --release --locked -p rpmem-core --test persist_engine --test mutation_survivors_persist &&
     "${mutant_env[@]}" cargo run -p sim --release --locked -- mutants
 }
 step "sim: mutant matrix" mutants
