@@ -1200,3 +1200,17 @@ fn frames_are_offered_and_counted_to_the_byte() {
         })
     );
 }
+
+/// A chunk's length and emptiness, for both kinds.
+#[test]
+fn chunks_know_their_length() {
+    for (c, len) in [
+        (Chunk::Bytes(&[1, 2, 3]), 3u64),
+        (Chunk::Bytes(&[]), 0),
+        (Chunk::Region { offset: 5, len: 70 }, 70),
+        (Chunk::Region { offset: 5, len: 0 }, 0),
+    ] {
+        assert_eq!(c.len(), len, "{c:?}");
+        assert_eq!(c.is_empty(), len == 0, "{c:?}");
+    }
+}
