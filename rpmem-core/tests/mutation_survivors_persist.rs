@@ -152,6 +152,68 @@ fn a_range_may_end_at_the_last_byte_of_the_pool() {
     );
 }
 
+/// A GPSPM lane with a send window of 2 and 64-byte inline messages, in
+/// the middle of a 256-byte persist (four messages): the two it could post.
+fn two_messages_posted() -> (InitiatorLane, [Op; 2]) {
+    let mut p = LaneParams::new(0, 1, Method::Gpspm, 1 << 20, 4096, Placement::Rdma);
+    p.send_window = 2;
+    p.inline_max = 64;
+    let mut lane = InitiatorLane::new(p).expect("valid lane parameters");
+    lane.persist(4096, 256, 0).expect("the call is accepted");
+    let first = lane.poll_op().expect("first message");
+    let second = lane.poll_op().expect("second message");
+    assert_eq!(lane.poll_op(), None, "the send window is full");
+    (lane, [first, second])
+}
+
+#[test]
+fn a_message_buffer_is_reused_only_after_its_send_completed() {
+    let _serial = serial();
+    // Both answered before their SENDs completed: both send buffers are
+    // still owned by the NIC, so the window stays full.
+    let (mut lane, ops) = two_messages_posted();
+    for op in &ops {
+        let resp = response_to(op);
+        lane.handle_completion(Completion::Recv {
+            lane: 0,
+            bytes: &resp,
+        })
+        .expect("a response may come before its send completion");
+    }
+    assert_eq!(lane.poll_op(), None, "two SENDs still in the send queue");
+    lane.handle_completion(Completion::Send { lane: 0 })
+        .expect("the first SEND completes");
+    assert!(
+        matches!(lane.poll_op(), Some(Op::Send { inline: true, .. })),
+        "one buffer is free again"
+    );
+    assert_eq!(lane.poll_op(), None);
+}
+
+#[test]
+fn unanswered_messages_never_exceed_the_send_window() {
+    let _serial = serial();
+    // Both SENDs completed, neither answered: the target has no receive
+    // buffer left for this lane, so the window stays full.
+    let (mut lane, ops) = two_messages_posted();
+    for _ in &ops {
+        lane.handle_completion(Completion::Send { lane: 0 })
+            .expect("the SEND completes");
+    }
+    assert_eq!(lane.poll_op(), None, "two messages await their responses");
+    let resp = response_to(&ops[0]);
+    lane.handle_completion(Completion::Recv {
+        lane: 0,
+        bytes: &resp,
+    })
+    .expect("the first message is answered");
+    assert!(
+        matches!(lane.poll_op(), Some(Op::Send { inline: true, .. })),
+        "one response slot is free again"
+    );
+    assert_eq!(lane.poll_op(), None);
+}
+
 /// The seeded bug `FlushMissesLastLine` (compiled only with
 /// `--cfg rpmem_mutants`) must do what the simulator's mutant step expects
 /// of it: skip exactly the last line of a range of several lines, and
