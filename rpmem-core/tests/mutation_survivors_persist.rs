@@ -1,8 +1,10 @@
 //! Checks written for the mutants that cargo-mutants found surviving in
-//! `persist/initiator.rs` and `persist/target.rs` (docs/simulation.md,
-//! "cargo-mutants"): each test below fails under at least one of them.
-//! Drivers (rpmem's lanes, the simulator) decide what to do next from the
-//! lane's state accessors, so these are checked through a whole call.
+//! `persist/initiator.rs` and in the seeded-bug hooks of `flush/mod.rs` and
+//! `persist/initiator.rs` (docs/simulation.md, "cargo-mutants"): each test
+//! below fails under at least one of them. Drivers (rpmem's lanes, the
+//! simulator) decide what to do next from the lane's state accessors, so
+//! these are checked through a whole call. The hook tests are compiled only
+//! with `--cfg rpmem_mutants` (test.sh's mutant step runs them).
 
 use std::sync::{Mutex, MutexGuard};
 
