@@ -1214,3 +1214,33 @@ fn chunks_know_their_length() {
         assert_eq!(c.is_empty(), len == 0, "{c:?}");
     }
 }
+
+/// Reporting more bytes of the hello or of the proof written than were
+/// offered is a driver bug the lane refuses, also after part of them went
+/// out.
+#[test]
+fn over_reporting_the_handshake_is_refused() {
+    let overrun = StreamLaneError::Overrun {
+        what: "written",
+        got: 1,
+        max: 0,
+    };
+    // The hello: 10 bytes, then one more than the other 38.
+    let mut l = initiator(1, LaneMode::Plaintext);
+    l.on_transmitted(10).unwrap();
+    assert_eq!(offered(&mut l).len(), HELLO_LEN - 10);
+    assert_eq!(l.on_transmitted(HELLO_LEN as u64 - 10 + 1), Err(overrun));
+    assert_eq!(l.failure(), Some(overrun));
+
+    // The proof: 10 bytes, then one more than the other 22.
+    let mut l = initiator(1, LaneMode::Plaintext);
+    let mut t = machine(LaneMode::Plaintext, true, 4096);
+    let hello = offered(&mut l);
+    l.on_transmitted(hello.len() as u64).unwrap();
+    t.handle_bytes(&hello).unwrap();
+    l.handle_bytes(&server_run(&mut t), &mut sink()).unwrap();
+    l.on_transmitted(10).unwrap();
+    assert_eq!(offered(&mut l).len(), PROOF_LEN - 10);
+    assert_eq!(l.on_transmitted(PROOF_LEN as u64 - 10 + 1), Err(overrun));
+    assert!(!l.is_connected());
+}
