@@ -1244,3 +1244,34 @@ fn over_reporting_the_handshake_is_refused() {
     assert_eq!(l.on_transmitted(PROOF_LEN as u64 - 10 + 1), Err(overrun));
     assert!(!l.is_connected());
 }
+
+/// A READ_RESP body ends at its length: bytes after it in the same hand-in
+/// are the next frame's (here a header no request awaits, which breaks the
+/// lane), never more of the body.
+#[test]
+fn a_read_body_ends_at_its_length() {
+    let (mut l, _) = connected_pair(LaneMode::Plaintext);
+    l.read(4096, 100).unwrap();
+    let n = offered(&mut l).len() as u64;
+    l.on_transmitted(n).unwrap();
+    let mut bytes = server_frame(FrameKind::ReadResp, 1, 0, 4096, 100).to_vec();
+    bytes.extend((0..100u32).map(|i| i as u8 | 0x80));
+    let mut s = sink();
+    l.handle_bytes(&bytes[..FRAME_HEADER_LEN + 30], &mut s)
+        .unwrap();
+    let mut rest = bytes[FRAME_HEADER_LEN + 30..].to_vec();
+    rest.extend_from_slice(&server_frame(FrameKind::Recv, 1, 1, 0, 8));
+    assert_eq!(
+        l.handle_bytes(&rest, &mut s),
+        Err(StreamLaneError::Stream(ClientError::Unexpected {
+            got: FrameKind::Recv,
+            req_id: 1,
+            expected: "no request awaits an answer",
+        }))
+    );
+    assert_eq!(&s.buf[..100], &bytes[FRAME_HEADER_LEN..]);
+    assert!(
+        s.buf[100..].iter().all(|&b| b == 0),
+        "nothing past the body"
+    );
+}
